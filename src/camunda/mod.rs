@@ -1,0 +1,18 @@
+//! The engine's REST API (`/engine-rest`) as procos uses it: a pooled keep-alive client, the wire
+//! models, typed variables and the engine's error bodies as typed errors.
+//!
+//! Works against Camunda 7.2x, Operaton and CIB seven (same API, same base path). Used by the
+//! kernel (readiness, deployment), the manager (fetchAndLock, extendLock, unlock) and the
+//! pipeline's Completion block (complete, failure, bpmnError); it uses nothing above it.
+
+pub mod backoff;
+pub mod client;
+pub mod error;
+pub mod models;
+pub mod variables;
+
+pub use backoff::Backoff;
+pub use client::{CamundaClient, ClientSettings};
+pub use error::CamundaError;
+pub use models::*;
+pub use variables::{TypedValue, VarType, Variable, VariableMap};

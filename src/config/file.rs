@@ -1,0 +1,301 @@
+//! The shape of `pde.yaml`, as serde reads it. Strict: every struct denies unknown keys, so a typo
+//! is an error with its YAML path instead of a silently ignored setting.
+//!
+//! Durations are written `30s`, `500ms`, `2m` (humantime). Defaults are the ones a production
+//! deployment beside Camunda 7 wants; each is named in a `default_*` function below.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::secret::Secret;
+use crate::endpoints::EndpointConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// How to reach the engine and how to poll it.
+    pub camunda: CamundaConfig,
+    /// What to deploy from disk at boot and on change.
+    #[serde(default)]
+    pub deploy: DeployConfig,
+    /// Pools of PDEs and shutdown behaviour.
+    pub pde_manager: ManagerConfig,
+    /// One entry per external-task topic procos serves.
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// Named endpoints that topics and pools refer to.
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+}
+
+/// Connection to the engine's REST API and the fetch-and-lock parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CamundaConfig {
+    /// Base URL of engine-rest, e.g. `http://localhost:8080/engine-rest`.
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// Credentials for the REST API; none by default (Camunda Run's default).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Worker id sent with every call; default: hostname + random suffix, fixed for the process life.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// How long a fetched task stays locked; the heartbeat extends it while work runs.
+    #[serde(default = "default_lock_duration", with = "humantime_serde")]
+    pub lock_duration: Duration,
+    /// `asyncResponseTimeout` of fetchAndLock: how long one long poll may wait for work.
+    #[serde(default = "default_long_poll", with = "humantime_serde")]
+    pub long_poll: Duration,
+    /// Upper bound on `maxTasks` per fetch, whatever the free capacity.
+    #[serde(default = "default_max_tasks")]
+    pub max_tasks: usize,
+    /// Fetch tasks by priority (`usePriority`).
+    #[serde(default = "default_true")]
+    pub use_priority: bool,
+    /// Timeout of every call other than the long poll.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long boot waits for the engine to answer before giving up with a fatal error.
+    #[serde(default = "default_boot_timeout", with = "humantime_serde")]
+    pub boot_timeout: Duration,
+    /// Retry policy for 5xx and I/O errors (fetch loop, completion, deploy).
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+}
+
+/// Credentials for engine-rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// HTTP basic authentication (Camunda's `/engine-rest` auth filter).
+    Basic { username: String, password: Secret },
+    /// A static bearer token (e.g. from a gateway in front of the engine).
+    Bearer { token: Secret },
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// First delay after a failure.
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    /// Ceiling for the delay.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// Growth factor per consecutive failure.
+    #[serde(default = "default_backoff_multiplier")]
+    pub multiplier: f64,
+}
+
+/// The deploy directory and how it is watched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Folder whose `.bpmn`, `.dmn` and `.form` files are deployed (relative to the working dir).
+    #[serde(default = "default_deploy_dir")]
+    pub dir: PathBuf,
+    /// Redeploy when files are added or changed.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// `deployment-name`; with `source`, the key of Camunda's duplicate filtering.
+    #[serde(default = "default_deployment_name")]
+    pub deployment_name: String,
+    /// `deployment-source`: stable, so that unchanged files are not redeployed.
+    #[serde(default = "default_deployment_source")]
+    pub source: String,
+    /// Deploy for this tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Quiet time after the last file event before redeploying.
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+}
+
+/// The PDE manager: pools and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerConfig {
+    /// Named pools of PDEs.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// How long running tasks may take to finish after SIGTERM before procos exits anyway.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// A pool of Process Definition Executors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Number of PDE executors in the pool (tasks are spread over them, least busy first).
+    #[serde(default = "default_instances")]
+    pub instances: usize,
+    /// Endpoints the pool's PDEs may call; a topic on this pool may only use these.
+    pub endpoints: Vec<String>,
+    /// Bound on tasks in flight in the whole pool; the fetch loop never asks for more.
+    pub max_concurrent_tasks: usize,
+}
+
+/// One external-task topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// The pool whose PDEs run this topic's tasks.
+    pub pool: String,
+    /// Endpoints in routing order: primary first, then fallbacks.
+    pub endpoints: Vec<String>,
+    /// Retries for a task the engine has never seen fail (`task.retries` is null until then).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// `retryTimeout` sent with a failure: how long the engine waits before offering it again.
+    #[serde(default = "default_retry_timeout", with = "humantime_serde")]
+    pub retry_timeout: Duration,
+    /// Lock duration for this topic; default `camunda.lock_duration`.
+    #[serde(default, with = "humantime_serde")]
+    pub lock_duration: Option<Duration>,
+    /// Fetch only these variables (default: all).
+    #[serde(default)]
+    pub variables: Option<Vec<String>>,
+    /// Input checks done by the Test block.
+    #[serde(default)]
+    pub input: InputConfig,
+    /// How the result becomes process variables, and the rules Validation checks.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Error class → BPMN error code. Classes: `input_invalid`, `output_invalid`, and the codes
+    /// endpoints report (`http_404`, `http_4xx`, `http_5xx`, `timeout`, …).
+    #[serde(default)]
+    pub bpmn_errors: BTreeMap<String, String>,
+}
+
+/// What the Test block checks before any endpoint is called.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Variables that must be present and not null.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Expected JSON type of a variable: `string`, `number`, `integer`, `boolean`, `object`, `array`.
+    #[serde(default)]
+    pub types: BTreeMap<String, JsonType>,
+}
+
+/// A JSON type name, as used by input checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+}
+
+/// How an endpoint's result is checked and turned into variables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Put the whole result in this one variable.
+    #[serde(default)]
+    pub variable: Option<String>,
+    /// Variable name → JSON pointer into the result (e.g. `status: /status`).
+    #[serde(default)]
+    pub mapping: BTreeMap<String, String>,
+    /// Top-level keys (or JSON pointers starting with `/`) the result must have.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// A JSON Schema the result must satisfy.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// Set the variables as local variables of the task's execution.
+    #[serde(default)]
+    pub local: bool,
+    /// Calls of the same endpoint per task when its result fails validation (then: next fallback).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+fn default_url() -> String {
+    "http://localhost:8080/engine-rest".into()
+}
+fn default_lock_duration() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_long_poll() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_max_tasks() -> usize {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_boot_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_backoff_multiplier() -> f64 {
+    2.0
+}
+fn default_deploy_dir() -> PathBuf {
+    PathBuf::from("bpmn")
+}
+fn default_deployment_name() -> String {
+    "procos".into()
+}
+fn default_deployment_source() -> String {
+    "procos".into()
+}
+fn default_debounce() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_instances() -> usize {
+    1
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_retry_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_attempts() -> u32 {
+    1
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+            multiplier: default_backoff_multiplier(),
+        }
+    }
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_deploy_dir(),
+            watch: true,
+            deployment_name: default_deployment_name(),
+            source: default_deployment_source(),
+            tenant_id: None,
+            debounce: default_debounce(),
+        }
+    }
+}

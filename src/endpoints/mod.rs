@@ -1,0 +1,231 @@
+//! Endpoints: where a task's work is actually done.
+//!
+//! Every kind implements the object-safe [`Endpoint`] trait and is held as `Arc<dyn Endpoint>`,
+//! chosen at run time from the closed [`EndpointConfig`] enum. Building matches exhaustively, so
+//! adding a kind makes the compiler list every place to touch.
+//!
+//! An endpoint receives an [`EndpointRequest`] (decoded variables, extension properties, business
+//! key, and — for retries after a failed validation — the validation error as feedback) and
+//! answers with an [`EndpointReply`] (a JSON result plus usage figures) or an [`EndpointError`]
+//! that says *what kind* of failure it was. What that kind means for Camunda (retry, fallback,
+//! BPMN error, incident) is decided in one place: `pde::completion`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+pub mod http;
+pub mod noop;
+pub mod python;
+pub mod template;
+
+/// One endpoint kind per variant; the `type` key picks it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EndpointConfig {
+    /// An HTTP call built from templates.
+    Http(http::HttpConfig),
+    /// A Python script run as a subprocess.
+    Python(python::PythonConfig),
+    /// Echoes its input; for smoke tests and benchmarks.
+    Noop(noop::NoopConfig),
+}
+
+impl EndpointConfig {
+    /// The `type` name, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EndpointConfig::Http(_) => "http",
+            EndpointConfig::Python(_) => "python",
+            EndpointConfig::Noop(_) => "noop",
+        }
+    }
+
+    /// Builds the endpoint (I/O allowed: clients, compiled templates).
+    pub fn build(&self, name: &str) -> Result<Arc<dyn Endpoint>, EndpointError> {
+        Ok(match self {
+            EndpointConfig::Http(c) => Arc::new(http::HttpEndpoint::new(name, c)?),
+            EndpointConfig::Python(c) => Arc::new(python::PythonEndpoint::new(name, c)?),
+            EndpointConfig::Noop(c) => Arc::new(noop::NoopEndpoint::new(name, c)),
+        })
+    }
+}
+
+/// Everything an endpoint may use from the task. Built once per task by the Start block.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointRequest {
+    /// External task id (also a stable idempotency key for side effects).
+    pub task_id: String,
+    /// The task's topic.
+    pub topic: String,
+    /// The BPMN activity id of the external task.
+    pub activity_id: String,
+    /// Process instance the task belongs to.
+    pub process_instance_id: String,
+    /// Business key of the process instance, if any.
+    pub business_key: Option<String>,
+    /// The task's variables, decoded to plain JSON (Json/Object variables parsed, Dates as strings).
+    pub variables: Map<String, Value>,
+    /// Camunda extension properties of the activity (`camunda:properties`), e.g. `pde.endpoint`.
+    pub properties: BTreeMap<String, String>,
+    /// The topic's output JSON Schema, for endpoints that can ask for structured output.
+    pub output_schema: Option<Arc<Value>>,
+    /// Why the previous attempt's result was rejected, for endpoints that can correct themselves.
+    pub feedback: Option<String>,
+    /// Cancelled when the task is gone (lock lost, instance deleted) or procos stops hard.
+    pub cancel: CancellationToken,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointReply {
+    /// The result, mapped to variables by the topic's output rules.
+    pub output: Value,
+    /// Token usage and cost, for endpoints that have them.
+    pub usage: Option<Usage>,
+}
+
+impl EndpointReply {
+    /// A reply with just an output.
+    pub fn new(output: Value) -> Self {
+        Self {
+            output,
+            usage: None,
+        }
+    }
+}
+
+/// Usage figures of a call, for logs, metrics and the learner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// Model that answered.
+    pub model: Option<String>,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Cost in the configured currency, when prices are configured.
+    pub cost: Option<f64>,
+}
+
+/// What kind of failure an endpoint had. The pipeline decides what it means for Camunda.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorKind {
+    /// Worth trying again later (5xx, 429, timeout, connection refused).
+    Transient {
+        /// Server-advised wait (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Will not get better by retrying (bad credentials, 4xx, script exits with a usage error):
+    /// the task should become an incident so a person looks at it.
+    Permanent,
+    /// This endpoint cannot serve this request, another might (e.g. context length exceeded).
+    Fallback,
+    /// A business outcome: raise this BPMN error code.
+    Business {
+        /// The BPMN error code.
+        error_code: String,
+    },
+    /// The task was cancelled while the endpoint ran.
+    Cancelled,
+}
+
+/// A failed call: what kind, a class for `bpmn_errors` mapping, and a message naming the input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct EndpointError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// Class of the error that a topic's `bpmn_errors` can map to a BPMN error code, e.g.
+    /// `http_404`, `http_4xx`, `timeout`, `exit_code`.
+    pub code: Option<String>,
+    /// One line saying what failed, naming the input.
+    pub message: String,
+    /// Longer details (response body, stderr) for Camunda's `errorDetails`.
+    pub details: Option<String>,
+}
+
+impl EndpointError {
+    fn with_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: None,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// A transient failure.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::with_kind(ErrorKind::Transient { retry_after: None }, message)
+    }
+
+    /// A permanent failure (→ incident).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::with_kind(ErrorKind::Permanent, message)
+    }
+
+    /// Try the next endpoint.
+    pub fn fallback(message: impl Into<String>) -> Self {
+        Self::with_kind(ErrorKind::Fallback, message)
+    }
+
+    /// A BPMN error.
+    pub fn business(error_code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::with_kind(
+            ErrorKind::Business {
+                error_code: error_code.into(),
+            },
+            message,
+        )
+    }
+
+    /// The task was cancelled.
+    pub fn cancelled() -> Self {
+        Self::with_kind(ErrorKind::Cancelled, "the task was cancelled")
+    }
+
+    /// Sets the class used by `bpmn_errors` mapping.
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the details.
+    pub fn details(mut self, details: impl Into<String>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+
+    /// Sets a server-advised wait on a transient error.
+    pub fn retry_after(mut self, wait: Option<Duration>) -> Self {
+        if let ErrorKind::Transient { retry_after } = &mut self.kind {
+            *retry_after = wait;
+        }
+        self
+    }
+}
+
+/// A place where work is done. Object-safe: held as `Arc<dyn Endpoint>`.
+#[async_trait]
+pub trait Endpoint: Send + Sync + std::fmt::Debug {
+    /// The endpoint's name in `pde.yaml`.
+    fn name(&self) -> &str;
+
+    /// The endpoint's kind (`http`, `python`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Is the endpoint usable right now? Cheap; called by the Test block before routing.
+    /// Endpoints with a remote health probe cache its answer; the default is "yes".
+    async fn health(&self) -> Result<(), EndpointError> {
+        Ok(())
+    }
+
+    /// Does the work.
+    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError>;
+}

@@ -1,0 +1,1 @@
+//! In-memory Camunda-compatible engine (being built).

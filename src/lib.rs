@@ -1,0 +1,30 @@
+//! # procos — a Camunda 7 external-task runtime
+//!
+//! procos fetches external tasks from a Camunda 7 engine (or Operaton / CIB seven) and runs each
+//! one through a self-checking pipeline of five blocks before reporting the outcome.
+//!
+//! ## Layout
+//! Data flows one way, top to bottom; no module reaches back up.
+//!
+//! ```text
+//! main.rs ─► cli        parse the command line
+//!            telemetry  structured logs (JSON or pretty)
+//!            config     pde.yaml: parse → interpolate ${VAR} → validate (pure) → runtime config
+//!            kernel     microkernel: wait for the engine, deploy bpmn/ (+ watch), supervise shutdown
+//!              └► manager   PDE pools, the single fetch loop, dispatch, lock heartbeat
+//!                   └► pde        Pipeline::run = Start → Test → Gateway → Validation → Completion
+//!                        └► endpoints  trait Endpoint + http, python, noop (+ AI, email, sub-PDE)
+//!            camunda    the engine's REST API: client, models, typed variables, errors
+//!                       (used by kernel, manager and pde::completion; uses nothing above)
+//!            engine     an in-memory Camunda-compatible engine: `procos dev` and the test suite
+//! ```
+
+pub mod camunda;
+pub mod cli;
+pub mod config;
+pub mod endpoints;
+pub mod engine;
+pub mod kernel;
+pub mod manager;
+pub mod pde;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! pde (being built).
