@@ -1,1 +1,54 @@
-//! Command line (being built).
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// procos: runs Camunda 7 external tasks through a self-checking pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "procos", version, about, long_about = None)]
+pub struct Cli {
+    /// The pde.yaml to run (for the daemon; `validate` and `dev` take it too).
+    #[arg(long, short, global = true, env = "PROCOS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format; default JSON when stderr is not a terminal, pretty otherwise.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in RUST_LOG syntax (e.g. `info,procos=debug`); default `RUST_LOG`, else `info`.
+    #[arg(long, global = true)]
+    pub log_filter: Option<String>,
+    /// What to do; without a command, run the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config offline and print every problem with its YAML path (exit 78 if any).
+    Validate,
+    /// Run against an in-memory development engine started in this process (no Camunda needed).
+    Dev {
+        /// Where the development engine listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Start instances of this process definition key once deployed.
+        #[arg(long)]
+        start: Option<String>,
+        /// Variables for the started instances, as a JSON object of plain values.
+        #[arg(long, default_value = "{}")]
+        vars: String,
+        /// How many instances to start.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Run only the in-memory development engine (no worker), e.g. for tests or another procos.
+    Engine {
+        /// Where the engine listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}

@@ -1,1 +1,195 @@
-fn main() {}
+//! procos's entry point: parse the command line, set up logs, load the config, run the kernel
+//! until a signal, drain, and exit with a code that says what happened.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use procos::cli::{Cli, Command};
+use procos::config::{self, FileConfig};
+use procos::engine::{Engine, EngineOptions};
+use procos::{camunda, kernel, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// sysexits.h: configuration error.
+const EX_CONFIG: u8 = 78;
+/// sysexits.h: a service is unavailable (the engine never answered).
+const EX_UNAVAILABLE: u8 = 69;
+/// Default config path.
+const DEFAULT_CONFIG: &str = "config/pde.yaml";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, cli.log_filter.as_deref());
+    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    if let Some(Command::Validate) = cli.command {
+        return validate(&config_path);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("procos: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(cli, config_path))
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} topics, {} pools, {} endpoints)",
+                path.display(),
+                c.topics.len(),
+                c.pde_manager.pools.len(),
+                c.endpoints.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<FileConfig, ExitCode> {
+    config::load(path).map_err(|e| {
+        tracing::error!("{e}");
+        eprintln!("{e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
+    let shutdown = match kernel::supervisor::install() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot install signal handlers.");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Engine { listen }) => run_engine(listen, shutdown).await,
+        Some(Command::Dev { listen, start, vars, count }) => {
+            let mut config = match load(&config_path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(engine_stop) = start_dev_engine(listen, &mut config).await else {
+                return ExitCode::FAILURE;
+            };
+            if let Some(key) = start {
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&vars) {
+                    Ok(vars) => {
+                        tokio::spawn(start_instances(kernel::client(&config), key, vars, count));
+                    }
+                    Err(e) => {
+                        eprintln!("procos dev: --vars must be a JSON object: {e}");
+                        return ExitCode::from(EX_CONFIG);
+                    }
+                }
+            }
+            let code = run_daemon(config, shutdown).await;
+            engine_stop.cancel();
+            code
+        }
+        Some(Command::Validate) | None => match load(&config_path) {
+            Ok(config) => run_daemon(config, shutdown).await,
+            Err(code) => code,
+        },
+    }
+}
+
+async fn run_daemon(config: FileConfig, shutdown: CancellationToken) -> ExitCode {
+    match kernel::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(kernel::KernelError::Boot(e)) => {
+            tracing::error!(error = %e, "The engine is unavailable; giving up.");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "procos cannot run.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_engine(listen: std::net::SocketAddr, shutdown: CancellationToken) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %listen, error = %e, "Cannot listen.");
+            return ExitCode::FAILURE;
+        }
+    };
+    warn_dev_engine(listen);
+    let engine = Engine::new(EngineOptions::default());
+    match engine.serve(listener, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "The engine stopped.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn warn_dev_engine(listen: std::net::SocketAddr) {
+    tracing::warn!(
+        url = %format!("http://{listen}/engine-rest"),
+        "IN-MEMORY DEVELOPMENT ENGINE — this is not Camunda: nothing persists, there is no Cockpit or Tasklist, and only what the examples need of BPMN runs. Use a real Camunda 7 (docker compose up) for anything else."
+    );
+}
+
+/// Starts the development engine in this process and points the config at it.
+async fn start_dev_engine(listen: std::net::SocketAddr, config: &mut FileConfig) -> Option<CancellationToken> {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %listen, error = %e, "Cannot start the development engine (is something else on that port? try --listen 127.0.0.1:0).");
+            return None;
+        }
+    };
+    let addr = listener.local_addr().ok()?;
+    warn_dev_engine(addr);
+    config.camunda.url = format!("http://{addr}/engine-rest");
+    let stop = CancellationToken::new();
+    let engine = Engine::new(EngineOptions::default());
+    let token = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine.serve(listener, token).await {
+            tracing::error!(error = %e, "The development engine stopped.");
+        }
+    });
+    Some(stop)
+}
+
+/// Starts `count` instances once the definition is deployed (retrying while it is not yet).
+async fn start_instances(
+    client: Result<camunda::CamundaClient, camunda::CamundaError>,
+    key: String,
+    vars: serde_json::Map<String, serde_json::Value>,
+    count: u32,
+) {
+    let Ok(client) = client else { return };
+    let variables = camunda::variables::encode_json_map(&vars);
+    let mut started = 0;
+    let mut tries = 0;
+    while started < count && tries < 120 {
+        match client.start_process(&key, None, variables.clone()).await {
+            Ok(pi) => {
+                started += 1;
+                tracing::info!(process_instance = %pi.id, key = %key, "Started a process instance.");
+            }
+            Err(e) => {
+                tries += 1;
+                if tries == 120 {
+                    tracing::error!(key = %key, error = %e, "Could not start process instances.");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}

@@ -1,1 +1,84 @@
-//! kernel (being built).
+//! The microkernel: boots procos against the engine and supervises it until shutdown.
+//!
+//! ```text
+//!  boot ── wait for the engine (GET /version, backoff, fatal after camunda.boot_timeout)
+//!   └─► deployer ── deploy bpmn/ (changed only) ──► watch bpmn/ and redeploy (debounced)
+//!   └─► manager ─── pools, fetch loop, pipelines ── until the shutdown token fires, then drain
+//! ```
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::camunda::{CamundaClient, CamundaError, ClientSettings};
+use crate::config::FileConfig;
+use crate::manager::{Manager, ManagerError, build_endpoints};
+
+pub mod boot;
+pub mod deployer;
+pub mod supervisor;
+
+pub use deployer::Deployer;
+
+/// Why procos could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The engine client could not be built.
+    #[error(transparent)]
+    Client(#[from] CamundaError),
+    /// The engine never answered.
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    /// Endpoints, pools or topics could not be built.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// The worker id: configured, or hostname + a random suffix (fixed for the process's life, so a
+/// restarted procos never answers for the locks of its previous life).
+pub fn worker_id(config: &FileConfig) -> String {
+    if let Some(id) = &config.camunda.worker_id {
+        return id.clone();
+    }
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "procos".to_string());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+/// The engine client for a config.
+pub fn client(config: &FileConfig) -> Result<CamundaClient, CamundaError> {
+    CamundaClient::new(ClientSettings {
+        url: config.camunda.url.clone(),
+        auth: config.camunda.auth.clone(),
+        worker_id: worker_id(config),
+        request_timeout: config.camunda.request_timeout,
+    })
+}
+
+/// Boots and runs procos until `shutdown` fires and running tasks are drained.
+pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
+    let camunda = client(&config)?;
+    let endpoints = build_endpoints(&config)?;
+    let manager = Manager::new(&config, camunda.clone(), &endpoints)?;
+    tracing::info!(url = %config.camunda.url, worker_id = camunda.worker_id(), "procos starting.");
+    match boot::wait_for_engine(&camunda, config.camunda.boot_timeout, config.camunda.backoff.clone(), &shutdown).await {
+        Ok(_) => {}
+        Err(boot::BootError::Stopped) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let background = TaskTracker::new();
+    let deployer = Deployer::new(camunda.clone(), config.deploy.clone());
+    deployer.deploy_at_boot(config.camunda.backoff.clone(), &shutdown).await;
+    if config.deploy.watch {
+        background.spawn(deployer.watch(shutdown.clone()));
+    }
+    manager.run(shutdown.clone()).await;
+    background.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
+    tracing::info!("procos stopped.");
+    Ok(())
+}

@@ -1,1 +1,325 @@
-//! manager (being built).
+//! The PDE manager: pools of PDEs, the one fetch loop, dispatch, lock heartbeats, and draining
+//! on shutdown.
+//!
+//! ```text
+//!              ┌──────────── reserve free slots of every pool (≤ camunda.max_tasks) ◄─────┐
+//!  fetch loop ─┤  one fetchAndLock for all topics whose pool has a free slot, maxTasks =    │
+//!              │  slots reserved, long polling; cancelled at once on shutdown               │
+//!              └─► each task: heartbeat + seat on its pool's least busy PDE ─► Pipeline::run ┘
+//! ```
+//!
+//! A task whose pool ran out of reserved slots (the engine may hand out tasks of one topic only)
+//! waits for a slot with its lock kept alive. On shutdown the loop stops fetching, waiting tasks
+//! are unlocked, running tasks get `shutdown_grace` to finish; after that they are cancelled and
+//! unlocked so another worker can take them at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTask};
+use crate::config::FileConfig;
+use crate::config::file::BackoffConfig;
+use crate::endpoints::{Endpoint, EndpointError};
+use crate::pde::{Outcome, Pipeline, TopicRuntime};
+
+pub mod heartbeat;
+pub mod pool;
+
+pub use pool::Pool;
+
+/// Why the manager could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// An endpoint could not be built.
+    #[error("endpoint `{name}`: {source}")]
+    Endpoint {
+        name: String,
+        #[source]
+        source: EndpointError,
+    },
+    /// A topic could not be built.
+    #[error(transparent)]
+    Topic(#[from] crate::pde::topic::TopicError),
+    /// A topic names a pool that does not exist.
+    #[error("topic `{topic}`: pool `{pool}` does not exist")]
+    UnknownPool { topic: String, pool: String },
+}
+
+/// Fetch-loop settings taken from `camunda:` and `pde_manager:`.
+#[derive(Debug, Clone)]
+struct FetchSettings {
+    long_poll: Duration,
+    max_tasks: usize,
+    use_priority: bool,
+    backoff: BackoffConfig,
+    grace: Duration,
+}
+
+/// Runs every topic's tasks through its pool.
+#[derive(Debug)]
+pub struct Manager {
+    camunda: CamundaClient,
+    pipeline: Arc<Pipeline>,
+    pools: BTreeMap<String, Arc<Pool>>,
+    topic_pool: BTreeMap<String, Arc<Pool>>,
+    settings: FetchSettings,
+    freed: Arc<Notify>,
+}
+
+/// Builds every endpoint of the config once.
+pub fn build_endpoints(config: &FileConfig) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
+    config
+        .endpoints
+        .iter()
+        .map(|(name, c)| {
+            c.build(name)
+                .map(|e| (name.clone(), e))
+                .map_err(|source| ManagerError::Endpoint { name: name.clone(), source })
+        })
+        .collect()
+}
+
+impl Manager {
+    /// Builds pools and topic runtimes from a validated config and built endpoints.
+    pub fn new(
+        config: &FileConfig,
+        camunda: CamundaClient,
+        endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
+    ) -> Result<Self, ManagerError> {
+        let pools: BTreeMap<String, Arc<Pool>> = config
+            .pde_manager
+            .pools
+            .iter()
+            .map(|(name, p)| (name.clone(), Pool::new(name, p.instances, p.max_concurrent_tasks)))
+            .collect();
+        let mut topics = BTreeMap::new();
+        let mut topic_pool = BTreeMap::new();
+        for (name, topic) in &config.topics {
+            let (Some(pool), Some(pool_cfg)) = (pools.get(&topic.pool), config.pde_manager.pools.get(&topic.pool)) else {
+                return Err(ManagerError::UnknownPool { topic: name.clone(), pool: topic.pool.clone() });
+            };
+            let runtime = TopicRuntime::build(name, topic, &pool_cfg.endpoints, endpoints, config.camunda.lock_duration)?;
+            topics.insert(name.clone(), Arc::new(runtime));
+            topic_pool.insert(name.clone(), pool.clone());
+        }
+        Ok(Self {
+            pipeline: Arc::new(Pipeline::new(topics, camunda.clone())),
+            camunda,
+            pools,
+            topic_pool,
+            settings: FetchSettings {
+                long_poll: config.camunda.long_poll,
+                max_tasks: config.camunda.max_tasks.max(1),
+                use_priority: config.camunda.use_priority,
+                backoff: config.camunda.backoff.clone(),
+                grace: config.pde_manager.shutdown_grace,
+            },
+            freed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The pools, by name.
+    pub fn pools(&self) -> &BTreeMap<String, Arc<Pool>> {
+        &self.pools
+    }
+
+    /// Fetches and runs tasks until `shutdown` fires, then drains (see the module docs).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let hard = CancellationToken::new();
+        tracing::info!(
+            pools = self.pools.len(),
+            topics = self.topic_pool.len(),
+            worker_id = self.camunda.worker_id(),
+            "PDE manager started."
+        );
+        self.fetch_loop(&tracker, &shutdown, &hard).await;
+        tracker.close();
+        let grace = self.settings.grace;
+        tracing::info!(running = tracker.len(), grace_ms = grace.as_millis() as u64, "Stopped fetching; waiting for running tasks to finish.");
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(running = tracker.len(), "Grace period over; cancelling the remaining tasks and unlocking them.");
+            hard.cancel();
+            if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
+                tracing::error!(running = tracker.len(), "Tasks did not stop after cancellation; their locks will expire.");
+            }
+        }
+        tracing::info!("PDE manager stopped.");
+    }
+
+    async fn fetch_loop(&self, tracker: &TaskTracker, shutdown: &CancellationToken, hard: &CancellationToken) {
+        let mut backoff = Backoff::new(self.settings.backoff.clone());
+        while !shutdown.is_cancelled() {
+            let mut reserved = self.reserve();
+            if reserved.is_empty() {
+                tokio::select! {
+                    _ = self.freed.notified() => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            let request = self.request(&reserved);
+            let asked = Instant::now();
+            let result = tokio::select! {
+                r = self.camunda.fetch_and_lock(&request) => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match result {
+                Ok(tasks) => {
+                    backoff.reset();
+                    if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) && !request.async_response_timeout.is_some_and(|t| t == 0) {
+                        // An engine that answers an empty long poll at once would make this loop
+                        // spin; pace it instead.
+                        self.pause(Duration::from_secs(1), shutdown).await;
+                    }
+                    if !tasks.is_empty() {
+                        tracing::debug!(tasks = tasks.len(), "Fetched tasks.");
+                    }
+                    for task in tasks {
+                        self.dispatch(task, &mut reserved, tracker, shutdown, hard);
+                    }
+                }
+                Err(e) => {
+                    drop(reserved);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, failures = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "Fetching tasks failed; backing off.");
+                    self.pause(delay, shutdown).await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, delay: Duration, shutdown: &CancellationToken) {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// Takes every free slot (up to `max_tasks` in all), by pool.
+    fn reserve(&self) -> BTreeMap<String, OwnedSemaphorePermit> {
+        let mut budget = self.settings.max_tasks;
+        let mut reserved = BTreeMap::new();
+        for (name, pool) in &self.pools {
+            let n = pool.free().min(budget);
+            if let Some(permit) = pool.reserve(n) {
+                budget -= n;
+                reserved.insert(name.clone(), permit);
+            }
+        }
+        reserved
+    }
+
+    fn request(&self, reserved: &BTreeMap<String, OwnedSemaphorePermit>) -> FetchAndLock {
+        let topics = self
+            .pipeline
+            .topics()
+            .values()
+            .filter(|t| reserved.contains_key(&t.config.pool))
+            .map(|t| FetchTopic {
+                topic_name: t.name.clone(),
+                lock_duration: t.lock_duration.as_millis() as u64,
+                variables: t.config.variables.clone(),
+                include_extension_properties: true,
+                deserialize_values: false,
+            })
+            .collect();
+        FetchAndLock {
+            worker_id: self.camunda.worker_id().to_string(),
+            max_tasks: reserved.values().map(|p| p.num_permits()).sum(),
+            use_priority: self.settings.use_priority,
+            async_response_timeout: Some(self.settings.long_poll.as_millis() as u64),
+            topics,
+        }
+    }
+
+    fn dispatch(
+        &self,
+        task: LockedTask,
+        reserved: &mut BTreeMap<String, OwnedSemaphorePermit>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+        hard: &CancellationToken,
+    ) {
+        let (Some(pool), Some(topic)) = (self.topic_pool.get(&task.topic_name).cloned(), self.pipeline.topics().get(&task.topic_name).cloned()) else {
+            tracing::error!(task_id = %task.id, topic = %task.topic_name, "The engine returned a task of a topic procos did not ask for; leaving it to expire.");
+            return;
+        };
+        let permit = take_one(reserved, &pool.name);
+        let pipeline = self.pipeline.clone();
+        let camunda = self.camunda.clone();
+        let freed = self.freed.clone();
+        let shutdown = shutdown.clone();
+        let hard = hard.clone();
+        tracker.spawn(async move {
+            let task_token = hard.child_token();
+            let stop_heartbeat = CancellationToken::new();
+            let lock = Arc::new(heartbeat::LockState::default());
+            let heartbeat = heartbeat::run(camunda.clone(), task.id.clone(), topic.lock_duration, lock.clone(), task_token.clone(), stop_heartbeat.clone());
+            let work = async {
+                let outcome = run_task(&pipeline, &pool, permit, task, &task_token, &lock, &shutdown, &hard).await;
+                stop_heartbeat.cancel();
+                outcome
+            };
+            let (_outcome, ()) = tokio::join!(work, heartbeat);
+            freed.notify_one();
+        });
+    }
+}
+
+fn take_one(reserved: &mut BTreeMap<String, OwnedSemaphorePermit>, pool: &str) -> Option<OwnedSemaphorePermit> {
+    let permits = reserved.get_mut(pool)?;
+    if permits.num_permits() > 1 {
+        permits.split(1)
+    } else {
+        reserved.remove(pool)
+    }
+}
+
+/// Waits for a slot if needed, then runs the pipeline. Gives the task back when it never starts.
+#[allow(clippy::too_many_arguments)]
+async fn run_task(
+    pipeline: &Pipeline,
+    pool: &Arc<Pool>,
+    permit: Option<OwnedSemaphorePermit>,
+    task: LockedTask,
+    task_token: &CancellationToken,
+    lock: &heartbeat::LockState,
+    shutdown: &CancellationToken,
+    hard: &CancellationToken,
+) -> Outcome {
+    let completion = crate::pde::Completion::new(camunda_of(pipeline));
+    let permit = match permit {
+        Some(p) => p,
+        None => tokio::select! {
+            p = pool.acquire() => match p {
+                Some(p) => p,
+                None => return completion.abandon(&task, true).await,
+            },
+            _ = shutdown.cancelled() => {
+                tracing::info!(task_id = %task.id, "Stopping before the task started; unlocking it.");
+                return completion.abandon(&task, true).await;
+            }
+            _ = task_token.cancelled() => return Outcome::Abandoned,
+        },
+    };
+    if lock.is_lost() || task_token.is_cancelled() {
+        tracing::warn!(task_id = %task.id, "The task's lock was lost before it started; skipping it.");
+        return Outcome::Abandoned;
+    }
+    let slot = pool.seat(permit);
+    let outcome = pipeline.run(task.clone(), &slot.pde_name(), task_token.clone()).await;
+    if outcome == Outcome::Abandoned && hard.is_cancelled() && !lock.is_lost() {
+        completion.abandon(&task, true).await;
+    }
+    outcome
+}
+
+fn camunda_of(pipeline: &Pipeline) -> CamundaClient {
+    pipeline.camunda().clone()
+}

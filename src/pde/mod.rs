@@ -1,1 +1,144 @@
-//! pde (being built).
+//! The PDE pipeline: what happens to one external task.
+//!
+//! ```text
+//!  LockedTask ─► Start ─► Test ─► Gateway ─► Validation ─► Completion ─► engine
+//!               context   inputs   route:     call each     complete /
+//!               + span    health   primary +  endpoint,     BPMN error /
+//!                                  fallbacks  check result, failure (retries)
+//!                                             retry/fallback
+//! ```
+//!
+//! The five blocks are plain structs called in order from one readable [`Pipeline::run`]. Each
+//! block's time is measured and logged with the outcome. A block that decides the task's fate
+//! early (Test rejects the input, Gateway finds no usable endpoint) hands a [`Verdict`] straight
+//! to Completion, which alone talks to the engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::camunda::{CamundaClient, LockedTask};
+
+pub mod completion;
+pub mod gateway;
+pub mod start;
+pub mod test;
+pub mod topic;
+pub mod validation;
+pub mod verdict;
+
+pub use completion::{Completion, Outcome};
+pub use topic::TopicRuntime;
+pub use verdict::Verdict;
+
+/// Runs tasks of every configured topic. Cheap to share: built once, used by every PDE.
+#[derive(Debug)]
+pub struct Pipeline {
+    topics: BTreeMap<String, Arc<TopicRuntime>>,
+    completion: Completion,
+}
+
+/// How long each block took, for the task's final log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageTimings {
+    pub start_ms: u64,
+    pub test_ms: u64,
+    pub gateway_ms: u64,
+    pub validation_ms: u64,
+    pub completion_ms: u64,
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+impl Pipeline {
+    /// A pipeline over these topics, reporting to this engine.
+    pub fn new(topics: BTreeMap<String, Arc<TopicRuntime>>, camunda: CamundaClient) -> Self {
+        Self {
+            topics,
+            completion: Completion::new(camunda),
+        }
+    }
+
+    /// The engine client the pipeline reports to.
+    pub fn camunda(&self) -> &CamundaClient {
+        self.completion.camunda()
+    }
+
+    /// The topic runtimes, by topic name.
+    pub fn topics(&self) -> &BTreeMap<String, Arc<TopicRuntime>> {
+        &self.topics
+    }
+
+    /// Runs one task through Start → Test → Gateway → Validation → Completion.
+    ///
+    /// `cancel` fires when the task is gone (lock lost, instance deleted) or procos stops hard;
+    /// then nothing is reported to the engine. `pde` names the executor, for logs.
+    pub async fn run(&self, task: LockedTask, pde: &str, cancel: CancellationToken) -> Outcome {
+        let span = start::span(&task, pde);
+        self.run_blocks(task, cancel).instrument(span).await
+    }
+
+    async fn run_blocks(&self, task: LockedTask, cancel: CancellationToken) -> Outcome {
+        let mut timings = StageTimings::default();
+        let Some(topic) = self.topics.get(&task.topic_name).cloned() else {
+            // The fetch loop asks only for configured topics; an engine answering with another is
+            // a bug there. Leave the task for a worker that serves it.
+            tracing::error!(topic = %task.topic_name, "Fetched a task for a topic procos does not serve; unlocking it.");
+            return self.completion.abandon(&task, true).await;
+        };
+
+        let t = Instant::now();
+        let ctx = match start::build(&task, &topic, cancel) {
+            Ok(ctx) => ctx,
+            Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
+        };
+        timings.start_ms = ms_since(t);
+
+        let t = Instant::now();
+        let report = match test::run(&ctx, &topic).await {
+            Ok(report) => report,
+            Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
+        };
+        timings.test_ms = ms_since(t);
+
+        let t = Instant::now();
+        let route = match gateway::route(&ctx, &topic, &report) {
+            Ok(route) => route,
+            Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
+        };
+        timings.gateway_ms = ms_since(t);
+
+        let t = Instant::now();
+        let verdict = validation::execute(&ctx, &topic, &route).await;
+        timings.validation_ms = ms_since(t);
+
+        self.finish(&task, &topic, verdict, timings).await
+    }
+
+    async fn finish(
+        &self,
+        task: &LockedTask,
+        topic: &TopicRuntime,
+        verdict: Verdict,
+        mut timings: StageTimings,
+    ) -> Outcome {
+        let t = Instant::now();
+        let outcome = self.completion.finish(task, topic, verdict).await;
+        timings.completion_ms = ms_since(t);
+        tracing::info!(
+            outcome = outcome.as_str(),
+            start_ms = timings.start_ms,
+            test_ms = timings.test_ms,
+            gateway_ms = timings.gateway_ms,
+            validation_ms = timings.validation_ms,
+            completion_ms = timings.completion_ms,
+            "Task finished."
+        );
+        outcome
+    }
+}

@@ -1,0 +1,30 @@
+//! Shutdown signals: the first SIGINT/SIGTERM starts a graceful stop, a second one exits at once.
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a stop forced by a second signal (128 + SIGINT, as shells do).
+pub const FORCED_EXIT: i32 = 130;
+
+/// Returns a token cancelled by the first SIGINT or SIGTERM; a second signal ends the process.
+pub fn install() -> std::io::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let first = token.clone();
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "Shutting down gracefully; send the signal again to stop at once.");
+        first.cancel();
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::warn!(signal = name, "Second signal: stopping at once.");
+        std::process::exit(FORCED_EXIT);
+    });
+    Ok(token)
+}

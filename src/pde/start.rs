@@ -1,0 +1,72 @@
+//! Start block: turns a locked task into the context every later block works on — decoded typed
+//! variables, extension properties, business key — and opens the task's tracing span.
+
+use std::collections::BTreeMap;
+
+use tokio_util::sync::CancellationToken;
+
+use super::topic::TopicRuntime;
+use super::verdict::{Verdict, class};
+use crate::camunda::variables::{decode_all, to_json_map};
+use crate::camunda::{LockedTask, Variable};
+use crate::endpoints::{EndpointError, EndpointRequest};
+
+/// The task as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// What endpoints receive.
+    pub request: EndpointRequest,
+    /// The typed variables (Camunda types kept), for input checks.
+    pub variables: BTreeMap<String, Variable>,
+    /// Retries the engine holds for the task (null until the first failure).
+    pub retries: Option<i32>,
+}
+
+/// The task's span: every log line of the task carries these fields.
+pub fn span(task: &LockedTask, pde: &str) -> tracing::Span {
+    tracing::info_span!(
+        "task",
+        task_id = %task.id,
+        topic = %task.topic_name,
+        process_instance = task.process_instance_id.as_deref().unwrap_or(""),
+        business_key = task.business_key.as_deref().unwrap_or(""),
+        activity = task.activity_id.as_deref().unwrap_or(""),
+        pde = %pde,
+    )
+}
+
+/// Builds the task context. A variable that cannot be decoded is an input error naming it.
+pub fn build(
+    task: &LockedTask,
+    topic: &TopicRuntime,
+    cancel: CancellationToken,
+) -> Result<TaskContext, Verdict> {
+    let variables = decode_all(&task.variables).map_err(|e| {
+        Verdict::failed(
+            EndpointError::permanent(format!("input invalid: {e}")).code(class::INPUT_INVALID),
+        )
+    })?;
+    let request = EndpointRequest {
+        task_id: task.id.clone(),
+        topic: task.topic_name.clone(),
+        activity_id: task.activity_id.clone().unwrap_or_default(),
+        process_instance_id: task.process_instance_id.clone().unwrap_or_default(),
+        business_key: task.business_key.clone(),
+        variables: to_json_map(&variables),
+        properties: task.extension_properties.clone(),
+        output_schema: topic.schema_value.clone(),
+        feedback: None,
+        cancel,
+    };
+    tracing::debug!(
+        variables = variables.len(),
+        properties = request.properties.len(),
+        retries = task.retries,
+        "Task context built."
+    );
+    Ok(TaskContext {
+        request,
+        variables,
+        retries: task.retries,
+    })
+}

@@ -1,0 +1,148 @@
+//! Test block (built-in test): checks the task's inputs against the topic's `input` rules and asks
+//! the candidate endpoints whether they are usable, before any work is done.
+//!
+//! A failing input check ends the task with an error of class `input_invalid` whose message names
+//! the input; the topic's `bpmn_errors.input_invalid` turns it into a BPMN error, otherwise it is
+//! a failure with no retries (the same input would fail again).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::start::TaskContext;
+use super::topic::TopicRuntime;
+use super::verdict::{Verdict, class};
+use crate::config::file::{InputConfig, JsonType};
+use crate::endpoints::EndpointError;
+
+/// What the Test block found out about the endpoints.
+#[derive(Debug, Default)]
+pub struct TestReport {
+    /// Endpoints that said they are not usable now, with why.
+    pub unhealthy: BTreeMap<String, EndpointError>,
+}
+
+/// Runs the input checks, then the health checks of every endpoint the task may be routed to.
+pub async fn run(ctx: &TaskContext, topic: &TopicRuntime) -> Result<TestReport, Verdict> {
+    let problems = check_inputs(&topic.config.input, &ctx.request.variables);
+    if !problems.is_empty() {
+        let message = format!("input invalid: {}", problems.join("; "));
+        return Err(Verdict::failed(
+            EndpointError::permanent(message).code(class::INPUT_INVALID),
+        ));
+    }
+    let candidates = topic.endpoints.iter().chain(
+        ctx.request
+            .properties
+            .get(super::gateway::ENDPOINT_PROPERTY)
+            .and_then(|n| topic.pool_endpoints.get(n)),
+    );
+    let checks = candidates.map(|e| async move { (e.name().to_string(), e.health().await) });
+    let mut report = TestReport::default();
+    for (name, health) in futures::future::join_all(checks).await {
+        if let Err(e) = health {
+            tracing::warn!(endpoint = %name, error = %e, "Endpoint is not usable; routing around it.");
+            report.unhealthy.insert(name, e);
+        }
+    }
+    Ok(report)
+}
+
+/// Every problem with the inputs, each naming the variable.
+pub fn check_inputs(rules: &InputConfig, vars: &serde_json::Map<String, Value>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for name in &rules.required {
+        match vars.get(name) {
+            None => problems.push(format!("required variable `{name}` is missing")),
+            Some(Value::Null) => problems.push(format!("required variable `{name}` is null")),
+            Some(_) => {}
+        }
+    }
+    for (name, expected) in &rules.types {
+        if let Some(value) = vars.get(name).filter(|v| !v.is_null())
+            && !has_type(value, *expected)
+        {
+            problems.push(format!(
+                "variable `{name}` must be {} but is {}",
+                type_name(*expected),
+                json_type_of(value)
+            ));
+        }
+    }
+    problems
+}
+
+fn has_type(value: &Value, expected: JsonType) -> bool {
+    match expected {
+        JsonType::String => value.is_string(),
+        JsonType::Number => value.is_number(),
+        JsonType::Integer => value.is_i64() || value.is_u64(),
+        JsonType::Boolean => value.is_boolean(),
+        JsonType::Object => value.is_object(),
+        JsonType::Array => value.is_array(),
+    }
+}
+
+fn type_name(t: JsonType) -> &'static str {
+    match t {
+        JsonType::String => "a string",
+        JsonType::Number => "a number",
+        JsonType::Integer => "an integer",
+        JsonType::Boolean => "a boolean",
+        JsonType::Object => "an object",
+        JsonType::Array => "an array",
+    }
+}
+
+fn json_type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn names_every_missing_null_and_mistyped_input() {
+        let rules = InputConfig {
+            required: vec!["url".into(), "amount".into(), "id".into()],
+            types: [
+                ("amount".to_string(), JsonType::Number),
+                ("id".to_string(), JsonType::Integer),
+            ]
+            .into(),
+        };
+        let problems = check_inputs(&rules, &vars(json!({"amount": "12", "id": null})));
+        assert_eq!(
+            problems,
+            vec![
+                "required variable `url` is missing",
+                "required variable `id` is null",
+                "variable `amount` must be a number but is a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn accepts_well_typed_inputs() {
+        let rules = InputConfig {
+            required: vec!["n".into()],
+            types: [("n".to_string(), JsonType::Integer)].into(),
+        };
+        assert!(check_inputs(&rules, &vars(json!({"n": 3}))).is_empty());
+        assert_eq!(check_inputs(&rules, &vars(json!({"n": 3.5}))).len(), 1);
+    }
+}

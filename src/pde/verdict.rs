@@ -1,0 +1,49 @@
+//! What the pipeline concluded about a task, before Completion turns it into an engine call.
+
+use serde_json::Value;
+
+use crate::endpoints::{EndpointError, Usage};
+
+/// The pipeline's conclusion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// An endpoint answered and its result passed validation.
+    Done {
+        /// The endpoint's result, before output mapping.
+        output: Value,
+        /// Which endpoint produced it.
+        endpoint: String,
+        /// Its usage figures, if any.
+        usage: Option<Usage>,
+    },
+    /// The task could not be done. `error.code` carries the class the topic's `bpmn_errors` may
+    /// map (`input_invalid`, `output_invalid`, `http_404`, …).
+    Failed {
+        /// The decisive error (the last one, or the first permanent one).
+        error: EndpointError,
+        /// Every attempt that led here, oldest first, for `errorDetails`.
+        chain: Vec<String>,
+    },
+    /// The task is gone or procos is stopping hard: report nothing.
+    Cancelled,
+}
+
+impl Verdict {
+    /// A failure with no earlier attempts.
+    pub fn failed(error: EndpointError) -> Self {
+        Verdict::Failed {
+            error,
+            chain: Vec::new(),
+        }
+    }
+}
+
+/// Error classes the pipeline itself produces (endpoints produce their own, e.g. `http_404`).
+pub mod class {
+    /// The Test block rejected the task's input.
+    pub const INPUT_INVALID: &str = "input_invalid";
+    /// No endpoint produced a result that passed validation.
+    pub const OUTPUT_INVALID: &str = "output_invalid";
+    /// No endpoint of the route was usable.
+    pub const NO_ENDPOINT: &str = "no_endpoint";
+}
