@@ -112,7 +112,10 @@ mod tests {
             assert!(b.next_delay() <= Duration::from_secs(2));
         }
         let late = b.next_delay();
-        assert!(late >= Duration::from_secs(1), "capped ceiling keeps delays high: {late:?}");
+        assert!(
+            late >= Duration::from_secs(1),
+            "capped ceiling keeps delays high: {late:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }
@@ -175,7 +178,10 @@ mod retry_tests {
         assert_eq!(got.expect("third attempt succeeds"), 3);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         assert_eq!(b.failures(), 0, "success resets the backoff");
-        assert!(start.elapsed() >= Duration::from_millis(150), "backed off between attempts");
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "backed off between attempts"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -216,6 +222,10 @@ mod retry_tests {
             .expect_err("cancelled while backing off");
         assert_eq!(err.status(), Some(500));
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no attempt after cancel");
-        assert_eq!(start.elapsed(), Duration::from_millis(300), "did not sleep out the delay");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(300),
+            "did not sleep out the delay"
+        );
     }
 }

@@ -122,9 +122,8 @@ impl CamundaClient {
     /// Builds the client: validates the URL and credentials and creates the one connection pool
     /// all calls share. No network I/O happens here.
     pub fn new(settings: ClientSettings) -> Result<CamundaClient, CamundaError> {
-        let base = Url::parse(settings.url.trim_end_matches('/')).map_err(|e| {
-            CamundaError::Config(format!("camunda.url is not a valid URL ({e})"))
-        })?;
+        let base = Url::parse(settings.url.trim_end_matches('/'))
+            .map_err(|e| CamundaError::Config(format!("camunda.url is not a valid URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(CamundaError::Config(format!(
                 "camunda.url `{}` must be an http(s) URL",
@@ -195,7 +194,9 @@ impl CamundaClient {
             let name = resource.name.as_str();
             let bad = |why: &str| CamundaError::Config(format!("resource `{name}`: {why}"));
             if name.is_empty() || name.contains(['"', '\\', '\r', '\n']) {
-                return Err(bad("the name is empty or holds a quote, backslash or line break"));
+                return Err(bad(
+                    "the name is empty or holds a quote, backslash or line break",
+                ));
             }
             if DEPLOYMENT_FIELDS.contains(&name) {
                 return Err(bad("the name is reserved for a deployment form field"));
@@ -223,9 +224,14 @@ impl CamundaClient {
     /// an idle poll ends with the engine's `[]`, not a client-side timeout. Cancel-safe: dropping
     /// the future aborts the request (tasks the engine had already locked for it stay locked until
     /// their lock expires, then are offered again).
-    pub async fn fetch_and_lock(&self, req: &FetchAndLock) -> Result<Vec<LockedTask>, CamundaError> {
+    pub async fn fetch_and_lock(
+        &self,
+        req: &FetchAndLock,
+    ) -> Result<Vec<LockedTask>, CamundaError> {
         let timeout = match req.async_response_timeout {
-            Some(ms) => (Duration::from_millis(ms) + LONG_POLL_SLACK).max(self.settings.request_timeout),
+            Some(ms) => {
+                (Duration::from_millis(ms) + LONG_POLL_SLACK).max(self.settings.request_timeout)
+            }
             None => self.settings.request_timeout,
         };
         let (call, rb) = self.request(Method::POST, &["external-task", "fetchAndLock"], timeout);
@@ -286,8 +292,13 @@ impl CamundaClient {
 
     /// `POST /external-task/{id}/extendLock`: the lock now ends `new_duration` from now.
     /// 404 means the task was cancelled: stop the work.
-    pub async fn extend_lock(&self, task_id: &str, new_duration: Duration) -> Result<(), CamundaError> {
-        let body = json!({"workerId": self.settings.worker_id, "newDuration": millis(new_duration)});
+    pub async fn extend_lock(
+        &self,
+        task_id: &str,
+        new_duration: Duration,
+    ) -> Result<(), CamundaError> {
+        let body =
+            json!({"workerId": self.settings.worker_id, "newDuration": millis(new_duration)});
         self.task_call(task_id, "extendLock", Some(&body)).await
     }
 
@@ -313,7 +324,13 @@ impl CamundaClient {
     ) -> Result<Bytes, CamundaError> {
         let segments = match local_execution {
             Some(exec) => ["execution", exec, "localVariables", name, "data"],
-            None => ["process-instance", process_instance_id, "variables", name, "data"],
+            None => [
+                "process-instance",
+                process_instance_id,
+                "variables",
+                name,
+                "data",
+            ],
         };
         let (call, rb) = self.request(Method::GET, &segments, self.settings.request_timeout);
         let resp = self.execute(&call, rb).await?;
@@ -362,7 +379,12 @@ impl CamundaClient {
     }
 
     /// A request to `base/segments…` (each segment percent-encoded) with auth and timeout.
-    fn request(&self, method: Method, segments: &[&str], timeout: Duration) -> (Call, RequestBuilder) {
+    fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        timeout: Duration,
+    ) -> (Call, RequestBuilder) {
         let mut url = (*self.base).clone();
         // `new` rejected cannot-be-a-base URLs, so this always yields the segments.
         if let Ok(mut path) = url.path_segments_mut() {
@@ -400,11 +422,18 @@ impl CamundaClient {
     }
 
     /// Sends and decodes a 2xx JSON body.
-    async fn json<T: DeserializeOwned>(&self, call: &Call, rb: RequestBuilder) -> Result<T, CamundaError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        call: &Call,
+        rb: RequestBuilder,
+    ) -> Result<T, CamundaError> {
         let resp = self.execute(call, rb).await?;
         let body = resp.bytes().await.map_err(|e| call.transport(e))?;
         serde_json::from_slice(&body).map_err(|e| {
-            call.decode(format!("{e}; body: {}", truncate(&String::from_utf8_lossy(&body))))
+            call.decode(format!(
+                "{e}; body: {}",
+                truncate(&String::from_utf8_lossy(&body))
+            ))
         })
     }
 }
@@ -429,7 +458,12 @@ fn engine_error(call: &Call, status: StatusCode, body: &[u8]) -> CamundaError {
             truncate(raw.trim())
         }
     });
-    let field = |key: &str| parsed.as_ref().and_then(|m| m.get(key)).filter(|v| !v.is_null());
+    let field = |key: &str| {
+        parsed
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .filter(|v| !v.is_null())
+    };
     CamundaError::Engine {
         method: call.method,
         path: call.path.clone(),
@@ -437,7 +471,7 @@ fn engine_error(call: &Call, status: StatusCode, body: &[u8]) -> CamundaError {
         kind,
         message,
         code: field("code").and_then(Value::as_i64),
-        details: field("details").cloned(),
+        details: field("details").cloned().map(Box::new),
     }
 }
 

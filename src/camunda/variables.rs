@@ -187,7 +187,9 @@ impl Variable {
                 _ => return Err(mismatch()),
             },
             VarType::Null | VarType::File => Value::Null,
-            VarType::Json => parse_json_text(value).map_err(|e| err(format!("invalid Json: {e}")))?,
+            VarType::Json => {
+                parse_json_text(value).map_err(|e| err(format!("invalid Json: {e}")))?
+            }
             VarType::Object => {
                 if is_json_object(&wire.value_info) {
                     parse_json_text(value).map_err(|e| err(format!("invalid JSON object: {e}")))?
@@ -355,7 +357,11 @@ mod tests {
             let again = Variable::decode("v", &var.encode()).expect("re-decodes");
             assert_eq!(again, var, "decoded form preserved for {case}");
         }
-        assert_eq!(seen.len(), VarType::ALL.len(), "the table covers every type");
+        assert_eq!(
+            seen.len(),
+            VarType::ALL.len(),
+            "the table covers every type"
+        );
     }
 
     #[test]
@@ -388,7 +394,10 @@ mod tests {
         assert_eq!(VarType::parse("Long"), Some(VarType::Long));
         assert_eq!(VarType::parse("STRING"), None);
         assert_eq!(VarType::parse(""), None);
-        assert_eq!(decode(json!({"value": 5, "type": "integer"})).var_type, VarType::Integer);
+        assert_eq!(
+            decode(json!({"value": 5, "type": "integer"})).var_type,
+            VarType::Integer
+        );
         for t in VarType::ALL {
             assert_eq!(VarType::parse(t.as_str()), Some(t));
         }
@@ -402,7 +411,10 @@ mod tests {
         assert!(err.message.contains("Integer"), "{err}");
         let err = Variable::decode("doc", &wire(json!({"value": "{oops", "type": "Json"})))
             .expect_err("broken Json");
-        assert!(err.to_string().starts_with("variable `doc`: invalid Json"), "{err}");
+        assert!(
+            err.to_string().starts_with("variable `doc`: invalid Json"),
+            "{err}"
+        );
         let err = Variable::decode("x", &wire(json!({"value": 1, "type": "Money"})))
             .expect_err("unknown type");
         assert!(err.message.contains("unknown type `Money`"), "{err}");
@@ -437,7 +449,10 @@ mod tests {
         let decoded = decode_all(&vars).expect("decodes");
         assert_eq!(decoded["a"].var_type, VarType::Long);
         let view = to_json_map(&decoded);
-        assert_eq!(Value::Object(view), json!({"a": 3_000_000_000_i64, "b": {"x": 1}}));
+        assert_eq!(
+            Value::Object(view),
+            json!({"a": 3_000_000_000_i64, "b": {"x": 1}})
+        );
     }
 
     #[test]
