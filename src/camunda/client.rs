@@ -38,8 +38,11 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Slack on top of `asyncResponseTimeout`: the engine answers `[]` at the timeout, plus latency.
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
-/// Longest raw (non-JSON) error body kept in an error message.
+/// Longest error body (raw text or the engine's `message`) kept in an error message.
 const MAX_ERROR_BODY: usize = 2048;
+/// Longest excerpt of an undecodable 2xx body in a Decode error: enough to recognise a login page
+/// or a proxy answer, too short to copy variable payloads into logs.
+const MAX_DECODE_EXCERPT: usize = 256;
 /// Form fields `POST /deployment/create` reads as text; a resource must not use these names.
 const DEPLOYMENT_FIELDS: [&str; 6] = [
     "deployment-name",
@@ -431,8 +434,8 @@ impl CamundaClient {
         let body = resp.bytes().await.map_err(|e| call.transport(e))?;
         serde_json::from_slice(&body).map_err(|e| {
             call.decode(format!(
-                "{e}; body: {}",
-                truncate(&String::from_utf8_lossy(&body))
+                "{e}; body starts: {}",
+                truncate(&String::from_utf8_lossy(&body), MAX_DECODE_EXCERPT)
             ))
         })
     }
@@ -450,14 +453,16 @@ fn engine_error(call: &Call, status: StatusCode, body: &[u8]) -> CamundaError {
             .map(str::to_owned)
     };
     let kind = text("type").unwrap_or_default();
-    let message = text("message").unwrap_or_else(|| {
-        let raw = String::from_utf8_lossy(body);
-        if raw.trim().is_empty() {
-            status.canonical_reason().unwrap_or("no body").to_owned()
-        } else {
-            truncate(raw.trim())
-        }
-    });
+    let message = text("message")
+        .map(|m| truncate(&m, MAX_ERROR_BODY))
+        .unwrap_or_else(|| {
+            let raw = String::from_utf8_lossy(body);
+            if raw.trim().is_empty() {
+                status.canonical_reason().unwrap_or("no body").to_owned()
+            } else {
+                truncate(raw.trim(), MAX_ERROR_BODY)
+            }
+        });
     let field = |key: &str| {
         parsed
             .as_ref()
@@ -506,12 +511,12 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// At most [`MAX_ERROR_BODY`] bytes of `text`, cut at a character boundary.
-fn truncate(text: &str) -> String {
-    if text.len() <= MAX_ERROR_BODY {
+/// At most `max` bytes of `text` (plus `…` when cut), cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = MAX_ERROR_BODY;
+    let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }

@@ -611,3 +611,12 @@ fn settings_are_validated_without_network() {
     let err = CamundaClient::new(s).expect_err("header-unsafe token");
     assert!(!err.to_string().contains("break"), "{err}");
 }
+
+#[test]
+fn truncation_cuts_at_a_character_boundary() {
+    let long = "é".repeat(2_000); // 4000 bytes, 2 bytes per char
+    let cut = truncate(&long, 2_047);
+    assert!(cut.ends_with('…'));
+    assert_eq!(cut.len(), 2_046 + '…'.len_utf8());
+    assert_eq!(truncate("short", 2_048), "short");
+}
