@@ -18,8 +18,8 @@ pub enum CamundaError {
         message: String,
         /// The body's `code`.
         code: Option<i64>,
-        /// The body's `details` (deployment parse errors), as sent.
-        details: Option<Value>,
+        /// The body's `details` (deployment parse errors), as sent. Boxed to keep the error small.
+        details: Option<Box<Value>>,
     },
     /// No answer: connection refused, reset, timed out.
     #[error("{method} {path}: {source}")]

@@ -11,8 +11,8 @@ pub mod error;
 pub mod models;
 pub mod variables;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, with_retries};
 pub use client::{CamundaClient, ClientSettings};
 pub use error::CamundaError;
 pub use models::*;
-pub use variables::{TypedValue, VarType, Variable, VariableMap};
+pub use variables::{TypedValue, VarType, Variable, VariableError, VariableMap};
