@@ -172,7 +172,7 @@ impl Manager {
             match result {
                 Ok(tasks) => {
                     backoff.reset();
-                    if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) && !request.async_response_timeout.is_some_and(|t| t == 0) {
+                    if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) && request.async_response_timeout.is_none_or(|t| t != 0) {
                         // An engine that answers an empty long poll at once would make this loop
                         // spin; pace it instead.
                         self.pause(Duration::from_secs(1), shutdown).await;

@@ -233,7 +233,7 @@ fn mapped_bpmn_error(
 
 /// `errorDetails`: the decisive error, its details, and every attempt that led there.
 fn error_details(error: &EndpointError, chain: &[String]) -> String {
-    let mut out = format!("{}", error.message);
+    let mut out = error.message.clone();
     if let Some(code) = &error.code {
         out.push_str(&format!("\nclass: {code}"));
     }

@@ -98,3 +98,107 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), String> 
         Err(problems.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::file::TopicConfig;
+    use crate::endpoints::{Endpoint, EndpointReply, EndpointRequest};
+    use crate::pde::start::TaskContext;
+
+    /// Answers from a script, one reply per call, and records the feedback it was given.
+    #[derive(Debug)]
+    struct Scripted {
+        name: &'static str,
+        replies: Mutex<Vec<Result<Value, EndpointError>>>,
+        feedback: Mutex<Vec<Option<String>>>,
+    }
+
+    impl Scripted {
+        fn new(name: &'static str, mut replies: Vec<Result<Value, EndpointError>>) -> Arc<Self> {
+            replies.reverse();
+            Arc::new(Self { name, replies: Mutex::new(replies), feedback: Mutex::new(Vec::new()) })
+        }
+        fn calls(&self) -> usize {
+            self.feedback.lock().unwrap().len()
+        }
+    }
+
+    #[async_trait]
+    impl Endpoint for Scripted {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+        async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+            self.feedback.lock().unwrap().push(request.feedback.clone());
+            let next = self.replies.lock().unwrap().pop().expect("scripted reply");
+            next.map(EndpointReply::new)
+        }
+    }
+
+    fn topic(yaml: &str) -> TopicRuntime {
+        let config: TopicConfig = serde_yaml::from_str(yaml).expect("yaml");
+        TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30)).expect("builds")
+    }
+
+    fn ctx() -> TaskContext {
+        TaskContext { request: EndpointRequest::default(), variables: BTreeMap::new(), retries: None }
+    }
+
+    fn route(endpoints: Vec<Arc<Scripted>>) -> Route {
+        Route { endpoints: endpoints.into_iter().map(|e| e as Arc<dyn Endpoint>).collect() }
+    }
+
+    const SCHEMA_TOPIC: &str = "{pool: p, endpoints: [], output: {attempts: 2, required: [label], schema: {type: object, properties: {label: {enum: [a, b]}}}}}";
+
+    #[tokio::test]
+    async fn invalid_result_is_retried_with_feedback_then_falls_back() {
+        let t = topic(SCHEMA_TOPIC);
+        let first = Scripted::new("first", vec![Ok(json!({"label": "zzz"})), Ok(json!({"nope": 1}))]);
+        let second = Scripted::new("second", vec![Ok(json!({"label": "b"}))]);
+        let verdict = execute(&ctx(), &t, &route(vec![first.clone(), second.clone()])).await;
+        assert_eq!(verdict, Verdict::Done { output: json!({"label": "b"}), endpoint: "second".into(), usage: None });
+        assert_eq!(first.calls(), 2, "attempts: 2 on the first endpoint");
+        let feedback = first.feedback.lock().unwrap().clone();
+        assert_eq!(feedback[0], None);
+        assert!(feedback[1].as_deref().unwrap_or("").contains("/label"), "the schema error is fed back: {feedback:?}");
+        assert_eq!(second.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn all_results_invalid_is_an_output_invalid_failure_with_every_attempt() {
+        let t = topic(SCHEMA_TOPIC);
+        let only = Scripted::new("only", vec![Ok(json!({})), Ok(json!({"label": 3}))]);
+        let Verdict::Failed { error, chain } = execute(&ctx(), &t, &route(vec![only])).await else {
+            panic!("expected failure");
+        };
+        assert_eq!(error.code.as_deref(), Some(class::OUTPUT_INVALID));
+        assert_eq!(chain.len(), 2);
+        assert!(chain[0].contains("required key `label` is missing"), "{chain:?}");
+    }
+
+    #[tokio::test]
+    async fn transient_error_falls_back_but_permanent_error_stops() {
+        let t = topic("{pool: p, endpoints: []}");
+        let flaky = Scripted::new("flaky", vec![Err(EndpointError::transient("503"))]);
+        let good = Scripted::new("good", vec![Ok(json!({"ok": true}))]);
+        let verdict = execute(&ctx(), &t, &route(vec![flaky, good])).await;
+        assert!(matches!(verdict, Verdict::Done { ref endpoint, .. } if endpoint == "good"), "{verdict:?}");
+
+        let denied = Scripted::new("denied", vec![Err(EndpointError::permanent("401: check the API key"))]);
+        let never = Scripted::new("never", vec![]);
+        let verdict = execute(&ctx(), &t, &route(vec![denied, never.clone()])).await;
+        assert!(matches!(verdict, Verdict::Failed { ref error, .. } if error.kind == ErrorKind::Permanent));
+        assert_eq!(never.calls(), 0, "a permanent error is not retried elsewhere");
+    }
+}
