@@ -22,7 +22,10 @@ const DEFAULT_CONFIG: &str = "config/pde.yaml";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, cli.log_filter.as_deref());
-    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     if let Some(Command::Validate) = cli.command {
         return validate(&config_path);
     }
@@ -73,7 +76,12 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
     };
     match cli.command {
         Some(Command::Engine { listen }) => run_engine(listen, shutdown).await,
-        Some(Command::Dev { listen, start, vars, count }) => {
+        Some(Command::Dev {
+            listen,
+            start,
+            vars,
+            count,
+        }) => {
             let mut config = match load(&config_path) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -144,7 +152,10 @@ fn warn_dev_engine(listen: std::net::SocketAddr) {
 }
 
 /// Starts the development engine in this process and points the config at it.
-async fn start_dev_engine(listen: std::net::SocketAddr, config: &mut FileConfig) -> Option<CancellationToken> {
+async fn start_dev_engine(
+    listen: std::net::SocketAddr,
+    config: &mut FileConfig,
+) -> Option<CancellationToken> {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {

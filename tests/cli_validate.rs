@@ -12,12 +12,17 @@ fn validate(config: &str) -> (i32, String) {
         .env_remove("CAMUNDA_URL")
         .output()
         .expect("runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
 fn shipped() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pde.yaml")).expect("shipped config")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pde.yaml"))
+        .expect("shipped config")
 }
 
 #[test]
@@ -27,7 +32,12 @@ fn the_shipped_config_is_valid() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -44,7 +54,10 @@ fn a_missing_endpoint_names_topic_and_endpoint() {
     let cfg = shipped().replace("    endpoints: [python]\n", "    endpoints: [pyhton]\n");
     let (code, text) = validate(&cfg);
     assert_eq!(code, 78, "{text}");
-    assert!(text.contains("topics.score_order") && text.contains("pyhton"), "{text}");
+    assert!(
+        text.contains("topics.score_order") && text.contains("pyhton"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -54,5 +67,8 @@ fn every_problem_is_reported_at_once() {
         .replace("  lock_duration: 30s", "  lock_duraton: 30s");
     let (code, text) = validate(&cfg);
     assert_eq!(code, 78);
-    assert!(text.contains("retry_timeot") && text.contains("camunda.lock_duraton"), "{text}");
+    assert!(
+        text.contains("retry_timeot") && text.contains("camunda.lock_duraton"),
+        "{text}"
+    );
 }

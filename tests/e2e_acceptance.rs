@@ -18,30 +18,63 @@ async fn two_hundred_example_instances_complete_exactly_once_against_a_separate_
     let url = format!("http://{listen}/engine-rest");
     let mut engine = Procos::spawn(work.path(), &["engine", "--listen", &listen], &[]);
     let rest = Rest::new(&url);
-    assert!(eventually(Duration::from_secs(20), || async { rest.http.get(format!("{url}/version")).send().await.is_ok() }).await, "engine process up");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            rest.http.get(format!("{url}/version")).send().await.is_ok()
+        })
+        .await,
+        "engine process up"
+    );
 
-    let mut procos = Procos::spawn(work.path(), &["--config", "config/pde.yaml"], &[("CAMUNDA_URL", &url)]);
-    rest.wait_deployed("order_check", Duration::from_secs(30)).await;
+    let mut procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[("CAMUNDA_URL", &url)],
+    );
+    rest.wait_deployed("order_check", Duration::from_secs(30))
+        .await;
     let mut instances = Vec::with_capacity(INSTANCES);
     for i in 0..INSTANCES {
         let amount = (i * 97 % 10_000) as f64;
-        instances.push(rest.start("order_check", json!({"amount": amount, "url": format!("{url}/version")})).await);
+        instances.push(
+            rest.start(
+                "order_check",
+                json!({"amount": amount, "url": format!("{url}/version")}),
+            )
+            .await,
+        );
     }
     let done = eventually(Duration::from_secs(180), || async {
-        rest.get("/history/process-instance/count?processDefinitionKey=order_check&finished=true").await["count"]
+        rest.get("/history/process-instance/count?processDefinitionKey=order_check&finished=true")
+            .await["count"]
             == json!(INSTANCES)
     })
     .await;
-    assert!(done, "all {INSTANCES} instances complete; stats {}", rest.stats().await);
+    assert!(
+        done,
+        "all {INSTANCES} instances complete; stats {}",
+        rest.stats().await
+    );
 
     let stats = rest.stats().await;
-    assert_eq!(stats["complete_ok"], json!(2 * INSTANCES), "each of the 2 tasks per instance completed once: {stats}");
+    assert_eq!(
+        stats["complete_ok"],
+        json!(2 * INSTANCES),
+        "each of the 2 tasks per instance completed once: {stats}"
+    );
     assert_eq!(stats["complete_rejected"], json!(0), "{stats}");
-    assert_eq!(stats["fetched_tasks"], json!(2 * INSTANCES), "no task handed out twice: {stats}");
+    assert_eq!(
+        stats["fetched_tasks"],
+        json!(2 * INSTANCES),
+        "no task handed out twice: {stats}"
+    );
     assert_eq!(rest.get("/incident/count").await["count"], json!(0));
     for pi in instances.iter().step_by(37) {
         let vars = rest.variables(pi).await;
-        assert!(vars["decision"] == json!("approve") || vars["decision"] == json!("review"), "{vars:?}");
+        assert!(
+            vars["decision"] == json!("approve") || vars["decision"] == json!("review"),
+            "{vars:?}"
+        );
     }
     procos.sigterm();
     assert_eq!(procos.exit_code(Duration::from_secs(30)).await, 0);
@@ -57,10 +90,23 @@ async fn procos_dev_runs_the_examples_in_one_command() {
     let vars = json!({"amount": 50.0, "url": format!("{url}/version")}).to_string();
     let mut dev = Procos::spawn(
         work.path(),
-        &["dev", "--config", "config/pde.yaml", "--listen", &listen, "--start", "order_check", "--vars", &vars, "--count", "20"],
+        &[
+            "dev",
+            "--config",
+            "config/pde.yaml",
+            "--listen",
+            &listen,
+            "--start",
+            "order_check",
+            "--vars",
+            &vars,
+            "--count",
+            "20",
+        ],
         &[],
     );
-    dev.wait_log("IN-MEMORY DEVELOPMENT ENGINE", Duration::from_secs(20)).await;
+    dev.wait_log("IN-MEMORY DEVELOPMENT ENGINE", Duration::from_secs(20))
+        .await;
     let rest = Rest::new(&url);
     let done = eventually(Duration::from_secs(60), || async {
         rest.http
@@ -73,7 +119,10 @@ async fn procos_dev_runs_the_examples_in_one_command() {
             && rest.get("/history/process-instance/count?processDefinitionKey=order_check&finished=true").await["count"] == json!(20)
     })
     .await;
-    assert!(done, "20 instances started by `procos dev --start` complete");
+    assert!(
+        done,
+        "20 instances started by `procos dev --start` complete"
+    );
     dev.sigterm();
     assert_eq!(dev.exit_code(Duration::from_secs(20)).await, 0);
 }

@@ -14,22 +14,43 @@ async fn example_process_completes_with_http_and_python_results() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     let work = Workdir::from_repo();
-    let mut procos = Procos::spawn(work.path(), &["--config", "config/pde.yaml"], &[("CAMUNDA_URL", &engine.url)]);
+    let mut procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[("CAMUNDA_URL", &engine.url)],
+    );
     rest.wait_deployed("order_check", T).await;
 
-    let pi = rest.start("order_check", json!({"amount": 120.0, "url": format!("{}/version", engine.url)})).await;
+    let pi = rest
+        .start(
+            "order_check",
+            json!({"amount": 120.0, "url": format!("{}/version", engine.url)}),
+        )
+        .await;
     let vars = rest.wait_ended(&pi, T).await;
 
     assert_eq!(vars["decision"], json!("approve"));
     assert_eq!(vars["score"], json!(98.8));
-    assert_eq!(vars["response"]["status"], json!(200), "http result stored as `response`: {vars:?}");
+    assert_eq!(
+        vars["response"]["status"],
+        json!(200),
+        "http result stored as `response`: {vars:?}"
+    );
     assert_eq!(vars["response"]["body"]["version"], json!("7.23.0"));
     let stats = rest.stats().await;
-    assert_eq!(stats["complete_ok"], json!(2), "two tasks, each completed once: {stats}");
+    assert_eq!(
+        stats["complete_ok"],
+        json!(2),
+        "two tasks, each completed once: {stats}"
+    );
     assert_eq!(stats["complete_rejected"], json!(0));
 
     // The story of each task is in the JSON logs, with the task's fields on every line.
-    let finished: Vec<_> = procos.log_json().into_iter().filter(|l| l["message"] == "Task finished.").collect();
+    let finished: Vec<_> = procos
+        .log_json()
+        .into_iter()
+        .filter(|l| l["message"] == "Task finished.")
+        .collect();
     assert_eq!(finished.len(), 2);
     for line in &finished {
         assert_eq!(line["outcome"], "completed");
@@ -45,12 +66,21 @@ async fn failing_input_check_raises_the_configured_bpmn_error() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     let work = Workdir::from_repo();
-    let _procos = Procos::spawn(work.path(), &["--config", "config/pde.yaml"], &[("CAMUNDA_URL", &engine.url)]);
+    let _procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[("CAMUNDA_URL", &engine.url)],
+    );
     rest.wait_deployed("order_check", T).await;
 
     // `amount` is a string: score_order's input check rejects it, and the topic maps
     // input_invalid to INVALID_ORDER, which the boundary event catches.
-    let pi = rest.start("order_check", json!({"amount": "lots", "url": format!("{}/version", engine.url)})).await;
+    let pi = rest
+        .start(
+            "order_check",
+            json!({"amount": "lots", "url": format!("{}/version", engine.url)}),
+        )
+        .await;
     rest.wait_ended(&pi, T).await;
     let stats = rest.stats().await;
     assert_eq!(stats["bpmn_error_calls"], json!(1), "{stats}");
@@ -68,8 +98,14 @@ async fn failing_endpoint_counts_retries_down_to_an_incident() {
         "  boom: { pool: gp, endpoints: [py], retries: 3, retry_timeout: 100ms }",
         "  py: { type: python, scripts_dir: scripts }",
     );
-    let work = Workdir::new(&cfg, &[("boom.bpmn", &one_task_bpmn("boom_process", "boom", "NEVER"))]);
-    work.script("boom.py", "import sys\nsys.stderr.write('the database is on fire\\n')\nsys.exit(1)\n");
+    let work = Workdir::new(
+        &cfg,
+        &[("boom.bpmn", &one_task_bpmn("boom_process", "boom", "NEVER"))],
+    );
+    work.script(
+        "boom.py",
+        "import sys\nsys.stderr.write('the database is on fire\\n')\nsys.exit(1)\n",
+    );
     let _procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed("boom_process", T).await;
 
@@ -79,12 +115,32 @@ async fn failing_endpoint_counts_retries_down_to_an_incident() {
     let incident = &rest.incidents(&pi).await[0];
     assert_eq!(incident["incidentType"], "failedExternalTask");
     let stats = rest.stats().await;
-    assert_eq!(stats["failure_calls"], json!(3), "retries 3 → failures with retries 2, 1, 0: {stats}");
-    let task = &rest.get(&format!("/external-task?processInstanceId={pi}")).await[0];
+    assert_eq!(
+        stats["failure_calls"],
+        json!(3),
+        "retries 3 → failures with retries 2, 1, 0: {stats}"
+    );
+    let task = &rest
+        .get(&format!("/external-task?processInstanceId={pi}"))
+        .await[0];
     assert_eq!(task["retries"], json!(0));
-    assert!(task["errorMessage"].as_str().unwrap_or("").contains("exit"), "{task}");
-    let details = rest.get(&format!("/external-task/{}/errorDetails", task["id"].as_str().unwrap())).await;
-    assert!(details.as_str().unwrap_or("").contains("the database is on fire"), "stderr reaches errorDetails: {details}");
+    assert!(
+        task["errorMessage"].as_str().unwrap_or("").contains("exit"),
+        "{task}"
+    );
+    let details = rest
+        .get(&format!(
+            "/external-task/{}/errorDetails",
+            task["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        details
+            .as_str()
+            .unwrap_or("")
+            .contains("the database is on fire"),
+        "stderr reaches errorDetails: {details}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +153,10 @@ async fn slow_endpoint_keeps_its_lock_and_completes_once() {
         "  slow: { pool: gp, endpoints: [slow] }",
         "  slow: { type: noop, delay: 3500ms }",
     );
-    let work = Workdir::new(&cfg, &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))]);
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
     let _procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed("slow_process", T).await;
 
@@ -105,18 +164,33 @@ async fn slow_endpoint_keeps_its_lock_and_completes_once() {
     let vars = rest.wait_ended(&pi, T).await;
     assert_eq!(vars["n"], json!(1));
     let stats = rest.stats().await;
-    assert!(stats["extend_lock_ok"].as_u64().unwrap_or(0) >= 3, "lock extended while working: {stats}");
+    assert!(
+        stats["extend_lock_ok"].as_u64().unwrap_or(0) >= 3,
+        "lock extended while working: {stats}"
+    );
     assert_eq!(stats["complete_ok"], json!(1), "{stats}");
     assert_eq!(stats["complete_rejected"], json!(0), "{stats}");
-    assert_eq!(stats["fetched_tasks"], json!(1), "never handed out twice: {stats}");
+    assert_eq!(
+        stats["fetched_tasks"],
+        json!(1),
+        "never handed out twice: {stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
-    let cfg = config("", &["slow"], "  slow: { pool: gp, endpoints: [slow] }", "  slow: { type: noop, delay: 1500ms }");
-    let work = Workdir::new(&cfg, &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))]);
+    let cfg = config(
+        "",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 1500ms }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
     let mut procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed("slow_process", T).await;
 
@@ -132,7 +206,11 @@ async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
     procos.sigterm();
     assert_eq!(procos.exit_code(Duration::from_secs(15)).await, 0);
     for pi in &instances {
-        assert_eq!(rest.state(pi).await, "COMPLETED", "task of {pi} finished before exit");
+        assert_eq!(
+            rest.state(pi).await,
+            "COMPLETED",
+            "task of {pi} finished before exit"
+        );
     }
     assert_eq!(rest.stats().await["complete_ok"], json!(6));
 }
@@ -141,13 +219,23 @@ async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
 async fn waits_for_an_engine_that_is_down_at_boot() {
     let port = support::free_port();
     let url = format!("http://127.0.0.1:{port}/engine-rest");
-    let cfg = config("", &["echo"], "  echo: { pool: gp, endpoints: [echo] }", "  echo: { type: noop }");
-    let work = Workdir::new(&cfg, &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))]);
+    let cfg = config(
+        "",
+        &["echo"],
+        "  echo: { pool: gp, endpoints: [echo] }",
+        "  echo: { type: noop }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
+    );
     let procos = Procos::daemon(&work, &url);
     procos.wait_log("Waiting for the engine", T).await;
 
     let engine = procos::engine::Engine::new(Default::default());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("port still free");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("port still free");
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn({
         let stop = stop.clone();
@@ -164,38 +252,74 @@ async fn waits_for_an_engine_that_is_down_at_boot() {
 async fn engine_errors_mid_run_are_backed_off_and_recovered_from() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
-    let cfg = config("", &["echo"], "  echo: { pool: gp, endpoints: [echo] }", "  echo: { type: noop }");
-    let work = Workdir::new(&cfg, &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))]);
+    let cfg = config(
+        "",
+        &["echo"],
+        "  echo: { pool: gp, endpoints: [echo] }",
+        "  echo: { type: noop }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
+    );
     let procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed("echo_process", T).await;
     procos.wait_log("PDE manager started.", T).await;
 
     engine.engine.fail_next(4, 500);
-    procos.wait_log("Fetching tasks failed; backing off.", T).await;
+    procos
+        .wait_log("Fetching tasks failed; backing off.", T)
+        .await;
     let pi = rest.start("echo_process", json!({"x": 1})).await;
     assert_eq!(rest.wait_ended(&pi, T).await["x"], json!(1));
-    let backoffs = procos.log_json().into_iter().filter(|l| l["message"] == "Fetching tasks failed; backing off.").count();
-    assert!((1..=4).contains(&backoffs), "each failed poll backs off once: {backoffs}");
+    let backoffs = procos
+        .log_json()
+        .into_iter()
+        .filter(|l| l["message"] == "Fetching tasks failed; backing off.")
+        .count();
+    assert!(
+        (1..=4).contains(&backoffs),
+        "each failed poll backs off once: {backoffs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_dropped_into_bpmn_is_deployed_while_running() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
-    let cfg = config("", &["echo"], "  echo: { pool: gp, endpoints: [echo] }", "  echo: { type: noop }");
-    let work = Workdir::new(&cfg, &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))]);
+    let cfg = config(
+        "",
+        &["echo"],
+        "  echo: { pool: gp, endpoints: [echo] }",
+        "  echo: { type: noop }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
+    );
     let procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed("echo_process", T).await;
     procos.wait_log("Watching for BPMN", T).await;
 
-    std::fs::write(work.path().join("bpmn/later.bpmn"), one_task_bpmn("later_process", "echo", "NEVER")).expect("write");
-    rest.wait_deployed("later_process", Duration::from_secs(10)).await;
+    std::fs::write(
+        work.path().join("bpmn/later.bpmn"),
+        one_task_bpmn("later_process", "echo", "NEVER"),
+    )
+    .expect("write");
+    rest.wait_deployed("later_process", Duration::from_secs(10))
+        .await;
     let pi = rest.start("later_process", json!({"late": true})).await;
     assert_eq!(rest.wait_ended(&pi, T).await["late"], json!(true));
 
     // A broken file is reported with its position, and procos keeps running.
-    std::fs::write(work.path().join("bpmn/broken.bpmn"), "<bpmn:definitions><oops").expect("write");
-    procos.wait_log("The engine rejected a file", Duration::from_secs(10)).await;
+    std::fs::write(
+        work.path().join("bpmn/broken.bpmn"),
+        "<bpmn:definitions><oops",
+    )
+    .expect("write");
+    procos
+        .wait_log("The engine rejected a file", Duration::from_secs(10))
+        .await;
     let pi = rest.start("echo_process", json!({"still": "alive"})).await;
     assert_eq!(rest.wait_ended(&pi, T).await["still"], json!("alive"));
 }

@@ -79,6 +79,16 @@ pub struct EndpointRequest {
     pub feedback: Option<String>,
     /// Cancelled when the task is gone (lock lost, instance deleted) or procos stops hard.
     pub cancel: CancellationToken,
+    /// Loads File variables' content, which the engine does not send with the task.
+    pub files: Option<Arc<dyn FileSource>>,
+}
+
+/// Loads the content of a File variable on demand (fetchAndLock sends only its name, type and
+/// mimetype). Implemented over the engine's REST API by the pipeline; endpoints only see this.
+#[async_trait]
+pub trait FileSource: Send + Sync + std::fmt::Debug {
+    /// The content of File variable `name`.
+    async fn load(&self, name: &str) -> Result<bytes::Bytes, EndpointError>;
 }
 
 /// A successful answer.

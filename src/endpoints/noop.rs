@@ -87,6 +87,9 @@ mod tests {
         );
         let req = EndpointRequest::default();
         req.cancel.cancel();
-        assert_eq!(ep.call(&req).await.unwrap_err().kind, super::super::ErrorKind::Cancelled);
+        assert_eq!(
+            ep.call(&req).await.unwrap_err().kind,
+            super::super::ErrorKind::Cancelled
+        );
     }
 }

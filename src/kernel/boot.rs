@@ -12,7 +12,9 @@ use crate::config::file::BackoffConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// Gave up after the configured boot timeout.
-    #[error("the engine at {url} did not answer within {waited:?} ({attempts} attempts); last error: {last}")]
+    #[error(
+        "the engine at {url} did not answer within {waited:?} ({attempts} attempts); last error: {last}"
+    )]
     EngineUnavailable {
         url: String,
         waited: Duration,
@@ -56,7 +58,10 @@ pub async fn wait_for_engine(
                 last,
             });
         }
-        let delay = backoff.next_delay().min(timeout.saturating_sub(waited)).max(Duration::from_millis(50));
+        let delay = backoff
+            .next_delay()
+            .min(timeout.saturating_sub(waited))
+            .max(Duration::from_millis(50));
         tracing::info!(url = camunda.base_url(), attempt = attempts, error = %last, retry_in_ms = delay.as_millis() as u64, "Waiting for the engine.");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

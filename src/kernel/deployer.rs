@@ -78,7 +78,10 @@ impl Deployer {
                     .map(|v| format!("{}:v{}", v["key"].as_str().unwrap_or("?"), v["version"]))
                     .collect();
                 if definitions.is_empty() {
-                    tracing::info!(files = names.len(), "Deployment unchanged: no file differs from the last deployment.");
+                    tracing::info!(
+                        files = names.len(),
+                        "Deployment unchanged: no file differs from the last deployment."
+                    );
                 } else {
                     tracing::info!(deployment_id = %d.id, files = %names.join(", "), definitions = %definitions.join(", "), "Deployed.");
                 }
@@ -133,7 +136,10 @@ impl Deployer {
                 return;
             }
         };
-        if let Err(e) = debouncer.watcher().watch(&self.config.dir, RecursiveMode::Recursive) {
+        if let Err(e) = debouncer
+            .watcher()
+            .watch(&self.config.dir, RecursiveMode::Recursive)
+        {
             tracing::error!(dir = %self.config.dir.display(), error = %e, "Cannot watch the deploy dir; changes need a restart.");
             return;
         }
@@ -161,7 +167,10 @@ fn is_deployable(path: &Path) -> bool {
 }
 
 fn collect_dir(root: &Path, dir: &Path, out: &mut Vec<Resource>) -> Result<(), DeployError> {
-    let read = |path: &Path, source| DeployError::Read { path: path.to_path_buf(), source };
+    let read = |path: &Path, source| DeployError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     for entry in std::fs::read_dir(dir).map_err(|e| read(dir, e))? {
         let path = entry.map_err(|e| read(dir, e))?.path();
         if path.is_dir() {
@@ -183,7 +192,12 @@ fn collect_dir(root: &Path, dir: &Path, out: &mut Vec<Resource>) -> Result<(), D
 
 /// Logs a refused deployment: one line per parse error, with resource, line and column.
 fn log_rejection(e: &CamundaError) {
-    let CamundaError::Engine { details: Some(details), message, .. } = e else {
+    let CamundaError::Engine {
+        details: Some(details),
+        message,
+        ..
+    } = e
+    else {
         tracing::error!(error = %e, "Deployment failed.");
         return;
     };
@@ -205,4 +219,3 @@ fn log_rejection(e: &CamundaError) {
         tracing::error!(error = %message, "Deployment rejected.");
     }
 }
-

@@ -65,14 +65,23 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let endpoints = build_endpoints(&config)?;
     let manager = Manager::new(&config, camunda.clone(), &endpoints)?;
     tracing::info!(url = %config.camunda.url, worker_id = camunda.worker_id(), "procos starting.");
-    match boot::wait_for_engine(&camunda, config.camunda.boot_timeout, config.camunda.backoff.clone(), &shutdown).await {
+    match boot::wait_for_engine(
+        &camunda,
+        config.camunda.boot_timeout,
+        config.camunda.backoff.clone(),
+        &shutdown,
+    )
+    .await
+    {
         Ok(_) => {}
         Err(boot::BootError::Stopped) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
     let background = TaskTracker::new();
     let deployer = Deployer::new(camunda.clone(), config.deploy.clone());
-    deployer.deploy_at_boot(config.camunda.backoff.clone(), &shutdown).await;
+    deployer
+        .deploy_at_boot(config.camunda.backoff.clone(), &shutdown)
+        .await;
     if config.deploy.watch {
         background.spawn(deployer.watch(shutdown.clone()));
     }

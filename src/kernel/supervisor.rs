@@ -17,7 +17,10 @@ pub fn install() -> std::io::Result<CancellationToken> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "Shutting down gracefully; send the signal again to stop at once.");
+        tracing::info!(
+            signal = name,
+            "Shutting down gracefully; send the signal again to stop at once."
+        );
         first.cancel();
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",

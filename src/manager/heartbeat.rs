@@ -60,7 +60,9 @@ pub async fn run(
                 tracing::debug!(lock_ms = lock.as_millis() as u64, "Lock extended.");
             }
             Err(e) if e.is_not_found() => {
-                tracing::warn!("The task is gone (cancelled, or its process instance deleted); stopping its work.");
+                tracing::warn!(
+                    "The task is gone (cancelled, or its process instance deleted); stopping its work."
+                );
                 return lose(&state, &task);
             }
             Err(e) if e.status() == Some(400) => {

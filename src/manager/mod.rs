@@ -73,14 +73,19 @@ pub struct Manager {
 }
 
 /// Builds every endpoint of the config once.
-pub fn build_endpoints(config: &FileConfig) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
+pub fn build_endpoints(
+    config: &FileConfig,
+) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
     config
         .endpoints
         .iter()
         .map(|(name, c)| {
             c.build(name)
                 .map(|e| (name.clone(), e))
-                .map_err(|source| ManagerError::Endpoint { name: name.clone(), source })
+                .map_err(|source| ManagerError::Endpoint {
+                    name: name.clone(),
+                    source,
+                })
         })
         .collect()
 }
@@ -96,15 +101,32 @@ impl Manager {
             .pde_manager
             .pools
             .iter()
-            .map(|(name, p)| (name.clone(), Pool::new(name, p.instances, p.max_concurrent_tasks)))
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    Pool::new(name, p.instances, p.max_concurrent_tasks),
+                )
+            })
             .collect();
         let mut topics = BTreeMap::new();
         let mut topic_pool = BTreeMap::new();
         for (name, topic) in &config.topics {
-            let (Some(pool), Some(pool_cfg)) = (pools.get(&topic.pool), config.pde_manager.pools.get(&topic.pool)) else {
-                return Err(ManagerError::UnknownPool { topic: name.clone(), pool: topic.pool.clone() });
+            let (Some(pool), Some(pool_cfg)) = (
+                pools.get(&topic.pool),
+                config.pde_manager.pools.get(&topic.pool),
+            ) else {
+                return Err(ManagerError::UnknownPool {
+                    topic: name.clone(),
+                    pool: topic.pool.clone(),
+                });
             };
-            let runtime = TopicRuntime::build(name, topic, &pool_cfg.endpoints, endpoints, config.camunda.lock_duration)?;
+            let runtime = TopicRuntime::build(
+                name,
+                topic,
+                &pool_cfg.endpoints,
+                endpoints,
+                config.camunda.lock_duration,
+            )?;
             topics.insert(name.clone(), Arc::new(runtime));
             topic_pool.insert(name.clone(), pool.clone());
         }
@@ -142,18 +164,36 @@ impl Manager {
         self.fetch_loop(&tracker, &shutdown, &hard).await;
         tracker.close();
         let grace = self.settings.grace;
-        tracing::info!(running = tracker.len(), grace_ms = grace.as_millis() as u64, "Stopped fetching; waiting for running tasks to finish.");
+        tracing::info!(
+            running = tracker.len(),
+            grace_ms = grace.as_millis() as u64,
+            "Stopped fetching; waiting for running tasks to finish."
+        );
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(running = tracker.len(), "Grace period over; cancelling the remaining tasks and unlocking them.");
+            tracing::warn!(
+                running = tracker.len(),
+                "Grace period over; cancelling the remaining tasks and unlocking them."
+            );
             hard.cancel();
-            if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
-                tracing::error!(running = tracker.len(), "Tasks did not stop after cancellation; their locks will expire.");
+            if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    running = tracker.len(),
+                    "Tasks did not stop after cancellation; their locks will expire."
+                );
             }
         }
         tracing::info!("PDE manager stopped.");
     }
 
-    async fn fetch_loop(&self, tracker: &TaskTracker, shutdown: &CancellationToken, hard: &CancellationToken) {
+    async fn fetch_loop(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+        hard: &CancellationToken,
+    ) {
         let mut backoff = Backoff::new(self.settings.backoff.clone());
         while !shutdown.is_cancelled() {
             let mut reserved = self.reserve();
@@ -172,7 +212,10 @@ impl Manager {
             match result {
                 Ok(tasks) => {
                     backoff.reset();
-                    if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) && request.async_response_timeout.is_none_or(|t| t != 0) {
+                    if tasks.is_empty()
+                        && asked.elapsed() < Duration::from_millis(100)
+                        && request.async_response_timeout.is_none_or(|t| t != 0)
+                    {
                         // An engine that answers an empty long poll at once would make this loop
                         // spin; pace it instead.
                         self.pause(Duration::from_secs(1), shutdown).await;
@@ -246,7 +289,10 @@ impl Manager {
         shutdown: &CancellationToken,
         hard: &CancellationToken,
     ) {
-        let (Some(pool), Some(topic)) = (self.topic_pool.get(&task.topic_name).cloned(), self.pipeline.topics().get(&task.topic_name).cloned()) else {
+        let (Some(pool), Some(topic)) = (
+            self.topic_pool.get(&task.topic_name).cloned(),
+            self.pipeline.topics().get(&task.topic_name).cloned(),
+        ) else {
             tracing::error!(task_id = %task.id, topic = %task.topic_name, "The engine returned a task of a topic procos did not ask for; leaving it to expire.");
             return;
         };
@@ -260,9 +306,26 @@ impl Manager {
             let task_token = hard.child_token();
             let stop_heartbeat = CancellationToken::new();
             let lock = Arc::new(heartbeat::LockState::default());
-            let heartbeat = heartbeat::run(camunda.clone(), task.id.clone(), topic.lock_duration, lock.clone(), task_token.clone(), stop_heartbeat.clone());
+            let heartbeat = heartbeat::run(
+                camunda.clone(),
+                task.id.clone(),
+                topic.lock_duration,
+                lock.clone(),
+                task_token.clone(),
+                stop_heartbeat.clone(),
+            );
             let work = async {
-                let outcome = run_task(&pipeline, &pool, permit, task, &task_token, &lock, &shutdown, &hard).await;
+                let outcome = run_task(
+                    &pipeline,
+                    &pool,
+                    permit,
+                    task,
+                    &task_token,
+                    &lock,
+                    &shutdown,
+                    &hard,
+                )
+                .await;
                 stop_heartbeat.cancel();
                 outcome
             };
@@ -272,7 +335,10 @@ impl Manager {
     }
 }
 
-fn take_one(reserved: &mut BTreeMap<String, OwnedSemaphorePermit>, pool: &str) -> Option<OwnedSemaphorePermit> {
+fn take_one(
+    reserved: &mut BTreeMap<String, OwnedSemaphorePermit>,
+    pool: &str,
+) -> Option<OwnedSemaphorePermit> {
     let permits = reserved.get_mut(pool)?;
     if permits.num_permits() > 1 {
         permits.split(1)
@@ -313,7 +379,9 @@ async fn run_task(
         return Outcome::Abandoned;
     }
     let slot = pool.seat(permit);
-    let outcome = pipeline.run(task.clone(), &slot.pde_name(), task_token.clone()).await;
+    let outcome = pipeline
+        .run(task.clone(), &slot.pde_name(), task_token.clone())
+        .await;
     if outcome == Outcome::Abandoned && hard.is_cancelled() && !lock.is_lost() {
         completion.abandon(&task, true).await;
     }

@@ -77,12 +77,18 @@ impl Pool {
 
     /// Tasks running now, per instance.
     pub fn running(&self) -> Vec<usize> {
-        self.running.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+        self.running
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Tasks finished so far, per instance.
     pub fn finished(&self) -> Vec<u64> {
-        self.finished.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+        self.finished
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
     }
 }
 
@@ -113,7 +119,11 @@ mod tests {
         let mut permits = permits;
         let a = pool.seat(permits.split(1).expect("split"));
         let b = pool.seat(permits.split(1).expect("split"));
-        assert_ne!(a.pde_name(), b.pde_name(), "the second task goes to the idle instance");
+        assert_ne!(
+            a.pde_name(),
+            b.pde_name(),
+            "the second task goes to the idle instance"
+        );
         assert_eq!(pool.running(), vec![1, 1]);
         drop(a);
         assert_eq!(pool.free(), 1);

@@ -109,7 +109,12 @@ impl Completion {
     }
 
     /// Decides and reports.
-    pub async fn finish(&self, task: &LockedTask, topic: &TopicRuntime, verdict: Verdict) -> Outcome {
+    pub async fn finish(
+        &self,
+        task: &LockedTask,
+        topic: &TopicRuntime,
+        verdict: Verdict,
+    ) -> Outcome {
         let action = decide(task.retries, topic, verdict);
         self.report(task, action).await
     }
@@ -126,29 +131,53 @@ impl Completion {
         let id = task.id.as_str();
         let (outcome, result) = match action {
             Action::Nothing => return Outcome::Abandoned,
-            Action::Complete { variables, local_variables } => {
+            Action::Complete {
+                variables,
+                local_variables,
+            } => {
                 let r = self
-                    .retrying(|| self.camunda.complete(id, variables.clone(), local_variables.clone()))
+                    .retrying(|| {
+                        self.camunda
+                            .complete(id, variables.clone(), local_variables.clone())
+                    })
                     .await;
                 (Outcome::Completed, r)
             }
             Action::BpmnError { code, message } => {
                 tracing::info!(error_code = %code, message = %message, "Raising BPMN error.");
                 let r = self
-                    .retrying(|| self.camunda.bpmn_error(id, &code, &message, VariableMap::new()))
+                    .retrying(|| {
+                        self.camunda
+                            .bpmn_error(id, &code, &message, VariableMap::new())
+                    })
                     .await;
                 (Outcome::BpmnError, r)
             }
-            Action::Failure { message, details, retries, retry_timeout } => {
+            Action::Failure {
+                message,
+                details,
+                retries,
+                retry_timeout,
+            } => {
                 if retries == 0 {
                     tracing::error!(error = %message, "Task failed with no retries left; the engine raises an incident.");
                 } else {
                     tracing::warn!(error = %message, retries, retry_timeout_ms = retry_timeout.as_millis() as u64, "Task failed; the engine will offer it again.");
                 }
                 let r = self
-                    .retrying(|| self.camunda.failure(id, &message, &details, retries, retry_timeout))
+                    .retrying(|| {
+                        self.camunda
+                            .failure(id, &message, &details, retries, retry_timeout)
+                    })
                     .await;
-                (if retries == 0 { Outcome::Incident } else { Outcome::Failed }, r)
+                (
+                    if retries == 0 {
+                        Outcome::Incident
+                    } else {
+                        Outcome::Failed
+                    },
+                    r,
+                )
             }
         };
         match result {
@@ -186,23 +215,35 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
         Verdict::Cancelled => return Action::Nothing,
         Verdict::Done { output, .. } => {
             let (variables, local_variables) = map_output(&topic.config.output, output);
-            return Action::Complete { variables, local_variables };
+            return Action::Complete {
+                variables,
+                local_variables,
+            };
         }
         Verdict::Failed { error, chain } => (error, chain),
     };
     if let Some(code) = mapped_bpmn_error(&topic.config.bpmn_errors, &error) {
-        return Action::BpmnError { code, message: error.message };
+        return Action::BpmnError {
+            code,
+            message: error.message,
+        };
     }
     let retries_now = task_retries.unwrap_or(topic.config.retries as i32);
     let (retries, retry_timeout) = match &error.kind {
         ErrorKind::Business { error_code } => {
-            return Action::BpmnError { code: error_code.clone(), message: error.message };
+            return Action::BpmnError {
+                code: error_code.clone(),
+                message: error.message,
+            };
         }
         ErrorKind::Cancelled => return Action::Nothing,
         ErrorKind::Permanent => (0, Duration::ZERO),
         ErrorKind::Transient { retry_after } => (
             (retries_now - 1).max(0),
-            topic.config.retry_timeout.max(retry_after.unwrap_or_default()),
+            topic
+                .config
+                .retry_timeout
+                .max(retry_after.unwrap_or_default()),
         ),
         ErrorKind::Fallback => ((retries_now - 1).max(0), topic.config.retry_timeout),
     };
@@ -310,8 +351,18 @@ mod tests {
     #[test]
     fn first_transient_failure_uses_the_topic_retries_minus_one() {
         let t = topic("{pool: p, endpoints: [], retries: 3, retry_timeout: 10s}");
-        let action = decide(None, &t, failed(EndpointError::transient("503 from upstream")));
-        let Action::Failure { retries, retry_timeout, details, .. } = action else {
+        let action = decide(
+            None,
+            &t,
+            failed(EndpointError::transient("503 from upstream")),
+        );
+        let Action::Failure {
+            retries,
+            retry_timeout,
+            details,
+            ..
+        } = action
+        else {
             panic!("expected a failure, got {action:?}");
         };
         assert_eq!(retries, 2);
@@ -335,7 +386,9 @@ mod tests {
         let t = topic("{pool: p, endpoints: [], retry_timeout: 1s}");
         let e = EndpointError::transient("429").retry_after(Some(Duration::from_secs(7)));
         match decide(None, &t, failed(e)) {
-            Action::Failure { retry_timeout, .. } => assert_eq!(retry_timeout, Duration::from_secs(7)),
+            Action::Failure { retry_timeout, .. } => {
+                assert_eq!(retry_timeout, Duration::from_secs(7))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -343,7 +396,11 @@ mod tests {
     #[test]
     fn permanent_errors_become_incidents() {
         let t = topic("{pool: p, endpoints: [], retries: 5}");
-        match decide(Some(4), &t, failed(EndpointError::permanent("401: check the API key"))) {
+        match decide(
+            Some(4),
+            &t,
+            failed(EndpointError::permanent("401: check the API key")),
+        ) {
             Action::Failure { retries, .. } => assert_eq!(retries, 0),
             other => panic!("{other:?}"),
         }
@@ -351,14 +408,25 @@ mod tests {
 
     #[test]
     fn mapped_classes_raise_bpmn_errors_exact_first_then_family() {
-        let t = topic("{pool: p, endpoints: [], bpmn_errors: {http_404: NOT_FOUND, http_4xx: CLIENT, input_invalid: BAD}}");
+        let t = topic(
+            "{pool: p, endpoints: [], bpmn_errors: {http_404: NOT_FOUND, http_4xx: CLIENT, input_invalid: BAD}}",
+        );
         let code = |e: EndpointError| match decide(None, &t, failed(e)) {
             Action::BpmnError { code, .. } => Some(code),
             _ => None,
         };
-        assert_eq!(code(EndpointError::permanent("x").code("http_404")).as_deref(), Some("NOT_FOUND"));
-        assert_eq!(code(EndpointError::permanent("x").code("http_409")).as_deref(), Some("CLIENT"));
-        assert_eq!(code(EndpointError::permanent("x").code("input_invalid")).as_deref(), Some("BAD"));
+        assert_eq!(
+            code(EndpointError::permanent("x").code("http_404")).as_deref(),
+            Some("NOT_FOUND")
+        );
+        assert_eq!(
+            code(EndpointError::permanent("x").code("http_409")).as_deref(),
+            Some("CLIENT")
+        );
+        assert_eq!(
+            code(EndpointError::permanent("x").code("input_invalid")).as_deref(),
+            Some("BAD")
+        );
         assert_eq!(code(EndpointError::transient("x").code("http_503")), None);
     }
 
@@ -366,15 +434,23 @@ mod tests {
     fn business_errors_raise_their_own_code_and_cancelled_reports_nothing() {
         let t = topic("{pool: p, endpoints: []}");
         assert_eq!(
-            decide(None, &t, failed(EndpointError::business("NO_STOCK", "sold out"))),
-            Action::BpmnError { code: "NO_STOCK".into(), message: "sold out".into() }
+            decide(
+                None,
+                &t,
+                failed(EndpointError::business("NO_STOCK", "sold out"))
+            ),
+            Action::BpmnError {
+                code: "NO_STOCK".into(),
+                message: "sold out".into()
+            }
         );
         assert_eq!(decide(None, &t, Verdict::Cancelled), Action::Nothing);
     }
 
     #[test]
     fn output_is_mapped_to_explicitly_typed_variables() {
-        let rules: OutputConfig = serde_yaml::from_str("{variable: response, mapping: {code: /status}}").expect("yaml");
+        let rules: OutputConfig =
+            serde_yaml::from_str("{variable: response, mapping: {code: /status}}").expect("yaml");
         let (vars, local) = map_output(&rules, json!({"status": 200, "body": {"ok": true}}));
         assert!(local.is_empty());
         assert_eq!(vars["code"].type_name.as_deref(), Some("Integer"));

@@ -24,7 +24,11 @@ pub struct Route {
 }
 
 /// Builds the route for a task.
-pub fn route(ctx: &TaskContext, topic: &TopicRuntime, report: &TestReport) -> Result<Route, Verdict> {
+pub fn route(
+    ctx: &TaskContext,
+    topic: &TopicRuntime,
+    report: &TestReport,
+) -> Result<Route, Verdict> {
     let mut candidates: Vec<Arc<dyn Endpoint>> = Vec::with_capacity(topic.endpoints.len() + 1);
     if let Some(pinned) = ctx.request.properties.get(ENDPOINT_PROPERTY) {
         let Some(endpoint) = topic.pool_endpoints.get(pinned) else {

@@ -93,7 +93,7 @@ impl Pipeline {
         };
 
         let t = Instant::now();
-        let ctx = match start::build(&task, &topic, cancel) {
+        let ctx = match start::build(&task, &topic, self.completion.camunda(), cancel) {
             Ok(ctx) => ctx,
             Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
         };

@@ -2,14 +2,17 @@
 //! variables, extension properties, business key — and opens the task's tracing span.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use tokio_util::sync::CancellationToken;
 
 use super::topic::TopicRuntime;
 use super::verdict::{Verdict, class};
 use crate::camunda::variables::{decode_all, to_json_map};
-use crate::camunda::{LockedTask, Variable};
-use crate::endpoints::{EndpointError, EndpointRequest};
+use crate::camunda::{CamundaClient, LockedTask, VarType, Variable};
+use crate::endpoints::{EndpointError, EndpointRequest, FileSource};
 
 /// The task as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -39,6 +42,7 @@ pub fn span(task: &LockedTask, pde: &str) -> tracing::Span {
 pub fn build(
     task: &LockedTask,
     topic: &TopicRuntime,
+    camunda: &CamundaClient,
     cancel: CancellationToken,
 ) -> Result<TaskContext, Verdict> {
     let variables = decode_all(&task.variables).map_err(|e| {
@@ -57,6 +61,15 @@ pub fn build(
         output_schema: topic.schema_value.clone(),
         feedback: None,
         cancel,
+        files: variables
+            .values()
+            .any(|v| v.var_type == VarType::File)
+            .then(|| {
+                Arc::new(EngineFiles {
+                    camunda: camunda.clone(),
+                    process_instance_id: task.process_instance_id.clone().unwrap_or_default(),
+                }) as Arc<dyn FileSource>
+            }),
     };
     tracing::debug!(
         variables = variables.len(),
@@ -69,4 +82,32 @@ pub fn build(
         variables,
         retries: task.retries,
     })
+}
+
+/// File variables downloaded from the engine (`GET /process-instance/{id}/variables/{name}/data`).
+#[derive(Debug)]
+struct EngineFiles {
+    camunda: CamundaClient,
+    process_instance_id: String,
+}
+
+#[async_trait]
+impl FileSource for EngineFiles {
+    async fn load(&self, name: &str) -> Result<bytes::Bytes, EndpointError> {
+        self.camunda
+            .download_file(&self.process_instance_id, name, None)
+            .await
+            .map_err(|e| {
+                let error =
+                    EndpointError::transient(format!("downloading file variable `{name}`: {e}"));
+                if e.is_retryable() {
+                    error
+                } else {
+                    EndpointError {
+                        kind: crate::endpoints::ErrorKind::Permanent,
+                        ..error
+                    }
+                }
+            })
+    }
 }

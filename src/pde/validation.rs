@@ -34,7 +34,12 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
             match result {
                 Ok(reply) => match check_output(topic, &reply.output) {
                     Ok(()) => {
-                        tracing::info!(endpoint = endpoint.name(), attempt, elapsed_ms, "Endpoint answered; result valid.");
+                        tracing::info!(
+                            endpoint = endpoint.name(),
+                            attempt,
+                            elapsed_ms,
+                            "Endpoint answered; result valid."
+                        );
                         return Verdict::Done {
                             output: reply.output,
                             endpoint: endpoint.name().to_string(),
@@ -43,11 +48,17 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                     }
                     Err(problems) => {
                         tracing::warn!(endpoint = endpoint.name(), attempt, elapsed_ms, problems = %problems, "Result failed validation.");
-                        chain.push(format!("{} (attempt {attempt}): result invalid: {problems}", endpoint.name()));
+                        chain.push(format!(
+                            "{} (attempt {attempt}): result invalid: {problems}",
+                            endpoint.name()
+                        ));
                         request.feedback = Some(problems.clone());
                         last = Some(
-                            EndpointError::transient(format!("result of endpoint `{}` is invalid: {problems}", endpoint.name()))
-                                .code(class::OUTPUT_INVALID),
+                            EndpointError::transient(format!(
+                                "result of endpoint `{}` is invalid: {problems}",
+                                endpoint.name()
+                            ))
+                            .code(class::OUTPUT_INVALID),
                         );
                     }
                 },
@@ -68,7 +79,9 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
             }
         }
     }
-    let error = last.unwrap_or_else(|| EndpointError::transient("the route had no endpoint").code(class::NO_ENDPOINT));
+    let error = last.unwrap_or_else(|| {
+        EndpointError::transient("the route had no endpoint").code(class::NO_ENDPOINT)
+    });
     Verdict::Failed { error, chain }
 }
 
@@ -124,7 +137,11 @@ mod tests {
     impl Scripted {
         fn new(name: &'static str, mut replies: Vec<Result<Value, EndpointError>>) -> Arc<Self> {
             replies.reverse();
-            Arc::new(Self { name, replies: Mutex::new(replies), feedback: Mutex::new(Vec::new()) })
+            Arc::new(Self {
+                name,
+                replies: Mutex::new(replies),
+                feedback: Mutex::new(Vec::new()),
+            })
         }
         fn calls(&self) -> usize {
             self.feedback.lock().unwrap().len()
@@ -148,15 +165,25 @@ mod tests {
 
     fn topic(yaml: &str) -> TopicRuntime {
         let config: TopicConfig = serde_yaml::from_str(yaml).expect("yaml");
-        TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30)).expect("builds")
+        TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30))
+            .expect("builds")
     }
 
     fn ctx() -> TaskContext {
-        TaskContext { request: EndpointRequest::default(), variables: BTreeMap::new(), retries: None }
+        TaskContext {
+            request: EndpointRequest::default(),
+            variables: BTreeMap::new(),
+            retries: None,
+        }
     }
 
     fn route(endpoints: Vec<Arc<Scripted>>) -> Route {
-        Route { endpoints: endpoints.into_iter().map(|e| e as Arc<dyn Endpoint>).collect() }
+        Route {
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| e as Arc<dyn Endpoint>)
+                .collect(),
+        }
     }
 
     const SCHEMA_TOPIC: &str = "{pool: p, endpoints: [], output: {attempts: 2, required: [label], schema: {type: object, properties: {label: {enum: [a, b]}}}}}";
@@ -164,14 +191,27 @@ mod tests {
     #[tokio::test]
     async fn invalid_result_is_retried_with_feedback_then_falls_back() {
         let t = topic(SCHEMA_TOPIC);
-        let first = Scripted::new("first", vec![Ok(json!({"label": "zzz"})), Ok(json!({"nope": 1}))]);
+        let first = Scripted::new(
+            "first",
+            vec![Ok(json!({"label": "zzz"})), Ok(json!({"nope": 1}))],
+        );
         let second = Scripted::new("second", vec![Ok(json!({"label": "b"}))]);
         let verdict = execute(&ctx(), &t, &route(vec![first.clone(), second.clone()])).await;
-        assert_eq!(verdict, Verdict::Done { output: json!({"label": "b"}), endpoint: "second".into(), usage: None });
+        assert_eq!(
+            verdict,
+            Verdict::Done {
+                output: json!({"label": "b"}),
+                endpoint: "second".into(),
+                usage: None
+            }
+        );
         assert_eq!(first.calls(), 2, "attempts: 2 on the first endpoint");
         let feedback = first.feedback.lock().unwrap().clone();
         assert_eq!(feedback[0], None);
-        assert!(feedback[1].as_deref().unwrap_or("").contains("/label"), "the schema error is fed back: {feedback:?}");
+        assert!(
+            feedback[1].as_deref().unwrap_or("").contains("/label"),
+            "the schema error is fed back: {feedback:?}"
+        );
         assert_eq!(second.calls(), 1);
     }
 
@@ -184,7 +224,10 @@ mod tests {
         };
         assert_eq!(error.code.as_deref(), Some(class::OUTPUT_INVALID));
         assert_eq!(chain.len(), 2);
-        assert!(chain[0].contains("required key `label` is missing"), "{chain:?}");
+        assert!(
+            chain[0].contains("required key `label` is missing"),
+            "{chain:?}"
+        );
     }
 
     #[tokio::test]
@@ -193,12 +236,24 @@ mod tests {
         let flaky = Scripted::new("flaky", vec![Err(EndpointError::transient("503"))]);
         let good = Scripted::new("good", vec![Ok(json!({"ok": true}))]);
         let verdict = execute(&ctx(), &t, &route(vec![flaky, good])).await;
-        assert!(matches!(verdict, Verdict::Done { ref endpoint, .. } if endpoint == "good"), "{verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Done { ref endpoint, .. } if endpoint == "good"),
+            "{verdict:?}"
+        );
 
-        let denied = Scripted::new("denied", vec![Err(EndpointError::permanent("401: check the API key"))]);
+        let denied = Scripted::new(
+            "denied",
+            vec![Err(EndpointError::permanent("401: check the API key"))],
+        );
         let never = Scripted::new("never", vec![]);
         let verdict = execute(&ctx(), &t, &route(vec![denied, never.clone()])).await;
-        assert!(matches!(verdict, Verdict::Failed { ref error, .. } if error.kind == ErrorKind::Permanent));
-        assert_eq!(never.calls(), 0, "a permanent error is not retried elsewhere");
+        assert!(
+            matches!(verdict, Verdict::Failed { ref error, .. } if error.kind == ErrorKind::Permanent)
+        );
+        assert_eq!(
+            never.calls(),
+            0,
+            "a permanent error is not retried elsewhere"
+        );
     }
 }

@@ -23,7 +23,11 @@ pub fn init(format: Option<LogFormat>, filter: Option<&str>) {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let is_tty = std::io::stderr().is_terminal();
-    let format = format.unwrap_or(if is_tty { LogFormat::Pretty } else { LogFormat::Json });
+    let format = format.unwrap_or(if is_tty {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

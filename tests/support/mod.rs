@@ -14,9 +14,12 @@ use tokio::process::{Child, Command};
 
 /// Starts the in-memory engine on a free loopback port.
 pub async fn engine() -> RunningEngine {
-    procos::engine::Engine::start_local(EngineOptions { quiet: true, ..Default::default() })
-        .await
-        .expect("engine starts")
+    procos::engine::Engine::start_local(EngineOptions {
+        quiet: true,
+        ..Default::default()
+    })
+    .await
+    .expect("engine starts")
 }
 
 /// A working directory for one procos run: config, bpmn/, scripts/.
@@ -37,7 +40,8 @@ impl Workdir {
         std::fs::create_dir_all(&scripts).expect("scripts dir");
         for entry in std::fs::read_dir(repo().join("scripts")).expect("repo scripts") {
             let path = entry.expect("entry").path();
-            std::fs::copy(&path, scripts.join(path.file_name().expect("name"))).expect("copy script");
+            std::fs::copy(&path, scripts.join(path.file_name().expect("name")))
+                .expect("copy script");
         }
         Self { dir }
     }
@@ -102,8 +106,14 @@ impl Procos {
         let mut child = cmd.spawn().expect("procos starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         ]
         .into_iter()
         .flatten()
@@ -124,7 +134,11 @@ impl Procos {
 
     /// Runs the daemon on `dir/pde.yaml` against `url`.
     pub fn daemon(work: &Workdir, url: &str) -> Self {
-        Self::spawn(work.path(), &["--config", "pde.yaml"], &[("CAMUNDA_URL", url)])
+        Self::spawn(
+            work.path(),
+            &["--config", "pde.yaml"],
+            &[("CAMUNDA_URL", url)],
+        )
     }
 
     /// All log lines so far.
@@ -134,26 +148,43 @@ impl Procos {
 
     /// Log lines parsed as JSON.
     pub fn log_json(&self) -> Vec<Value> {
-        self.log_lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Waits until a log line contains `needle`.
     pub async fn wait_log(&self, needle: &str, within: Duration) {
-        let found = eventually(within, || async { self.log_lines().iter().any(|l| l.contains(needle)) }).await;
-        assert!(found, "no log line containing {needle:?} within {within:?}; logs:\n{}", self.log_lines().join("\n"));
+        let found = eventually(within, || async {
+            self.log_lines().iter().any(|l| l.contains(needle))
+        })
+        .await;
+        assert!(
+            found,
+            "no log line containing {needle:?} within {within:?}; logs:\n{}",
+            self.log_lines().join("\n")
+        );
     }
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
         let pid = self.child.id().expect("running") as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
     }
 
     /// Waits for exit and returns the code.
     pub async fn exit_code(&mut self, within: Duration) -> i32 {
         match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.expect("wait").code().unwrap_or(-1),
-            Err(_) => panic!("procos did not exit within {within:?}; logs:\n{}", self.log_lines().join("\n")),
+            Err(_) => panic!(
+                "procos did not exit within {within:?}; logs:\n{}",
+                self.log_lines().join("\n")
+            ),
         }
     }
 }
@@ -185,18 +216,27 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(url: &str) -> Self {
-        Self { url: url.to_string(), http: reqwest::Client::new() }
+        Self {
+            url: url.to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let r = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.expect("json")
     }
 
     /// Starts an instance of `key` with plain JSON variables (typed explicitly).
     pub async fn start(&self, key: &str, vars: Value) -> String {
-        let variables = procos::camunda::variables::encode_json_map(vars.as_object().expect("object"));
+        let variables =
+            procos::camunda::variables::encode_json_map(vars.as_object().expect("object"));
         let r = self
             .http
             .post(format!("{}/process-definition/key/{key}/start", self.url))
@@ -213,7 +253,11 @@ impl Rest {
     /// Waits until `key` is deployed.
     pub async fn wait_deployed(&self, key: &str, within: Duration) {
         let ok = eventually(within, || async {
-            let r = self.http.get(format!("{}/process-definition/key/{key}", self.url)).send().await;
+            let r = self
+                .http
+                .get(format!("{}/process-definition/key/{key}", self.url))
+                .send()
+                .await;
             r.map(|r| r.status().is_success()).unwrap_or(false)
         })
         .await;
@@ -222,24 +266,36 @@ impl Rest {
 
     /// The historic state of an instance (`ACTIVE`, `COMPLETED`, …).
     pub async fn state(&self, pi: &str) -> String {
-        self.get(&format!("/history/process-instance/{pi}")).await["state"].as_str().unwrap_or("").to_string()
+        self.get(&format!("/history/process-instance/{pi}")).await["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// Waits until the instance has ended and returns its final variables (name → value).
     pub async fn wait_ended(&self, pi: &str, within: Duration) -> serde_json::Map<String, Value> {
         let ok = eventually(within, || async { self.state(pi).await == "COMPLETED" }).await;
-        assert!(ok, "instance {pi} did not complete within {within:?} (state {})", self.state(pi).await);
+        assert!(
+            ok,
+            "instance {pi} did not complete within {within:?} (state {})",
+            self.state(pi).await
+        );
         self.variables(pi).await
     }
 
     /// Final (historic) variables of an instance, name → value as sent.
     pub async fn variables(&self, pi: &str) -> serde_json::Map<String, Value> {
-        let list = self.get(&format!("/history/variable-instance?processInstanceId={pi}")).await;
+        let list = self
+            .get(&format!(
+                "/history/variable-instance?processInstanceId={pi}"
+            ))
+            .await;
         list.as_array()
             .expect("array")
             .iter()
             .map(|v| {
-                let wire: procos::camunda::TypedValue = serde_json::from_value(v.clone()).expect("typed value");
+                let wire: procos::camunda::TypedValue =
+                    serde_json::from_value(v.clone()).expect("typed value");
                 let name = v["name"].as_str().unwrap_or("").to_string();
                 let decoded = procos::camunda::Variable::decode(&name, &wire).expect("decodes");
                 (name, decoded.value)
@@ -249,7 +305,11 @@ impl Rest {
 
     /// Incidents of an instance.
     pub async fn incidents(&self, pi: &str) -> Vec<Value> {
-        self.get(&format!("/incident?processInstanceId={pi}")).await.as_array().cloned().unwrap_or_default()
+        self.get(&format!("/incident?processInstanceId={pi}"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The engine's test-only counters.
@@ -280,7 +340,12 @@ pub fn one_task_bpmn(key: &str, topic: &str, error_code: &str) -> String {
 
 /// A config with one pool `gp` over the given endpoints and topics (YAML snippets, indented by
 /// two spaces under `topics:` and `endpoints:`). `camunda_extra` goes under `camunda:`.
-pub fn config(camunda_extra: &str, pool_endpoints: &[&str], topics: &str, endpoints: &str) -> String {
+pub fn config(
+    camunda_extra: &str,
+    pool_endpoints: &[&str],
+    topics: &str,
+    endpoints: &str,
+) -> String {
     format!(
         "camunda:\n  url: ${{CAMUNDA_URL}}\n  long_poll: 2s\n  backoff: {{ initial: 100ms, max: 1s }}\n{camunda_extra}\ndeploy:\n  dir: bpmn\n  debounce: 200ms\npde_manager:\n  shutdown_grace: 10s\n  pools:\n    gp: {{ instances: 2, endpoints: [{}], max_concurrent_tasks: 10 }}\ntopics:\n{topics}\nendpoints:\n{endpoints}\n",
         pool_endpoints.join(", ")
@@ -289,5 +354,9 @@ pub fn config(camunda_extra: &str, pool_endpoints: &[&str], topics: &str, endpoi
 
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
