@@ -87,7 +87,12 @@ pub(crate) fn key_text(key: &Value) -> String {
     }
 }
 
-fn walk(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, found: &mut Interpolated) {
+fn walk(
+    value: &mut Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    found: &mut Interpolated,
+) {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
@@ -164,7 +169,11 @@ fn expand(
         sensitive.add(&out);
     }
     let whole = text.starts_with("${") && text.find('}') == Some(text.len() - 1);
-    Ok(if whole { coerce(out) } else { Value::String(out) })
+    Ok(if whole {
+        coerce(out)
+    } else {
+        Value::String(out)
+    })
 }
 
 /// The result of one `${...}`: its text, and the environment's value if that is where it came from.
@@ -214,7 +223,9 @@ fn lookup(body: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Lookup, St
                 "{} (environment variable `{name}` is not set)",
                 &m[1..]
             )),
-            None => Err(format!("environment variable `{name}` is required but not set")),
+            None => Err(format!(
+                "environment variable `{name}` is required but not set"
+            )),
         },
         Some(_) => Err(format!(
             "`${{{name}:...}}`: unknown modifier; use `${{{name}:-default}}` or `${{{name}:?message}}`"
@@ -267,7 +278,10 @@ mod tests {
 
     #[test]
     fn plain_variables_are_replaced_inside_text() {
-        assert_eq!(one("a: postgres://${HOST}:${PORT}/x"), Value::from("postgres://db.internal:5432/x"));
+        assert_eq!(
+            one("a: postgres://${HOST}:${PORT}/x"),
+            Value::from("postgres://db.internal:5432/x")
+        );
     }
 
     #[test]
@@ -309,7 +323,10 @@ mod tests {
         let (_, found) = run("topics:\n  t:\n    endpoints: [x, '${MISSING}']\n");
         assert_eq!(
             found.problems,
-            vec![Problem::new("topics.t.endpoints[1]", "environment variable `MISSING` is not set")]
+            vec![Problem::new(
+                "topics.t.endpoints[1]",
+                "environment variable `MISSING` is not set"
+            )]
         );
         assert_eq!(found.failed, vec!["topics.t.endpoints[1]".to_string()]);
     }
@@ -319,7 +336,11 @@ mod tests {
         let (_, found) = run("a: ${API_KEY:?set API_KEY to your OpenAI key}");
         assert_eq!(found.problems.len(), 1);
         assert_eq!(found.problems[0].path, "a");
-        assert!(found.problems[0].message.starts_with("set API_KEY to your OpenAI key"));
+        assert!(
+            found.problems[0]
+                .message
+                .starts_with("set API_KEY to your OpenAI key")
+        );
         assert_eq!(one("a: ${HOST:?needed}"), Value::from("db.internal"));
     }
 
@@ -351,7 +372,10 @@ mod tests {
             "invalid type: string \"***\", expected a map"
         );
         assert_eq!(s.scrub("got sk-live-0123456789 here"), "got *** here");
-        assert_eq!(s.scrub("invalid type: integer `5432`, expected a string"), "invalid type: integer `***`, expected a string");
+        assert_eq!(
+            s.scrub("invalid type: integer `5432`, expected a string"),
+            "invalid type: integer `***`, expected a string"
+        );
         // Short values are not scrubbed from ordinary words.
         assert_eq!(s.scrub("port 54321"), "port 54321");
     }

@@ -18,7 +18,9 @@ use serde_path_to_error::Segment;
 use serde_yaml::{Mapping, Value};
 
 use super::error::{ConfigError, Problem, key_path, name_list};
-use super::file::{CamundaConfig, DeployConfig, FileConfig, ManagerConfig, PoolConfig, TopicConfig};
+use super::file::{
+    CamundaConfig, DeployConfig, FileConfig, ManagerConfig, PoolConfig, TopicConfig,
+};
 use super::interpolate::{Sensitive, interpolate, key_text};
 use super::validate::{Parts, validate_parts};
 use crate::endpoints::EndpointConfig;
@@ -56,12 +58,19 @@ pub fn load_str(
     };
     let mut root: Value = serde_yaml::from_str(yaml)
         .map_err(|e| fail(vec![Problem::new("", format!("not valid YAML: {e}"))]))?;
-    root.apply_merge()
-        .map_err(|e| fail(vec![Problem::new("", format!("invalid YAML merge (`<<`): {e}"))]))?;
+    root.apply_merge().map_err(|e| {
+        fail(vec![Problem::new(
+            "",
+            format!("invalid YAML merge (`<<`): {e}"),
+        )])
+    })?;
     let not_a_mapping = || {
         fail(vec![Problem::new(
             "",
-            format!("expected a mapping with the sections {}", name_list(SECTIONS)),
+            format!(
+                "expected a mapping with the sections {}",
+                name_list(SECTIONS)
+            ),
         )])
     };
     if !root.is_mapping() {
@@ -126,7 +135,10 @@ impl Parser {
             if !SECTIONS.contains(&name.as_str()) {
                 self.problems.push(Problem::new(
                     name.clone(),
-                    format!("unknown field `{name}`, expected one of {}", name_list(SECTIONS)),
+                    format!(
+                        "unknown field `{name}`, expected one of {}",
+                        name_list(SECTIONS)
+                    ),
                 ));
             }
         }
@@ -264,7 +276,8 @@ impl Parser {
             Some(Value::String(kind)) => kind,
             Some(_) => {
                 let message = format!("`type` must be one of {kinds}");
-                self.problems.push(Problem::new(key_path(path, "type"), message));
+                self.problems
+                    .push(Problem::new(key_path(path, "type"), message));
                 return None;
             }
             None => {

@@ -83,7 +83,10 @@ fn camunda(c: &CamundaConfig, out: &mut Vec<Problem>) {
         ));
     }
     if c.worker_id.as_deref().is_some_and(|w| w.trim().is_empty()) {
-        out.push(Problem::new("camunda.worker_id", "must not be empty (omit it for the default)"));
+        out.push(Problem::new(
+            "camunda.worker_id",
+            "must not be empty (omit it for the default)",
+        ));
     }
     if let Some(auth) = &c.auth {
         use super::file::AuthConfig;
@@ -159,10 +162,16 @@ fn deploy(d: &DeployConfig, out: &mut Vec<Problem>) {
 fn pool(name: &str, p: &PoolConfig, endpoints: Option<&BTreeSet<String>>, out: &mut Vec<Problem>) {
     let path = key_path("pde_manager.pools", name);
     if p.max_concurrent_tasks < 1 {
-        out.push(Problem::new(key_path(&path, "max_concurrent_tasks"), "must be at least 1"));
+        out.push(Problem::new(
+            key_path(&path, "max_concurrent_tasks"),
+            "must be at least 1",
+        ));
     }
     if p.instances < 1 {
-        out.push(Problem::new(key_path(&path, "instances"), "must be at least 1"));
+        out.push(Problem::new(
+            key_path(&path, "instances"),
+            "must be at least 1",
+        ));
     } else if p.max_concurrent_tasks >= 1 && p.instances > p.max_concurrent_tasks {
         out.push(Problem::new(
             key_path(&path, "instances"),
@@ -208,7 +217,10 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
     }
     let endpoints_path = key_path(&path, "endpoints");
     if t.endpoints.is_empty() {
-        out.push(Problem::new(&endpoints_path, "a topic needs at least one endpoint"));
+        out.push(Problem::new(
+            &endpoints_path,
+            "a topic needs at least one endpoint",
+        ));
     }
     let pool = parts.pools.get(&t.pool);
     for (i, e) in t.endpoints.iter().enumerate() {
@@ -270,7 +282,10 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
 
 fn output(o: &OutputConfig, path: &str, out: &mut Vec<Problem>) {
     if o.variable.as_deref().is_some_and(|v| v.trim().is_empty()) {
-        out.push(Problem::new(key_path(path, "variable"), "must not be empty"));
+        out.push(Problem::new(
+            key_path(path, "variable"),
+            "must not be empty",
+        ));
     }
     for (variable, pointer) in &o.mapping {
         if let Err(why) = check_pointer(pointer) {
@@ -299,14 +314,21 @@ fn output(o: &OutputConfig, path: &str, out: &mut Vec<Problem>) {
         && let Err(e) = jsonschema::validator_for(schema)
     {
         let at = e.instance_path().to_string();
-        let at = if at.is_empty() { String::new() } else { format!(" at `{at}`") };
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{at}`")
+        };
         out.push(Problem::new(
             key_path(path, "schema"),
             format!("not a valid JSON Schema{at}: {e}"),
         ));
     }
     if o.attempts < 1 {
-        out.push(Problem::new(key_path(path, "attempts"), "must be at least 1"));
+        out.push(Problem::new(
+            key_path(path, "attempts"),
+            "must be at least 1",
+        ));
     }
 }
 
