@@ -85,23 +85,24 @@ pub fn load_str(
     let Value::Mapping(top) = &root else {
         return Err(not_a_mapping());
     };
-    let config = parser.file(top);
-    let sensitive = found.sensitive;
-    let problems = parser.problems;
-    match config {
-        Ok(config) if problems.is_empty() => {
-            let more = super::validate(&config);
-            if more.is_empty() {
-                Ok(config)
-            } else {
-                Err(fail(scrubbed(more, &sensitive)))
-            }
+    let (config, semantic) = match parser.file(top) {
+        Ok(config) => {
+            let semantic = super::validate(&config);
+            (Some(config), semantic)
         }
-        Ok(_) => Err(fail(scrubbed(problems, &sensitive))),
-        Err(mut partial) => {
-            let mut problems = problems;
-            problems.append(&mut partial);
-            Err(fail(scrubbed(problems, &sensitive)))
+        Err(partial) => (None, partial),
+    };
+    let mut problems = std::mem::take(&mut parser.problems);
+    problems.extend(semantic.into_iter().filter(|p| !parser.is_noise(&p.path)));
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => {
+            if problems.is_empty() {
+                // Not expected: a section fails only after recording why. Never return an
+                // error without a problem in it.
+                problems.push(Problem::new("", "the configuration could not be read"));
+            }
+            Err(fail(scrubbed(problems, &found.sensitive)))
         }
     }
 }
@@ -146,7 +147,11 @@ impl Parser {
 
         let camunda = match section("camunda") {
             Some(v) => self.de::<CamundaConfig>(v, "camunda"),
-            None => self.missing("camunda"),
+            // `camunda:` with nothing under it: every setting has a default.
+            None if top.contains_key("camunda") => {
+                self.de::<CamundaConfig>(&Value::Mapping(Mapping::new()), "camunda")
+            }
+            None => self.missing(top, "camunda"),
         };
         let deploy = match section("deploy") {
             Some(v) => self.de::<DeployConfig>(v, "deploy"),
@@ -154,15 +159,15 @@ impl Parser {
         };
         let manager = match section("pde_manager") {
             Some(v) => self.manager(v),
-            None => self.missing("pde_manager"),
+            None => self.missing(top, "pde_manager"),
         };
         let topics = match section("topics") {
             Some(v) => self.entries(v, "topics", |p, v, path| p.de::<TopicConfig>(v, path)),
-            None => self.missing("topics"),
+            None => self.missing(top, "topics"),
         };
         let endpoints = match section("endpoints") {
             Some(v) => self.entries(v, "endpoints", Parser::endpoint),
-            None => self.missing("endpoints"),
+            None => self.missing(top, "endpoints"),
         };
 
         if let (Some(camunda), Some(deploy), Some((manager, true)), Some(t), Some(e)) =
@@ -186,7 +191,7 @@ impl Parser {
             camunda: camunda.as_ref(),
             deploy: deploy.as_ref(),
             pools: manager.as_ref().map_or(&no_pools, |(m, _)| &m.pools),
-            pool_names: self.names_under(top, &["pde_manager", "pools"]),
+            pool_names: names_under(top, &["pde_manager", "pools"]),
             topics: topics.as_ref().map_or(&no_topics, |t| &t.parsed),
             topic_count: topics.as_ref().map(|t| t.names.len()),
             endpoints: endpoints.as_ref().map_or(&no_endpoints, |e| &e.parsed),
@@ -195,19 +200,25 @@ impl Parser {
         Err(validate_parts(&parts))
     }
 
-    fn missing<T>(&mut self, section: &str) -> Option<T> {
-        self.problems
-            .push(Problem::new(section, "missing: this section is required"));
-        None
+    /// A problem at or below a scalar whose interpolation failed repeats that failure.
+    fn is_noise(&self, path: &str) -> bool {
+        self.failed.iter().any(|f| {
+            path == f
+                || path
+                    .strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
     }
 
-    /// The keys of the mapping at `path` under `top`, if it is one.
-    fn names_under(&self, top: &Mapping, path: &[&str]) -> Option<BTreeSet<String>> {
-        let mut value = top.get(path.first()?)?;
-        for key in &path[1..] {
-            value = value.get(key)?;
-        }
-        Some(value.as_mapping()?.keys().map(key_text).collect())
+    /// A required section that is absent, or present but empty (`camunda:` with nothing under).
+    fn missing<T>(&mut self, top: &Mapping, section: &str) -> Option<T> {
+        let message = if top.contains_key(section) {
+            "is empty, but this section is required (`{}` is an empty mapping)"
+        } else {
+            "missing: this section is required"
+        };
+        self.problems.push(Problem::new(section, message));
+        None
     }
 
     /// `pde_manager`: its own keys, then each pool on its own. The bool says all pools parsed.
@@ -318,18 +329,22 @@ impl Parser {
             Ok(v) => Some(v),
             Err(err) => {
                 let problem = serde_problem(path, &err);
-                let noise = self.failed.iter().any(|f| {
-                    problem.path == *f
-                        || problem.path.starts_with(&format!("{f}."))
-                        || problem.path.starts_with(&format!("{f}["))
-                });
-                if !noise {
+                if !self.is_noise(&problem.path) {
                     self.problems.push(problem);
                 }
                 None
             }
         }
     }
+}
+
+/// The keys of the mapping at `path` under `top`, if it is one.
+fn names_under(top: &Mapping, path: &[&str]) -> Option<BTreeSet<String>> {
+    let mut value = top.get(path.first()?)?;
+    for key in &path[1..] {
+        value = value.get(key)?;
+    }
+    Some(value.as_mapping()?.keys().map(key_text).collect())
 }
 
 /// A serde error as a [`Problem`]: full path from `serde_path_to_error`, serde_yaml's own path

@@ -173,6 +173,14 @@ fn a_typo_deep_in_the_file_names_its_full_path() {
 
     let ps = problems(&full_with("      attempts: 2\n", "      atempts: 2\n"));
     assert_eq!(paths(&ps), ["topics.http_request.output.atempts"]);
+
+    let ps = problems(&full_with("customerId: string }", "customerId: strin }"));
+    assert_eq!(paths(&ps), ["topics.http_request.input.types.customerId"]);
+    assert!(
+        ps[0].message.contains("unknown variant `strin`"),
+        "{}",
+        ps[0].message
+    );
 }
 
 #[test]
@@ -375,6 +383,27 @@ fn semantic_problems_are_reported_even_when_another_entry_has_a_typo() {
         ps[1]
             .message
             .contains("`fast` does not exist (pools: `default`, `slow`)")
+    );
+}
+
+#[test]
+fn a_failed_interpolation_is_not_reported_again_by_validation() {
+    let ps = problems(&full_with("    pool: slow\n", "    pool: ${SLOW_POOL}\n"));
+    assert_eq!(paths(&ps), ["topics.slow_crm.pool"], "{ps:#?}");
+    assert_eq!(ps[0].message, "environment variable `SLOW_POOL` is not set");
+}
+
+#[test]
+fn an_empty_required_section_says_so() {
+    let ps = problems("camunda:\npde_manager:\ntopics: {}\nendpoints: {}\n");
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "pde_manager" && p.message.starts_with("is empty")),
+        "{ps:#?}"
+    );
+    assert!(
+        !ps.iter().any(|p| p.path == "camunda"),
+        "all camunda settings have defaults: {ps:#?}"
     );
 }
 
