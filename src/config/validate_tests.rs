@@ -189,3 +189,23 @@ fn bpmn_error_codes_must_not_be_empty() {
     t.bpmn_errors.insert("http_404".into(), "".into());
     assert_eq!(only_path(&c), "topics.t.bpmn_errors.http_404");
 }
+
+#[test]
+fn schemas_of_the_common_drafts_are_accepted_without_network() {
+    for draft in [
+        "http://json-schema.org/draft-07/schema#",
+        "https://json-schema.org/draft/2020-12/schema",
+    ] {
+        let mut c = base();
+        c.topics.get_mut("t").unwrap().output.schema = Some(json!({
+            "$schema": draft,
+            "type": "object",
+            "properties": {"id": {"type": "string", "minLength": 1}},
+        }));
+        assert_eq!(check(&c), [], "{draft}");
+    }
+    let mut c = base();
+    c.topics.get_mut("t").unwrap().output.schema =
+        Some(json!({"$ref": "https://example.invalid/schema.json"}));
+    assert_eq!(only_path(&c), "topics.t.output.schema");
+}
