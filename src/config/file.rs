@@ -196,7 +196,10 @@ pub enum JsonType {
 }
 
 /// How an endpoint's result is checked and turned into variables.
-#[derive(Debug, Clone, Default, Deserialize)]
+///
+/// `Default` is written out below: a derived one would give `attempts: 0` to topics without an
+/// `output:` section, where serde's field default (1) never runs.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Put the whole result in this one variable.
@@ -283,6 +286,19 @@ impl Default for BackoffConfig {
             initial: default_backoff_initial(),
             max: default_backoff_max(),
             multiplier: default_backoff_multiplier(),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            variable: None,
+            mapping: BTreeMap::new(),
+            required: Vec::new(),
+            schema: None,
+            local: false,
+            attempts: default_attempts(),
         }
     }
 }

@@ -1,8 +1,26 @@
 //! `pde.yaml`: parse (strict serde) → interpolate `${VAR}` → validate (pure, every error with its
-//! YAML path) → [`Config`], the runtime view the kernel builds from.
+//! YAML path) → the validated [`FileConfig`] the kernel builds from.
+//!
+//! ```text
+//!   text ──serde_yaml──► Value ──interpolate──► Value ──per-section strict serde──► parts
+//!                                  (${VAR})                (every typo, full path)     │
+//!                                                                       validate (pure)│
+//!                                              FileConfig ◄──────────────────────────┘
+//!                                   or ConfigError { problems: every Problem with its path }
+//! ```
+//!
+//! [`load`] and [`load_str`] are the entry points; `procos validate` calls them and prints the
+//! [`ConfigError`], one problem per line.
 
+mod error;
 pub mod file;
+mod interpolate;
+mod load;
 pub mod secret;
+mod validate;
 
+pub use error::{ConfigError, Problem};
 pub use file::FileConfig;
+pub use load::{load, load_str};
 pub use secret::Secret;
+pub use validate::validate;

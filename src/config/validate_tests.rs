@@ -1,0 +1,211 @@
+//! Semantic checks on configs that parse but cannot run.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::Secret;
+use crate::config::file::AuthConfig;
+
+/// A small, valid config to break one thing at a time.
+fn base() -> FileConfig {
+    serde_yaml::from_str(
+        r#"
+camunda: {}
+pde_manager:
+  pools:
+    main: { max_concurrent_tasks: 8, instances: 2, endpoints: [a, b] }
+    side: { max_concurrent_tasks: 1, endpoints: [c] }
+topics:
+  t:
+    pool: main
+    endpoints: [a, b]
+    output:
+      mapping: { whole: "", status: /data/status, odd: /a~1b~0c }
+      required: [id, /data/status]
+      schema: { type: object, required: [id] }
+endpoints:
+  a: { type: noop }
+  b: { type: noop, delay: 1s }
+  c: { type: http }
+"#,
+    )
+    .unwrap()
+}
+
+fn check(config: &FileConfig) -> Vec<(String, String)> {
+    validate(config)
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect()
+}
+
+fn only_path(config: &FileConfig) -> String {
+    let ps = check(config);
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    ps[0].0.clone()
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    assert_eq!(check(&base()), []);
+}
+
+#[test]
+fn a_topic_endpoint_outside_its_pool_names_the_pool() {
+    let mut c = base();
+    c.topics.get_mut("t").unwrap().endpoints.push("c".into());
+    let ps = check(&c);
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].0, "topics.t.endpoints[2]");
+    assert!(
+        ps[0].1.contains("`c`") && ps[0].1.contains("pool `main`"),
+        "{}",
+        ps[0].1
+    );
+}
+
+#[test]
+fn pool_references_and_sizes_are_checked() {
+    let mut c = base();
+    c.pde_manager.pools.get_mut("side").unwrap().endpoints = vec!["zz".into()];
+    let ps = check(&c);
+    assert_eq!(ps[0].0, "pde_manager.pools.side.endpoints[0]");
+    assert!(ps[0].1.contains("pool `side`") && ps[0].1.contains("`zz`"));
+
+    let mut c = base();
+    c.pde_manager.pools.get_mut("main").unwrap().instances = 9;
+    assert_eq!(only_path(&c), "pde_manager.pools.main.instances");
+    c.pde_manager.pools.get_mut("main").unwrap().instances = 0;
+    assert_eq!(only_path(&c), "pde_manager.pools.main.instances");
+
+    let mut c = base();
+    c.pde_manager
+        .pools
+        .get_mut("side")
+        .unwrap()
+        .max_concurrent_tasks = 0;
+    assert_eq!(only_path(&c), "pde_manager.pools.side.max_concurrent_tasks");
+}
+
+#[test]
+fn a_config_without_topics_or_with_an_empty_topic_is_rejected() {
+    let mut c = base();
+    c.topics.get_mut("t").unwrap().endpoints.clear();
+    assert_eq!(only_path(&c), "topics.t.endpoints");
+    c.topics.clear();
+    assert_eq!(only_path(&c), "topics");
+}
+
+#[test]
+fn camunda_limits_are_checked() {
+    let mut c = base();
+    c.camunda.long_poll = MAX_LONG_POLL;
+    assert_eq!(check(&c), [], "exactly the engine's limit is fine");
+    c.camunda.long_poll = MAX_LONG_POLL + Duration::from_millis(1);
+    assert_eq!(only_path(&c), "camunda.long_poll");
+
+    let mut c = base();
+    c.camunda.lock_duration = Duration::ZERO;
+    assert_eq!(only_path(&c), "camunda.lock_duration");
+
+    let mut c = base();
+    c.camunda.max_tasks = 0;
+    assert_eq!(only_path(&c), "camunda.max_tasks");
+
+    let mut c = base();
+    c.camunda.backoff.initial = Duration::from_secs(60);
+    assert_eq!(only_path(&c), "camunda.backoff.initial");
+    c.camunda.backoff.initial = Duration::from_secs(1);
+    c.camunda.backoff.multiplier = f64::NAN;
+    assert_eq!(only_path(&c), "camunda.backoff.multiplier");
+}
+
+#[test]
+fn a_bad_engine_url_is_reported_without_echoing_it() {
+    for url in ["localhost:8080/engine-rest", "ftp://host/x", "not a url"] {
+        let mut c = base();
+        c.camunda.url = url.into();
+        assert_eq!(only_path(&c), "camunda.url", "{url}");
+    }
+    let mut c = base();
+    c.camunda.url = "ftp://admin:hunter2@host/x".into();
+    assert!(!format!("{:?}", check(&c)).contains("hunter2"));
+    c.camunda.url = "https://admin:hunter2@host/engine-rest".into();
+    assert_eq!(check(&c), []);
+}
+
+#[test]
+fn empty_credentials_are_reported() {
+    let mut c = base();
+    c.camunda.auth = Some(AuthConfig::Bearer {
+        token: Secret::new(""),
+    });
+    assert_eq!(only_path(&c), "camunda.auth.token");
+}
+
+#[test]
+fn deploy_names_must_not_be_empty() {
+    let mut c = base();
+    c.deploy.dir = "".into();
+    c.deploy.deployment_name = " ".into();
+    let paths: Vec<String> = check(&c).into_iter().map(|p| p.0).collect();
+    assert_eq!(paths, ["deploy.dir", "deploy.deployment_name"]);
+}
+
+#[test]
+fn topic_output_rules_are_checked() {
+    let mut c = base();
+    let t = c.topics.get_mut("t").unwrap();
+    t.retries = MAX_RETRIES + 1;
+    t.output
+        .mapping
+        .insert("status".into(), "data/status".into());
+    t.output.mapping.insert("tilde".into(), "/a~2".into());
+    t.output.required.push("/bad~".into());
+    t.output.schema = Some(json!({"type": "objekt"}));
+    t.output.attempts = 0;
+    t.lock_duration = Some(Duration::ZERO);
+    let paths: Vec<String> = check(&c).into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        paths,
+        [
+            "topics.t.retries",
+            "topics.t.lock_duration",
+            "topics.t.output.mapping.status",
+            "topics.t.output.mapping.tilde",
+            "topics.t.output.required[2]",
+            "topics.t.output.schema",
+            "topics.t.output.attempts",
+        ]
+    );
+}
+
+#[test]
+fn bpmn_error_codes_must_not_be_empty() {
+    let mut c = base();
+    let t = c.topics.get_mut("t").unwrap();
+    t.bpmn_errors.insert("http_404".into(), "".into());
+    assert_eq!(only_path(&c), "topics.t.bpmn_errors.http_404");
+}
+
+#[test]
+fn schemas_of_the_common_drafts_are_accepted_without_network() {
+    for draft in [
+        "http://json-schema.org/draft-07/schema#",
+        "https://json-schema.org/draft/2020-12/schema",
+    ] {
+        let mut c = base();
+        c.topics.get_mut("t").unwrap().output.schema = Some(json!({
+            "$schema": draft,
+            "type": "object",
+            "properties": {"id": {"type": "string", "minLength": 1}},
+        }));
+        assert_eq!(check(&c), [], "{draft}");
+    }
+    let mut c = base();
+    c.topics.get_mut("t").unwrap().output.schema =
+        Some(json!({"$ref": "https://example.invalid/schema.json"}));
+    assert_eq!(only_path(&c), "topics.t.output.schema");
+}
