@@ -19,7 +19,9 @@ pub struct HttpEndpoint {
 impl HttpEndpoint {
     /// Builds it from its config.
     pub fn new(name: &str, _config: &HttpConfig) -> Result<Self, EndpointError> {
-        Ok(Self { name: name.to_string() })
+        Ok(Self {
+            name: name.to_string(),
+        })
     }
 }
 

@@ -19,7 +19,9 @@ pub struct PythonEndpoint {
 impl PythonEndpoint {
     /// Builds it from its config.
     pub fn new(name: &str, _config: &PythonConfig) -> Result<Self, EndpointError> {
-        Ok(Self { name: name.to_string() })
+        Ok(Self {
+            name: name.to_string(),
+        })
     }
 }
 
