@@ -253,7 +253,7 @@ impl HostAllowList {
             return true;
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.exact.iter().any(|h| *h == host) || self.suffixes.iter().any(|s| host.ends_with(s))
+        self.exact.contains(&host) || self.suffixes.iter().any(|s| host.ends_with(s))
     }
 }
 
@@ -804,6 +804,25 @@ mod tests {
             ]
         );
         assert!(HttpConfig::default().validate().is_empty());
+    }
+
+    #[test]
+    fn parses_from_yaml_with_defaults_and_rejects_unknown_keys() {
+        let yaml = "type: http\nurl: 'https://crm.example.com/{{ id }}'\ntimeout: 5s\n\
+                    headers: {Authorization: 'Bearer t'}\nallowed_hosts: ['crm.example.com']\n";
+        let config: crate::endpoints::EndpointConfig = serde_yaml::from_str(yaml).unwrap();
+        let crate::endpoints::EndpointConfig::Http(http) = &config else {
+            panic!("not http: {config:?}")
+        };
+        assert_eq!(http.timeout, Duration::from_secs(5));
+        assert_eq!(http.method, default_method());
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let typo = "type: http\nulr: 'https://x'\n";
+        let err = serde_yaml::from_str::<crate::endpoints::EndpointConfig>(typo).unwrap_err();
+        assert!(err.to_string().contains("ulr"), "{err}");
+        let bad: crate::endpoints::EndpointConfig =
+            serde_yaml::from_str("type: http\ntimeout: 0s\n").unwrap();
+        assert_eq!(bad.validate()[0].0, "timeout");
     }
 
     #[test]
