@@ -24,6 +24,8 @@ pub mod noop;
 pub mod python;
 pub mod template;
 
+pub use template::{JsonTemplate, Template, TemplateContext, TemplateError};
+
 /// One endpoint kind per variant; the `type` key picks it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -43,6 +45,17 @@ impl EndpointConfig {
             EndpointConfig::Http(_) => "http",
             EndpointConfig::Python(_) => "python",
             EndpointConfig::Noop(_) => "noop",
+        }
+    }
+
+    /// Every problem of this endpoint's config as (path suffix under `endpoints.<name>.`,
+    /// message), e.g. `("url", "template `url` does not compile: …")`. Pure: no network, no
+    /// filesystem; config validation prefixes the paths.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self {
+            EndpointConfig::Http(c) => c.validate(),
+            EndpointConfig::Python(c) => c.validate(),
+            EndpointConfig::Noop(_) => Vec::new(),
         }
     }
 

@@ -1,28 +1,444 @@
-//! `python` endpoint (being built).
+//! `python`: runs a script from `scripts_dir` as a subprocess, one per task.
+//!
+//! ```text
+//! task ─► stdin  {"variables", "properties", "business_key", "task": {id, topic, activity_id,
+//!                 process_instance_id}, "feedback"}
+//!         python3 <scripts_dir>/<script>   (no shell; cleared environment; cwd = scripts_dir)
+//!      ◄─ stdout JSON ─► the result            exit 0
+//!         {"bpmn_error": {"code", "message"}} ─► BPMN error (business outcome)   exit 0
+//!         exit 2 (usage error) ─► Permanent `exit_2`; other non-zero ─► Transient `exit_<n>`
+//! ```
+//!
+//! The script is `script` from the config, else the activity's `pde.script` property, else
+//! `<topic>.py`; it must be a plain file name inside `scripts_dir`. Empty stdout on exit 0 is a
+//! `null` result. Errors carry the last 4 KiB of stderr as details, and the message quotes its
+//! last line (for a Python exception, the exception itself).
+//!
+//! Bounds: `worker_pool_size` scripts run at once, each for at most `max_execution_time` (then it
+//! is killed: Transient `timeout`), printing at most `max_output_bytes` on stdout (Permanent
+//! `output_too_large`). Cancelling the task kills the script. Only the script process itself is
+//! killed; processes it starts are its own business.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
 
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
+use crate::config::Secret;
+
+/// The only `PATH` a script sees (unless `env` sets another): no user or procos directories.
+const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// How much of stderr is kept for an error's details.
+const STDERR_TAIL: usize = 4 * 1024;
+/// How much of an invalid stdout is quoted.
+const EXCERPT: usize = 200;
 
 /// `type: python`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PythonConfig {}
+pub struct PythonConfig {
+    /// Directory holding the scripts; also the scripts' working directory.
+    #[serde(default = "default_scripts_dir")]
+    pub scripts_dir: PathBuf,
+    /// Fixed script file name; when absent, the `pde.script` property or `<topic>.py`.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Interpreter: a name looked up in the scripts' `PATH`, or an absolute path.
+    #[serde(default = "default_python")]
+    pub python: String,
+    /// Scripts running at once through this endpoint.
+    #[serde(default = "default_worker_pool_size")]
+    pub worker_pool_size: usize,
+    /// A script running longer is killed (transient `timeout`).
+    #[serde(default = "default_max_execution_time", with = "humantime_serde")]
+    pub max_execution_time: Duration,
+    /// Most bytes a script may print on stdout (permanent `output_too_large`).
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: usize,
+    /// Extra environment variables; the only ones besides PATH, LANG and PYTHON* defaults.
+    /// Values may be secrets and are never printed.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+fn default_scripts_dir() -> PathBuf {
+    PathBuf::from("scripts")
+}
+fn default_python() -> String {
+    "python3".into()
+}
+fn default_worker_pool_size() -> usize {
+    5
+}
+fn default_max_execution_time() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_output_bytes() -> usize {
+    1024 * 1024
+}
+
+impl Default for PythonConfig {
+    fn default() -> Self {
+        Self {
+            scripts_dir: default_scripts_dir(),
+            script: None,
+            python: default_python(),
+            worker_pool_size: default_worker_pool_size(),
+            max_execution_time: default_max_execution_time(),
+            max_output_bytes: default_max_output_bytes(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+impl PythonConfig {
+    /// Every problem of this config as (path suffix, message). Pure: the filesystem is not
+    /// touched (a missing script is reported per task, naming its path).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| problems.push((path.into(), message));
+        if self.worker_pool_size == 0 {
+            problem("worker_pool_size", "must be at least 1".into());
+        }
+        if self.max_execution_time.is_zero() {
+            problem("max_execution_time", "must be greater than zero".into());
+        }
+        if self.max_output_bytes == 0 {
+            problem("max_output_bytes", "must be at least 1".into());
+        }
+        if self.python.trim().is_empty() {
+            problem("python", "must name an interpreter".into());
+        }
+        if let Some(script) = &self.script
+            && let Err(message) = check_script_name(script)
+        {
+            problem("script", message);
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                problem(&format!("env.{key}"), "is not a valid variable name".into());
+            }
+        }
+        problems
+    }
+}
+
+/// A script name must be a plain file name: no separators, no `.`/`..`, not hidden.
+fn check_script_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("the script name is empty".into())
+    } else if name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+        Err(format!(
+            "script `{name}` must be a plain file name inside scripts_dir"
+        ))
+    } else {
+        Ok(())
+    }
+}
 
 /// The python endpoint.
 #[derive(Debug)]
 pub struct PythonEndpoint {
     name: String,
+    /// Absolute, so the child's working directory and the script path agree.
+    scripts_dir: PathBuf,
+    script: Option<String>,
+    python: PathBuf,
+    pool: Arc<Semaphore>,
+    max_execution_time: Duration,
+    max_output_bytes: usize,
+    env: Vec<(String, Secret)>,
 }
 
 impl PythonEndpoint {
-    /// Builds it from its config.
-    pub fn new(name: &str, _config: &PythonConfig) -> Result<Self, EndpointError> {
+    /// Builds it from its config (no filesystem access: paths are made absolute lexically).
+    pub fn new(name: &str, config: &PythonConfig) -> Result<Self, EndpointError> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+            return Err(EndpointError::permanent(format!(
+                "python endpoint `{name}` is misconfigured: {}",
+                list.join("; ")
+            ))
+            .code("config"));
+        }
+        let absolute = |path: &Path| {
+            std::path::absolute(path).map_err(|e| {
+                EndpointError::permanent(format!(
+                    "python endpoint `{name}`: cannot resolve `{}`: {e}",
+                    path.display()
+                ))
+            })
+        };
+        // A relative interpreter path would be ambiguous once the working directory changes.
+        let python = PathBuf::from(config.python.trim());
+        let python = if python.components().count() > 1 && python.is_relative() {
+            absolute(&python)?
+        } else {
+            python
+        };
         Ok(Self {
             name: name.to_string(),
+            scripts_dir: absolute(&config.scripts_dir)?,
+            script: config.script.clone(),
+            python,
+            pool: Arc::new(Semaphore::new(config.worker_pool_size)),
+            max_execution_time: config.max_execution_time,
+            max_output_bytes: config.max_output_bytes,
+            env: config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
+
+    /// Which script serves this request, checked to stay inside `scripts_dir`.
+    fn script_for(&self, request: &EndpointRequest) -> Result<String, EndpointError> {
+        let name = match (&self.script, request.properties.get("pde.script")) {
+            (Some(fixed), _) => fixed.clone(),
+            (None, Some(property)) => property.trim().to_string(),
+            (None, None) => format!("{}.py", request.topic),
+        };
+        check_script_name(&name)
+            .map(|()| name)
+            .map_err(|m| EndpointError::permanent(m).code("invalid_script"))
+    }
+
+    fn command(&self, script: &str) -> Command {
+        let mut command = Command::new(&self.python);
+        command
+            .arg(script)
+            .current_dir(&self.scripts_dir)
+            .env_clear()
+            .env("PATH", SAFE_PATH)
+            .env("LANG", "C.UTF-8")
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs the script to completion (or kill) while holding a pool permit.
+    async fn run(
+        &self,
+        script: &str,
+        input: Vec<u8>,
+        request: &EndpointRequest,
+    ) -> Result<EndpointReply, EndpointError> {
+        let mut child = self.command(script).spawn().map_err(|e| {
+            let message = format!(
+                "cannot start `{}` for script `{script}`: {e}",
+                self.python.display()
+            );
+            match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    EndpointError::permanent(message).code("interpreter")
+                }
+                _ => EndpointError::transient(message).code("spawn"),
+            }
+        })?;
+        let started = Instant::now();
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let outcome = tokio::select! {
+            biased;
+            _ = request.cancel.cancelled() => Outcome::Cancelled,
+            _ = tokio::time::sleep(self.max_execution_time) => Outcome::TimedOut,
+            result = exchange(&mut child, input, &mut stdout, &mut stderr, self.max_output_bytes) => {
+                match result {
+                    Ok(status) => Outcome::Exited(status),
+                    Err(RunError::Overflow) => Outcome::Overflow,
+                    Err(RunError::Io(e)) => Outcome::Failed(e),
+                }
+            }
+        };
+        if !matches!(outcome, Outcome::Exited(_)) {
+            // Kill and reap; an error here means it already exited.
+            let _ = child.kill().await;
+        }
+        tracing::debug!(
+            endpoint = %self.name,
+            script,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Script finished."
+        );
+        let with_stderr = |error: EndpointError| match stderr.is_empty() {
+            true => error,
+            false => error.details(tail(&stderr, STDERR_TAIL)),
+        };
+        match outcome {
+            Outcome::Cancelled => Err(EndpointError::cancelled()),
+            Outcome::TimedOut => Err(with_stderr(
+                EndpointError::transient(format!(
+                    "script `{script}` ran longer than {} and was killed",
+                    humantime::format_duration(self.max_execution_time)
+                ))
+                .code("timeout"),
+            )),
+            Outcome::Overflow => Err(with_stderr(
+                EndpointError::permanent(format!(
+                    "script `{script}` printed more than {} bytes and was killed",
+                    self.max_output_bytes
+                ))
+                .code("output_too_large"),
+            )),
+            Outcome::Failed(e) => Err(with_stderr(
+                EndpointError::transient(format!("script `{script}`: {e}")).code("io"),
+            )),
+            Outcome::Exited(status) if status.success() => parse_output(script, &stdout),
+            Outcome::Exited(status) => Err(with_stderr(exit_error(script, status, &stderr))),
+        }
+    }
+}
+
+/// How a run ended.
+enum Outcome {
+    Exited(ExitStatus),
+    Cancelled,
+    TimedOut,
+    Overflow,
+    Failed(std::io::Error),
+}
+
+/// Why the exchange with the child stopped early.
+enum RunError {
+    Overflow,
+    Io(std::io::Error),
+}
+
+/// Writes stdin, reads stdout (capped) and stderr (tail) concurrently, then waits for the exit.
+async fn exchange(
+    child: &mut Child,
+    input: Vec<u8>,
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+    max_output: usize,
+) -> Result<ExitStatus, RunError> {
+    let (Some(mut stdin), Some(out), Some(err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(RunError::Io(std::io::Error::other(
+            "the child's pipes are missing",
+        )));
+    };
+    let write = async move {
+        // A script that exits without reading its input closes the pipe: not an error.
+        let _ = stdin.write_all(&input).await;
+        drop(stdin);
+        Ok(())
+    };
+    let read_out = read_capped(out, stdout, max_output);
+    let read_err = async {
+        read_tail(err, stderr, STDERR_TAIL).await;
+        Ok(())
+    };
+    let wait = async { child.wait().await.map_err(RunError::Io) };
+    let ((), (), (), status) = tokio::try_join!(write, read_out, read_err, wait)?;
+    Ok(status)
+}
+
+/// Reads everything into `buf`, failing as soon as it passes `max` bytes.
+async fn read_capped(
+    mut pipe: impl AsyncRead + Unpin,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), RunError> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = pipe.read(&mut chunk).await.map_err(RunError::Io)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf.len() + n > max {
+            return Err(RunError::Overflow);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads everything, keeping only about the last `keep` bytes in `buf`.
+async fn read_tail(mut pipe: impl AsyncRead + Unpin, buf: &mut Vec<u8>, keep: usize) {
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut chunk).await {
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 2 * keep {
+            buf.drain(..buf.len() - keep);
+        }
+    }
+}
+
+/// Exit 2 (usage error) is permanent; any other failure may pass on retry.
+fn exit_error(script: &str, status: ExitStatus, stderr: &[u8]) -> EndpointError {
+    let last_line = String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(": {}", l.trim().chars().take(EXCERPT).collect::<String>()))
+        .unwrap_or_default();
+    match (status.code(), status.signal()) {
+        (Some(2), _) => {
+            EndpointError::permanent(format!("script `{script}` exited with code 2{last_line}"))
+                .code("exit_2")
+        }
+        (Some(code), _) => EndpointError::transient(format!(
+            "script `{script}` exited with code {code}{last_line}"
+        ))
+        .code(format!("exit_{code}")),
+        (None, signal) => EndpointError::transient(format!(
+            "script `{script}` was killed by signal {}{last_line}",
+            signal.unwrap_or_default()
+        ))
+        .code("signal"),
+    }
+}
+
+/// Stdout of a successful run: JSON result, a `bpmn_error`, or nothing (`null`).
+fn parse_output(script: &str, stdout: &[u8]) -> Result<EndpointReply, EndpointError> {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        return Ok(EndpointReply::new(Value::Null));
+    }
+    let invalid = |why: String| {
+        EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
+            .code("invalid_output")
+            .details(String::from_utf8_lossy(&stdout[..stdout.len().min(EXCERPT)]).into_owned())
+    };
+    let value: Value = serde_json::from_slice(stdout).map_err(|e| invalid(e.to_string()))?;
+    let Some(bpmn_error) = value.get("bpmn_error") else {
+        return Ok(EndpointReply::new(value));
+    };
+    let Some(code) = bpmn_error.get("code").and_then(Value::as_str) else {
+        return Err(invalid("`bpmn_error` needs a string `code`".into()));
+    };
+    let message = match bpmn_error.get("message").and_then(Value::as_str) {
+        Some(message) => message.to_string(),
+        None => format!("script `{script}` raised BPMN error `{code}`"),
+    };
+    Err(EndpointError::business(code, message))
+}
+
+/// The last `limit` bytes as text.
+fn tail(bytes: &[u8], limit: usize) -> String {
+    let start = bytes.len().saturating_sub(limit);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    text.trim_start_matches('\u{FFFD}').trim_end().to_string()
 }
 
 #[async_trait]
@@ -35,7 +451,42 @@ impl Endpoint for PythonEndpoint {
         "python"
     }
 
-    async fn call(&self, _request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-        Err(EndpointError::permanent("not built yet"))
+    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+        let script = self.script_for(request)?;
+        let path = self.scripts_dir.join(&script);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => {}
+            _ => {
+                return Err(EndpointError::permanent(format!(
+                    "script `{}` does not exist",
+                    path.display()
+                ))
+                .code("script_not_found"));
+            }
+        }
+        let input = serde_json::to_vec(&json!({
+            "variables": request.variables,
+            "properties": request.properties,
+            "business_key": request.business_key,
+            "task": {
+                "id": request.task_id,
+                "topic": request.topic,
+                "activity_id": request.activity_id,
+                "process_instance_id": request.process_instance_id,
+            },
+            "feedback": request.feedback,
+        }))
+        .map_err(|e| EndpointError::permanent(format!("cannot encode the task as JSON: {e}")))?;
+        let _permit = tokio::select! {
+            biased;
+            _ = request.cancel.cancelled() => return Err(EndpointError::cancelled()),
+            permit = self.pool.acquire() => permit.map_err(|_| {
+                EndpointError::transient(format!("endpoint `{}` is closed", self.name))
+            })?,
+        };
+        self.run(&script, input, request).await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! Tests of the `http` endpoint against a wiremock server.
+
+use super::*;
+use crate::endpoints::ErrorKind;
+use wiremock::matchers::{any, body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn endpoint(config: HttpConfig) -> HttpEndpoint {
+    HttpEndpoint::new("crm", &config).unwrap()
+}
+
+fn request(vars: Value) -> EndpointRequest {
+    let Value::Object(variables) = vars else {
+        panic!("variables must be an object")
+    };
+    EndpointRequest {
+        task_id: "t-1".into(),
+        business_key: Some("order-42".into()),
+        variables,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn sends_the_rendered_request_and_returns_the_json_response() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/customers/c-7/orders"))
+        .and(header("x-api-key", "key-acme"))
+        .and(body_json(
+            json!({"amount": 12.5, "items": ["a"], "note": "for order-42"}),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 99})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig {
+        method: "post".into(),
+        url: "{{ base }}/customers/{{ customer_id }}/orders".into(),
+        headers: BTreeMap::from([("X-Api-Key".into(), Secret::new("key-{{ tenant }}"))]),
+        body: Some(json!({"amount": "{{ amount }}", "items": "{{ items }}",
+                          "note": "for {{ business_key }}"})),
+        ..HttpConfig::default()
+    });
+    let req = request(
+        json!({"base": server.uri(), "customer_id": "c-7", "tenant": "acme",
+                             "amount": 12.5, "items": ["a"]}),
+    );
+    let reply = ep.call(&req).await.unwrap();
+    assert_eq!(
+        reply.output,
+        json!({"status": 201, "headers": {"content-type": "application/json"},
+               "body": {"id": 99}})
+    );
+}
+
+#[tokio::test]
+async fn defaults_take_method_url_and_body_from_variables() {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path("/x"))
+        .and(body_json(json!({"k": [1, 2]})))
+        .respond_with(ResponseTemplate::new(200).set_body_string("done"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig::default());
+    let req = request(
+        json!({"url": format!("{}/x", server.uri()), "method": "PUT",
+                             "body": {"k": [1, 2]}}),
+    );
+    let reply = ep.call(&req).await.unwrap();
+    assert_eq!(reply.output["body"], json!("done"));
+
+    // Without a `method` variable it is a GET, which never carries the `body` variable.
+    let req = request(json!({"url": format!("{}/y", server.uri()), "body": {"k": 1}}));
+    let err = ep.call(&req).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("http_404"));
+    let received = server.received_requests().await.unwrap();
+    let last = received.last().unwrap();
+    assert_eq!((last.method.as_str(), last.body.len()), ("GET", 0));
+}
+
+#[tokio::test]
+async fn not_found_is_permanent_with_the_body_in_details() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(404).set_body_string("no such customer"))
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig::default());
+    let err = ep
+        .call(&request(json!({"url": server.uri()})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert_eq!(err.code.as_deref(), Some("http_404"));
+    assert_eq!(err.details.as_deref(), Some("no such customer"));
+}
+
+#[tokio::test]
+async fn unavailable_is_transient_and_honours_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(path("/busy"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "7"))
+        .mount(&server)
+        .await;
+    Mock::given(path("/broken"))
+        .respond_with(ResponseTemplate::new(500).insert_header("Retry-After", "7"))
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig::default());
+    let busy = ep
+        .call(&request(json!({"url": format!("{}/busy", server.uri())})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        busy.kind,
+        ErrorKind::Transient {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    assert_eq!(busy.code.as_deref(), Some("http_503"));
+    let broken = ep
+        .call(&request(json!({"url": format!("{}/broken", server.uri())})))
+        .await
+        .unwrap_err();
+    assert_eq!(broken.kind, ErrorKind::Transient { retry_after: None });
+    assert_eq!(broken.code.as_deref(), Some("http_500"));
+}
+
+#[tokio::test]
+async fn a_slow_server_is_a_transient_timeout() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig {
+        timeout: Duration::from_millis(200),
+        ..HttpConfig::default()
+    });
+    let err = ep
+        .call(&request(json!({"url": server.uri()})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Transient { .. }), "{err:?}");
+    assert_eq!(err.code.as_deref(), Some("timeout"));
+}
+
+#[tokio::test]
+async fn a_host_outside_allowed_hosts_is_never_contacted() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig {
+        allowed_hosts: vec!["api.example.com".into(), "*.internal.example".into()],
+        ..HttpConfig::default()
+    });
+    let err = ep
+        .call(&request(json!({"url": server.uri()})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert_eq!(err.code.as_deref(), Some("host_not_allowed"));
+    assert!(err.message.contains("`127.0.0.1`"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_host_outside_allowed_hosts_is_not_followed() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", "http://evil.example/"))
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        ..HttpConfig::default()
+    });
+    let err = ep
+        .call(&request(json!({"url": server.uri()})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert_eq!(err.code.as_deref(), Some("redirect"));
+    assert!(err.message.contains("evil.example"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn cancellation_abandons_the_call() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let ep = endpoint(HttpConfig::default());
+    let req = request(json!({"url": server.uri()}));
+    let cancel = req.cancel.clone();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+    });
+    let err = ep.call(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Cancelled);
+    canceller.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_url_or_undefined_variable_is_permanent_and_named() {
+    let ep = endpoint(HttpConfig::default());
+    let err = ep
+        .call(&request(json!({"url": "not a url"})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("invalid_url"));
+    assert!(err.message.contains("`not a url`"), "{}", err.message);
+    let err = ep.call(&request(json!({}))).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert_eq!(err.code.as_deref(), Some("template"));
+    assert!(
+        err.message.contains("`url` is undefined"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn validate_lists_every_problem_with_its_path() {
+    let config = HttpConfig {
+        method: "FETCH IT".into(),
+        url: "{{ url".into(),
+        headers: BTreeMap::from([("Bad Header".into(), Secret::new("x"))]),
+        body: Some(json!({"a": "{% if %}"})),
+        timeout: Duration::ZERO,
+        allowed_hosts: vec!["https://example.com/".into()],
+        max_concurrency: Some(0),
+        ..HttpConfig::default()
+    };
+    let paths: Vec<String> = config.validate().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "method",
+            "url",
+            "headers.Bad Header",
+            "body",
+            "timeout",
+            "max_concurrency",
+            "allowed_hosts[0]"
+        ]
+    );
+    assert!(HttpConfig::default().validate().is_empty());
+}
+
+#[test]
+fn parses_from_yaml_with_defaults_and_rejects_unknown_keys() {
+    let yaml = "type: http\nurl: 'https://crm.example.com/{{ id }}'\ntimeout: 5s\n\
+                headers: {Authorization: 'Bearer t'}\nallowed_hosts: ['crm.example.com']\n";
+    let config: crate::endpoints::EndpointConfig = serde_yaml::from_str(yaml).unwrap();
+    let crate::endpoints::EndpointConfig::Http(http) = &config else {
+        panic!("not http: {config:?}")
+    };
+    assert_eq!(http.timeout, Duration::from_secs(5));
+    assert_eq!(http.method, default_method());
+    assert!(config.validate().is_empty(), "{:?}", config.validate());
+    let typo = "type: http\nulr: 'https://x'\n";
+    let err = serde_yaml::from_str::<crate::endpoints::EndpointConfig>(typo).unwrap_err();
+    assert!(err.to_string().contains("ulr"), "{err}");
+    let bad: crate::endpoints::EndpointConfig =
+        serde_yaml::from_str("type: http\ntimeout: 0s\n").unwrap();
+    assert_eq!(bad.validate()[0].0, "timeout");
+}
+
+#[test]
+fn debug_output_hides_header_values() {
+    let config = HttpConfig {
+        headers: BTreeMap::from([("Authorization".into(), Secret::new("Bearer s3cret"))]),
+        ..HttpConfig::default()
+    };
+    assert!(!format!("{config:?}").contains("s3cret"));
+    assert!(!format!("{:?}", endpoint(config)).contains("s3cret"));
+}
+
+#[test]
+fn host_patterns_match_exact_names_and_subdomains() {
+    let list = HostAllowList::parse(&["API.example.com".into(), "*.corp.example".into()]).unwrap();
+    assert!(list.allows("api.example.com"));
+    assert!(list.allows("a.b.corp.example"));
+    assert!(!list.allows("corp.example"));
+    assert!(!list.allows("evilcorp.example"));
+    assert!(!list.allows("example.com"));
+    assert!(HostAllowList::default().allows("anything.test"));
+}
+
+#[test]
+fn retry_after_accepts_seconds_and_http_dates() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06 08:49:37 UTC
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after("soon", now), None);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_transient_connect() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let ep = endpoint(HttpConfig::default());
+    let err = ep
+        .call(&request(
+            json!({"url": format!("http://127.0.0.1:{port}/x?key=secret")}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient { retry_after: None });
+    assert_eq!(err.code.as_deref(), Some("connect"));
+    // Named by host; the URL (whose query may hold a key) is left out.
+    assert!(
+        err.message.starts_with("GET 127.0.0.1: "),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains("secret"), "{}", err.message);
+}
