@@ -348,9 +348,10 @@ fn check_pointer(p: &str) -> Result<(), &'static str> {
 
 /// Kind-specific checks, one arm per endpoint kind. The hook where each endpoint file's own
 /// pure `validate` will be called (URL templates, script paths, …); none exist yet.
-fn endpoint(config: &EndpointConfig, _path: &str, _out: &mut Vec<Problem>) {
-    match config {
-        EndpointConfig::Http(_) | EndpointConfig::Python(_) | EndpointConfig::Noop(_) => {}
+/// Kind-specific checks live with each endpoint kind (`EndpointConfig::validate`).
+fn endpoint(config: &EndpointConfig, path: &str, out: &mut Vec<Problem>) {
+    for (suffix, message) in config.validate() {
+        out.push(Problem::new(format!("{path}.{suffix}"), message));
     }
 }
 
