@@ -220,6 +220,9 @@ pub struct OutputConfig {
     /// Calls of the same endpoint per task when its result fails validation (then: next fallback).
     #[serde(default = "default_attempts")]
     pub attempts: u32,
+    /// Also write the call's usage (endpoint, model, tokens, cost) into this variable as JSON.
+    #[serde(default)]
+    pub usage_variable: Option<String>,
 }
 
 fn default_url() -> String {
@@ -299,6 +302,7 @@ impl Default for OutputConfig {
             schema: None,
             local: false,
             attempts: default_attempts(),
+            usage_variable: None,
         }
     }
 }

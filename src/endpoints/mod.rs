@@ -136,6 +136,19 @@ pub struct Usage {
     pub cost: Option<f64>,
 }
 
+impl Usage {
+    /// The usage as JSON, e.g. for the `output.usage_variable`.
+    pub fn to_json(&self, endpoint: &str) -> Value {
+        serde_json::json!({
+            "endpoint": endpoint,
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": self.cost,
+        })
+    }
+}
+
 /// What kind of failure an endpoint had. The pipeline decides what it means for Camunda.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ErrorKind {
@@ -149,6 +162,10 @@ pub enum ErrorKind {
     Permanent,
     /// This endpoint cannot serve this request, another might (e.g. context length exceeded).
     Fallback,
+    /// The endpoint answered, but the answer is malformed (e.g. a model's reply is not valid
+    /// JSON). Handled like a result that failed validation: retried on the same endpoint with
+    /// the message as feedback (up to the topic's `output.attempts`), then the next fallback.
+    InvalidOutput,
     /// A business outcome: raise this BPMN error code.
     Business {
         /// The BPMN error code.
@@ -196,6 +213,11 @@ impl EndpointError {
     /// Try the next endpoint.
     pub fn fallback(message: impl Into<String>) -> Self {
         Self::with_kind(ErrorKind::Fallback, message)
+    }
+
+    /// A malformed answer (retried with feedback, then fallback).
+    pub fn invalid_output(message: impl Into<String>) -> Self {
+        Self::with_kind(ErrorKind::InvalidOutput, message)
     }
 
     /// A BPMN error.

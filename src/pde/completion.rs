@@ -213,8 +213,23 @@ impl Completion {
 pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict) -> Action {
     let (error, chain) = match verdict {
         Verdict::Cancelled => return Action::Nothing,
-        Verdict::Done { output, .. } => {
-            let (variables, local_variables) = map_output(&topic.config.output, output);
+        Verdict::Done {
+            output,
+            usage,
+            endpoint,
+        } => {
+            let (mut variables, mut local_variables) = map_output(&topic.config.output, output);
+            if let (Some(name), Some(usage)) = (&topic.config.output.usage_variable, usage) {
+                let target = if topic.config.output.local {
+                    &mut local_variables
+                } else {
+                    &mut variables
+                };
+                target.insert(
+                    name.clone(),
+                    crate::camunda::Variable::from_json(usage.to_json(&endpoint)).encode(),
+                );
+            }
             return Action::Complete {
                 variables,
                 local_variables,
@@ -245,7 +260,9 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
                 .retry_timeout
                 .max(retry_after.unwrap_or_default()),
         ),
-        ErrorKind::Fallback => ((retries_now - 1).max(0), topic.config.retry_timeout),
+        ErrorKind::Fallback | ErrorKind::InvalidOutput => {
+            ((retries_now - 1).max(0), topic.config.retry_timeout)
+        }
     };
     Action::Failure {
         message: truncate(&error.message, MAX_ERROR_MESSAGE),

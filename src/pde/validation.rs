@@ -70,6 +70,16 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                         ErrorKind::Permanent | ErrorKind::Business { .. } => {
                             return Verdict::Failed { error, chain };
                         }
+                        ErrorKind::InvalidOutput => {
+                            request.feedback = Some(error.message.clone());
+                            last = Some(EndpointError {
+                                code: error
+                                    .code
+                                    .clone()
+                                    .or_else(|| Some(class::OUTPUT_INVALID.to_string())),
+                                ..error
+                            });
+                        }
                         ErrorKind::Transient { .. } | ErrorKind::Fallback => {
                             last = Some(error);
                             break; // this endpoint cannot help now: next fallback
