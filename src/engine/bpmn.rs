@@ -290,13 +290,14 @@ impl ParseState {
             }
             return;
         }
-        if self.pending.is_some() && depth == self.pending_depth {
-            if let (Some(p), Some(b)) = (self.pending.take(), self.current.as_mut()) {
-                if p.tag == "sequenceFlow" {
-                    b.flows.push(p);
-                } else {
-                    b.nodes.push(p);
-                }
+        if self.pending.is_some()
+            && depth == self.pending_depth
+            && let (Some(p), Some(b)) = (self.pending.take(), self.current.as_mut())
+        {
+            if p.tag == "sequenceFlow" {
+                b.flows.push(p);
+            } else {
+                b.nodes.push(p);
             }
         }
     }
@@ -482,42 +483,42 @@ fn build(
         );
     }
     for el in elements.values() {
-        if let Some(d) = &el.default_flow {
-            if flows.get(d).is_none_or(|f| f.source != el.id) {
-                let pos = b
-                    .nodes
-                    .iter()
-                    .find(|n| n.id == el.id)
-                    .map_or(b.pos, |n| n.pos);
-                problem(
-                    format!(
-                        "Default flow '{d}' of '{}' is not one of its outgoing flows",
-                        el.id
-                    ),
-                    pos,
-                    &el.id,
-                );
-            }
+        if let Some(d) = &el.default_flow
+            && flows.get(d).is_none_or(|f| f.source != el.id)
+        {
+            let pos = b
+                .nodes
+                .iter()
+                .find(|n| n.id == el.id)
+                .map_or(b.pos, |n| n.pos);
+            problem(
+                format!(
+                    "Default flow '{d}' of '{}' is not one of its outgoing flows",
+                    el.id
+                ),
+                pos,
+                &el.id,
+            );
         }
-        if let Kind::ErrorBoundary { attached_to, .. } = &el.kind {
-            if !matches!(
+        if let Kind::ErrorBoundary { attached_to, .. } = &el.kind
+            && !matches!(
                 elements.get(attached_to).map(|e| &e.kind),
                 Some(Kind::ExternalTask { .. })
-            ) {
-                let pos = b
-                    .nodes
-                    .iter()
-                    .find(|n| n.id == el.id)
-                    .map_or(b.pos, |n| n.pos);
-                problem(
-                    format!(
-                        "Error boundary event '{}' must be attached to an external service task, not '{attached_to}'",
-                        el.id
-                    ),
-                    pos,
-                    &el.id,
-                );
-            }
+            )
+        {
+            let pos = b
+                .nodes
+                .iter()
+                .find(|n| n.id == el.id)
+                .map_or(b.pos, |n| n.pos);
+            problem(
+                format!(
+                    "Error boundary event '{}' must be attached to an external service task, not '{attached_to}'",
+                    el.id
+                ),
+                pos,
+                &el.id,
+            );
         }
     }
     let start_event = match start_events.as_slice() {

@@ -86,32 +86,32 @@ impl Store {
         }
 
         let mut resources = req.resources;
-        if req.duplicate_filtering || req.changed_only {
-            if let Some(name) = &req.name {
-                let same: Vec<&Deployment> = self
-                    .deployments
-                    .iter()
-                    .filter(|d| {
-                        d.name.as_ref() == Some(name)
-                            && d.source == req.source
-                            && d.tenant_id == req.tenant_id
-                    })
-                    .collect();
-                if req.changed_only {
-                    let latest_of =
-                        |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
-                    resources.retain(|n, bytes| latest_of(n) != Some(bytes));
-                    if resources.is_empty() {
-                        if let Some(last) = same.last() {
-                            return Ok(self.deployment_json(last, None));
-                        }
-                    }
-                    parsed.retain(|(n, _)| resources.contains_key(n));
-                } else if let Some(last) = same.last() {
-                    if last.resources == resources {
-                        return Ok(self.deployment_json(last, None));
-                    }
+        if (req.duplicate_filtering || req.changed_only)
+            && let Some(name) = &req.name
+        {
+            let same: Vec<&Deployment> = self
+                .deployments
+                .iter()
+                .filter(|d| {
+                    d.name.as_ref() == Some(name)
+                        && d.source == req.source
+                        && d.tenant_id == req.tenant_id
+                })
+                .collect();
+            if req.changed_only {
+                let latest_of =
+                    |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
+                resources.retain(|n, bytes| latest_of(n) != Some(bytes));
+                if resources.is_empty()
+                    && let Some(last) = same.last()
+                {
+                    return Ok(self.deployment_json(last, None));
                 }
+                parsed.retain(|(n, _)| resources.contains_key(n));
+            } else if let Some(last) = same.last()
+                && last.resources == resources
+            {
+                return Ok(self.deployment_json(last, None));
             }
         }
 
