@@ -202,7 +202,29 @@ pub(crate) fn definition_json(d: &Definition) -> Value {
         "suspended": false,
         "tenantId": d.tenant_id,
         "versionTag": d.model.version_tag,
-        "historyTimeToLive": d.model.history_ttl.as_deref().and_then(|t| t.parse::<u64>().ok()),
+        "historyTimeToLive": d.model.history_ttl.as_deref().and_then(ttl_days),
         "startableInTasklist": true,
     })
+}
+
+/// `historyTimeToLive` in days: `30` or the ISO form `P30D`.
+fn ttl_days(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let days = t
+        .strip_prefix('P')
+        .and_then(|d| d.strip_suffix('D'))
+        .unwrap_or(t);
+    days.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_days;
+
+    #[test]
+    fn history_ttl_reads_days_and_iso_durations() {
+        assert_eq!(ttl_days("30"), Some(30));
+        assert_eq!(ttl_days("P1D"), Some(1));
+        assert_eq!(ttl_days("P1Y"), None);
+    }
 }
