@@ -86,32 +86,32 @@ impl Store {
         }
 
         let mut resources = req.resources;
-        if req.duplicate_filtering || req.changed_only {
-            if let Some(name) = &req.name {
-                let same: Vec<&Deployment> = self
-                    .deployments
-                    .iter()
-                    .filter(|d| {
-                        d.name.as_ref() == Some(name)
-                            && d.source == req.source
-                            && d.tenant_id == req.tenant_id
-                    })
-                    .collect();
-                if req.changed_only {
-                    let latest_of =
-                        |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
-                    resources.retain(|n, bytes| latest_of(n) != Some(bytes));
-                    if resources.is_empty() {
-                        if let Some(last) = same.last() {
-                            return Ok(self.deployment_json(last, None));
-                        }
-                    }
-                    parsed.retain(|(n, _)| resources.contains_key(n));
-                } else if let Some(last) = same.last() {
-                    if last.resources == resources {
-                        return Ok(self.deployment_json(last, None));
-                    }
+        if (req.duplicate_filtering || req.changed_only)
+            && let Some(name) = &req.name
+        {
+            let same: Vec<&Deployment> = self
+                .deployments
+                .iter()
+                .filter(|d| {
+                    d.name.as_ref() == Some(name)
+                        && d.source == req.source
+                        && d.tenant_id == req.tenant_id
+                })
+                .collect();
+            if req.changed_only {
+                let latest_of =
+                    |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
+                resources.retain(|n, bytes| latest_of(n) != Some(bytes));
+                if resources.is_empty()
+                    && let Some(last) = same.last()
+                {
+                    return Ok(self.deployment_json(last, None));
                 }
+                parsed.retain(|(n, _)| resources.contains_key(n));
+            } else if let Some(last) = same.last()
+                && last.resources == resources
+            {
+                return Ok(self.deployment_json(last, None));
             }
         }
 
@@ -202,7 +202,29 @@ pub(crate) fn definition_json(d: &Definition) -> Value {
         "suspended": false,
         "tenantId": d.tenant_id,
         "versionTag": d.model.version_tag,
-        "historyTimeToLive": d.model.history_ttl.as_deref().and_then(|t| t.parse::<u64>().ok()),
+        "historyTimeToLive": d.model.history_ttl.as_deref().and_then(ttl_days),
         "startableInTasklist": true,
     })
+}
+
+/// `historyTimeToLive` in days: `30` or the ISO form `P30D`.
+fn ttl_days(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let days = t
+        .strip_prefix('P')
+        .and_then(|d| d.strip_suffix('D'))
+        .unwrap_or(t);
+    days.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_days;
+
+    #[test]
+    fn history_ttl_reads_days_and_iso_durations() {
+        assert_eq!(ttl_days("30"), Some(30));
+        assert_eq!(ttl_days("P1D"), Some(1));
+        assert_eq!(ttl_days("P1Y"), None);
+    }
 }

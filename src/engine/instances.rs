@@ -60,20 +60,18 @@ impl Store {
             instance.business_key.as_deref(),
             false,
         );
-        if with_variables {
-            if let Some(map) = body.as_object_mut() {
-                map.insert(
-                    "variables".to_owned(),
-                    render(&instance.variables, None, false),
-                );
-            }
+        if with_variables && let Some(map) = body.as_object_mut() {
+            map.insert(
+                "variables".to_owned(),
+                render(&instance.variables, None, false),
+            );
         }
         let id = instance.id.clone();
         self.commit(instance, outcome, None);
-        if !self.instances.contains_key(&id) {
-            if let Some(map) = body.as_object_mut() {
-                map.insert("ended".to_owned(), Value::Bool(true));
-            }
+        if !self.instances.contains_key(&id)
+            && let Some(map) = body.as_object_mut()
+        {
+            map.insert("ended".to_owned(), Value::Bool(true));
         }
         Ok(body)
     }

@@ -45,13 +45,15 @@ pub struct EngineStats {
     pub extend_lock_ok: u64,
     /// `extendLock` calls refused (expired, other worker, gone).
     pub extend_lock_rejected: u64,
-    /// `lock` / `unlock` calls accepted.
+    /// `lock` calls accepted.
     pub lock_ok: u64,
+    /// `unlock` calls accepted.
     pub unlock_ok: u64,
     /// Deployments created (duplicate-filtered ones are not counted).
     pub deployments: u64,
-    /// Process instances started / completed (reached their end).
+    /// Process instances started.
     pub instances_started: u64,
+    /// Process instances that reached their end (not deleted ones).
     pub instances_completed: u64,
     /// Incidents raised (failure with retries 0).
     pub incidents_created: u64,

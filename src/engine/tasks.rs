@@ -146,12 +146,12 @@ impl FetchAndLockIn {
         if self.max_tasks.is_none_or(|m| m < 0) {
             return Err(ApiError::invalid("maxTasks is null or negative"));
         }
-        if let Some(t) = self.async_response_timeout {
-            if t > MAX_ASYNC_RESPONSE_TIMEOUT {
-                return Err(ApiError::invalid(format!(
-                    "The asynchronous response timeout cannot be set to a value greater than {MAX_ASYNC_RESPONSE_TIMEOUT} milliseconds"
-                )));
-            }
+        if let Some(t) = self.async_response_timeout
+            && t > MAX_ASYNC_RESPONSE_TIMEOUT
+        {
+            return Err(ApiError::invalid(format!(
+                "The asynchronous response timeout cannot be set to a value greater than {MAX_ASYNC_RESPONSE_TIMEOUT} milliseconds"
+            )));
         }
         for t in &self.topics {
             if t.topic_name.as_deref().is_none_or(str::is_empty) {
@@ -525,11 +525,11 @@ impl Store {
 
     /// Test helper: the task's lock expires now.
     pub(crate) fn expire_lock(&mut self, id: &str, now: Instant) {
-        if let Some(task) = self.tasks.get_mut(id) {
-            if task.locked(now) {
-                task.lock_expiration = Some(now);
-                task.lock_expiration_wall = Some(Utc::now());
-            }
+        if let Some(task) = self.tasks.get_mut(id)
+            && task.locked(now)
+        {
+            task.lock_expiration = Some(now);
+            task.lock_expiration_wall = Some(Utc::now());
         }
     }
 }

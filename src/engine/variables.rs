@@ -305,10 +305,10 @@ impl TypedValue {
                 .get("serializationDataFormat")
                 .and_then(Value::as_str)
                 == Some("application/json");
-            if let (true, Some(s)) = (json_format, self.value.as_str()) {
-                if let Ok(parsed) = serde_json::from_str::<Value>(s) {
-                    value = parsed;
-                }
+            if let (true, Some(s)) = (json_format, self.value.as_str())
+                && let Ok(parsed) = serde_json::from_str::<Value>(s)
+            {
+                value = parsed;
             }
         }
         json!({ "type": self.ty.name(), "value": value, "valueInfo": self.value_info })
