@@ -225,7 +225,7 @@ impl Manager {
                         self.pause(Duration::from_secs(1), shutdown).await;
                     }
                     if !tasks.is_empty() {
-                        tracing::debug!(tasks = tasks.len(), "Fetched tasks.");
+                        tracing::debug!(tasks = tasks.len(), ids = %tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","), max_tasks = request.max_tasks, "Fetched tasks.");
                     }
                     for task in tasks {
                         self.dispatch(task, &mut reserved, tracker, shutdown, hard);
