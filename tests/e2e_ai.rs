@@ -324,3 +324,43 @@ fn the_shipped_config_validates_without_any_key() {
     );
     assert!(stdout.contains("5 endpoints"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_example_without_a_key_is_served_by_ollama() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let ollama = ollama_classifying().await;
+    // The shipped config asks for llama3.2; this fake has it too.
+    Mock::given(method("GET"))
+        .and(path("/api/tags"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest"}]}),
+        ))
+        .with_priority(1)
+        .mount(&ollama)
+        .await;
+    let work = Workdir::from_repo();
+    let procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[
+            ("CAMUNDA_URL", &engine.url),
+            ("OPENAI_API_KEY", ""),
+            ("OLLAMA_URL", &ollama.uri()),
+        ],
+    );
+    rest.wait_deployed("support_ticket", T).await;
+
+    let pi = rest
+        .start(
+            "support_ticket",
+            json!({"subject": "Charged twice", "text": "My card was charged twice."}),
+        )
+        .await;
+    let vars = rest.wait_ended(&pi, T).await;
+    assert_eq!(vars["category"], json!("billing"));
+    assert_eq!(vars["pde_usage"]["endpoint"], json!("ollama"));
+    let chats = requests_to(&ollama, "/api/chat").await;
+    assert_eq!(body(&chats[0])["model"], json!("llama3.2"));
+    procos.wait_log("no API key configured", T).await;
+}
