@@ -389,8 +389,11 @@ impl Site {
     /// Wraps an error that is not about the server's answer, redacting it.
     pub fn transport(&self, error: reqwest::Error) -> EndpointError {
         let e = transport_error(error, &reqwest::Method::POST, &self.server);
+        // `transport_error` prefixes "POST <host>: "; `describe` already names the server.
+        let prefix = format!("POST {}: ", self.server);
+        let what = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
         let mut e = EndpointError {
-            message: self.redact(&format!("{}: {}", self.describe(), e.message)),
+            message: self.redact(&format!("{}: {what}", self.describe())),
             ..e
         };
         if e.code.as_deref() == Some("connect") && self.provider == Provider::Ollama {
