@@ -467,7 +467,7 @@ fn status_error(
 }
 
 /// Maps a transport failure. The URL is left out: its query may hold a key.
-fn transport_error(error: reqwest::Error, method: &Method, host: &str) -> EndpointError {
+pub(crate) fn transport_error(error: reqwest::Error, method: &Method, host: &str) -> EndpointError {
     let (timeout, connect, redirect, builder) = (
         error.is_timeout(),
         error.is_connect(),
@@ -497,7 +497,7 @@ fn transport_error(error: reqwest::Error, method: &Method, host: &str) -> Endpoi
 }
 
 /// `Retry-After`: delay seconds or an HTTP-date (a past date means "now").
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -508,7 +508,7 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// The first `limit` bytes as text, cut at a character boundary.
-fn head(bytes: &[u8], limit: usize) -> String {
+pub(crate) fn head(bytes: &[u8], limit: usize) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
     let text = text.trim_end_matches('\u{FFFD}').to_string();
     if bytes.len() > limit {

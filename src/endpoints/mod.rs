@@ -20,8 +20,12 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 pub mod http;
+pub mod llm;
 pub mod noop;
+pub mod ollama;
+pub mod openai;
 pub mod python;
+pub mod resilience;
 pub mod template;
 
 pub use template::{JsonTemplate, Template, TemplateContext, TemplateError};
@@ -36,6 +40,10 @@ pub enum EndpointConfig {
     Python(python::PythonConfig),
     /// Echoes its input; for smoke tests and benchmarks.
     Noop(noop::NoopConfig),
+    /// A chat completion from OpenAI or an OpenAI-compatible server.
+    Openai(openai::OpenAiConfig),
+    /// A chat with a model served by Ollama.
+    Ollama(ollama::OllamaConfig),
 }
 
 impl EndpointConfig {
@@ -45,6 +53,8 @@ impl EndpointConfig {
             EndpointConfig::Http(_) => "http",
             EndpointConfig::Python(_) => "python",
             EndpointConfig::Noop(_) => "noop",
+            EndpointConfig::Openai(_) => "openai",
+            EndpointConfig::Ollama(_) => "ollama",
         }
     }
 
@@ -56,6 +66,8 @@ impl EndpointConfig {
             EndpointConfig::Http(c) => c.validate(),
             EndpointConfig::Python(c) => c.validate(),
             EndpointConfig::Noop(_) => Vec::new(),
+            EndpointConfig::Openai(c) => c.validate(),
+            EndpointConfig::Ollama(c) => c.validate(),
         }
     }
 
@@ -65,6 +77,13 @@ impl EndpointConfig {
             EndpointConfig::Http(c) => Arc::new(http::HttpEndpoint::new(name, c)?),
             EndpointConfig::Python(c) => Arc::new(python::PythonEndpoint::new(name, c)?),
             EndpointConfig::Noop(c) => Arc::new(noop::NoopEndpoint::new(name, c)),
+            // AI endpoints call remote servers that rate-limit and go away: retry + breaker.
+            EndpointConfig::Openai(c) => {
+                resilience::wrap(Arc::new(openai::OpenAiEndpoint::new(name, c)?), &c.policy())
+            }
+            EndpointConfig::Ollama(c) => {
+                resilience::wrap(Arc::new(ollama::OllamaEndpoint::new(name, c)?), &c.policy())
+            }
         })
     }
 }

@@ -1,0 +1,591 @@
+//! What the `openai` and `ollama` endpoints share: prompts, reply parsing, cost, and the one
+//! mapping from an LLM server's answer to an [`EndpointError`].
+//!
+//! ```text
+//! request ─► Prompts::messages ─► [system (+ JSON instruction)] [history…] [user prompt] [feedback]
+//!                                                         │
+//!            exchange (permit, send, read, cancel) ◄──────┘   (each endpoint builds its body)
+//!               │ 2xx ─► endpoint parses its wire format ─► parse_reply (text | JSON, fences)
+//!               └ else ─► status_error: 401/403 auth · 429 rate_limited · 408/5xx http_5xx
+//!                          · context_length (fallback) · content_policy (BPMN error) · 4xx
+//! ```
+//!
+//! Prompts are minijinja templates (see [`template`](super::template)) compiled once at build.
+//! A `pde.prompt` extension property overrides the configured prompt per BPMN task; since it
+//! varies by task it is compiled on first use and kept in a small cache keyed by its source.
+//!
+//! Every message and detail built here passes through [`Site::redact`], which removes the
+//! endpoint's API key and header values in case a server echoes them back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use super::http::{head, parse_retry_after, transport_error};
+use super::template::{Template, TemplateContext, TemplateError};
+use super::{EndpointError, EndpointRequest, Usage};
+use crate::config::Secret;
+
+/// Extension property holding a per-task prompt template.
+pub const PROMPT_PROPERTY: &str = "pde.prompt";
+/// The prompt used when neither the config nor the task gives one: the task variable `prompt`.
+pub const DEFAULT_PROMPT: &str = "{{ prompt }}";
+/// How many distinct `pde.prompt` sources stay compiled; the cache is emptied when it is full.
+const PROMPT_CACHE_SIZE: usize = 64;
+/// How much of a response body goes into an error's details.
+const DETAILS_LIMIT: usize = 4 * 1024;
+/// How much of a server's own error message goes into an error's one-line message.
+const SERVER_MESSAGE_LIMIT: usize = 300;
+/// Largest response body read from a model server.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// One chat message, as both OpenAI and Ollama take it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl Message {
+    fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Price per 1 000 tokens, for cost accounting (`price_per_1k: { input: 0.0025, output: 0.01 }`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// Price of 1 000 prompt tokens.
+    #[serde(default)]
+    pub input: f64,
+    /// Price of 1 000 completion tokens.
+    #[serde(default)]
+    pub output: f64,
+}
+
+impl Pricing {
+    /// Cost of a call with these token counts.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input + output_tokens as f64 * self.output) / 1000.0
+    }
+
+    /// Problems with the prices, as (path suffix, message).
+    pub(crate) fn validate(&self) -> Vec<(String, String)> {
+        [("input", self.input), ("output", self.output)]
+            .into_iter()
+            .filter(|(_, p)| !p.is_finite() || *p < 0.0)
+            .map(|(f, _)| (format!("price_per_1k.{f}"), "must be zero or more".into()))
+            .collect()
+    }
+}
+
+/// The prompt settings of an AI endpoint, borrowed from its config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PromptSources<'a> {
+    /// System prompt template.
+    pub system: Option<&'a str>,
+    /// User prompt template; [`DEFAULT_PROMPT`] when absent.
+    pub prompt: Option<&'a str>,
+    /// Variable holding earlier messages (`[{role, content}]`), inserted before the prompt.
+    pub history_variable: Option<&'a str>,
+}
+
+/// Compiled prompts of one endpoint.
+#[derive(Debug)]
+pub(crate) struct Prompts {
+    system: Option<Template>,
+    prompt: Template,
+    history_variable: Option<String>,
+    cache: PromptCache,
+}
+
+impl Prompts {
+    /// Compiles the templates, naming them `<prefix>system` / `<prefix>prompt`.
+    pub fn compile(
+        prefix: &str,
+        sources: PromptSources<'_>,
+    ) -> Result<Self, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut compile = |field: &str, source: &str| {
+            Template::compile(&format!("{prefix}{field}"), source)
+                .map_err(|e| problems.push((field.to_string(), e.to_string())))
+                .ok()
+        };
+        let system = sources.system.map(|s| compile("system", s));
+        let prompt = compile("prompt", sources.prompt.unwrap_or(DEFAULT_PROMPT));
+        if sources
+            .history_variable
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            problems.push(("history_variable".into(), "must not be empty".into()));
+        }
+        match (system, prompt) {
+            (system, Some(prompt)) if problems.is_empty() => Ok(Self {
+                system: system.flatten(),
+                prompt,
+                history_variable: sources.history_variable.map(str::to_string),
+                cache: PromptCache::default(),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The conversation for one task: system prompt (plus `instruction`, e.g. "reply in JSON"),
+    /// the history variable's messages, the prompt (`pde.prompt` wins over the config), and on a
+    /// retry the previous attempt's rejection as a last user message.
+    pub fn messages(
+        &self,
+        request: &EndpointRequest,
+        instruction: Option<&str>,
+    ) -> Result<Vec<Message>, EndpointError> {
+        let ctx = TemplateContext::new(request);
+        let render = |t: &Template| t.render(&ctx).map_err(template_error);
+        let mut messages = Vec::new();
+        let system = self.system.as_ref().map(render).transpose()?;
+        let system = match (system, instruction) {
+            (Some(s), Some(i)) => Some(format!("{s}\n\n{i}")),
+            (s, i) => s.or(i.map(str::to_string)),
+        };
+        if let Some(system) = system {
+            messages.push(Message::new("system", system));
+        }
+        if let Some(name) = &self.history_variable {
+            messages.extend(history(request, name)?);
+        }
+        let prompt = match request.properties.get(PROMPT_PROPERTY) {
+            Some(source) => self.cache.get(source).map_err(template_error)?,
+            None => self.prompt.clone(),
+        };
+        messages.push(Message::new("user", render(&prompt)?));
+        if let Some(feedback) = &request.feedback {
+            messages.push(Message::new(
+                "user",
+                format!(
+                    "Your previous answer was rejected: {feedback}\nAnswer again, fixing this."
+                ),
+            ));
+        }
+        Ok(messages)
+    }
+}
+
+fn template_error(e: TemplateError) -> EndpointError {
+    EndpointError::permanent(e.to_string()).code("template")
+}
+
+/// The messages in variable `name`: absent or null means none; anything but a list of
+/// `{role, content}` objects is an input error naming the variable.
+fn history(request: &EndpointRequest, name: &str) -> Result<Vec<Message>, EndpointError> {
+    let value = match request.variables.get(name) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(v) => v,
+    };
+    let bad = |why: String| {
+        EndpointError::permanent(format!("variable `{name}` (chat history) {why}"))
+            .code("input_invalid")
+    };
+    let Value::Array(items) = value else {
+        return Err(bad("must be a list of {role, content} messages".into()));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let message: Message = serde_json::from_value(item.clone())
+                .map_err(|e| bad(format!("item {i} is not a {{role, content}} message: {e}")))?;
+            match message.role.as_str() {
+                "system" | "user" | "assistant" => Ok(message),
+                other => Err(bad(format!(
+                    "item {i} has role `{other}`; expected system, user or assistant"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Compiled `pde.prompt` templates, keyed by source, bounded by [`PROMPT_CACHE_SIZE`].
+#[derive(Debug, Default)]
+struct PromptCache {
+    map: Mutex<HashMap<String, Template>>,
+}
+
+impl PromptCache {
+    fn get(&self, source: &str) -> Result<Template, TemplateError> {
+        if let Some(t) = lock(&self.map).get(source) {
+            return Ok(t.clone());
+        }
+        let name = format!("properties.{PROMPT_PROPERTY}");
+        let template = Template::compile(&name, source)?;
+        let mut map = lock(&self.map);
+        if map.len() >= PROMPT_CACHE_SIZE {
+            map.clear();
+        }
+        map.insert(source.to_string(), template.clone());
+        Ok(template)
+    }
+}
+
+/// Locks a mutex; a poisoned one (a panic while held) still holds usable data for a cache.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The system-prompt line asking for JSON, with the schema when there is one.
+pub(crate) fn json_instruction(schema: Option<&Value>) -> String {
+    let mut text = String::from("Reply with a single JSON object and nothing else.");
+    if let Some(schema) = schema {
+        text.push_str(" It must satisfy this JSON Schema:\n");
+        text.push_str(&schema.to_string());
+    }
+    text
+}
+
+/// Turns a model's text into the endpoint's output: the text itself, or in JSON mode the parsed
+/// JSON (a ```` ```json ```` fence around it is removed). A reply that is not JSON is an
+/// `invalid_json` [`InvalidOutput`](super::ErrorKind::InvalidOutput); its message is written to
+/// be fed back to the model.
+pub(crate) fn parse_reply(text: &str, json: bool) -> Result<Value, EndpointError> {
+    if !json {
+        return Ok(Value::String(text.to_string()));
+    }
+    let body = strip_fences(text);
+    serde_json::from_str(body).map_err(|e| {
+        EndpointError::invalid_output(format!(
+            "the reply is not valid JSON ({e}); reply with a single JSON object only, no prose \
+             and no code fences"
+        ))
+        .code("invalid_json")
+        .details(head(text.as_bytes(), DETAILS_LIMIT))
+    })
+}
+
+/// The JSON inside a Markdown code fence, or the trimmed text when there is none.
+fn strip_fences(text: &str) -> &str {
+    let trimmed = text.trim();
+    let Some(start) = trimmed.find("```") else {
+        return trimmed;
+    };
+    let after = &trimmed[start + 3..];
+    // Skip the info string (`json`) up to the end of the fence's first line.
+    let Some(newline) = after.find('\n') else {
+        return trimmed;
+    };
+    let inner = &after[newline + 1..];
+    match inner.find("```") {
+        Some(end) => inner[..end].trim(),
+        None => inner.trim(),
+    }
+}
+
+/// Usage of a call, with its cost when prices are configured.
+pub(crate) fn usage(
+    model: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+    pricing: Option<&Pricing>,
+) -> Usage {
+    Usage {
+        model,
+        input_tokens,
+        output_tokens,
+        cost: pricing.map(|p| p.cost(input_tokens, output_tokens)),
+    }
+}
+
+/// The usage log line of a successful call (no prompt or reply text: those are payloads).
+pub(crate) fn log_usage(endpoint: &str, usage: &Usage, elapsed: Duration) {
+    tracing::info!(
+        endpoint,
+        model = usage.model.as_deref().unwrap_or(""),
+        input_tokens = usage.input_tokens,
+        output_tokens = usage.output_tokens,
+        cost = usage.cost,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "Model answered."
+    );
+}
+
+/// Which wire dialect a server speaks, for error texts and error-body shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Provider {
+    /// OpenAI or an OpenAI-compatible server.
+    OpenAi,
+    /// Ollama.
+    Ollama,
+}
+
+/// Where a call goes, for error messages: endpoint name, server, model, what to hide.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    /// The endpoint's name in `pde.yaml`.
+    pub endpoint: String,
+    /// The dialect.
+    pub provider: Provider,
+    /// The server as shown in messages (no credentials, no query).
+    pub server: String,
+    /// The configured model.
+    pub model: String,
+    /// BPMN error code of a content-policy refusal.
+    pub refusal_code: String,
+    /// Values that must never appear in a message (API key, header values).
+    pub secrets: Vec<Secret>,
+}
+
+impl Site {
+    /// `text` with every secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            // Very short values would mangle ordinary words; a real key is never that short.
+            if secret.expose().len() >= 4 {
+                out = out.replace(secret.expose(), "***");
+            }
+        }
+        out
+    }
+
+    /// `error` with every secret removed from its message and details: the last step of every
+    /// call, so that no path (a model echoing its input, a proxy's error page) can leak one.
+    pub fn scrub(&self, error: EndpointError) -> EndpointError {
+        if self.secrets.is_empty() {
+            return error;
+        }
+        EndpointError {
+            message: self.redact(&error.message),
+            details: error.details.as_deref().map(|d| self.redact(d)),
+            ..error
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.provider {
+            Provider::OpenAi => format!("endpoint `{}` ({})", self.endpoint, self.server),
+            Provider::Ollama => format!("endpoint `{}` (Ollama at {})", self.endpoint, self.server),
+        }
+    }
+
+    /// The "model not pulled" error.
+    pub fn model_missing(&self) -> EndpointError {
+        EndpointError::fallback(format!(
+            "model {model} is not available on {server}; run `ollama pull {model}`",
+            model = self.model,
+            server = self.server
+        ))
+        .code("model_not_found")
+    }
+
+    /// Wraps an error that is not about the server's answer, redacting it.
+    pub fn transport(&self, error: reqwest::Error) -> EndpointError {
+        let e = transport_error(error, &reqwest::Method::POST, &self.server);
+        // `transport_error` prefixes "POST <host>: "; `describe` already names the server.
+        let prefix = format!("POST {}: ", self.server);
+        let what = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
+        let mut e = EndpointError {
+            message: self.redact(&format!("{}: {what}", self.describe())),
+            ..e
+        };
+        if e.code.as_deref() == Some("connect") && self.provider == Provider::Ollama {
+            e.message = format!("{} (is Ollama running?)", e.message);
+        }
+        e
+    }
+}
+
+/// THE mapping from a non-2xx answer of a model server to an [`EndpointError`].
+///
+/// | answer | kind | code |
+/// |---|---|---|
+/// | 401, 403 | permanent (→ incident), says to check the key, never shows it | `auth` |
+/// | 429 | transient, honours `Retry-After` | `rate_limited` |
+/// | 429 `insufficient_quota` | fallback (retrying will not help) | `quota_exceeded` |
+/// | 408, 5xx | transient (`Retry-After` on 503) | `http_<status>` |
+/// | context length exceeded (OpenAI code, Ollama text) | fallback | `context_length` |
+/// | content policy (`content_policy_violation`, `content_filter`) | BPMN error `refusal_error_code` | `content_policy` |
+/// | Ollama 404 "model … not found" | fallback, says to `ollama pull` | `model_not_found` |
+/// | other 4xx | permanent | `http_<status>` |
+pub(crate) fn status_error(
+    site: &Site,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> EndpointError {
+    let code = status.as_u16();
+    let (api_code, api_message) = error_fields(body);
+    let api_code = api_code.unwrap_or_default().to_ascii_lowercase();
+    let lower = api_message.to_ascii_lowercase();
+    let said = if api_message.is_empty() {
+        String::new()
+    } else {
+        let short: String = api_message.chars().take(SERVER_MESSAGE_LIMIT).collect();
+        format!(": {}", site.redact(&short))
+    };
+    let answered = format!("{} answered {status}{said}", site.describe());
+    let error = match code {
+        401 | 403 => {
+            // Servers may echo (part of) the key: neither their message nor body is kept.
+            return EndpointError::permanent(format!(
+                "{} rejected the API key ({code}); check the key configured for endpoint `{}`",
+                site.describe(),
+                site.endpoint
+            ))
+            .code("auth");
+        }
+        429 if api_code == "insufficient_quota" => {
+            EndpointError::fallback(answered).code("quota_exceeded")
+        }
+        429 => EndpointError::transient(answered)
+            .retry_after(retry_after)
+            .code("rate_limited"),
+        408 | 500..=599 => EndpointError::transient(answered)
+            .retry_after(retry_after.filter(|_| code == 503))
+            .code(format!("http_{code}")),
+        _ if is_context_length(&api_code, &lower) => {
+            EndpointError::fallback(answered).code("context_length")
+        }
+        _ if is_content_policy(&api_code) => {
+            EndpointError::business(&site.refusal_code, answered).code("content_policy")
+        }
+        404 if site.provider == Provider::Ollama && lower.contains("not found") => {
+            site.model_missing()
+        }
+        _ => EndpointError::permanent(answered).code(format!("http_{code}")),
+    };
+    if body.is_empty() {
+        error
+    } else {
+        error.details(site.redact(&head(body, DETAILS_LIMIT)))
+    }
+}
+
+fn is_context_length(code: &str, message: &str) -> bool {
+    code == "context_length_exceeded"
+        || message.contains("maximum context length")
+        || message.contains("context length")
+        || message.contains("context window")
+}
+
+fn is_content_policy(code: &str) -> bool {
+    matches!(code, "content_policy_violation" | "content_filter")
+}
+
+/// `(code, message)` of an error body: OpenAI's `{"error": {"code", "message"}}` or Ollama's
+/// `{"error": "…"}`; a body that is not JSON is its own message.
+fn error_fields(body: &[u8]) -> (Option<String>, String) {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        let text = String::from_utf8_lossy(body).trim().to_string();
+        return (None, text);
+    };
+    let error = value.get("error").unwrap_or(&Value::Null);
+    match error {
+        Value::String(s) => (None, s.clone()),
+        Value::Object(o) => {
+            let code = o
+                .get("code")
+                .and_then(Value::as_str)
+                .or_else(|| o.get("type").and_then(Value::as_str))
+                .map(str::to_string);
+            let message = o.get("message").and_then(Value::as_str).unwrap_or_default();
+            (code, message.to_string())
+        }
+        _ => (None, String::new()),
+    }
+}
+
+/// Sends one request and returns the body of a 2xx answer; anything else is mapped by
+/// [`status_error`]. Waits for a permit of `limit` first; gives up when the task is cancelled.
+pub(crate) async fn exchange(
+    site: &Site,
+    builder: reqwest::RequestBuilder,
+    limit: Option<&Arc<Semaphore>>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<u8>, EndpointError> {
+    let work = async {
+        let _permit = match limit {
+            Some(limit) => Some(limit.acquire().await.map_err(|_| {
+                EndpointError::transient(format!("endpoint `{}` is closed", site.endpoint))
+            })?),
+            None => None,
+        };
+        let mut response = builder.send().await.map_err(|e| site.transport(e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| site.transport(e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(EndpointError::transient(format!(
+                    "{}: response body exceeds {MAX_RESPONSE_BYTES} bytes",
+                    site.describe()
+                ))
+                .code("response_too_large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(status_error(site, status, retry_after, &body))
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(EndpointError::cancelled()),
+        result = work => result,
+    }
+}
+
+/// A 2xx body that is not the documented shape: the server (or a proxy) misbehaved.
+pub(crate) fn unexpected_body(site: &Site, body: &[u8], why: &str) -> EndpointError {
+    EndpointError::transient(format!(
+        "{} sent an answer procos cannot read: {why}",
+        site.describe()
+    ))
+    .code("invalid_response")
+    .details(site.redact(&head(body, DETAILS_LIMIT)))
+}
+
+/// Checks a base URL without echoing it (it may carry credentials); `Ok` is the URL with any
+/// trailing `/` removed.
+pub(crate) fn check_base_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text.trim().trim_end_matches('/'))
+        .map_err(|e| format!("is not a valid URL ({e})"))?;
+    match (url.scheme(), url.host_str()) {
+        ("http" | "https", Some(_)) => Ok(url),
+        _ => Err("must be an http:// or https:// URL with a host".into()),
+    }
+}
+
+/// A URL as shown in messages: scheme, host, port and path; no user, password or query.
+pub(crate) fn display_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.as_str().trim_end_matches('/').to_string()
+}
+
+/// `url` with `segments` appended to its path (`…/v1` + `chat/completions`).
+pub(crate) fn join(url: &reqwest::Url, segments: &str) -> reqwest::Url {
+    let mut out = url.clone();
+    let path = format!("{}/{segments}", url.path().trim_end_matches('/'));
+    out.set_path(&path);
+    out
+}
+
+#[cfg(test)]
+mod tests;
