@@ -30,7 +30,7 @@ const SECTIONS: [&str; 5] = ["camunda", "deploy", "pde_manager", "topics", "endp
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
-const ENDPOINT_KINDS: [&str; 3] = ["http", "python", "noop"];
+const ENDPOINT_KINDS: [&str; 4] = ["http", "python", "noop", "email"];
 
 /// Reads the file, interpolates `${VAR}` from the process environment, parses strictly and
 /// validates. Blocking file I/O: call it before the runtime starts or from `spawn_blocking`.
@@ -304,6 +304,7 @@ impl Parser {
             "http" => self.de(&body, path).map(EndpointConfig::Http),
             "python" => self.de(&body, path).map(EndpointConfig::Python),
             "noop" => self.de(&body, path).map(EndpointConfig::Noop),
+            "email" => self.de(&body, path).map(EndpointConfig::Email),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

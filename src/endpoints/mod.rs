@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+pub mod email;
 pub mod http;
 pub mod noop;
 pub mod python;
@@ -36,6 +37,8 @@ pub enum EndpointConfig {
     Python(python::PythonConfig),
     /// Echoes its input; for smoke tests and benchmarks.
     Noop(noop::NoopConfig),
+    /// An email sent over SMTP, built from templates.
+    Email(email::EmailConfig),
 }
 
 impl EndpointConfig {
@@ -45,6 +48,7 @@ impl EndpointConfig {
             EndpointConfig::Http(_) => "http",
             EndpointConfig::Python(_) => "python",
             EndpointConfig::Noop(_) => "noop",
+            EndpointConfig::Email(_) => "email",
         }
     }
 
@@ -56,6 +60,7 @@ impl EndpointConfig {
             EndpointConfig::Http(c) => c.validate(),
             EndpointConfig::Python(c) => c.validate(),
             EndpointConfig::Noop(_) => Vec::new(),
+            EndpointConfig::Email(c) => c.validate(),
         }
     }
 
@@ -65,6 +70,7 @@ impl EndpointConfig {
             EndpointConfig::Http(c) => Arc::new(http::HttpEndpoint::new(name, c)?),
             EndpointConfig::Python(c) => Arc::new(python::PythonEndpoint::new(name, c)?),
             EndpointConfig::Noop(c) => Arc::new(noop::NoopEndpoint::new(name, c)),
+            EndpointConfig::Email(c) => Arc::new(email::EmailEndpoint::new(name, c)?),
         })
     }
 }
@@ -102,6 +108,22 @@ pub struct EndpointRequest {
 pub trait FileSource: Send + Sync + std::fmt::Debug {
     /// The content of File variable `name`.
     async fn load(&self, name: &str) -> Result<bytes::Bytes, EndpointError>;
+
+    /// File name and MIME type of File variable `name`, as the engine reported them with the
+    /// task, e.g. for an email attachment. `None` when unknown (the default).
+    async fn metadata(&self, name: &str) -> Option<FileMeta> {
+        let _ = name;
+        None
+    }
+}
+
+/// What the engine knows about a File variable besides its content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's name (`valueInfo.filename`).
+    pub filename: Option<String>,
+    /// Its MIME type (`valueInfo.mimeType`).
+    pub mime_type: Option<String>,
 }
 
 /// A successful answer.
