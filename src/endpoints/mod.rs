@@ -37,8 +37,9 @@ pub enum EndpointConfig {
     Python(python::PythonConfig),
     /// Echoes its input; for smoke tests and benchmarks.
     Noop(noop::NoopConfig),
-    /// An email sent over SMTP, built from templates.
-    Email(email::EmailConfig),
+    /// An email sent over SMTP, built from templates. Boxed: its config is several times the
+    /// size of the others'.
+    Email(Box<email::EmailConfig>),
 }
 
 impl EndpointConfig {
