@@ -129,16 +129,13 @@ async fn failing_endpoint_counts_retries_down_to_an_incident() {
         "{task}"
     );
     let details = rest
-        .get(&format!(
+        .text(&format!(
             "/external-task/{}/errorDetails",
             task["id"].as_str().unwrap()
         ))
         .await;
     assert!(
-        details
-            .as_str()
-            .unwrap_or("")
-            .contains("the database is on fire"),
+        details.contains("the database is on fire"),
         "stderr reaches errorDetails: {details}"
     );
 }
@@ -266,21 +263,38 @@ async fn engine_errors_mid_run_are_backed_off_and_recovered_from() {
     rest.wait_deployed("echo_process", T).await;
     procos.wait_log("PDE manager started.", T).await;
 
+    // Nothing else talks to the engine now, so the four injected 500s hit the next four polls.
     engine.engine.fail_next(4, 500);
-    procos
-        .wait_log("Fetching tasks failed; backing off.", T)
-        .await;
+    let backoffs = || {
+        procos
+            .log_json()
+            .into_iter()
+            .filter(|l| l["message"] == "Fetching tasks failed; backing off.")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        support::eventually(T, || async { backoffs().len() == 4 }).await,
+        "four failed polls, four backoffs"
+    );
+    let delays: Vec<u64> = backoffs()
+        .iter()
+        .map(|l| l["retry_in_ms"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        delays.iter().all(|d| (50..=1000).contains(d)),
+        "jittered delays within the configured bounds: {delays:?}"
+    );
+    assert!(
+        backoffs()
+            .last()
+            .map(|l| l["failures"] == json!(4))
+            .unwrap_or(false),
+        "consecutive failures counted"
+    );
+
+    // Recovered: work flows again.
     let pi = rest.start("echo_process", json!({"x": 1})).await;
     assert_eq!(rest.wait_ended(&pi, T).await["x"], json!(1));
-    let backoffs = procos
-        .log_json()
-        .into_iter()
-        .filter(|l| l["message"] == "Fetching tasks failed; backing off.")
-        .count();
-    assert!(
-        (1..=4).contains(&backoffs),
-        "each failed poll backs off once: {backoffs}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,10 @@ pub mod pool;
 
 pub use pool::Pool;
 
+/// Long-poll timeout while some pool is full and therefore left out of the poll: how long a
+/// freed slot of that pool may wait before its topics are asked for again.
+const SATURATED_POLL: Duration = Duration::from_millis(500);
+
 /// Why the manager could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -272,13 +276,34 @@ impl Manager {
                 deserialize_values: false,
             })
             .collect();
+        // A pool left out of this poll (no free slot) must not wait a whole long poll once its
+        // slots free up: its topics are not in the pending request. Cancelling the pending
+        // request could drop tasks the engine has just locked for it, so instead the poll is
+        // kept short while any pool is left out.
+        let left_out = self
+            .pools
+            .keys()
+            .any(|p| !reserved.contains_key(p) && self.serves(p));
+        let wait = if left_out {
+            self.settings.long_poll.min(SATURATED_POLL)
+        } else {
+            self.settings.long_poll
+        };
         FetchAndLock {
             worker_id: self.camunda.worker_id().to_string(),
             max_tasks: reserved.values().map(|p| p.num_permits()).sum(),
             use_priority: self.settings.use_priority,
-            async_response_timeout: Some(self.settings.long_poll.as_millis() as u64),
+            async_response_timeout: Some(wait.as_millis() as u64),
             topics,
         }
+    }
+
+    /// Does any topic run on this pool?
+    fn serves(&self, pool: &str) -> bool {
+        self.pipeline
+            .topics()
+            .values()
+            .any(|t| t.config.pool == pool)
     }
 
     fn dispatch(
@@ -390,4 +415,87 @@ async fn run_task(
 
 fn camunda_of(pipeline: &Pipeline) -> CamundaClient {
     pipeline.camunda().clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::camunda::ClientSettings;
+
+    const CONFIG: &str = r#"
+camunda: { url: "http://127.0.0.1:9/engine-rest", long_poll: 20s, max_tasks: 5 }
+pde_manager:
+  pools:
+    gp: { instances: 2, endpoints: [echo], max_concurrent_tasks: 2 }
+    io: { instances: 1, endpoints: [echo], max_concurrent_tasks: 4 }
+topics:
+  a: { pool: gp, endpoints: [echo] }
+  b: { pool: io, endpoints: [echo] }
+endpoints:
+  echo: { type: noop }
+"#;
+
+    fn manager() -> Manager {
+        let config =
+            crate::config::load_str(CONFIG, Path::new("test.yaml"), &|_| None).expect("config");
+        let camunda = CamundaClient::new(ClientSettings {
+            url: config.camunda.url.clone(),
+            auth: None,
+            worker_id: "w".into(),
+            request_timeout: Duration::from_secs(1),
+        })
+        .expect("client");
+        let endpoints = build_endpoints(&config).expect("endpoints");
+        Manager::new(&config, camunda, &endpoints).expect("manager")
+    }
+
+    fn topics(r: &FetchAndLock) -> Vec<&str> {
+        r.topics.iter().map(|t| t.topic_name.as_str()).collect()
+    }
+
+    #[test]
+    fn asks_for_free_slots_only_capped_by_max_tasks() {
+        let m = manager();
+        let reserved = m.reserve();
+        let request = m.request(&reserved);
+        assert_eq!(
+            request.max_tasks, 5,
+            "2 + 4 free slots, capped at max_tasks 5"
+        );
+        assert_eq!(topics(&request), vec!["a", "b"]);
+        assert_eq!(
+            request.async_response_timeout,
+            Some(20_000),
+            "nobody left out: a full long poll"
+        );
+        assert!(
+            request
+                .topics
+                .iter()
+                .all(|t| t.include_extension_properties && t.lock_duration == 30_000)
+        );
+    }
+
+    #[test]
+    fn a_full_pool_is_left_out_and_the_poll_is_kept_short() {
+        let m = manager();
+        let _busy = m.pools["gp"].reserve(2).expect("fill gp");
+        let reserved = m.reserve();
+        let request = m.request(&reserved);
+        assert_eq!(
+            topics(&request),
+            vec!["b"],
+            "gp has no free slot: its topic is not asked for"
+        );
+        assert_eq!(request.max_tasks, 4);
+        assert_eq!(
+            request.async_response_timeout,
+            Some(SATURATED_POLL.as_millis() as u64)
+        );
+        drop(reserved);
+        let _all = m.pools["io"].reserve(4).expect("fill io");
+        assert!(m.reserve().is_empty(), "all pools full: no poll at all");
+    }
 }

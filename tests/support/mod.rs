@@ -230,7 +230,19 @@ impl Rest {
             .await
             .expect("GET");
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.expect("json")
+        let text = r.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
+    }
+
+    pub async fn text(&self, path: &str) -> String {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.text().await.expect("text")
     }
 
     /// Starts an instance of `key` with plain JSON variables (typed explicitly).

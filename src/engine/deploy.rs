@@ -1,0 +1,230 @@
+//! Deployments: parsing resources, duplicate filtering, versioning process definitions.
+//!
+//! A deployment is a named set of resources. `.bpmn` resources are parsed and each executable
+//! process becomes a new version of its key; `.dmn`, `.form` and anything else is stored only.
+//! With `enable-duplicate-filtering` an unchanged deployment (same name and source) is not
+//! redeployed; with `deploy-changed-only` only the changed resources are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+
+use super::bpmn;
+use super::errors::{ApiError, ApiResult};
+use super::state::{Definition, Deployment, Store, new_id};
+use super::variables::format_date;
+
+/// A checked `POST /deployment/create` request.
+#[derive(Debug, Default)]
+pub(crate) struct DeployRequest {
+    pub name: Option<String>,
+    pub source: Option<String>,
+    pub tenant_id: Option<String>,
+    pub duplicate_filtering: bool,
+    pub changed_only: bool,
+    /// Resource name (the part's filename) → contents.
+    pub resources: BTreeMap<String, Vec<u8>>,
+}
+
+fn is_bpmn(name: &str) -> bool {
+    name.ends_with(".bpmn") || name.ends_with(".bpmn20.xml")
+}
+
+impl Store {
+    /// Deploys, answering the JSON Camunda returns.
+    pub(crate) fn deploy(&mut self, req: DeployRequest) -> ApiResult<Value> {
+        let mut parsed = Vec::new();
+        let mut details = Map::new();
+        let mut summary = Vec::new();
+        for (resource, bytes) in req.resources.iter().filter(|(n, _)| is_bpmn(n)) {
+            match bpmn::parse(bytes) {
+                Ok(processes) => {
+                    parsed.extend(processes.into_iter().map(|p| (resource.clone(), p)))
+                }
+                Err(problems) => {
+                    let errors: Vec<Value> = problems
+                        .iter()
+                        .map(|p| {
+                            summary.push(format!(
+                                "* {} | resource {resource} | line {} | column {}",
+                                p.message, p.line, p.column
+                            ));
+                            json!({
+                                "message": p.message,
+                                "line": p.line,
+                                "column": p.column,
+                                "mainBpmnElementId": p.element_id,
+                                "bpmnElementIds": p.element_id.iter().collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect();
+                    details.insert(
+                        resource.clone(),
+                        json!({ "errors": errors, "warnings": [] }),
+                    );
+                }
+            }
+        }
+        if !details.is_empty() {
+            return Err(ApiError::parse(
+                format!(
+                    "ENGINE-09005 Could not parse BPMN process. Errors: \n{}",
+                    summary.join("\n")
+                ),
+                Value::Object(details),
+            ));
+        }
+        let mut keys: Vec<&str> = parsed.iter().map(|(_, p)| p.id.as_str()).collect();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ApiError::invalid(format!(
+                "The deployment contains definitions with the same key '{}' (id attribute), this is not allowed",
+                w[0]
+            )));
+        }
+
+        let mut resources = req.resources;
+        if (req.duplicate_filtering || req.changed_only)
+            && let Some(name) = &req.name
+        {
+            let same: Vec<&Deployment> = self
+                .deployments
+                .iter()
+                .filter(|d| {
+                    d.name.as_ref() == Some(name)
+                        && d.source == req.source
+                        && d.tenant_id == req.tenant_id
+                })
+                .collect();
+            if req.changed_only {
+                let latest_of =
+                    |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
+                resources.retain(|n, bytes| latest_of(n) != Some(bytes));
+                if resources.is_empty()
+                    && let Some(last) = same.last()
+                {
+                    return Ok(self.deployment_json(last, None));
+                }
+                parsed.retain(|(n, _)| resources.contains_key(n));
+            } else if let Some(last) = same.last()
+                && last.resources == resources
+            {
+                return Ok(self.deployment_json(last, None));
+            }
+        }
+
+        let deployment = Deployment {
+            id: new_id(),
+            name: req.name,
+            source: req.source,
+            tenant_id: req.tenant_id,
+            time: Utc::now(),
+            resources,
+        };
+        let mut new_defs = Vec::new();
+        for (resource, model) in parsed {
+            let version = self
+                .definitions
+                .iter()
+                .filter(|d| d.key == model.id && d.tenant_id == deployment.tenant_id)
+                .map(|d| d.version)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let def = Arc::new(Definition {
+                id: format!("{}:{version}:{}", model.id, new_id()),
+                key: model.id.clone(),
+                version,
+                deployment_id: deployment.id.clone(),
+                resource,
+                tenant_id: deployment.tenant_id.clone(),
+                model,
+            });
+            new_defs.push(Arc::clone(&def));
+            self.definitions.push(def);
+        }
+        self.stats.deployments += 1;
+        let body = self.deployment_json(&deployment, Some(&new_defs));
+        self.deployments.push(deployment);
+        Ok(body)
+    }
+
+    /// A deployment as `/deployment` lists it; with `defs`, as `/deployment/create` answers.
+    pub(crate) fn deployment_json(
+        &self,
+        d: &Deployment,
+        defs: Option<&[Arc<Definition>]>,
+    ) -> Value {
+        let mut body = json!({
+            "id": d.id,
+            "name": d.name,
+            "source": d.source,
+            "deploymentTime": format_date(d.time),
+            "tenantId": d.tenant_id,
+            "links": [],
+        });
+        if let Some(map) = body.as_object_mut() {
+            let deployed = match defs {
+                None => Value::Null,
+                Some(defs) => Value::Object(
+                    defs.iter()
+                        .map(|d| (d.id.clone(), definition_json(d)))
+                        .collect(),
+                ),
+            };
+            map.insert("deployedProcessDefinitions".to_owned(), deployed);
+            for k in [
+                "deployedCaseDefinitions",
+                "deployedDecisionDefinitions",
+                "deployedDecisionRequirementsDefinitions",
+            ] {
+                map.insert(k.to_owned(), Value::Null);
+            }
+        }
+        body
+    }
+}
+
+/// A process definition as the engine reports it.
+pub(crate) fn definition_json(d: &Definition) -> Value {
+    json!({
+        "id": d.id,
+        "key": d.key,
+        "category": "http://bpmn.io/schema/bpmn",
+        "description": null,
+        "name": d.model.name,
+        "version": d.version,
+        "resource": d.resource,
+        "deploymentId": d.deployment_id,
+        "diagram": null,
+        "suspended": false,
+        "tenantId": d.tenant_id,
+        "versionTag": d.model.version_tag,
+        "historyTimeToLive": d.model.history_ttl.as_deref().and_then(ttl_days),
+        "startableInTasklist": true,
+    })
+}
+
+/// `historyTimeToLive` in days: `30` or the ISO form `P30D`.
+fn ttl_days(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let days = t
+        .strip_prefix('P')
+        .and_then(|d| d.strip_suffix('D'))
+        .unwrap_or(t);
+    days.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_days;
+
+    #[test]
+    fn history_ttl_reads_days_and_iso_durations() {
+        assert_eq!(ttl_days("30"), Some(30));
+        assert_eq!(ttl_days("P1D"), Some(1));
+        assert_eq!(ttl_days("P1Y"), None);
+    }
+}

@@ -1,0 +1,330 @@
+//! Token execution: moving a process instance forward until every token waits or ends.
+//!
+//! ```text
+//! start ──► startEvent ──► flow ──► gateway ──► serviceTask(external) ⏸ (task created)
+//!                                        └────► endEvent ✕ (token ends; no tokens = instance ends)
+//! complete / bpmnError ──► leave(token) or catch(token, boundary) ──► … same loop …
+//! ```
+//! Execution runs synchronously inside one REST call, on a copy of the instance: if it fails
+//! (no outgoing flow can be selected, an expression fails) the caller drops the copy and the
+//! call answers 500, leaving the engine as it was — Camunda's transaction rollback.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::bpmn::Kind;
+use super::errors::{ApiError, ApiResult};
+use super::state::{Definition, ExternalTask, Instance, Token, new_id};
+use super::variables::VarMap;
+
+/// Guards against models that loop without ever waiting.
+const MAX_STEPS: usize = 10_000;
+
+/// What a run produced, applied by the caller only on success.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// External tasks to create (their `seq` is assigned by the store).
+    pub new_tasks: Vec<ExternalTask>,
+    /// A terminate end event fired: every other task of the instance must go.
+    pub terminated: bool,
+}
+
+impl Outcome {
+    /// Whether the instance has ended (no tokens left).
+    pub(crate) fn ended(instance: &Instance) -> bool {
+        instance.tokens.is_empty()
+    }
+}
+
+/// Creates an instance and runs it from its start event.
+pub(crate) fn start(
+    definition: Arc<Definition>,
+    business_key: Option<String>,
+    variables: VarMap,
+) -> ApiResult<(Instance, Outcome)> {
+    let mut instance = Instance {
+        id: new_id(),
+        business_key,
+        variables,
+        tokens: Default::default(),
+        joins: Default::default(),
+        definition: Arc::clone(&definition),
+    };
+    let token = new_token(&mut instance, &definition.model.start_event);
+    let outcome =
+        Run::new(&mut instance).go(vec![(token, definition.model.start_event.clone())])?;
+    Ok((instance, outcome))
+}
+
+/// Leaves the activity a token waits in through its outgoing flows (task completed).
+pub(crate) fn leave(instance: &mut Instance, token_id: &str) -> ApiResult<Outcome> {
+    let mut run = Run::new(instance);
+    let activity = run.activity_of(token_id)?;
+    run.take_outgoing(token_id, &activity)?;
+    run.drain()
+}
+
+/// Moves a token from its activity to an error boundary event and on from there.
+pub(crate) fn catch(
+    instance: &mut Instance,
+    token_id: &str,
+    boundary_id: &str,
+) -> ApiResult<Outcome> {
+    Run::new(instance).go(vec![(token_id.to_owned(), boundary_id.to_owned())])
+}
+
+/// Ends a token without following any flow (an uncaught BPMN error).
+pub(crate) fn end_token(instance: &mut Instance, token_id: &str) -> Outcome {
+    instance.tokens.remove(token_id);
+    Outcome::default()
+}
+
+fn new_token(instance: &mut Instance, activity: &str) -> String {
+    let id = new_id();
+    instance.tokens.insert(
+        id.clone(),
+        Token {
+            id: id.clone(),
+            activity_id: activity.to_owned(),
+            activity_instance_id: format!("{activity}:{}", new_id()),
+            locals: VarMap::new(),
+        },
+    );
+    id
+}
+
+struct Run<'a> {
+    inst: &'a mut Instance,
+    queue: VecDeque<(String, String)>,
+    out: Outcome,
+    steps: usize,
+}
+
+impl<'a> Run<'a> {
+    fn new(inst: &'a mut Instance) -> Self {
+        Self {
+            inst,
+            queue: VecDeque::new(),
+            out: Outcome::default(),
+            steps: 0,
+        }
+    }
+
+    fn activity_of(&self, token_id: &str) -> ApiResult<String> {
+        self.inst
+            .tokens
+            .get(token_id)
+            .map(|t| t.activity_id.clone())
+            .ok_or_else(|| ApiError::engine(format!("Execution {token_id} does not exist")))
+    }
+
+    fn go(mut self, work: Vec<(String, String)>) -> ApiResult<Outcome> {
+        self.queue.extend(work);
+        self.drain()
+    }
+
+    fn drain(mut self) -> ApiResult<Outcome> {
+        while let Some((token, element)) = self.queue.pop_front() {
+            self.steps += 1;
+            if self.steps > MAX_STEPS {
+                return Err(ApiError::engine(format!(
+                    "Process '{}' loops without reaching a wait state (more than {MAX_STEPS} steps)",
+                    self.inst.definition.key
+                )));
+            }
+            self.arrive(&token, &element)?;
+        }
+        Ok(self.out)
+    }
+
+    fn arrive(&mut self, token_id: &str, element_id: &str) -> ApiResult<()> {
+        let def = Arc::clone(&self.inst.definition);
+        let element = def.model.elements.get(element_id).ok_or_else(|| {
+            ApiError::engine(format!(
+                "Element '{element_id}' does not exist in process '{}'",
+                def.key
+            ))
+        })?;
+        if let Some(t) = self.inst.tokens.get_mut(token_id) {
+            t.activity_id = element_id.to_owned();
+            t.activity_instance_id = format!("{element_id}:{}", new_id());
+            t.locals.clear();
+        }
+        match &element.kind {
+            Kind::StartEvent | Kind::PassThrough | Kind::ErrorBoundary { .. } => {
+                self.take_outgoing(token_id, element_id)
+            }
+            Kind::EndEvent | Kind::ErrorEndEvent => {
+                self.inst.tokens.remove(token_id);
+                Ok(())
+            }
+            Kind::TerminateEndEvent => {
+                self.inst.tokens.clear();
+                self.inst.joins.clear();
+                self.queue.clear();
+                self.out.new_tasks.clear();
+                self.out.terminated = true;
+                Ok(())
+            }
+            Kind::ExternalTask {
+                topic,
+                priority,
+                properties,
+            } => {
+                let token = self.inst.tokens.get(token_id).ok_or_else(|| {
+                    ApiError::engine(format!("Execution {token_id} does not exist"))
+                })?;
+                self.out.new_tasks.push(ExternalTask {
+                    id: new_id(),
+                    topic: topic.clone(),
+                    worker_id: None,
+                    lock_expiration: None,
+                    lock_expiration_wall: None,
+                    create_time: Utc::now(),
+                    retries: None,
+                    error_message: None,
+                    error_details: None,
+                    process_instance_id: self.inst.id.clone(),
+                    definition: Arc::clone(&def),
+                    activity_id: element_id.to_owned(),
+                    activity_instance_id: token.activity_instance_id.clone(),
+                    execution_id: token.id.clone(),
+                    priority: *priority,
+                    business_key: self.inst.business_key.clone(),
+                    extension_properties: properties.clone(),
+                    scope: def.model.boundaries.contains_key(element_id),
+                    seq: 0,
+                });
+                Ok(())
+            }
+            Kind::ExclusiveGateway => {
+                let flows = def
+                    .model
+                    .outgoing
+                    .get(element_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut chosen = None;
+                for flow_id in flows
+                    .iter()
+                    .filter(|f| Some(*f) != element.default_flow.as_ref())
+                {
+                    if self.condition_holds(flow_id)? {
+                        chosen = Some(flow_id.clone());
+                        break;
+                    }
+                }
+                let flow_id = chosen
+                    .or_else(|| element.default_flow.clone())
+                    .ok_or_else(|| no_flow(element_id))?;
+                self.follow(token_id, &flow_id);
+                Ok(())
+            }
+            Kind::ParallelGateway => {
+                let incoming = def.model.incoming.get(element_id).copied().unwrap_or(0);
+                if incoming > 1 {
+                    self.inst.tokens.remove(token_id);
+                    let arrived = self.inst.joins.entry(element_id.to_owned()).or_default();
+                    *arrived += 1;
+                    if *arrived < incoming {
+                        return Ok(());
+                    }
+                    self.inst.joins.remove(element_id);
+                    let joined = new_token(self.inst, element_id);
+                    return self.fork(&joined, element_id);
+                }
+                self.fork(token_id, element_id)
+            }
+        }
+    }
+
+    fn condition_holds(&self, flow_id: &str) -> ApiResult<bool> {
+        let Some(flow) = self.inst.definition.model.flows.get(flow_id) else {
+            return Ok(false);
+        };
+        match &flow.condition {
+            None => Ok(true),
+            Some(c) => c
+                .eval(&self.inst.variables)
+                .map_err(|e| ApiError::engine(e.to_string())),
+        }
+    }
+
+    /// Leaves an activity: conditional flows that hold (or unconditional ones), else the default.
+    fn take_outgoing(&mut self, token_id: &str, element_id: &str) -> ApiResult<()> {
+        let def = Arc::clone(&self.inst.definition);
+        let flows = def
+            .model
+            .outgoing
+            .get(element_id)
+            .cloned()
+            .unwrap_or_default();
+        if flows.is_empty() {
+            self.inst.tokens.remove(token_id);
+            return Ok(());
+        }
+        let default = def
+            .model
+            .elements
+            .get(element_id)
+            .and_then(|e| e.default_flow.clone());
+        let mut selected = Vec::new();
+        for f in flows.iter().filter(|f| Some(*f) != default.as_ref()) {
+            if self.condition_holds(f)? {
+                selected.push(f.clone());
+            }
+        }
+        if selected.is_empty() {
+            selected.extend(default);
+        }
+        if selected.is_empty() {
+            return Err(no_flow(element_id));
+        }
+        self.split(token_id, &selected);
+        Ok(())
+    }
+
+    fn fork(&mut self, token_id: &str, element_id: &str) -> ApiResult<()> {
+        let flows = self
+            .inst
+            .definition
+            .model
+            .outgoing
+            .get(element_id)
+            .cloned()
+            .unwrap_or_default();
+        if flows.is_empty() {
+            self.inst.tokens.remove(token_id);
+        } else {
+            self.split(token_id, &flows);
+        }
+        Ok(())
+    }
+
+    /// The token follows the first flow; every further flow gets a new token.
+    fn split(&mut self, token_id: &str, flows: &[String]) {
+        for (i, flow_id) in flows.iter().enumerate() {
+            if i == 0 {
+                self.follow(token_id, flow_id);
+            } else {
+                let token = new_token(self.inst, "");
+                self.follow(&token, flow_id);
+            }
+        }
+    }
+
+    fn follow(&mut self, token_id: &str, flow_id: &str) {
+        if let Some(flow) = self.inst.definition.model.flows.get(flow_id) {
+            self.queue
+                .push_back((token_id.to_owned(), flow.target.clone()));
+        }
+    }
+}
+
+fn no_flow(element_id: &str) -> ApiError {
+    ApiError::engine(format!(
+        "ENGINE-02004 No outgoing sequence flow for the element with id '{element_id}' could be selected for continuing the process."
+    ))
+}

@@ -1,0 +1,576 @@
+//! External tasks: fetch-and-lock selection and the per-task calls (complete, failure,
+//! bpmnError, extendLock, lock, unlock), with Camunda's ownership rules.
+//!
+//! - complete / failure / bpmnError check only that `workerId` is the task's worker, not that
+//!   the lock is still valid; once another worker re-locked the task the old one gets 400.
+//! - A failure stores `retries` and sets the lock expiration to now + `retryTimeout` (the task is
+//!   fetchable again after it); `retries: 0` raises a `failedExternalTask` incident instead.
+//! - A task that no longer exists (completed, cancelled, instance deleted) answers 404.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::errors::{ApiError, ApiResult};
+use super::exec;
+use super::instances::set_variables;
+use super::state::{ExternalTask, Store};
+use super::variables::{TypedValue, VarMap, VariablesIn, check_all, format_date, render};
+
+/// Body of `POST /external-task/fetchAndLock`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct FetchAndLockIn {
+    pub worker_id: Option<String>,
+    pub max_tasks: Option<i64>,
+    #[serde(default)]
+    pub use_priority: bool,
+    pub async_response_timeout: Option<i64>,
+    #[serde(default)]
+    pub topics: Vec<TopicIn>,
+    #[serde(default)]
+    pub sorting: Vec<SortingIn>,
+}
+
+/// One topic of a fetchAndLock request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct TopicIn {
+    pub topic_name: Option<String>,
+    pub lock_duration: Option<i64>,
+    pub variables: Option<Vec<String>>,
+    #[serde(default)]
+    pub local_variables: bool,
+    pub business_key: Option<String>,
+    pub process_definition_id: Option<String>,
+    pub process_definition_id_in: Option<Vec<String>>,
+    pub process_definition_key: Option<String>,
+    pub process_definition_key_in: Option<Vec<String>>,
+    pub process_definition_version_tag: Option<String>,
+    #[serde(default)]
+    pub without_tenant_id: bool,
+    pub tenant_id_in: Option<Vec<String>>,
+    pub process_variables: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub deserialize_values: bool,
+    #[serde(default)]
+    pub include_extension_properties: bool,
+}
+
+/// A sorting instruction of fetchAndLock.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SortingIn {
+    pub sort_by: String,
+    pub sort_order: String,
+}
+
+/// Body of `complete`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct CompleteIn {
+    pub worker_id: Option<String>,
+    pub variables: Option<VariablesIn>,
+    pub local_variables: Option<VariablesIn>,
+}
+
+/// Body of `failure`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct FailureIn {
+    pub worker_id: Option<String>,
+    pub error_message: Option<String>,
+    pub error_details: Option<String>,
+    pub retries: Option<i32>,
+    pub retry_timeout: Option<i64>,
+    pub variables: Option<VariablesIn>,
+    pub local_variables: Option<VariablesIn>,
+}
+
+/// Body of `bpmnError`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct BpmnErrorIn {
+    pub worker_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub variables: Option<VariablesIn>,
+}
+
+/// Body of `extendLock`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ExtendLockIn {
+    pub worker_id: Option<String>,
+    pub new_duration: Option<i64>,
+}
+
+/// Body of `lock`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct LockIn {
+    pub worker_id: Option<String>,
+    pub lock_duration: Option<i64>,
+}
+
+/// The largest `asyncResponseTimeout` the engine accepts (30 minutes).
+pub(crate) const MAX_ASYNC_RESPONSE_TIMEOUT: i64 = 1_800_000;
+
+fn gone(id: &str) -> ApiError {
+    ApiError::rest(
+        StatusCode::NOT_FOUND,
+        format!("External task with id {id} does not exist"),
+    )
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::rest(StatusCode::BAD_REQUEST, message)
+}
+
+fn required<'a>(value: &'a Option<String>, what: &str) -> ApiResult<&'a str> {
+    value
+        .as_deref()
+        .ok_or_else(|| bad(format!("{what} is null")))
+}
+
+impl FetchAndLockIn {
+    /// Checks the request before anything is locked.
+    pub(crate) fn validate(&self) -> ApiResult<()> {
+        if self.worker_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid("workerId is null or empty"));
+        }
+        if self.max_tasks.is_none_or(|m| m < 0) {
+            return Err(ApiError::invalid("maxTasks is null or negative"));
+        }
+        if let Some(t) = self.async_response_timeout
+            && t > MAX_ASYNC_RESPONSE_TIMEOUT
+        {
+            return Err(ApiError::invalid(format!(
+                "The asynchronous response timeout cannot be set to a value greater than {MAX_ASYNC_RESPONSE_TIMEOUT} milliseconds"
+            )));
+        }
+        for t in &self.topics {
+            if t.topic_name.as_deref().is_none_or(str::is_empty) {
+                return Err(ApiError::invalid("topicName is null or empty"));
+            }
+            if t.lock_duration.is_none_or(|d| d <= 0) {
+                return Err(ApiError::invalid(format!(
+                    "lockDuration of topic '{}' is null or not greater than 0",
+                    t.topic_name.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        for s in &self.sorting {
+            if s.sort_by != "createTime" || !matches!(s.sort_order.as_str(), "asc" | "desc") {
+                return Err(ApiError::invalid(format!(
+                    "Cannot sort by '{}' '{}': only createTime asc|desc is supported",
+                    s.sort_by, s.sort_order
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TopicIn {
+    fn matches(&self, task: &ExternalTask, vars: Option<&VarMap>) -> bool {
+        let def = &task.definition;
+        let tenant = def.tenant_id.as_deref();
+        self.topic_name.as_deref() == Some(task.topic.as_str())
+            && self
+                .business_key
+                .as_ref()
+                .is_none_or(|b| task.business_key.as_ref() == Some(b))
+            && self
+                .process_definition_id
+                .as_ref()
+                .is_none_or(|d| *d == def.id)
+            && self
+                .process_definition_id_in
+                .as_ref()
+                .is_none_or(|ds| ds.contains(&def.id))
+            && self
+                .process_definition_key
+                .as_ref()
+                .is_none_or(|k| *k == def.key)
+            && self
+                .process_definition_key_in
+                .as_ref()
+                .is_none_or(|ks| ks.contains(&def.key))
+            && self
+                .process_definition_version_tag
+                .as_ref()
+                .is_none_or(|v| def.model.version_tag.as_ref() == Some(v))
+            && (!self.without_tenant_id || tenant.is_none())
+            && self
+                .tenant_id_in
+                .as_ref()
+                .is_none_or(|ts| tenant.is_some_and(|t| ts.iter().any(|x| x == t)))
+            && self.process_variables.as_ref().is_none_or(|wanted| {
+                wanted.iter().all(|(name, value)| {
+                    vars.and_then(|v| v.get(name))
+                        .is_some_and(|v| v.value == *value)
+                })
+            })
+    }
+}
+
+impl Store {
+    /// Locks and renders up to `maxTasks` fetchable tasks of the requested topics.
+    pub(crate) fn fetch_and_lock(&mut self, req: &FetchAndLockIn, now: Instant) -> Vec<Value> {
+        let worker = req.worker_id.clone().unwrap_or_default();
+        let max = usize::try_from(req.max_tasks.unwrap_or(0)).unwrap_or(0);
+        let mut candidates: Vec<(&ExternalTask, usize)> = self
+            .tasks
+            .values()
+            .filter(|t| t.fetchable(now))
+            .filter_map(|t| {
+                let vars = self
+                    .instances
+                    .get(&t.process_instance_id)
+                    .map(|i| &i.variables);
+                req.topics
+                    .iter()
+                    .position(|topic| topic.matches(t, vars))
+                    .map(|i| (t, i))
+            })
+            .collect();
+        let desc = req.sorting.first().is_some_and(|s| s.sort_order == "desc");
+        candidates.sort_by(|(a, _), (b, _)| {
+            let by_priority = if req.use_priority {
+                b.priority.cmp(&a.priority)
+            } else {
+                std::cmp::Ordering::Equal
+            };
+            let by_time = if desc {
+                b.seq.cmp(&a.seq)
+            } else {
+                a.seq.cmp(&b.seq)
+            };
+            by_priority.then(by_time)
+        });
+        let picked: Vec<(String, usize)> = candidates
+            .into_iter()
+            .take(max)
+            .map(|(t, i)| (t.id.clone(), i))
+            .collect();
+        let mut out = Vec::new();
+        for (id, topic_index) in picked {
+            let topic = &req.topics[topic_index];
+            let duration = u64::try_from(topic.lock_duration.unwrap_or(0)).unwrap_or(0);
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.lock(&worker, duration);
+            }
+            if let Some(task) = self.tasks.get(&id) {
+                out.push(self.locked_json(task, topic));
+            }
+        }
+        self.stats.fetched_tasks += out.len() as u64;
+        out
+    }
+
+    fn locked_json(&self, task: &ExternalTask, topic: &TopicIn) -> Value {
+        let instance = self.instances.get(&task.process_instance_id);
+        let token_locals = instance
+            .and_then(|i| i.tokens.get(&task.execution_id))
+            .map(|t| &t.locals);
+        let process_vars = instance.map(|i| &i.variables);
+        let mut visible = VarMap::new();
+        if topic.local_variables {
+            let locals = if task.scope {
+                token_locals
+            } else {
+                process_vars
+            };
+            visible.extend(
+                locals
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        } else {
+            visible.extend(
+                process_vars
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            if task.scope {
+                visible.extend(
+                    token_locals
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+        }
+        let mut body = task_json(task);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("errorDetails".to_owned(), json!(task.error_details));
+            map.insert(
+                "variables".to_owned(),
+                render(
+                    &visible,
+                    topic.variables.as_deref(),
+                    topic.deserialize_values,
+                ),
+            );
+            let props = if topic.include_extension_properties {
+                json!(task.extension_properties)
+            } else {
+                json!({})
+            };
+            map.insert("extensionProperties".to_owned(), props);
+        }
+        body
+    }
+
+    /// The task if it exists and `worker` owns it (404 / 400 otherwise).
+    fn owned_task(
+        &self,
+        id: &str,
+        worker: &str,
+        refused: impl Fn(&str) -> String,
+    ) -> ApiResult<&ExternalTask> {
+        let task = self.tasks.get(id).ok_or_else(|| gone(id))?;
+        if task.worker_id.as_deref() != Some(worker) {
+            let owner = task.worker_id.as_deref().unwrap_or("null");
+            return Err(bad(format!(
+                "{} It is locked by worker '{owner}'.",
+                refused(worker)
+            )));
+        }
+        Ok(task)
+    }
+
+    /// `POST /external-task/{id}/complete`.
+    pub(crate) fn complete(&mut self, id: &str, body: CompleteIn) -> ApiResult<()> {
+        let worker = required(&body.worker_id, "workerId")?;
+        let task = self.owned_task(id, worker, |w| {
+            format!("External Task {id} cannot be completed by worker '{w}'.")
+        })?;
+        let (pid, exec_id, scope) = (
+            task.process_instance_id.clone(),
+            task.execution_id.clone(),
+            task.scope,
+        );
+        let vars = check_all(body.variables)?;
+        let locals = check_all(body.local_variables)?;
+        let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
+        set_variables(&mut instance, vars);
+        set_local_variables(&mut instance, &exec_id, scope, locals);
+        let outcome = exec::leave(&mut instance, &exec_id)?;
+        self.commit(instance, outcome, Some(id));
+        Ok(())
+    }
+
+    /// `POST /external-task/{id}/failure`.
+    pub(crate) fn failure(&mut self, id: &str, body: FailureIn, now: Instant) -> ApiResult<()> {
+        let worker = required(&body.worker_id, "workerId")?;
+        let retries = body.retries.unwrap_or(0);
+        if retries < 0 {
+            return Err(bad(format!(
+                "retries is not greater than or equal to 0 (got {retries})"
+            )));
+        }
+        let timeout = u64::try_from(body.retry_timeout.unwrap_or(0))
+            .map_err(|_| bad("retryTimeout is not greater than or equal to 0".to_owned()))?;
+        let task = self.owned_task(id, worker, |w| {
+            format!("Failure of External Task {id} cannot be reported by worker '{w}'.")
+        })?;
+        let (pid, exec_id, scope) = (
+            task.process_instance_id.clone(),
+            task.execution_id.clone(),
+            task.scope,
+        );
+        let vars = check_all(body.variables)?;
+        let locals = check_all(body.local_variables)?;
+        if let Some(instance) = self.instances.get_mut(&pid) {
+            set_variables(instance, vars);
+            set_local_variables(instance, &exec_id, scope, locals);
+        }
+        if let Some(task) = self.tasks.get_mut(id) {
+            let d = std::time::Duration::from_millis(timeout);
+            task.error_message = body.error_message;
+            task.error_details = body.error_details;
+            task.retries = Some(retries);
+            task.lock_expiration = Some(now + d);
+            task.lock_expiration_wall =
+                Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+        }
+        if retries == 0 {
+            self.raise_incident(id);
+        }
+        Ok(())
+    }
+
+    /// `POST /external-task/{id}/bpmnError`: a catching boundary event, else the token ends.
+    pub(crate) fn bpmn_error(&mut self, id: &str, body: BpmnErrorIn) -> ApiResult<()> {
+        let worker = required(&body.worker_id, "workerId")?;
+        let task = self.owned_task(id, worker, |w| {
+            format!("Bpmn error of External Task {id} cannot be reported by worker '{w}'.")
+        })?;
+        let code = body
+            .error_code
+            .as_deref()
+            .ok_or_else(|| bad("errorCode is null".to_owned()))?;
+        let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
+        let model = &task.definition.model;
+        let boundaries = model
+            .boundaries
+            .get(&task.activity_id)
+            .cloned()
+            .unwrap_or_default();
+        let code_of = |b: &String| match model.elements.get(b).map(|e| &e.kind) {
+            Some(super::bpmn::Kind::ErrorBoundary { error_code, .. }) => Some(error_code.clone()),
+            _ => None,
+        };
+        let catcher = boundaries
+            .iter()
+            .find(|b| code_of(b) == Some(Some(code.to_owned())))
+            .or_else(|| boundaries.iter().find(|b| code_of(b) == Some(None)))
+            .cloned();
+        let vars = check_all(body.variables.clone())?;
+        let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
+        set_variables(&mut instance, vars);
+        let outcome = match catcher {
+            Some(boundary) => exec::catch(&mut instance, &exec_id, &boundary)?,
+            None => {
+                tracing::debug!(task_id = id, error_code = code, error_message = ?body.error_message, "No boundary event catches the BPMN error; the execution ends.");
+                exec::end_token(&mut instance, &exec_id)
+            }
+        };
+        self.commit(instance, outcome, Some(id));
+        Ok(())
+    }
+
+    /// `POST /external-task/{id}/extendLock`.
+    pub(crate) fn extend_lock(
+        &mut self,
+        id: &str,
+        body: ExtendLockIn,
+        now: Instant,
+    ) -> ApiResult<()> {
+        let worker = required(&body.worker_id, "workerId")?;
+        let duration = body.new_duration.unwrap_or(0);
+        if duration <= 0 {
+            return Err(bad(format!(
+                "lockExpirationTime is not greater than 0 (newDuration {duration})"
+            )));
+        }
+        let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
+        if task.worker_id.as_deref() != Some(worker) {
+            return Err(bad(format!(
+                "The lock of the External Task {id} cannot be extended by worker '{worker}'"
+            )));
+        }
+        if !task.locked(now) {
+            return Err(bad("Cannot extend a lock that expired".to_owned()));
+        }
+        task.lock(worker, u64::try_from(duration).unwrap_or(0));
+        Ok(())
+    }
+
+    /// `POST /external-task/{id}/lock`.
+    pub(crate) fn lock(&mut self, id: &str, body: LockIn, now: Instant) -> ApiResult<()> {
+        let worker = required(&body.worker_id, "workerId")?;
+        let duration = body.lock_duration.unwrap_or(0);
+        if duration <= 0 {
+            return Err(bad(format!(
+                "lockDuration is not greater than 0 (got {duration})"
+            )));
+        }
+        let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
+        if task.locked(now) && task.worker_id.as_deref() != Some(worker) {
+            return Err(bad(format!(
+                "External Task {id} is already locked by worker '{}'",
+                task.worker_id.as_deref().unwrap_or("null")
+            )));
+        }
+        task.lock(worker, u64::try_from(duration).unwrap_or(0));
+        Ok(())
+    }
+
+    /// `POST /external-task/{id}/unlock`.
+    pub(crate) fn unlock(&mut self, id: &str) -> ApiResult<()> {
+        let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
+        task.worker_id = None;
+        task.lock_expiration = None;
+        task.lock_expiration_wall = None;
+        Ok(())
+    }
+
+    /// `PUT /external-task/{id}/retries`: sets retries; retries > 0 resolves the incident.
+    pub(crate) fn set_retries(&mut self, id: &str, retries: i32) -> ApiResult<()> {
+        if retries < 0 {
+            return Err(ApiError::invalid(
+                "retries is not greater than or equal to 0",
+            ));
+        }
+        let task = self.tasks.get_mut(id).ok_or_else(|| {
+            ApiError::not_found(format!("External task with id {id} does not exist"))
+        })?;
+        task.retries = Some(retries);
+        if retries > 0 {
+            self.incidents.retain(|_, i| i.task_id != id);
+        } else if !self.incidents.values().any(|i| i.task_id == id) {
+            self.raise_incident(id);
+        }
+        Ok(())
+    }
+
+    /// Test helper: the task's lock expires now.
+    pub(crate) fn expire_lock(&mut self, id: &str, now: Instant) {
+        if let Some(task) = self.tasks.get_mut(id)
+            && task.locked(now)
+        {
+            task.lock_expiration = Some(now);
+            task.lock_expiration_wall = Some(Utc::now());
+        }
+    }
+}
+
+/// Local variables go on the activity's own execution when it is a scope (they vanish with
+/// it), otherwise on the process instance — where the activity's execution lives in Camunda.
+fn set_local_variables(
+    instance: &mut super::state::Instance,
+    exec_id: &str,
+    scope: bool,
+    vars: Vec<(String, TypedValue)>,
+) {
+    if scope {
+        if let Some(token) = instance.tokens.get_mut(exec_id) {
+            token.locals.extend(vars);
+        }
+    } else {
+        set_variables(instance, vars);
+    }
+}
+
+/// An external task as `GET /external-task` reports it.
+pub(crate) fn task_json(t: &ExternalTask) -> Value {
+    json!({
+        "id": t.id,
+        "topicName": t.topic,
+        "workerId": t.worker_id,
+        "lockExpirationTime": t.lock_expiration_wall.map(format_date),
+        "createTime": format_date(t.create_time),
+        "retries": t.retries,
+        "errorMessage": t.error_message,
+        "processInstanceId": t.process_instance_id,
+        "processDefinitionId": t.definition.id,
+        "processDefinitionKey": t.definition.key,
+        "processDefinitionVersionTag": t.definition.model.version_tag,
+        "activityId": t.activity_id,
+        "activityInstanceId": t.activity_instance_id,
+        "executionId": t.execution_id,
+        "tenantId": t.definition.tenant_id,
+        "priority": t.priority,
+        "businessKey": t.business_key,
+        "suspended": false,
+    })
+}
