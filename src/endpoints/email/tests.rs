@@ -447,3 +447,40 @@ fn credentials_never_show_in_debug_output() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_pde_yaml_email_endpoint_reads_its_settings_from_the_environment() {
+    let yaml = r#"
+camunda: { url: "http://localhost:8080/engine-rest" }
+pde_manager:
+  pools: { mail: { endpoints: [mail], max_concurrent_tasks: 4 } }
+topics:
+  send_invoice: { pool: mail, endpoints: [mail] }
+endpoints:
+  mail:
+    type: email
+    host: ${SMTP_HOST:-localhost}
+    port: ${SMTP_PORT:-587}
+    tls: none
+    username: ${SMTP_USER:-}
+    password: ${SMTP_PASSWORD:-}
+    from: "Orders <orders@example.com>"
+    to: ["{{ customer.email }}", "archive@example.com"]
+    subject: "Invoice {{ number }}"
+"#;
+    let env = |name: &str| match name {
+        "SMTP_HOST" => Some("mailpit".to_string()),
+        "SMTP_PORT" => Some("1025".to_string()),
+        _ => None,
+    };
+    let config = crate::config::load_str(yaml, std::path::Path::new("pde.yaml"), &env).unwrap();
+    let EndpointConfig::Email(mail) = &config.endpoints["mail"] else {
+        panic!("an email endpoint")
+    };
+    assert_eq!((mail.host.as_str(), mail.port), ("mailpit", Some(1025)));
+    assert!(mail.username.as_ref().is_some_and(Secret::is_empty));
+
+    let bad = yaml.replace("tls: none", "tls: none\n    timout: 5s");
+    let err = crate::config::load_str(&bad, std::path::Path::new("pde.yaml"), &env).unwrap_err();
+    assert!(err.to_string().contains("endpoints.mail.timout"), "{err}");
+}
