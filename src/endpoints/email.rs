@@ -8,12 +8,13 @@
 //!   4xx ─► Transient `smtp_<code>` (e.g. `smtp_451`; `bpmn_errors` may map the family `smtp_4xx`)
 //!   5xx ─► Permanent `smtp_<code>`, the server's reply in details
 //!   connection refused / closed ─► Transient `connect`; no answer in `timeout` ─► Transient `timeout`
+//!   TLS handshake fails / STARTTLS not offered ─► Permanent `tls` / `smtp_client` (no plain text)
 //! ```
 //!
 //! The `Message-ID` is derived from the external task id (and an `X-Procos-Task-Id` header carries
 //! it too), so a message sent again after a lock expiry is recognisable as the same message.
 //! Bcc recipients are in the envelope only, never in the headers. Credentials are [`Secret`]s.
-//! See [`address`] for what a rendered recipient field may hold.
+//! What a rendered recipient field may hold: see `email/address.rs`.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -33,7 +34,7 @@ use super::template::{JsonTemplate, TemplateContext, TemplateError};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
 
-pub mod address;
+mod address;
 mod compose;
 
 use address::{InvalidAddress, mailboxes};
@@ -434,17 +435,23 @@ impl EmailEndpoint {
     }
 }
 
-/// Maps a lettre SMTP error: 4xx transient, 5xx permanent with the reply as details.
+/// Maps a lettre SMTP error: 4xx transient, 5xx permanent with the reply as details; TLS
+/// failures permanent; connection failures and timeouts transient.
 fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> EndpointError {
+    // lettre's Display includes some of its sources already; add only what is new.
     let mut chain = error.to_string();
+    let mut tls_failure = error.is_tls();
     let mut source = std::error::Error::source(error);
-    // lettre's Display already includes its direct source; add the deeper ones.
-    if let Some(s) = source {
-        source = s.source();
-    }
     while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
+        let text = s.to_string();
+        if !chain.contains(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        // tokio-rustls reports handshake and certificate failures as `InvalidData`.
+        tls_failure |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
         source = s.source();
     }
     let message = format!("SMTP {server}: {chain}");
@@ -461,11 +468,11 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> EndpointE
     }
     if error.is_timeout() {
         EndpointError::transient(message).code("timeout")
-    } else if error.is_tls() {
-        // A certificate the server will keep presenting: a person must look.
+    } else if tls_failure {
+        // A certificate or protocol the server will keep presenting: a person must look.
         EndpointError::permanent(message).code("tls")
     } else if error.is_client() {
-        // e.g. no AUTH mechanism in common with the server.
+        // e.g. STARTTLS required but not offered, or no AUTH mechanism in common.
         EndpointError::permanent(message).code("smtp_client")
     } else {
         EndpointError::transient(message).code("connect")

@@ -11,7 +11,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use serde_json::Value;
 
-use super::address::{InvalidAddress, mailboxes};
+use super::address::mailboxes;
 use super::{EmailEndpoint, single_from, template_error};
 use crate::endpoints::template::{JsonTemplate, TemplateContext};
 use crate::endpoints::{EndpointError, EndpointRequest};
@@ -71,16 +71,11 @@ pub(super) async fn message(
     let bcc = recipients("bcc", &t.bcc)?;
     let reply_to = recipients("reply_to", &t.reply_to)?;
     if to.is_empty() && cc.is_empty() && bcc.is_empty() {
-        let error = InvalidAddress {
-            field: "to",
-            entry: String::new(),
-        };
         return Err(EndpointError::business(
             &endpoint.invalid_address_error_code,
             "the message has no recipient: `to`, `cc` and `bcc` are all empty",
         )
-        .code("invalid_address")
-        .details(error.to_string()));
+        .code("invalid_address"));
     }
     // A subject is one header line: line breaks would end it.
     let subject = text(render(&t.subject)?)

@@ -484,3 +484,25 @@ endpoints:
     let err = crate::config::load_str(&bad, std::path::Path::new("pde.yaml"), &env).unwrap_err();
     assert!(err.to_string().contains("endpoints.mail.timout"), "{err}");
 }
+
+#[tokio::test]
+async fn required_tls_never_falls_back_to_plain_text() {
+    let sink = Sink::start(None).await;
+    let vars = json!({"to": "ada@example.com", "subject": "Hi", "text": "Hello"});
+    // The sink offers no STARTTLS and speaks no TLS: both modes must refuse to send.
+    for tls in [TlsMode::Starttls, TlsMode::Tls] {
+        let ep = endpoint(&EmailConfig {
+            tls,
+            ..config(sink.port, "")
+        });
+        let err = ep.call(&request("t-1", vars.clone())).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent, "{tls:?}: {err:?}");
+        let (code, says) = match tls {
+            TlsMode::Starttls => ("smtp_client", "STARTTLS"),
+            _ => ("tls", "corrupt message"),
+        };
+        assert_eq!(err.code.as_deref(), Some(code), "{err:?}");
+        assert!(err.message.contains(says), "{err:?}");
+    }
+    assert!(sink.received().is_empty());
+}
