@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+pub mod email;
 pub mod http;
 pub mod llm;
 pub mod noop;
@@ -44,6 +45,9 @@ pub enum EndpointConfig {
     Openai(openai::OpenAiConfig),
     /// A chat with a model served by Ollama.
     Ollama(ollama::OllamaConfig),
+    /// An email sent over SMTP, built from templates. Boxed: its config is several times the
+    /// size of the others'.
+    Email(Box<email::EmailConfig>),
 }
 
 impl EndpointConfig {
@@ -55,6 +59,7 @@ impl EndpointConfig {
             EndpointConfig::Noop(_) => "noop",
             EndpointConfig::Openai(_) => "openai",
             EndpointConfig::Ollama(_) => "ollama",
+            EndpointConfig::Email(_) => "email",
         }
     }
 
@@ -68,6 +73,7 @@ impl EndpointConfig {
             EndpointConfig::Noop(_) => Vec::new(),
             EndpointConfig::Openai(c) => c.validate(),
             EndpointConfig::Ollama(c) => c.validate(),
+            EndpointConfig::Email(c) => c.validate(),
         }
     }
 
@@ -84,6 +90,7 @@ impl EndpointConfig {
             EndpointConfig::Ollama(c) => {
                 resilience::wrap(Arc::new(ollama::OllamaEndpoint::new(name, c)?), &c.policy())
             }
+            EndpointConfig::Email(c) => Arc::new(email::EmailEndpoint::new(name, c)?),
         })
     }
 }
@@ -121,6 +128,22 @@ pub struct EndpointRequest {
 pub trait FileSource: Send + Sync + std::fmt::Debug {
     /// The content of File variable `name`.
     async fn load(&self, name: &str) -> Result<bytes::Bytes, EndpointError>;
+
+    /// File name and MIME type of File variable `name`, as the engine reported them with the
+    /// task, e.g. for an email attachment. `None` when unknown (the default).
+    async fn metadata(&self, name: &str) -> Option<FileMeta> {
+        let _ = name;
+        None
+    }
+}
+
+/// What the engine knows about a File variable besides its content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's name (`valueInfo.filename`).
+    pub filename: Option<String>,
+    /// Its MIME type (`valueInfo.mimeType`).
+    pub mime_type: Option<String>,
 }
 
 /// A successful answer.
