@@ -183,7 +183,8 @@ async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
         &["slow"],
         "  slow: { pool: gp, endpoints: [slow] }",
         "  slow: { type: noop, delay: 1500ms }",
-    );
+    )
+    .replace("long_poll: 2s", "long_poll: 20s");
     let work = Workdir::new(
         &cfg,
         &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
@@ -195,21 +196,48 @@ async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
     for i in 0..6 {
         instances.push(rest.start("slow_process", json!({"i": i})).await);
     }
-    let all_locked = support::eventually(T, || async {
-        rest.get("/external-task/count?locked=true").await["count"] == json!(6)
+    // Six tasks started inside procos (the engine's locked count alone could include a task
+    // whose fetch answer is still on the wire).
+    let all_started = support::eventually(T, || async {
+        procos
+            .log_json()
+            .iter()
+            .filter(|l| l["message"] == "Task context built.")
+            .count()
+            == 6
     })
     .await;
-    assert!(all_locked, "six tasks in flight");
+    assert!(all_started, "six tasks in flight");
+    let stopping = std::time::Instant::now();
     procos.sigterm();
+    procos.wait_log("Stopped fetching", T).await;
+    let late = rest.start("slow_process", json!({"late": true})).await;
     assert_eq!(procos.exit_code(Duration::from_secs(15)).await, 0);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the 20s long poll was cancelled at once, not waited out: {:?}",
+        stopping.elapsed()
+    );
     for pi in &instances {
         assert_eq!(
             rest.state(pi).await,
             "COMPLETED",
-            "task of {pi} finished before exit"
+            "task of {pi} finished before exit; logs:\n{}",
+            procos.log_lines().join("\n")
         );
     }
-    assert_eq!(rest.stats().await["complete_ok"], json!(6));
+    let stats = rest.stats().await;
+    assert_eq!(stats["complete_ok"], json!(6), "{stats}");
+    assert_eq!(
+        stats["fetched_tasks"],
+        json!(6),
+        "nothing fetched after SIGTERM: {stats}"
+    );
+    assert_eq!(
+        rest.state(&late).await,
+        "ACTIVE",
+        "the late task waits for the next worker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,4 +364,184 @@ async fn a_file_dropped_into_bpmn_is_deployed_while_running() {
         .await;
     let pi = rest.start("echo_process", json!({"still": "alive"})).await;
     assert_eq!(rest.wait_ended(&pi, T).await["still"], json!("alive"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_instance_is_deleted_stops_and_is_never_reported() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "  lock_duration: 1s",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 20s }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("slow_process", T).await;
+    let pi = rest.start("slow_process", json!({})).await;
+    procos.wait_log("Lock extended.", T).await;
+
+    let deleted = rest
+        .http
+        .delete(format!("{}/process-instance/{pi}", engine.url))
+        .send()
+        .await
+        .expect("delete");
+    assert!(deleted.status().is_success());
+    procos.wait_log("The task is gone", T).await;
+    procos.wait_log("\"outcome\":\"abandoned\"", T).await;
+    let stats = rest.stats().await;
+    assert_eq!(stats["complete_ok"], json!(0), "{stats}");
+    assert_eq!(
+        stats["complete_rejected"],
+        json!(0),
+        "a cancelled task is never reported: {stats}"
+    );
+    assert_eq!(stats["failure_calls"], json!(0), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_still_running_after_the_grace_period_are_unlocked_for_another_worker() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 60s }",
+    )
+    .replace("shutdown_grace: 10s", "shutdown_grace: 1s");
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
+    let mut procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("slow_process", T).await;
+    let pi = rest.start("slow_process", json!({})).await;
+    let locked = support::eventually(T, || async {
+        rest.get("/external-task/count?locked=true").await["count"] == json!(1)
+    })
+    .await;
+    assert!(locked, "the task is running");
+
+    procos.sigterm();
+    assert_eq!(
+        procos.exit_code(Duration::from_secs(8)).await,
+        0,
+        "exits 0 soon after the 1s grace period"
+    );
+    let task = &rest
+        .get(&format!("/external-task?processInstanceId={pi}"))
+        .await[0];
+    assert!(
+        task["workerId"].is_null() && task["lockExpirationTime"].is_null(),
+        "unlocked: {task}"
+    );
+    let stats = rest.stats().await;
+    assert_eq!(stats["complete_ok"], json!(0));
+    assert_eq!(stats["unlock_ok"], json!(1), "{stats}");
+    assert_eq!(
+        rest.state(&pi).await,
+        "ACTIVE",
+        "the instance waits for the next worker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lock_that_nobody_took_is_locked_again_and_the_task_completes_once() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    // One slot: while the task runs, procos does not poll, so only the heartbeat sees the expiry.
+    let cfg = config(
+        "  lock_duration: 1s",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 2500ms }",
+    )
+    .replace("max_concurrent_tasks: 10", "max_concurrent_tasks: 1")
+    .replace("instances: 2", "instances: 1");
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("slow_process", T).await;
+    let pi = rest.start("slow_process", json!({"k": "v"})).await;
+    procos.wait_log("Lock extended.", T).await;
+    let task_id = rest
+        .get(&format!("/external-task?processInstanceId={pi}"))
+        .await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    engine.engine.expire_lock(&task_id);
+    procos
+        .wait_log("Lock had expired; locked the task again.", T)
+        .await;
+    assert_eq!(rest.wait_ended(&pi, T).await["k"], json!("v"));
+    let stats = rest.stats().await;
+    assert_eq!(stats["complete_ok"], json!(1), "{stats}");
+    assert_eq!(stats["fetched_tasks"], json!(1), "{stats}");
+    assert!(
+        stats["extend_lock_rejected"].as_u64() >= Some(1) && stats["lock_ok"].as_u64() >= Some(1),
+        "{stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "  lock_duration: 1s",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 2s }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("slow_process", T).await;
+    let pi = rest.start("slow_process", json!({"n": 1})).await;
+    let locked = support::eventually(T, || async {
+        rest.get("/external-task/count?locked=true").await["count"] == json!(1)
+    })
+    .await;
+    assert!(locked);
+    let task_id = rest
+        .get(&format!("/external-task?processInstanceId={pi}"))
+        .await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // The lock lapses while the work runs; procos's own fetch loop gets the task again.
+    engine.engine.expire_lock(&task_id);
+    procos.wait_log("already running here", T).await;
+    assert_eq!(rest.wait_ended(&pi, T).await["n"], json!(1));
+    let stats = rest.stats().await;
+    assert_eq!(
+        stats["fetched_tasks"],
+        json!(2),
+        "handed out twice by the engine: {stats}"
+    );
+    assert_eq!(stats["complete_ok"], json!(1), "{stats}");
+    assert_eq!(
+        stats["complete_rejected"],
+        json!(0),
+        "run once, reported once: {stats}"
+    );
+    let finished = procos
+        .log_json()
+        .into_iter()
+        .filter(|l| l["message"] == "Task finished.")
+        .count();
+    assert_eq!(finished, 1);
 }

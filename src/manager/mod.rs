@@ -2,31 +2,33 @@
 //! on shutdown.
 //!
 //! ```text
-//!              ┌──────────── reserve free slots of every pool (≤ camunda.max_tasks) ◄─────┐
-//!  fetch loop ─┤  one fetchAndLock for all topics whose pool has a free slot, maxTasks =    │
-//!              │  slots reserved, long polling; cancelled at once on shutdown               │
-//!              └─► each task: heartbeat + seat on its pool's least busy PDE ─► Pipeline::run ┘
+//!              ┌──────────── reserve free slots of the pools (≤ camunda.max_tasks, fairly) ◄─┐
+//!  fetch loop ─┤  one fetchAndLock for all topics whose pool has a free slot, maxTasks =     │
+//!              │  slots reserved, long polling; cancelled at once on shutdown                │
+//!              └─► each task: heartbeat + seat on its pool's least busy PDE ─► Pipeline::run ─┘
 //! ```
 //!
 //! A task whose pool ran out of reserved slots (the engine may hand out tasks of one topic only)
-//! waits for a slot with its lock kept alive. On shutdown the loop stops fetching, waiting tasks
-//! are unlocked, running tasks get `shutdown_grace` to finish; after that they are cancelled and
-//! unlocked so another worker can take them at once.
+//! waits for a slot with its lock kept alive. A task this worker is already running (its lock
+//! lapsed and the engine handed it out again) is not run a second time. On shutdown the loop
+//! stops fetching, waiting tasks are unlocked, running tasks get `shutdown_grace` to finish;
+//! after that they are cancelled and unlocked so another worker can take them at once.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTask};
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{Endpoint, EndpointError};
-use crate::pde::{Outcome, Pipeline, TopicRuntime};
+use crate::pde::{Lease, Outcome, Pipeline, TopicRuntime};
 
 pub mod heartbeat;
 pub mod pool;
@@ -74,6 +76,20 @@ pub struct Manager {
     topic_pool: BTreeMap<String, Arc<Pool>>,
     settings: FetchSettings,
     freed: Arc<Notify>,
+    /// Ids of tasks running or waiting here: a task whose lock lapsed may be fetched again by
+    /// this same worker, and must not run twice.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What one dispatched task needs, cloned from the manager.
+#[derive(Debug, Clone)]
+struct TaskEnv {
+    pipeline: Arc<Pipeline>,
+    camunda: CamundaClient,
+    pool: Arc<Pool>,
+    topic: Arc<TopicRuntime>,
+    shutdown: CancellationToken,
+    hard: CancellationToken,
 }
 
 /// Builds every endpoint of the config once.
@@ -147,12 +163,18 @@ impl Manager {
                 grace: config.pde_manager.shutdown_grace,
             },
             freed: Arc::new(Notify::new()),
+            in_flight: Arc::default(),
         })
     }
 
     /// The pools, by name.
     pub fn pools(&self) -> &BTreeMap<String, Arc<Pool>> {
         &self.pools
+    }
+
+    /// The pipeline every PDE runs (shared, built once).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 
     /// Fetches and runs tasks until `shutdown` fires, then drains (see the module docs).
@@ -179,7 +201,7 @@ impl Manager {
                 "Grace period over; cancelling the remaining tasks and unlocking them."
             );
             hard.cancel();
-            if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
                 .await
                 .is_err()
             {
@@ -216,16 +238,19 @@ impl Manager {
             match result {
                 Ok(tasks) => {
                     backoff.reset();
-                    if tasks.is_empty()
-                        && asked.elapsed() < Duration::from_millis(100)
-                        && request.async_response_timeout.is_none_or(|t| t != 0)
-                    {
-                        // An engine that answers an empty long poll at once would make this loop
-                        // spin; pace it instead.
+                    if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) {
+                        // An empty answer that came back at once (no long polling, or an engine
+                        // that ignores it) would make this loop spin; pace it instead.
+                        drop(reserved);
                         self.pause(Duration::from_secs(1), shutdown).await;
+                        continue;
                     }
                     if !tasks.is_empty() {
-                        tracing::debug!(tasks = tasks.len(), ids = %tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","), max_tasks = request.max_tasks, "Fetched tasks.");
+                        tracing::debug!(
+                            tasks = tasks.len(),
+                            max_tasks = request.max_tasks,
+                            "Fetched tasks."
+                        );
                     }
                     for task in tasks {
                         self.dispatch(task, &mut reserved, tracker, shutdown, hard);
@@ -234,7 +259,12 @@ impl Manager {
                 Err(e) => {
                     drop(reserved);
                     let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, failures = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "Fetching tasks failed; backing off.");
+                    tracing::warn!(
+                        error = %e,
+                        failures = backoff.failures(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "Fetching tasks failed; backing off."
+                    );
                     self.pause(delay, shutdown).await;
                 }
             }
@@ -248,18 +278,39 @@ impl Manager {
         }
     }
 
-    /// Takes every free slot (up to `max_tasks` in all), by pool.
+    /// Takes free slots of the pools that serve topics, up to `max_tasks` in all, one slot per
+    /// pool in turn so that a large pool cannot take the whole budget from the others.
     fn reserve(&self) -> BTreeMap<String, OwnedSemaphorePermit> {
         let mut budget = self.settings.max_tasks;
-        let mut reserved = BTreeMap::new();
-        for (name, pool) in &self.pools {
-            let n = pool.free().min(budget);
-            if let Some(permit) = pool.reserve(n) {
-                budget -= n;
-                reserved.insert(name.clone(), permit);
+        let mut reserved: BTreeMap<String, OwnedSemaphorePermit> = BTreeMap::new();
+        let serving: Vec<(&String, &Arc<Pool>)> =
+            self.pools.iter().filter(|(n, _)| self.serves(n)).collect();
+        let mut progress = true;
+        while budget > 0 && progress {
+            progress = false;
+            for (name, pool) in &serving {
+                if budget == 0 {
+                    break;
+                }
+                let Some(permit) = pool.reserve(1) else {
+                    continue;
+                };
+                budget -= 1;
+                progress = true;
+                match reserved.get_mut(*name) {
+                    Some(held) => held.merge(permit),
+                    None => {
+                        reserved.insert((*name).clone(), permit);
+                    }
+                }
             }
         }
         reserved
+    }
+
+    /// Does any topic run on this pool?
+    fn serves(&self, pool: &str) -> bool {
+        self.topic_pool.values().any(|p| p.name == pool)
     }
 
     fn request(&self, reserved: &BTreeMap<String, OwnedSemaphorePermit>) -> FetchAndLock {
@@ -298,14 +349,6 @@ impl Manager {
         }
     }
 
-    /// Does any topic run on this pool?
-    fn serves(&self, pool: &str) -> bool {
-        self.pipeline
-            .topics()
-            .values()
-            .any(|t| t.config.pool == pool)
-    }
-
     fn dispatch(
         &self,
         task: LockedTask,
@@ -314,49 +357,53 @@ impl Manager {
         shutdown: &CancellationToken,
         hard: &CancellationToken,
     ) {
+        let span = crate::pde::start::span(&task);
+        let _entered = span.enter(); // not held across an await: dispatch is synchronous
         let (Some(pool), Some(topic)) = (
             self.topic_pool.get(&task.topic_name).cloned(),
             self.pipeline.topics().get(&task.topic_name).cloned(),
         ) else {
-            tracing::error!(task_id = %task.id, topic = %task.topic_name, "The engine returned a task of a topic procos did not ask for; leaving it to expire.");
+            tracing::error!(
+                "The engine returned a task of a topic procos did not ask for; leaving it to expire."
+            );
             return;
         };
         let permit = take_one(reserved, &pool.name);
-        let pipeline = self.pipeline.clone();
-        let camunda = self.camunda.clone();
-        let freed = self.freed.clone();
-        let shutdown = shutdown.clone();
-        let hard = hard.clone();
-        tracker.spawn(async move {
-            let task_token = hard.child_token();
-            let stop_heartbeat = CancellationToken::new();
-            let lock = Arc::new(heartbeat::LockState::default());
-            let heartbeat = heartbeat::run(
-                camunda.clone(),
-                task.id.clone(),
-                topic.lock_duration,
-                lock.clone(),
-                task_token.clone(),
-                stop_heartbeat.clone(),
+        let newly_seen = self
+            .in_flight
+            .lock()
+            .map(|mut ids| ids.insert(task.id.clone()))
+            .unwrap_or(false);
+        if !newly_seen {
+            // Its lock lapsed and this worker fetched it again: the copy already running keeps
+            // it (the new lock is ours too, and that copy's heartbeat extends it).
+            tracing::warn!(
+                "Fetched a task that is already running here (its lock had lapsed); keeping the running copy."
             );
-            let work = async {
-                let outcome = run_task(
-                    &pipeline,
-                    &pool,
-                    permit,
-                    task,
-                    &task_token,
-                    &lock,
-                    &shutdown,
-                    &hard,
-                )
-                .await;
-                stop_heartbeat.cancel();
-                outcome
-            };
-            let (_outcome, ()) = tokio::join!(work, heartbeat);
-            freed.notify_one();
-        });
+            return;
+        }
+        let env = TaskEnv {
+            pipeline: self.pipeline.clone(),
+            camunda: self.camunda.clone(),
+            pool,
+            topic,
+            shutdown: shutdown.clone(),
+            hard: hard.clone(),
+        };
+        let freed = self.freed.clone();
+        let in_flight = self.in_flight.clone();
+        drop(_entered);
+        tracker.spawn(
+            async move {
+                let task_id = task.id.clone();
+                run_with_heartbeat(env, task, permit).await;
+                if let Ok(mut ids) = in_flight.lock() {
+                    ids.remove(&task_id);
+                }
+                freed.notify_one();
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -372,49 +419,74 @@ fn take_one(
     }
 }
 
+/// Runs a task with its heartbeat beside it; the heartbeat ends when the lease is released.
+async fn run_with_heartbeat(
+    env: TaskEnv,
+    task: LockedTask,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Outcome {
+    let task_token = env.hard.child_token();
+    let lease = Lease::new();
+    let lock = Arc::new(heartbeat::LockState::default());
+    let heartbeat = heartbeat::run(
+        env.camunda.clone(),
+        task.id.clone(),
+        env.topic.lock_duration,
+        lock.clone(),
+        task_token.clone(),
+        lease.clone(),
+    );
+    let work = async {
+        let outcome = run_task(&env, permit, task, &task_token, &lock, &lease).await;
+        lease.release().await;
+        outcome
+    };
+    let (outcome, ()) = tokio::join!(work, heartbeat);
+    outcome
+}
+
 /// Waits for a slot if needed, then runs the pipeline. Gives the task back when it never starts.
-#[allow(clippy::too_many_arguments)]
 async fn run_task(
-    pipeline: &Pipeline,
-    pool: &Arc<Pool>,
+    env: &TaskEnv,
     permit: Option<OwnedSemaphorePermit>,
     task: LockedTask,
     task_token: &CancellationToken,
     lock: &heartbeat::LockState,
-    shutdown: &CancellationToken,
-    hard: &CancellationToken,
+    lease: &Lease,
 ) -> Outcome {
-    let completion = crate::pde::Completion::new(camunda_of(pipeline));
     let permit = match permit {
         Some(p) => p,
         None => tokio::select! {
-            p = pool.acquire() => match p {
+            p = env.pool.acquire() => match p {
                 Some(p) => p,
-                None => return completion.abandon(&task, true).await,
+                None => return env.pipeline.give_back(&task, lease).await,
             },
-            _ = shutdown.cancelled() => {
-                tracing::info!(task_id = %task.id, "Stopping before the task started; unlocking it.");
-                return completion.abandon(&task, true).await;
+            _ = env.shutdown.cancelled() => {
+                tracing::info!("Stopping before the task started; unlocking it.");
+                return env.pipeline.give_back(&task, lease).await;
             }
             _ = task_token.cancelled() => return Outcome::Abandoned,
         },
     };
     if lock.is_lost() || task_token.is_cancelled() {
-        tracing::warn!(task_id = %task.id, "The task's lock was lost before it started; skipping it.");
+        tracing::warn!("The task's lock was lost before it started; skipping it.");
         return Outcome::Abandoned;
     }
-    let slot = pool.seat(permit);
-    let outcome = pipeline
-        .run(task.clone(), &slot.pde_name(), task_token.clone())
+    let slot = env.pool.seat(permit);
+    tracing::Span::current().record("pde", slot.pde_name());
+    let outcome = env
+        .pipeline
+        .run(task.clone(), task_token.clone(), lease)
         .await;
-    if outcome == Outcome::Abandoned && hard.is_cancelled() && !lock.is_lost() {
-        completion.abandon(&task, true).await;
+    if outcome == Outcome::Abandoned && env.hard.is_cancelled() && !lock.is_lost() {
+        tracing::warn!(
+            "Cancelled at the end of the grace period; unlocking the task for another worker."
+        );
+        if let Err(e) = env.camunda.unlock(&task.id).await {
+            tracing::warn!(error = %e, "Could not unlock the task; the engine offers it again when its lock expires.");
+        }
     }
     outcome
-}
-
-fn camunda_of(pipeline: &Pipeline) -> CamundaClient {
-    pipeline.camunda().clone()
 }
 
 #[cfg(test)]
@@ -476,6 +548,42 @@ endpoints:
                 .iter()
                 .all(|t| t.include_extension_properties && t.lock_duration == 30_000)
         );
+    }
+
+    #[test]
+    fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
+        let yaml = CONFIG
+            .replace("max_tasks: 5", "max_tasks: 3")
+            .replace("max_concurrent_tasks: 2", "max_concurrent_tasks: 20")
+            .replace("  b: { pool: io, endpoints: [echo] }\n", "");
+        let config =
+            crate::config::load_str(&yaml, Path::new("t.yaml"), &|_| None).expect("config");
+        let camunda = CamundaClient::new(ClientSettings {
+            url: config.camunda.url.clone(),
+            auth: None,
+            worker_id: "w".into(),
+            request_timeout: Duration::from_secs(1),
+        })
+        .expect("client");
+        let m = Manager::new(
+            &config,
+            camunda,
+            &build_endpoints(&config).expect("endpoints"),
+        )
+        .expect("manager");
+        let reserved = m.reserve();
+        assert_eq!(
+            reserved.keys().collect::<Vec<_>>(),
+            vec!["gp"],
+            "io serves no topic: no slots reserved for it"
+        );
+        assert_eq!(m.request(&reserved).max_tasks, 3);
+
+        let m = manager();
+        let _most = m.pools["io"].reserve(3).expect("io down to 1 free");
+        let reserved = m.reserve();
+        assert_eq!(reserved["gp"].num_permits(), 2);
+        assert_eq!(reserved["io"].num_permits(), 1);
     }
 
     #[test]

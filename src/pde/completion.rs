@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
 use crate::camunda::variables::encode_json_map;
@@ -108,26 +109,29 @@ impl Completion {
         &self.camunda
     }
 
-    /// Decides and reports.
+    /// Decides and reports (after releasing the lease, so no lock extension lands after it).
     pub async fn finish(
         &self,
         task: &LockedTask,
         topic: &TopicRuntime,
         verdict: Verdict,
+        lease: &Lease,
     ) -> Outcome {
         let action = decide(task.retries, topic, verdict);
-        self.report(task, action).await
+        lease.release().await;
+        self.report(task, topic, action).await
     }
 
     /// Gives a task up without a result; with `unlock`, hands it back to the engine at once.
-    pub async fn abandon(&self, task: &LockedTask, unlock: bool) -> Outcome {
+    pub async fn abandon(&self, task: &LockedTask, unlock: bool, lease: &Lease) -> Outcome {
+        lease.release().await;
         if unlock && let Err(e) = self.camunda.unlock(&task.id).await {
             tracing::warn!(error = %e, "Could not unlock the task; the engine offers it again when its lock expires.");
         }
         Outcome::Abandoned
     }
 
-    async fn report(&self, task: &LockedTask, action: Action) -> Outcome {
+    async fn report(&self, task: &LockedTask, topic: &TopicRuntime, action: Action) -> Outcome {
         let id = task.id.as_str();
         let (outcome, result) = match action {
             Action::Nothing => return Outcome::Abandoned,
@@ -182,6 +186,38 @@ impl Completion {
         };
         match result {
             Ok(()) => outcome,
+            Err(e) if outcome == Outcome::Completed && e.status() == Some(500) => {
+                // The engine could not continue the process after the task (e.g. no gateway
+                // condition matched). Completing again would fail the same way, and letting the
+                // lock expire would re-run the work forever: report a failure so that retries
+                // count down to an incident a person can see.
+                let retries = (task.retries.unwrap_or(topic.config.retries as i32) - 1).max(0);
+                let message = truncate(
+                    &format!("the engine could not continue the process after this task: {e}"),
+                    MAX_ERROR_MESSAGE,
+                );
+                tracing::error!(error = %e, retries, "Completing failed inside the engine; reporting a failure instead.");
+                let details = e.to_string();
+                match self
+                    .retrying(|| {
+                        self.camunda.failure(
+                            id,
+                            &message,
+                            &details,
+                            retries,
+                            topic.config.retry_timeout,
+                        )
+                    })
+                    .await
+                {
+                    Ok(()) if retries == 0 => Outcome::Incident,
+                    Ok(()) => Outcome::Failed,
+                    Err(again) => {
+                        tracing::error!(error = %again, "Could not report the failure either; the engine offers the task again when its lock expires.");
+                        Outcome::Unreported
+                    }
+                }
+            }
             Err(e) if e.is_not_found() => {
                 tracing::warn!(error = %e, "The task was gone when reporting (cancelled or completed elsewhere); nothing reported.");
                 Outcome::Unreported

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::camunda::{CamundaClient, LockedTask};
 
 pub mod completion;
 pub mod gateway;
+pub mod lease;
 pub mod start;
 pub mod test;
 pub mod topic;
@@ -31,6 +31,7 @@ pub mod validation;
 pub mod verdict;
 
 pub use completion::{Completion, Outcome};
+pub use lease::Lease;
 pub use topic::TopicRuntime;
 pub use verdict::Verdict;
 
@@ -77,39 +78,49 @@ impl Pipeline {
     /// Runs one task through Start → Test → Gateway → Validation → Completion.
     ///
     /// `cancel` fires when the task is gone (lock lost, instance deleted) or procos stops hard;
-    /// then nothing is reported to the engine. `pde` names the executor, for logs.
-    pub async fn run(&self, task: LockedTask, pde: &str, cancel: CancellationToken) -> Outcome {
-        let span = start::span(&task, pde);
-        self.run_blocks(task, cancel).instrument(span).await
+    /// then nothing is reported to the engine. `lease` is released before anything is reported.
+    /// The caller attaches the task's span ([`start::span`]).
+    pub async fn run(&self, task: LockedTask, cancel: CancellationToken, lease: &Lease) -> Outcome {
+        self.run_blocks(task, cancel, lease).await
     }
 
-    async fn run_blocks(&self, task: LockedTask, cancel: CancellationToken) -> Outcome {
+    /// Gives a task back to the engine without running it.
+    pub async fn give_back(&self, task: &LockedTask, lease: &Lease) -> Outcome {
+        self.completion.abandon(task, true, lease).await
+    }
+
+    async fn run_blocks(
+        &self,
+        task: LockedTask,
+        cancel: CancellationToken,
+        lease: &Lease,
+    ) -> Outcome {
         let mut timings = StageTimings::default();
         let Some(topic) = self.topics.get(&task.topic_name).cloned() else {
             // The fetch loop asks only for configured topics; an engine answering with another is
             // a bug there. Leave the task for a worker that serves it.
             tracing::error!(topic = %task.topic_name, "Fetched a task for a topic procos does not serve; unlocking it.");
-            return self.completion.abandon(&task, true).await;
+            return self.completion.abandon(&task, true, lease).await;
         };
 
         let t = Instant::now();
         let ctx = match start::build(&task, &topic, self.completion.camunda(), cancel) {
             Ok(ctx) => ctx,
-            Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
+            Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
         };
         timings.start_ms = ms_since(t);
 
         let t = Instant::now();
         let report = match test::run(&ctx, &topic).await {
             Ok(report) => report,
-            Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
+            Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
         };
         timings.test_ms = ms_since(t);
 
         let t = Instant::now();
         let route = match gateway::route(&ctx, &topic, &report) {
             Ok(route) => route,
-            Err(verdict) => return self.finish(&task, &topic, verdict, timings).await,
+            Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
         };
         timings.gateway_ms = ms_since(t);
 
@@ -117,7 +128,7 @@ impl Pipeline {
         let verdict = validation::execute(&ctx, &topic, &route).await;
         timings.validation_ms = ms_since(t);
 
-        self.finish(&task, &topic, verdict, timings).await
+        self.finish(&task, &topic, verdict, timings, lease).await
     }
 
     async fn finish(
@@ -126,9 +137,10 @@ impl Pipeline {
         topic: &TopicRuntime,
         verdict: Verdict,
         mut timings: StageTimings,
+        lease: &Lease,
     ) -> Outcome {
         let t = Instant::now();
-        let outcome = self.completion.finish(task, topic, verdict).await;
+        let outcome = self.completion.finish(task, topic, verdict, lease).await;
         timings.completion_ms = ms_since(t);
         tracing::info!(
             outcome = outcome.as_str(),

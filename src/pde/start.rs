@@ -25,8 +25,9 @@ pub struct TaskContext {
     pub retries: Option<i32>,
 }
 
-/// The task's span: every log line of the task carries these fields.
-pub fn span(task: &LockedTask, pde: &str) -> tracing::Span {
+/// The task's span: every log line of the task carries these fields. `pde` (the executor) is
+/// recorded once the task has a slot.
+pub fn span(task: &LockedTask) -> tracing::Span {
     tracing::info_span!(
         "task",
         task_id = %task.id,
@@ -34,7 +35,7 @@ pub fn span(task: &LockedTask, pde: &str) -> tracing::Span {
         process_instance = task.process_instance_id.as_deref().unwrap_or(""),
         business_key = task.business_key.as_deref().unwrap_or(""),
         activity = task.activity_id.as_deref().unwrap_or(""),
-        pde = %pde,
+        pde = tracing::field::Empty,
     )
 }
 
