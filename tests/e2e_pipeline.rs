@@ -545,3 +545,62 @@ async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
         .count();
     assert_eq!(finished, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_during_an_engine_outage_is_deployed_when_it_returns() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "",
+        &["echo"],
+        "  echo: { pool: gp, endpoints: [echo] }",
+        "  echo: { type: noop }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
+    );
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("echo_process", T).await;
+    procos.wait_log("Watching for BPMN", T).await;
+
+    engine.engine.set_down(true);
+    std::fs::write(
+        work.path().join("bpmn/during.bpmn"),
+        one_task_bpmn("during_outage", "echo", "NEVER"),
+    )
+    .expect("write");
+    procos.wait_log("Redeployment failed; retrying.", T).await;
+    engine.engine.set_down(false);
+    rest.wait_deployed("during_outage", T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 60s }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
+    let mut procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("slow_process", T).await;
+    rest.start("slow_process", json!({})).await;
+    procos.wait_log("Task context built.", T).await;
+
+    procos.sigterm();
+    procos.wait_log("Stopped fetching", T).await;
+    let second = std::time::Instant::now();
+    procos.sigterm();
+    assert_eq!(procos.exit_code(Duration::from_secs(5)).await, 130);
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "did not wait for the 10s grace period"
+    );
+}

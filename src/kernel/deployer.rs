@@ -38,12 +38,17 @@ pub enum DeployError {
 pub struct Deployer {
     camunda: CamundaClient,
     config: DeployConfig,
+    backoff: BackoffConfig,
 }
 
 impl Deployer {
-    /// A deployer for this config.
-    pub fn new(camunda: CamundaClient, config: DeployConfig) -> Self {
-        Self { camunda, config }
+    /// A deployer for this config; engine outages are retried with `backoff`.
+    pub fn new(camunda: CamundaClient, config: DeployConfig, backoff: BackoffConfig) -> Self {
+        Self {
+            camunda,
+            config,
+            backoff,
+        }
     }
 
     /// Reads every deployable file under the dir, sorted by name, named relative to the dir.
@@ -56,7 +61,13 @@ impl Deployer {
 
     /// Deploys once. Files the engine rejects are logged; the error is returned.
     pub async fn deploy(&self) -> Result<(), DeployError> {
-        let resources = self.collect()?;
+        let this = self.clone();
+        let resources = tokio::task::spawn_blocking(move || this.collect())
+            .await
+            .map_err(|e| DeployError::Read {
+                path: self.config.dir.clone(),
+                source: std::io::Error::other(e),
+            })??;
         if resources.is_empty() {
             tracing::warn!(dir = %self.config.dir.display(), "Nothing to deploy: no .bpmn, .dmn or .form files.");
             return Ok(());
@@ -96,8 +107,8 @@ impl Deployer {
 
     /// Deploys at boot, retrying engine outages (5xx, I/O) with backoff; a rejected file is
     /// logged and boot goes on.
-    pub async fn deploy_at_boot(&self, backoff: BackoffConfig, shutdown: &CancellationToken) {
-        let mut backoff = Backoff::new(backoff);
+    pub async fn deploy_at_boot(&self, shutdown: &CancellationToken) {
+        let mut backoff = Backoff::new(self.backoff.clone());
         loop {
             match self.deploy().await {
                 Err(DeployError::Engine(e)) if e.is_retryable() && backoff.failures() < 8 => {
@@ -144,17 +155,38 @@ impl Deployer {
             return;
         }
         tracing::info!(dir = %self.config.dir.display(), "Watching for BPMN, DMN and form changes.");
+        let mut backoff = Backoff::new(self.backoff.clone());
+        let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                got = rx.recv() => if got.is_none() { return },
+                got = rx.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("Files changed; redeploying.");
+                }
+                _ = retry => tracing::info!("Retrying the redeployment."),
             }
             while rx.try_recv().is_ok() {}
-            tracing::info!("Files changed; redeploying.");
-            if let Err(e) = self.deploy().await
-                && !matches!(e, DeployError::Engine(_))
-            {
-                tracing::error!(error = %e, "Redeployment failed.");
+            retry_at = None;
+            match self.deploy().await {
+                Ok(()) => backoff.reset(),
+                // The engine was away: the change must not wait for the next edit.
+                Err(DeployError::Engine(e)) if e.is_retryable() => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Redeployment failed; retrying.");
+                    retry_at = Some(tokio::time::Instant::now() + delay);
+                }
+                // Rejected files were logged with their line and column; the next edit retries.
+                Err(DeployError::Engine(_)) => {}
+                Err(e) => tracing::error!(error = %e, "Redeployment failed."),
             }
         }
     }

@@ -78,10 +78,12 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         Err(e) => return Err(e.into()),
     }
     let background = TaskTracker::new();
-    let deployer = Deployer::new(camunda.clone(), config.deploy.clone());
-    deployer
-        .deploy_at_boot(config.camunda.backoff.clone(), &shutdown)
-        .await;
+    let deployer = Deployer::new(
+        camunda.clone(),
+        config.deploy.clone(),
+        config.camunda.backoff.clone(),
+    );
+    deployer.deploy_at_boot(&shutdown).await;
     if config.deploy.watch {
         background.spawn(deployer.watch(shutdown.clone()));
     }

@@ -12,7 +12,7 @@ use super::topic::TopicRuntime;
 use super::verdict::{Verdict, class};
 use crate::camunda::variables::{decode_all, to_json_map};
 use crate::camunda::{CamundaClient, LockedTask, VarType, Variable};
-use crate::endpoints::{EndpointError, EndpointRequest, FileSource};
+use crate::endpoints::{EndpointError, EndpointRequest, FileMeta, FileSource};
 
 /// The task as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -69,6 +69,7 @@ pub fn build(
                 Arc::new(EngineFiles {
                     camunda: camunda.clone(),
                     process_instance_id: task.process_instance_id.clone().unwrap_or_default(),
+                    meta: file_meta(&variables),
                 }) as Arc<dyn FileSource>
             }),
     };
@@ -90,10 +91,16 @@ pub fn build(
 struct EngineFiles {
     camunda: CamundaClient,
     process_instance_id: String,
+    /// File name and MIME type of each File variable, from its `valueInfo`.
+    meta: BTreeMap<String, FileMeta>,
 }
 
 #[async_trait]
 impl FileSource for EngineFiles {
+    async fn metadata(&self, name: &str) -> Option<FileMeta> {
+        self.meta.get(name).cloned()
+    }
+
     async fn load(&self, name: &str) -> Result<bytes::Bytes, EndpointError> {
         self.camunda
             .download_file(&self.process_instance_id, name, None)
@@ -110,5 +117,51 @@ impl FileSource for EngineFiles {
                     }
                 }
             })
+    }
+}
+
+/// Name and MIME type of every File variable. Camunda writes `mimeType` (its REST docs also
+/// show `mimetype`); both are read.
+fn file_meta(variables: &BTreeMap<String, Variable>) -> BTreeMap<String, FileMeta> {
+    let text =
+        |v: &Variable, key: &str| v.info.get(key).and_then(|x| x.as_str()).map(str::to_string);
+    variables
+        .iter()
+        .filter(|(_, v)| v.var_type == VarType::File)
+        .map(|(name, v)| {
+            let meta = FileMeta {
+                filename: text(v, "filename"),
+                mime_type: text(v, "mimeType").or_else(|| text(v, "mimetype")),
+            };
+            (name.clone(), meta)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::camunda::TypedValue;
+
+    #[test]
+    fn file_variables_keep_their_name_and_mime_type() {
+        let wire: TypedValue = serde_json::from_value(json!({
+            "value": null, "type": "File",
+            "valueInfo": {"filename": "claim.pdf", "mimeType": "application/pdf", "encoding": null}
+        }))
+        .expect("wire");
+        let vars = BTreeMap::from([
+            (
+                "doc".to_string(),
+                Variable::decode("doc", &wire).expect("decodes"),
+            ),
+            ("n".to_string(), Variable::from_json(json!(1))),
+        ]);
+        let meta = file_meta(&vars);
+        assert_eq!(meta.len(), 1);
+        assert_eq!(meta["doc"].filename.as_deref(), Some("claim.pdf"));
+        assert_eq!(meta["doc"].mime_type.as_deref(), Some("application/pdf"));
     }
 }

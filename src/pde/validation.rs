@@ -46,8 +46,9 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                             usage: reply.usage,
                         };
                     }
-                    Err(problems) => {
-                        tracing::warn!(endpoint = endpoint.name(), attempt, elapsed_ms, problems = %problems, "Result failed validation.");
+                    Err(Invalid { problems, places }) => {
+                        // Where, not what: schema messages quote the offending values.
+                        tracing::warn!(endpoint = endpoint.name(), attempt, elapsed_ms, at = %places.join(", "), "Result failed validation.");
                         chain.push(format!(
                             "{} (attempt {attempt}): result invalid: {problems}",
                             endpoint.name()
@@ -95,9 +96,19 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
     Verdict::Failed { error, chain }
 }
 
-/// Checks a result against the topic's required keys and schema. `Err` lists every problem.
-pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), String> {
+/// Why a result failed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    /// Every problem, for feedback and `errorDetails` (may quote values).
+    pub problems: String,
+    /// Where in the result each problem is (JSON pointers), safe to log.
+    pub places: Vec<String>,
+}
+
+/// Checks a result against the topic's required keys and schema.
+pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), Invalid> {
     let mut problems = Vec::new();
+    let mut places = Vec::new();
     for key in &topic.config.output.required {
         let found = if key.starts_with('/') {
             output.pointer(key)
@@ -106,6 +117,7 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), String> 
         };
         if found.is_none_or(Value::is_null) {
             problems.push(format!("required key `{key}` is missing"));
+            places.push(key.clone());
         }
     }
     if let Some(schema) = &topic.schema {
@@ -113,12 +125,16 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), String> 
             let at = e.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
             problems.push(format!("schema: {at}: {e}"));
+            places.push(at);
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(Invalid {
+            problems: problems.join("; "),
+            places,
+        })
     }
 }
 
