@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A tiny real SMTP server for procos's tests (needs `pip install aiosmtpd`).
+"""A tiny real SMTP server for procos's tests, on aiosmtpd (installed into target/test-python
+by the script itself when the system Python lacks it).
 
     python3 smtp_sink.py --port 0 --dir /tmp/mail [--auth user:password]
 
@@ -28,10 +29,34 @@ import os
 import sys
 import warnings
 
+
+
+def _bootstrap():
+    """Without aiosmtpd, install it once into a venv under target/ and re-run from there, so
+    that `cargo test` works on a fresh machine (concurrent starts wait on a file lock)."""
+    import fcntl
+    import subprocess
+    from pathlib import Path
+
+    venv = Path(__file__).resolve().parents[2] / "target" / "test-python"
+    python = venv / "bin" / "python3"
+    if Path(sys.executable).resolve() == python.resolve() if python.exists() else False:
+        sys.exit("smtp_sink.py: aiosmtpd is missing even in " + str(venv))
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(venv) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = venv / ".aiosmtpd-installed"
+        if not ready.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=sys.stderr)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "aiosmtpd"], check=True, stdout=sys.stderr)
+            ready.touch()
+    os.execv(str(python), [str(python), __file__] + sys.argv[1:])
+
+
 try:
     from aiosmtpd.smtp import SMTP, AuthResult
-except ImportError:  # pragma: no cover - the message is the point
-    sys.exit("smtp_sink.py needs aiosmtpd: pip install aiosmtpd")
+except ImportError:
+    _bootstrap()
 
 
 class Sink:

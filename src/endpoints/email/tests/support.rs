@@ -32,18 +32,8 @@ pub struct Received {
 
 impl Sink {
     /// Starts the sink on a free loopback port; with `auth` (`user:password`) AUTH is required.
-    /// Fails (does not skip) when aiosmtpd is missing: CI installs it.
+    /// Without aiosmtpd the script installs it into a venv under target/ first.
     pub async fn start(auth: Option<&str>) -> Sink {
-        let probe = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .output()
-            .await
-            .expect("python3 runs");
-        assert!(
-            probe.status.success(),
-            "the email tests need Python's aiosmtpd: run `pip install aiosmtpd` \
-             (.ci/run installs it)"
-        );
         let dir = tempfile::tempdir().unwrap();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
         let mut command = Command::new("python3");
@@ -60,7 +50,7 @@ impl Sink {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         tokio::time::timeout(
-            Duration::from_secs(20),
+            Duration::from_secs(180),
             BufReader::new(stdout).read_line(&mut line),
         )
         .await
