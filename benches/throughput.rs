@@ -1,0 +1,123 @@
+//! Throughput of procos itself: the whole daemon (fetch loop, pools, pipeline, engine calls)
+//! against the in-memory engine over loopback HTTP, with `noop` endpoints so that only procos's
+//! own overhead is measured.
+//!
+//!     cargo bench --bench throughput            # 2000 instances
+//!     BENCH_INSTANCES=10000 cargo bench --bench throughput
+//!
+//! Prints tasks per second and the engine-call counts per task. Not a test: nothing is asserted.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use procos::engine::{Engine, EngineOptions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const BPMN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="bench">
+  <bpmn:process id="bench" isExecutable="true" camunda:historyTimeToLive="P1D">
+    <bpmn:startEvent id="s" />
+    <bpmn:serviceTask id="a" camunda:type="external" camunda:topic="step_a" />
+    <bpmn:serviceTask id="b" camunda:type="external" camunda:topic="step_b" />
+    <bpmn:endEvent id="e" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="a" />
+    <bpmn:sequenceFlow id="f2" sourceRef="a" targetRef="b" />
+    <bpmn:sequenceFlow id="f3" sourceRef="b" targetRef="e" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+fn main() {
+    let instances: usize = std::env::var("BENCH_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(run(instances));
+}
+
+async fn run(instances: usize) {
+    let engine = Engine::start_local(EngineOptions {
+        quiet: true,
+        ..Default::default()
+    })
+    .await
+    .expect("engine");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("bpmn")).expect("bpmn dir");
+    std::fs::write(dir.path().join("bpmn/bench.bpmn"), BPMN).expect("bpmn");
+    let yaml = format!(
+        r#"
+camunda: {{ url: "{}", long_poll: 20s, max_tasks: 200 }}
+deploy: {{ dir: "{}", watch: false }}
+pde_manager:
+  pools:
+    general_purpose: {{ instances: 4, endpoints: [echo], max_concurrent_tasks: 100 }}
+    integration: {{ instances: 2, endpoints: [echo], max_concurrent_tasks: 100 }}
+topics:
+  step_a: {{ pool: general_purpose, endpoints: [echo] }}
+  step_b: {{ pool: integration, endpoints: [echo] }}
+endpoints:
+  echo: {{ type: noop }}
+"#,
+        engine.url,
+        dir.path().join("bpmn").display()
+    );
+    let config =
+        procos::config::load_str(&yaml, Path::new("bench.yaml"), &|_| None).expect("config");
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(procos::kernel::run(config, shutdown.clone()));
+
+    let http = reqwest::Client::new();
+    let start_url = format!("{}/process-definition/key/bench/start", engine.url);
+    while !http
+        .get(format!("{}/process-definition/key/bench", engine.url))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = json!({"variables": {"order": {"value": 42, "type": "Integer"}, "note": {"value": "benchmark", "type": "String"}}});
+    let started = Instant::now();
+    for _ in 0..instances {
+        http.post(&start_url)
+            .json(&body)
+            .send()
+            .await
+            .expect("start");
+    }
+    let starting = started.elapsed();
+    while engine.engine.stats().instances_completed < instances as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let stats = engine.engine.stats();
+    shutdown.cancel();
+    let _ = daemon.await;
+
+    let tasks = 2 * instances;
+    println!("procos throughput (noop endpoints, in-memory engine over loopback, 2 pools)");
+    println!("  instances:          {instances} ({tasks} external tasks)");
+    println!("  starting them took: {:.2?}", starting);
+    println!("  all completed in:   {:.2?}", elapsed);
+    println!(
+        "  throughput:         {:.0} tasks/s",
+        tasks as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  fetchAndLock calls: {} ({:.2} tasks per fetch)",
+        stats.fetch_calls,
+        stats.fetched_tasks as f64 / stats.fetch_calls.max(1) as f64
+    );
+    println!(
+        "  complete calls:     {} ok, {} rejected",
+        stats.complete_ok, stats.complete_rejected
+    );
+    println!(
+        "  engine requests:    {} ({:.2} per task)",
+        stats.requests,
+        stats.requests as f64 / tasks as f64
+    );
+}
