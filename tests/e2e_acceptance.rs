@@ -101,7 +101,7 @@ async fn procos_dev_runs_the_examples_in_one_command() {
             "--vars",
             &vars,
             "--count",
-            "20",
+            "200",
         ],
         &[],
     );
@@ -116,12 +116,12 @@ async fn procos_dev_runs_the_examples_in_one_command() {
             .ok()
             .map(|r| r.status().is_success())
             .unwrap_or(false)
-            && rest.get("/history/process-instance/count?processDefinitionKey=order_check&finished=true").await["count"] == json!(20)
+            && rest.get("/history/process-instance/count?processDefinitionKey=order_check&finished=true").await["count"] == json!(200)
     })
     .await;
     assert!(
         done,
-        "20 instances started by `procos dev --start` complete"
+        "200 instances started by `procos dev --start` complete"
     );
     dev.sigterm();
     assert_eq!(dev.exit_code(Duration::from_secs(20)).await, 0);

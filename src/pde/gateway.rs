@@ -76,3 +76,111 @@ pub fn route(
 fn rank(usable: Vec<Arc<dyn Endpoint>>) -> Vec<Arc<dyn Endpoint>> {
     usable
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::file::TopicConfig;
+    use crate::endpoints::{EndpointConfig, ErrorKind};
+    use crate::pde::start::TaskContext;
+
+    fn topic() -> TopicRuntime {
+        let registry: BTreeMap<String, Arc<dyn Endpoint>> = ["primary", "backup", "special"]
+            .into_iter()
+            .map(|n| {
+                let cfg: EndpointConfig = serde_yaml::from_str("type: noop").expect("noop");
+                (n.to_string(), cfg.build(n).expect("builds"))
+            })
+            .collect();
+        let config: TopicConfig =
+            serde_yaml::from_str("{pool: gp, endpoints: [primary, backup]}").expect("topic");
+        let pool = [
+            "primary".to_string(),
+            "backup".to_string(),
+            "special".to_string(),
+        ];
+        TopicRuntime::build("t", &config, &pool, &registry, Duration::from_secs(30)).expect("topic")
+    }
+
+    fn ctx(pinned: Option<&str>) -> TaskContext {
+        let mut request = crate::endpoints::EndpointRequest::default();
+        if let Some(p) = pinned {
+            request
+                .properties
+                .insert(ENDPOINT_PROPERTY.into(), p.into());
+        }
+        TaskContext {
+            request,
+            variables: BTreeMap::new(),
+            retries: None,
+        }
+    }
+
+    fn names(route: &Route) -> Vec<&str> {
+        route.endpoints.iter().map(|e| e.name()).collect()
+    }
+
+    #[test]
+    fn primary_then_fallbacks_in_configured_order() {
+        let route = route(&ctx(None), &topic(), &TestReport::default()).expect("route");
+        assert_eq!(names(&route), vec!["primary", "backup"]);
+    }
+
+    #[test]
+    fn the_pde_endpoint_property_pins_an_endpoint_of_the_pool_first() {
+        let t = topic();
+        let route = route(&ctx(Some("special")), &t, &TestReport::default()).expect("route");
+        assert_eq!(names(&route), vec!["special", "primary", "backup"]);
+        let route = super::route(&ctx(Some("backup")), &t, &TestReport::default()).expect("route");
+        assert_eq!(
+            names(&route),
+            vec!["backup", "primary"],
+            "no endpoint twice"
+        );
+    }
+
+    #[test]
+    fn pinning_an_unknown_endpoint_is_an_input_error_naming_it() {
+        let Err(Verdict::Failed { error, .. }) =
+            route(&ctx(Some("gpt5")), &topic(), &TestReport::default())
+        else {
+            panic!("expected a failure");
+        };
+        assert_eq!(error.kind, ErrorKind::Permanent);
+        assert_eq!(error.code.as_deref(), Some(class::INPUT_INVALID));
+        assert!(
+            error.message.contains("`gpt5`") && error.message.contains("pool `gp`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn unhealthy_endpoints_are_routed_around_and_none_left_is_transient() {
+        let t = topic();
+        let mut report = TestReport::default();
+        report
+            .unhealthy
+            .insert("primary".into(), EndpointError::transient("circuit open"));
+        assert_eq!(
+            names(&route(&ctx(None), &t, &report).expect("route")),
+            vec!["backup"]
+        );
+        report.unhealthy.insert(
+            "backup".into(),
+            EndpointError::transient("no API key configured"),
+        );
+        let Err(Verdict::Failed { error, .. }) = route(&ctx(None), &t, &report) else {
+            panic!("expected a failure");
+        };
+        assert!(matches!(error.kind, ErrorKind::Transient { .. }));
+        assert!(
+            error.message.contains("circuit open") && error.message.contains("no API key"),
+            "{}",
+            error.message
+        );
+    }
+}
