@@ -368,7 +368,10 @@ async fn a_file_dropped_into_bpmn_is_deployed_while_running() {
         .find(|l| l["message"] == "The engine rejected a file; fix it and save to redeploy.")
         .expect("rejection logged");
     assert_eq!(rejection["resource"], "broken.bpmn");
-    assert!(rejection["line"].as_i64().unwrap_or(0) >= 1, "line and column from the engine: {rejection}");
+    assert!(
+        rejection["line"].as_i64().unwrap_or(0) >= 1,
+        "line and column from the engine: {rejection}"
+    );
     let pi = rest.start("echo_process", json!({"still": "alive"})).await;
     assert_eq!(rest.wait_ended(&pi, T).await["still"], json!("alive"));
 }

@@ -1,0 +1,116 @@
+//! Unit tests of the fetch loop's slot reservation and request shape.
+
+use std::path::Path;
+
+use super::*;
+use crate::camunda::ClientSettings;
+
+const CONFIG: &str = r#"
+camunda: { url: "http://127.0.0.1:9/engine-rest", long_poll: 20s, max_tasks: 5 }
+pde_manager:
+  pools:
+    gp: { instances: 2, endpoints: [echo], max_concurrent_tasks: 2 }
+    io: { instances: 1, endpoints: [echo], max_concurrent_tasks: 4 }
+topics:
+  a: { pool: gp, endpoints: [echo] }
+  b: { pool: io, endpoints: [echo] }
+endpoints:
+  echo: { type: noop }
+"#;
+
+fn manager() -> Manager {
+    let config =
+        crate::config::load_str(CONFIG, Path::new("test.yaml"), &|_| None).expect("config");
+    let camunda = CamundaClient::new(ClientSettings {
+        url: config.camunda.url.clone(),
+        auth: None,
+        worker_id: "w".into(),
+        request_timeout: Duration::from_secs(1),
+    })
+    .expect("client");
+    let endpoints = build_endpoints(&config).expect("endpoints");
+    Manager::new(&config, camunda, &endpoints).expect("manager")
+}
+
+fn topics(r: &FetchAndLock) -> Vec<&str> {
+    r.topics.iter().map(|t| t.topic_name.as_str()).collect()
+}
+
+#[test]
+fn asks_for_free_slots_only_capped_by_max_tasks() {
+    let m = manager();
+    let reserved = m.reserve();
+    let request = m.request(&reserved);
+    assert_eq!(
+        request.max_tasks, 5,
+        "2 + 4 free slots, capped at max_tasks 5"
+    );
+    assert_eq!(topics(&request), vec!["a", "b"]);
+    assert_eq!(
+        request.async_response_timeout,
+        Some(20_000),
+        "nobody left out: a full long poll"
+    );
+    assert!(
+        request
+            .topics
+            .iter()
+            .all(|t| t.include_extension_properties && t.lock_duration == 30_000)
+    );
+}
+
+#[test]
+fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
+    let yaml = CONFIG
+        .replace("max_tasks: 5", "max_tasks: 3")
+        .replace("max_concurrent_tasks: 2", "max_concurrent_tasks: 20")
+        .replace("  b: { pool: io, endpoints: [echo] }\n", "");
+    let config = crate::config::load_str(&yaml, Path::new("t.yaml"), &|_| None).expect("config");
+    let camunda = CamundaClient::new(ClientSettings {
+        url: config.camunda.url.clone(),
+        auth: None,
+        worker_id: "w".into(),
+        request_timeout: Duration::from_secs(1),
+    })
+    .expect("client");
+    let m = Manager::new(
+        &config,
+        camunda,
+        &build_endpoints(&config).expect("endpoints"),
+    )
+    .expect("manager");
+    let reserved = m.reserve();
+    assert_eq!(
+        reserved.keys().collect::<Vec<_>>(),
+        vec!["gp"],
+        "io serves no topic: no slots reserved for it"
+    );
+    assert_eq!(m.request(&reserved).max_tasks, 3);
+
+    let m = manager();
+    let _most = m.pools["io"].reserve(3).expect("io down to 1 free");
+    let reserved = m.reserve();
+    assert_eq!(reserved["gp"].num_permits(), 2);
+    assert_eq!(reserved["io"].num_permits(), 1);
+}
+
+#[test]
+fn a_full_pool_is_left_out_and_the_poll_is_kept_short() {
+    let m = manager();
+    let _busy = m.pools["gp"].reserve(2).expect("fill gp");
+    let reserved = m.reserve();
+    let request = m.request(&reserved);
+    assert_eq!(
+        topics(&request),
+        vec!["b"],
+        "gp has no free slot: its topic is not asked for"
+    );
+    assert_eq!(request.max_tasks, 4);
+    assert_eq!(
+        request.async_response_timeout,
+        Some(SATURATED_POLL.as_millis() as u64)
+    );
+    drop(reserved);
+    let _all = m.pools["io"].reserve(4).expect("fill io");
+    assert!(m.reserve().is_empty(), "all pools full: no poll at all");
+}
