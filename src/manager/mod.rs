@@ -28,7 +28,7 @@ use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTas
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{Endpoint, EndpointError};
-use crate::pde::{Lease, Outcome, Pipeline, TopicRuntime};
+use crate::pde::{Lease, Outcome, Pipeline, SubTaskRunner, TopicRuntime};
 
 pub mod heartbeat;
 pub mod pool;
@@ -150,8 +150,14 @@ impl Manager {
             topics.insert(name.clone(), Arc::new(runtime));
             topic_pool.insert(name.clone(), pool.clone());
         }
+        let pipeline = Arc::new(Pipeline::new(topics, camunda.clone()));
+        let slots = topic_pool
+            .iter()
+            .map(|(topic, pool)| (topic.clone(), pool.slots()))
+            .collect();
+        pipeline.set_sub_tasks(Arc::new(SubTaskRunner::new(&pipeline, slots)));
         Ok(Self {
-            pipeline: Arc::new(Pipeline::new(topics, camunda.clone())),
+            pipeline,
             camunda,
             pools,
             topic_pool,
