@@ -138,12 +138,10 @@ impl SubPdeConfig {
     /// Each step's dependencies (indices), from `needs`, input mentions and `parallel: false`.
     /// Unknown names are left out (validation reports them).
     pub fn dependencies(&self) -> Vec<BTreeSet<usize>> {
-        let index: BTreeMap<&str, usize> = self
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            index.entry(s.name.as_str()).or_insert(i); // a duplicate name means its first step
+        }
         self.steps
             .iter()
             .enumerate()
@@ -465,11 +463,12 @@ impl Endpoint for SubPdeEndpoint {
         let mut usage = None;
         let mut running = FuturesUnordered::new();
         loop {
-            for i in 0..n {
-                let ready = !started[i] && self.steps[i].deps.iter().all(|&d| results[d].is_some());
-                if !ready {
-                    continue;
-                }
+            let ready: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    !started[i] && self.steps[i].deps.iter().all(|&d| results[d].is_some())
+                })
+                .collect();
+            for i in ready {
                 started[i] = true;
                 let variables = self.input(i, request, &results)?;
                 let runner = runner.clone();
