@@ -65,6 +65,9 @@ struct FetchSettings {
     use_priority: bool,
     backoff: BackoffConfig,
     grace: Duration,
+    /// Some endpoint is a Meta-PDE: its sub-tasks wait for pool slots that a pending long poll
+    /// holds reserved, so polls are kept short (see `request`).
+    short_poll: bool,
 }
 
 /// Runs every topic's tasks through its pool.
@@ -167,6 +170,10 @@ impl Manager {
                 use_priority: config.camunda.use_priority,
                 backoff: config.camunda.backoff.clone(),
                 grace: config.pde_manager.shutdown_grace,
+                short_poll: config
+                    .endpoints
+                    .values()
+                    .any(|e| matches!(e, crate::endpoints::EndpointConfig::SubPde(_))),
             },
             freed: Arc::new(Notify::new()),
             in_flight: Arc::default(),
@@ -341,7 +348,9 @@ impl Manager {
             .pools
             .keys()
             .any(|p| !reserved.contains_key(p) && self.serves(p));
-        let wait = if left_out {
+        // Meta-PDE sub-tasks take slots outside this loop; slots reserved for a pending poll
+        // are not free for them until it returns, so with Meta-PDEs the poll is kept short too.
+        let wait = if left_out || self.settings.short_poll {
             self.settings.long_poll.min(SATURATED_POLL)
         } else {
             self.settings.long_poll
