@@ -4,39 +4,12 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Procos, Rest, Workdir, config, engine, one_task_bpmn, repo};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use support::{Procos, Rest, Workdir, config, engine, one_task_bpmn, smtp_sink};
 
 const T: Duration = Duration::from_secs(30);
-
-/// Starts the SMTP sink on a free port; returns it (killed on drop), its port and its mail dir.
-async fn smtp_sink() -> (Child, u16, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new("python3")
-        .arg(repo().join("tests/support/smtp_sink.py"))
-        .args(["--port", "0", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("smtp_sink.py starts");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    tokio::time::timeout(
-        Duration::from_secs(180),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .expect("the sink starts")
-    .expect("read");
-    let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-    (child, port.expect("listening on 127.0.0.1:<port>"), dir)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_sends_its_email_and_completes_with_the_message_id() {

@@ -30,7 +30,9 @@ const SECTIONS: [&str; 5] = ["camunda", "deploy", "pde_manager", "topics", "endp
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
-const ENDPOINT_KINDS: [&str; 6] = ["http", "python", "noop", "openai", "ollama", "email"];
+const ENDPOINT_KINDS: [&str; 7] = [
+    "http", "python", "noop", "openai", "ollama", "email", "sub_pde",
+];
 
 /// Reads the file, interpolates `${VAR}` from the process environment, parses strictly and
 /// validates. Blocking file I/O: call it before the runtime starts or from `spawn_blocking`.
@@ -307,6 +309,7 @@ impl Parser {
             "openai" => self.de(&body, path).map(EndpointConfig::Openai),
             "ollama" => self.de(&body, path).map(EndpointConfig::Ollama),
             "email" => self.de(&body, path).map(EndpointConfig::Email),
+            "sub_pde" => self.de(&body, path).map(EndpointConfig::SubPde),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

@@ -16,6 +16,7 @@ mod error;
 pub mod file;
 mod interpolate;
 mod load;
+mod meta;
 pub mod secret;
 mod validate;
 

@@ -70,6 +70,7 @@ pub(crate) fn validate_parts(parts: &Parts<'_>) -> Vec<Problem> {
     for (name, e) in parts.endpoints {
         endpoint(e, &key_path("endpoints", name), &mut out);
     }
+    super::meta::check(parts, &mut out);
     out
 }
 

@@ -27,6 +27,7 @@ pub mod ollama;
 pub mod openai;
 pub mod python;
 pub mod resilience;
+pub mod sub_pde;
 pub mod template;
 
 pub use template::{JsonTemplate, Template, TemplateContext, TemplateError};
@@ -48,6 +49,8 @@ pub enum EndpointConfig {
     /// An email sent over SMTP, built from templates. Boxed: its config is several times the
     /// size of the others'.
     Email(Box<email::EmailConfig>),
+    /// A Meta-PDE: sub-tasks of other topics run in process, then combined.
+    SubPde(sub_pde::SubPdeConfig),
 }
 
 impl EndpointConfig {
@@ -60,6 +63,7 @@ impl EndpointConfig {
             EndpointConfig::Openai(_) => "openai",
             EndpointConfig::Ollama(_) => "ollama",
             EndpointConfig::Email(_) => "email",
+            EndpointConfig::SubPde(_) => "sub_pde",
         }
     }
 
@@ -74,6 +78,7 @@ impl EndpointConfig {
             EndpointConfig::Openai(c) => c.validate(),
             EndpointConfig::Ollama(c) => c.validate(),
             EndpointConfig::Email(c) => c.validate(),
+            EndpointConfig::SubPde(c) => c.validate(),
         }
     }
 
@@ -91,6 +96,7 @@ impl EndpointConfig {
                 resilience::wrap(Arc::new(ollama::OllamaEndpoint::new(name, c)?), &c.policy())
             }
             EndpointConfig::Email(c) => Arc::new(email::EmailEndpoint::new(name, c)?),
+            EndpointConfig::SubPde(c) => Arc::new(sub_pde::SubPdeEndpoint::new(name, c)?),
         })
     }
 }
@@ -120,6 +126,29 @@ pub struct EndpointRequest {
     pub cancel: CancellationToken,
     /// Loads File variables' content, which the engine does not send with the task.
     pub files: Option<Arc<dyn FileSource>>,
+    /// Runs sub-tasks of other topics in process, for `sub_pde` endpoints. Set by the pipeline.
+    pub sub_tasks: Option<Arc<dyn SubTasks>>,
+    /// How deep this task is nested in Meta-PDEs: 0 for a task fetched from the engine, the
+    /// parent's depth + 1 for a sub-task. Bounds runaway nesting at run time.
+    pub depth: u32,
+}
+
+/// Runs a sub-task of another topic in process (Start → Test → Gateway → Validation, no engine).
+///
+/// Implemented by the pipeline (`pde::sub_task`) and handed to endpoints through
+/// [`EndpointRequest::sub_tasks`]: endpoints are built before the pipeline that holds them, so a
+/// `sub_pde` endpoint reaches the pipeline through this late-bound trait object instead.
+#[async_trait]
+pub trait SubTasks: Send + Sync + std::fmt::Debug {
+    /// Runs one task of `topic` over `variables` as a child of `parent` (its cancel token,
+    /// business key and tracing span), waiting for a free slot of the topic's pool. The result is
+    /// the topic's validated output; a failure is the sub-task's decisive error.
+    async fn run(
+        &self,
+        topic: &str,
+        variables: Map<String, Value>,
+        parent: &EndpointRequest,
+    ) -> Result<EndpointReply, EndpointError>;
 }
 
 /// Loads the content of a File variable on demand (fetchAndLock sends only its name, type and

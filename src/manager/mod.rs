@@ -28,7 +28,7 @@ use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTas
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{Endpoint, EndpointError};
-use crate::pde::{Lease, Outcome, Pipeline, TopicRuntime};
+use crate::pde::{Lease, Outcome, Pipeline, SubTaskRunner, TopicRuntime};
 
 pub mod heartbeat;
 pub mod pool;
@@ -65,6 +65,9 @@ struct FetchSettings {
     use_priority: bool,
     backoff: BackoffConfig,
     grace: Duration,
+    /// Some endpoint is a Meta-PDE: its sub-tasks wait for pool slots that a pending long poll
+    /// holds reserved, so polls are kept short (see `request`).
+    short_poll: bool,
 }
 
 /// Runs every topic's tasks through its pool.
@@ -150,8 +153,14 @@ impl Manager {
             topics.insert(name.clone(), Arc::new(runtime));
             topic_pool.insert(name.clone(), pool.clone());
         }
+        let pipeline = Arc::new(Pipeline::new(topics, camunda.clone()));
+        let slots = topic_pool
+            .iter()
+            .map(|(topic, pool)| (topic.clone(), pool.slots()))
+            .collect();
+        pipeline.set_sub_tasks(Arc::new(SubTaskRunner::new(&pipeline, slots)));
         Ok(Self {
-            pipeline: Arc::new(Pipeline::new(topics, camunda.clone())),
+            pipeline,
             camunda,
             pools,
             topic_pool,
@@ -161,6 +170,10 @@ impl Manager {
                 use_priority: config.camunda.use_priority,
                 backoff: config.camunda.backoff.clone(),
                 grace: config.pde_manager.shutdown_grace,
+                short_poll: config
+                    .endpoints
+                    .values()
+                    .any(|e| matches!(e, crate::endpoints::EndpointConfig::SubPde(_))),
             },
             freed: Arc::new(Notify::new()),
             in_flight: Arc::default(),
@@ -335,7 +348,9 @@ impl Manager {
             .pools
             .keys()
             .any(|p| !reserved.contains_key(p) && self.serves(p));
-        let wait = if left_out {
+        // Meta-PDE sub-tasks take slots outside this loop; slots reserved for a pending poll
+        // are not free for them until it returns, so with Meta-PDEs the poll is kept short too.
+        let wait = if left_out || self.settings.short_poll {
             self.settings.long_poll.min(SATURATED_POLL)
         } else {
             self.settings.long_poll

@@ -58,6 +58,12 @@ impl Pool {
         self.permits.clone().acquire_owned().await.ok()
     }
 
+    /// The semaphore bounding the pool's tasks in flight, for Meta-PDE sub-tasks of its topics
+    /// (they run in process, outside the fetch loop, and hold a slot while they run).
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.permits.clone()
+    }
+
     /// Seats a task on the least busy instance, holding `permit` until the slot is dropped.
     pub fn seat(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
         let instance = self

@@ -14,17 +14,19 @@
 //! to Completion, which alone talks to the engine.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::camunda::{CamundaClient, LockedTask};
+use crate::endpoints::SubTasks;
 
 pub mod completion;
 pub mod gateway;
 pub mod lease;
 pub mod start;
+pub mod sub_task;
 pub mod test;
 pub mod topic;
 pub mod validation;
@@ -32,6 +34,7 @@ pub mod verdict;
 
 pub use completion::{Completion, Outcome};
 pub use lease::Lease;
+pub use sub_task::SubTaskRunner;
 pub use topic::TopicRuntime;
 pub use verdict::Verdict;
 
@@ -40,6 +43,9 @@ pub use verdict::Verdict;
 pub struct Pipeline {
     topics: BTreeMap<String, Arc<TopicRuntime>>,
     completion: Completion,
+    /// Runs Meta-PDE sub-tasks over these same topics; set once after building, because the
+    /// runner needs the pipeline (see [`Pipeline::set_sub_tasks`]).
+    sub_tasks: OnceLock<Arc<dyn SubTasks>>,
 }
 
 /// How long each block took, for the task's final log line.
@@ -62,7 +68,20 @@ impl Pipeline {
         Self {
             topics,
             completion: Completion::new(camunda),
+            sub_tasks: OnceLock::new(),
         }
+    }
+
+    /// Installs the runner that `sub_pde` endpoints use to run sub-tasks (every task's
+    /// [`EndpointRequest::sub_tasks`](crate::endpoints::EndpointRequest::sub_tasks)). Set once;
+    /// a second call is ignored and returns `false`.
+    pub fn set_sub_tasks(&self, runner: Arc<dyn SubTasks>) -> bool {
+        self.sub_tasks.set(runner).is_ok()
+    }
+
+    /// The sub-task runner, once installed.
+    pub fn sub_tasks(&self) -> Option<Arc<dyn SubTasks>> {
+        self.sub_tasks.get().cloned()
     }
 
     /// The engine client the pipeline reports to.
@@ -105,7 +124,10 @@ impl Pipeline {
 
         let t = Instant::now();
         let ctx = match start::build(&task, &topic, self.completion.camunda(), cancel) {
-            Ok(ctx) => ctx,
+            Ok(mut ctx) => {
+                ctx.request.sub_tasks = self.sub_tasks();
+                ctx
+            }
             Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
         };
         timings.start_ms = ms_since(t);

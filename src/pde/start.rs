@@ -72,6 +72,8 @@ pub fn build(
                     meta: file_meta(&variables),
                 }) as Arc<dyn FileSource>
             }),
+        sub_tasks: None,
+        depth: 0,
     };
     tracing::debug!(
         variables = variables.len(),
@@ -84,6 +86,43 @@ pub fn build(
         variables,
         retries: task.retries,
     })
+}
+
+/// Builds the context of a sub-task of a Meta-PDE (`sub_pde`) from plain JSON variables.
+///
+/// A sub-task is not an engine task: its id is `<parent task id>/<topic>`, it inherits the
+/// parent's process instance, activity, business key, File variables, cancellation and
+/// sub-task runner, and it carries no extension properties (the parent activity's properties,
+/// e.g. `pde.endpoint`, are about the parent's topic, not this one). Its depth is the parent's + 1.
+pub fn sub_task_context(
+    topic: &TopicRuntime,
+    variables: serde_json::Map<String, serde_json::Value>,
+    parent: &EndpointRequest,
+) -> TaskContext {
+    let typed: BTreeMap<String, Variable> = variables
+        .iter()
+        .map(|(name, value)| (name.clone(), Variable::from_json(value.clone())))
+        .collect();
+    let request = EndpointRequest {
+        task_id: format!("{}/{}", parent.task_id, topic.name),
+        topic: topic.name.clone(),
+        activity_id: parent.activity_id.clone(),
+        process_instance_id: parent.process_instance_id.clone(),
+        business_key: parent.business_key.clone(),
+        variables,
+        properties: BTreeMap::new(),
+        output_schema: topic.schema_value.clone(),
+        feedback: None,
+        cancel: parent.cancel.clone(),
+        files: parent.files.clone(),
+        sub_tasks: parent.sub_tasks.clone(),
+        depth: parent.depth + 1,
+    };
+    TaskContext {
+        request,
+        variables: typed,
+        retries: None,
+    }
 }
 
 /// File variables downloaded from the engine (`GET /process-instance/{id}/variables/{name}/data`).

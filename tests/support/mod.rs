@@ -372,3 +372,28 @@ pub fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// Starts the SMTP sink on a free port; returns it (killed on drop), its port and its mail dir.
+/// Without aiosmtpd the script installs it into target/test-python first (hence the long wait).
+pub async fn smtp_sink() -> (Child, u16, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new("python3")
+        .arg(repo().join("tests/support/smtp_sink.py"))
+        .args(["--port", "0", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("smtp_sink.py starts");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("the sink starts")
+    .expect("read");
+    let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+    (child, port.expect("listening on 127.0.0.1:<port>"), dir)
+}
