@@ -8,8 +8,9 @@
 //!              └─► each task: heartbeat + seat on its pool's least busy PDE ─► Pipeline::run ─┘
 //! ```
 //!
-//! A task whose pool ran out of reserved slots (the engine may hand out tasks of one topic only)
-//! waits for a slot with its lock kept alive. A task this worker is already running (its lock
+//! A task whose pool ran out of reserved slots (the engine may hand out tasks of one topic only,
+//! or a Meta-PDE sub-task borrowed a slot parked for the poll) waits for a slot with its lock
+//! kept alive. A task this worker is already running (its lock
 //! lapsed and the engine handed it out again) is not run a second time. On shutdown the loop
 //! stops fetching, waiting tasks are unlocked, running tasks get `shutdown_grace` to finish;
 //! after that they are cancelled and unlocked so another worker can take them at once.
@@ -65,9 +66,6 @@ struct FetchSettings {
     use_priority: bool,
     backoff: BackoffConfig,
     grace: Duration,
-    /// Some endpoint is a Meta-PDE: its sub-tasks wait for pool slots that a pending long poll
-    /// holds reserved, so polls are kept short (see `request`).
-    short_poll: bool,
 }
 
 /// Runs every topic's tasks through its pool.
@@ -156,7 +154,10 @@ impl Manager {
         let pipeline = Arc::new(Pipeline::new(topics, camunda.clone()));
         let slots = topic_pool
             .iter()
-            .map(|(topic, pool)| (topic.clone(), pool.slots()))
+            .map(|(topic, pool)| {
+                let lender: Arc<dyn crate::pde::sub_task::Slots> = pool.clone();
+                (topic.clone(), lender)
+            })
             .collect();
         pipeline.set_sub_tasks(Arc::new(SubTaskRunner::new(&pipeline, slots)));
         Ok(Self {
@@ -170,10 +171,6 @@ impl Manager {
                 use_priority: config.camunda.use_priority,
                 backoff: config.camunda.backoff.clone(),
                 grace: config.pde_manager.shutdown_grace,
-                short_poll: config
-                    .endpoints
-                    .values()
-                    .any(|e| matches!(e, crate::endpoints::EndpointConfig::SubPde(_))),
             },
             freed: Arc::new(Notify::new()),
             in_flight: Arc::default(),
@@ -235,7 +232,7 @@ impl Manager {
     ) {
         let mut backoff = Backoff::new(self.settings.backoff.clone());
         while !shutdown.is_cancelled() {
-            let mut reserved = self.reserve();
+            let reserved = self.reserve();
             if reserved.is_empty() {
                 tokio::select! {
                     _ = self.freed.notified() => continue,
@@ -243,10 +240,20 @@ impl Manager {
                 }
             }
             let request = self.request(&reserved);
+            // While the poll is pending, its slots are parked in their pools, where a Meta-PDE
+            // sub-task may borrow one (see `pool`).
+            for (name, permit) in reserved {
+                if let Some(pool) = self.pools.get(&name) {
+                    pool.park(permit);
+                }
+            }
             let asked = Instant::now();
             let result = tokio::select! {
                 r = self.camunda.fetch_and_lock(&request) => r,
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => {
+                    self.unpark();
+                    break;
+                }
             };
             match result {
                 Ok(tasks) => {
@@ -254,7 +261,7 @@ impl Manager {
                     if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) {
                         // An empty answer that came back at once (no long polling, or an engine
                         // that ignores it) would make this loop spin; pace it instead.
-                        drop(reserved);
+                        self.unpark();
                         self.pause(Duration::from_secs(1), shutdown).await;
                         continue;
                     }
@@ -266,11 +273,12 @@ impl Manager {
                         );
                     }
                     for task in tasks {
-                        self.dispatch(task, &mut reserved, tracker, shutdown, hard);
+                        self.dispatch(task, tracker, shutdown, hard);
                     }
+                    self.unpark();
                 }
                 Err(e) => {
-                    drop(reserved);
+                    self.unpark();
                     let delay = backoff.next_delay();
                     tracing::warn!(
                         error = %e,
@@ -281,6 +289,13 @@ impl Manager {
                     self.pause(delay, shutdown).await;
                 }
             }
+        }
+    }
+
+    /// Releases the slots parked for the poll that just ended.
+    fn unpark(&self) {
+        for pool in self.pools.values() {
+            pool.unpark();
         }
     }
 
@@ -348,9 +363,7 @@ impl Manager {
             .pools
             .keys()
             .any(|p| !reserved.contains_key(p) && self.serves(p));
-        // Meta-PDE sub-tasks take slots outside this loop; slots reserved for a pending poll
-        // are not free for them until it returns, so with Meta-PDEs the poll is kept short too.
-        let wait = if left_out || self.settings.short_poll {
+        let wait = if left_out {
             self.settings.long_poll.min(SATURATED_POLL)
         } else {
             self.settings.long_poll
@@ -367,7 +380,6 @@ impl Manager {
     fn dispatch(
         &self,
         task: LockedTask,
-        reserved: &mut BTreeMap<String, OwnedSemaphorePermit>,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
         hard: &CancellationToken,
@@ -383,7 +395,7 @@ impl Manager {
             );
             return;
         };
-        let permit = take_one(reserved, &pool.name);
+        let permit = pool.take_parked();
         let newly_seen = self
             .in_flight
             .lock()
@@ -419,18 +431,6 @@ impl Manager {
             }
             .instrument(span),
         );
-    }
-}
-
-fn take_one(
-    reserved: &mut BTreeMap<String, OwnedSemaphorePermit>,
-    pool: &str,
-) -> Option<OwnedSemaphorePermit> {
-    let permits = reserved.get_mut(pool)?;
-    if permits.num_permits() > 1 {
-        permits.split(1)
-    } else {
-        reserved.remove(pool)
     }
 }
 

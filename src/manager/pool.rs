@@ -1,9 +1,15 @@
 //! A pool of PDEs: a concurrency bound (semaphore) shared by its `instances` executors.
+//!
+//! While a long poll is pending, the fetch loop *parks* the slots it reserved for it here.
+//! A Meta-PDE sub-task that finds no free slot borrows a parked one instead of waiting for the
+//! poll to end; a task the poll then brings back without a slot waits for one, its lock kept
+//! alive by the heartbeat.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use async_trait::async_trait;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// One pool. Tasks of its topics take a permit for as long as they run.
 #[derive(Debug)]
@@ -17,6 +23,10 @@ pub struct Pool {
     running: Vec<AtomicUsize>,
     /// Tasks each instance has finished.
     finished: Vec<AtomicU64>,
+    /// Slots reserved for the pending long poll (see the module docs).
+    parked: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Fires when slots are parked.
+    parked_more: Notify,
 }
 
 /// A slot in a pool, held while a task runs on one of its PDE instances.
@@ -37,6 +47,8 @@ impl Pool {
             permits: Arc::new(Semaphore::new(capacity)),
             running: (0..instances).map(|_| AtomicUsize::new(0)).collect(),
             finished: (0..instances).map(|_| AtomicU64::new(0)).collect(),
+            parked: Mutex::new(None),
+            parked_more: Notify::new(),
         })
     }
 
@@ -58,10 +70,51 @@ impl Pool {
         self.permits.clone().acquire_owned().await.ok()
     }
 
-    /// The semaphore bounding the pool's tasks in flight, for Meta-PDE sub-tasks of its topics
-    /// (they run in process, outside the fetch loop, and hold a slot while they run).
-    pub fn slots(&self) -> Arc<Semaphore> {
-        self.permits.clone()
+    /// Parks slots reserved for a pending poll, where sub-tasks may borrow them.
+    pub fn park(&self, permit: OwnedSemaphorePermit) {
+        if let Ok(mut parked) = self.parked.lock() {
+            match parked.as_mut() {
+                Some(held) => held.merge(permit),
+                None => *parked = Some(permit),
+            }
+        }
+        self.parked_more.notify_waiters();
+    }
+
+    /// Takes one parked slot, if any is left.
+    pub fn take_parked(&self) -> Option<OwnedSemaphorePermit> {
+        let mut parked = self.parked.lock().ok()?;
+        match parked.as_mut() {
+            Some(held) if held.num_permits() > 1 => held.split(1),
+            _ => parked.take(),
+        }
+    }
+
+    /// Releases every parked slot (the poll is over).
+    pub fn unpark(&self) {
+        if let Ok(mut parked) = self.parked.lock() {
+            parked.take();
+        }
+    }
+
+    /// A slot for a sub-task: a free one, else one parked for the pending poll, else the first
+    /// one freed.
+    pub async fn lend(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let parked_more = self.parked_more.notified();
+            tokio::pin!(parked_more);
+            parked_more.as_mut().enable();
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                return Some(permit);
+            }
+            if let Some(permit) = self.take_parked() {
+                return Some(permit);
+            }
+            tokio::select! {
+                permit = self.permits.clone().acquire_owned() => return permit.ok(),
+                _ = parked_more => {}
+            }
+        }
     }
 
     /// Seats a task on the least busy instance, holding `permit` until the slot is dropped.
@@ -98,6 +151,13 @@ impl Pool {
     }
 }
 
+#[async_trait]
+impl crate::pde::sub_task::Slots for Pool {
+    async fn lend(&self) -> Option<OwnedSemaphorePermit> {
+        Pool::lend(self).await
+    }
+}
+
 impl Slot {
     /// The PDE's name for logs, e.g. `general_purpose#2`.
     pub fn pde_name(&self) -> String {
@@ -115,6 +175,33 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_sub_task_borrows_a_slot_parked_for_a_pending_poll() {
+        let pool = Pool::new("ai", 1, 2);
+        let reserved = pool.reserve(2).expect("both slots");
+        let waiting = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.lend().await.map(|p| p.num_permits()) })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "no free slot and nothing parked yet"
+        );
+        pool.park(reserved);
+        assert_eq!(
+            waiting.await.expect("joined"),
+            Some(1),
+            "borrowed a parked slot"
+        );
+        assert_eq!(
+            pool.take_parked().map(|p| p.num_permits()),
+            Some(1),
+            "one left for the poll"
+        );
+        assert!(pool.take_parked().is_none());
+    }
 
     #[test]
     fn slots_spread_over_instances_and_bound_the_pool() {

@@ -24,7 +24,6 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::Pipeline;
@@ -37,18 +36,26 @@ use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, SubTasks};
 /// that `procos validate` did not see (each endpoint's own `max_depth` is usually lower).
 pub const MAX_SUB_TASK_DEPTH: u32 = 16;
 
+/// Lends pool slots to sub-tasks (implemented by the manager's pools, which can lend a slot
+/// reserved for a pending long poll rather than make the sub-task wait the poll out).
+#[async_trait::async_trait]
+pub trait Slots: Send + Sync + std::fmt::Debug {
+    /// A slot of the pool, held until the permit is dropped; `None` if the pool is closed.
+    async fn lend(&self) -> Option<tokio::sync::OwnedSemaphorePermit>;
+}
+
 /// Runs sub-tasks over the pipeline's topics. Built by the manager right after the pipeline.
 #[derive(Debug)]
 pub struct SubTaskRunner {
     /// Weak: the pipeline owns this runner (through its `OnceLock`), not the other way round.
     pipeline: Weak<Pipeline>,
-    /// Topic → the semaphore bounding its pool's tasks in flight.
-    slots: BTreeMap<String, Arc<Semaphore>>,
+    /// Topic → its pool's slots.
+    slots: BTreeMap<String, Arc<dyn Slots>>,
 }
 
 impl SubTaskRunner {
-    /// A runner over `pipeline`'s topics; `slots` maps each topic to its pool's semaphore.
-    pub fn new(pipeline: &Arc<Pipeline>, slots: BTreeMap<String, Arc<Semaphore>>) -> Self {
+    /// A runner over `pipeline`'s topics; `slots` maps each topic to its pool's slots.
+    pub fn new(pipeline: &Arc<Pipeline>, slots: BTreeMap<String, Arc<dyn Slots>>) -> Self {
         Self {
             pipeline: Arc::downgrade(pipeline),
             slots,
@@ -81,7 +88,7 @@ impl SubTaskRunner {
             )));
         };
         let _permit = tokio::select! {
-            permit = slots.acquire_owned() => permit.map_err(|_| EndpointError::cancelled())?,
+            permit = slots.lend() => permit.ok_or_else(EndpointError::cancelled)?,
             _ = parent.cancel.cancelled() => return Err(EndpointError::cancelled()),
         };
         let ctx = start::sub_task_context(&topic, variables, parent);
