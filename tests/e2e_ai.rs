@@ -322,7 +322,7 @@ fn the_shipped_config_validates_without_any_key() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("8 endpoints"), "{stdout}");
+    assert!(stdout.contains("9 endpoints"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,4 +363,37 @@ async fn the_shipped_example_without_a_key_is_served_by_ollama() {
     let chats = requests_to(&ollama, "/api/chat").await;
     assert_eq!(body(&chats[0])["model"], json!("llama3.2"));
     procos.wait_log("no API key configured", T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_example_with_no_model_at_all_falls_back_to_the_keyword_script() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let work = Workdir::from_repo();
+    let _procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[
+            ("CAMUNDA_URL", &engine.url),
+            ("OPENAI_API_KEY", ""),
+            ("OLLAMA_URL", &closed),
+        ],
+    );
+    rest.wait_deployed("support_ticket", T).await;
+    let pi = rest
+        .start(
+            "support_ticket",
+            json!({"subject": "Login broken", "text": "I get an error when I log in, urgent!"}),
+        )
+        .await;
+    let vars = rest.wait_ended(&pi, T).await;
+    assert_eq!(vars["category"], json!("technical"));
+    assert_eq!(vars["urgency"], json!("high"));
+    assert_eq!(
+        vars["pde_usage"]["endpoint"],
+        json!("classify_py"),
+        "served by the last fallback: {vars:?}"
+    );
+    assert!(rest.incidents(&pi).await.is_empty());
 }

@@ -220,7 +220,8 @@ pub struct OutputConfig {
     /// Calls of the same endpoint per task when its result fails validation (then: next fallback).
     #[serde(default = "default_attempts")]
     pub attempts: u32,
-    /// Also write the call's usage (endpoint, model, tokens, cost) into this variable as JSON.
+    /// Also write which endpoint served and its usage (model, tokens, cost; zero when the endpoint
+    /// reports none) into this variable as JSON.
     #[serde(default)]
     pub usage_variable: Option<String>,
 }

@@ -255,7 +255,9 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
             endpoint,
         } => {
             let (mut variables, mut local_variables) = map_output(&topic.config.output, output);
-            if let (Some(name), Some(usage)) = (&topic.config.output.usage_variable, usage) {
+            if let Some(name) = &topic.config.output.usage_variable {
+                // Which endpoint served is worth recording even when it reports no tokens.
+                let usage = usage.unwrap_or_default();
                 let target = if topic.config.output.local {
                     &mut local_variables
                 } else {
