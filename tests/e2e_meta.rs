@@ -84,8 +84,8 @@ async fn the_claim_review_runs_its_meta_pde_and_mails_the_result() {
         .as_str()
         .expect("task id")
         .to_string();
-    // Sub-tasks wait for pool slots that a pending long poll (20 s here) holds reserved; with a
-    // Meta-PDE configured the poll is kept short, so they start within a second, not 20.
+    // The pending long poll (20 s here) holds the free pool slots; sub-tasks borrow them instead
+    // of waiting the poll out, so they start at once.
     assert!(
         finished["validation_ms"].as_u64().expect("timing") < 10_000,
         "the sub-tasks were not held up by the long poll: {finished}"
@@ -97,7 +97,12 @@ async fn the_claim_review_runs_its_meta_pde_and_mails_the_result() {
     assert_eq!(sub_tasks.len(), 2, "{sub_tasks:?}");
     for line in sub_tasks {
         assert_eq!(line["span"]["name"], json!("sub_task"), "{line}");
-        assert_eq!(line["span"]["parent"], json!(parent), "{line}");
+        // `parent` is `{task id}/{step}`: the parent task and the step this sub-task serves.
+        let of = line["span"]["parent"].as_str().unwrap_or("");
+        assert!(
+            of == format!("{parent}/analysis") || of == format!("{parent}/figures"),
+            "{line}"
+        );
     }
     assert!(rest.incidents(&pi).await.is_empty());
 }
@@ -125,4 +130,44 @@ fn quoted_printable(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_claimant_address_ends_the_claim_at_the_modelled_error() {
+    let (_sink, smtp_port, mail) = smtp_sink().await;
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = Workdir::from_repo();
+    let smtp_port = smtp_port.to_string();
+    let no_ollama = format!("http://127.0.0.1:{}", free_port());
+    let _procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[
+            ("CAMUNDA_URL", &engine.url),
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_PORT", &smtp_port),
+            ("OPENAI_API_KEY", ""),
+            ("OLLAMA_URL", &no_ollama),
+        ],
+    );
+    rest.wait_deployed("claim_review", T).await;
+    let pi = rest
+        .start(
+            "claim_review",
+            json!({"claim_id": "C-18", "claim_text": CLAIM, "claimant_email": "ada at example"}),
+        )
+        .await;
+    rest.wait_ended(&pi, T).await;
+    let stats = rest.stats().await;
+    assert_eq!(
+        stats["bpmn_error_calls"],
+        json!(1),
+        "INVALID_ADDRESS raised: {stats}"
+    );
+    assert!(rest.incidents(&pi).await.is_empty());
+    let sent = std::fs::read_dir(mail.path())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(sent, 0, "no mail was sent");
 }

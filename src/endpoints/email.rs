@@ -200,7 +200,8 @@ impl EmailConfig {
         if host.is_empty() || host.contains("://") || host.contains(char::is_whitespace) {
             problem(
                 "host",
-                format!("`{host}` must be a host name, without scheme or port"),
+                // Not echoed: a URL here may carry credentials.
+                "must be a host name, without scheme, credentials or port".into(),
             );
         }
         if self.port == Some(0) {
@@ -409,12 +410,18 @@ impl EmailEndpoint {
         message: Message,
         message_id: String,
     ) -> Result<EndpointReply, EndpointError> {
+        // The process sees To and Cc only: Bcc recipients stay out of variables (Cockpit shows
+        // them to everyone); their number is reported instead.
+        let visible = visible_recipients(&message);
+        let envelope = message.envelope().to().len();
         let accepted: Vec<String> = message
             .envelope()
             .to()
             .iter()
             .map(ToString::to_string)
+            .filter(|a| visible.contains(a))
             .collect();
+        let bcc = envelope.saturating_sub(accepted.len());
         let _permit =
             self.limit.acquire().await.map_err(|_| {
                 EndpointError::transient(format!("endpoint `{}` is closed", self.name))
@@ -422,7 +429,7 @@ impl EmailEndpoint {
         let sent = tokio::time::timeout(self.timeout, self.transport().send(message)).await;
         match sent {
             Ok(Ok(_response)) => Ok(EndpointReply::new(
-                json!({"message_id": message_id, "accepted": accepted}),
+                json!({"message_id": message_id, "accepted": accepted, "bcc": bcc}),
             )),
             Ok(Err(e)) => Err(smtp_error(&self.server, &e)),
             Err(_) => Err(EndpointError::transient(format!(
@@ -433,6 +440,19 @@ impl EmailEndpoint {
             .code("timeout")),
         }
     }
+}
+
+/// Addresses in the To and Cc headers.
+fn visible_recipients(message: &Message) -> Vec<String> {
+    use lettre::message::Mailboxes;
+    use lettre::message::header::{Cc, To};
+    let headers = message.headers();
+    let to = headers.get::<To>().map(Mailboxes::from);
+    let cc = headers.get::<Cc>().map(Mailboxes::from);
+    to.into_iter()
+        .chain(cc)
+        .flat_map(|boxes| boxes.into_iter().map(|m| m.email.to_string()))
+        .collect()
 }
 
 /// Maps a lettre SMTP error: 4xx transient, 5xx permanent with the reply as details; TLS

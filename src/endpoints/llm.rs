@@ -410,7 +410,7 @@ impl Site {
 /// | 401, 403 | permanent (→ incident), says to check the key, never shows it | `auth` |
 /// | 429 | transient, honours `Retry-After` | `rate_limited` |
 /// | 429 `insufficient_quota` | fallback (retrying will not help) | `quota_exceeded` |
-/// | 408, 5xx | transient (`Retry-After` on 503) | `http_<status>` |
+/// | 408, 5xx | transient (honouring `Retry-After`) | `http_<status>` |
 /// | context length exceeded (OpenAI code, Ollama text) | fallback | `context_length` |
 /// | content policy (`content_policy_violation`, `content_filter`) | BPMN error `refusal_error_code` | `content_policy` |
 /// | Ollama 404 "model … not found" | fallback, says to `ollama pull` | `model_not_found` |
@@ -449,7 +449,7 @@ pub(crate) fn status_error(
             .retry_after(retry_after)
             .code("rate_limited"),
         408 | 500..=599 => EndpointError::transient(answered)
-            .retry_after(retry_after.filter(|_| code == 503))
+            .retry_after(retry_after)
             .code(format!("http_{code}")),
         _ if is_context_length(&api_code, &lower) => {
             EndpointError::fallback(answered).code("context_length")

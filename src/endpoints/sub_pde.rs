@@ -274,7 +274,6 @@ pub struct SubPdeEndpoint {
     name: String,
     steps: Vec<Step>,
     combine: Combine,
-    max_depth: u32,
 }
 
 impl SubPdeEndpoint {
@@ -311,7 +310,6 @@ impl SubPdeEndpoint {
             name: name.to_string(),
             steps,
             combine: config.combine,
-            max_depth: config.max_depth,
         })
     }
 
@@ -441,14 +439,8 @@ impl Endpoint for SubPdeEndpoint {
                 self.name
             )));
         };
-        if request.depth + 1 > self.max_depth {
-            return Err(EndpointError::permanent(format!(
-                "sub_pde endpoint `{}`: nesting depth {} is beyond its max_depth {}",
-                self.name,
-                request.depth + 1,
-                self.max_depth
-            )));
-        }
+        // `max_depth` is checked statically by `procos validate` (nesting under this Meta-PDE,
+        // through its step topics); at run time the runner's absolute limit is the backstop.
         // Steps run under a child token: the first failure cancels the rest, and the task's own
         // cancellation reaches every step.
         let cancel = request.cancel.child_token();
@@ -472,7 +464,11 @@ impl Endpoint for SubPdeEndpoint {
                 started[i] = true;
                 let variables = self.input(i, request, &results)?;
                 let runner = runner.clone();
-                let parent = parent.clone();
+                let mut parent = parent.clone();
+                // `{task}/{step}`: with the runner's `/{topic}`, each sub-task's id is unique
+                // (and stable across retries) even when two steps share a topic — side effects
+                // keyed on it (an email's Message-ID) stay apart.
+                parent.task_id = format!("{}/{}", parent.task_id, self.steps[i].name);
                 let topic = self.steps[i].topic.clone();
                 tracing::debug!(step = %self.steps[i].name, topic = %topic, "Meta-PDE step started.");
                 running.push(async move { (i, runner.run(&topic, variables, &parent).await) });

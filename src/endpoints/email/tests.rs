@@ -105,7 +105,9 @@ async fn a_message_arrives_with_headers_bodies_and_attachment() {
         reply.output,
         json!({
             "message_id": "<task-42@procos>",
-            "accepted": ["ada@example.com", "bob@example.com", "carol@example.com", "dave@example.com"],
+            // dave is Bcc: delivered (see the envelope below) but not named in variables.
+            "accepted": ["ada@example.com", "bob@example.com", "carol@example.com"],
+            "bcc": 1,
         })
     );
 

@@ -203,7 +203,13 @@ fn rate_limits_and_server_errors_are_transient() {
     );
     assert_eq!(err.code.as_deref(), Some("rate_limited"));
     let err = mapped(Provider::OpenAi, 500, json!({"error": {"message": "oops"}}));
-    assert_eq!(err.kind, ErrorKind::Transient { retry_after: None });
+    assert_eq!(
+        err.kind,
+        ErrorKind::Transient {
+            retry_after: Some(Duration::from_secs(7))
+        },
+        "Retry-After is honoured on any 5xx"
+    );
     assert_eq!(err.code.as_deref(), Some("http_500"));
     assert!(err.message.contains("oops"), "{err}");
     let err = mapped(Provider::Ollama, 503, json!({"error": "loading"}));
