@@ -118,6 +118,7 @@ impl Manager {
         camunda: CamundaClient,
         endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
     ) -> Result<Self, ManagerError> {
+        let freed = Arc::new(Notify::new());
         let pools: BTreeMap<String, Arc<Pool>> = config
             .pde_manager
             .pools
@@ -125,7 +126,7 @@ impl Manager {
             .map(|(name, p)| {
                 (
                     name.clone(),
-                    Pool::new(name, p.instances, p.max_concurrent_tasks),
+                    Pool::notifying(name, p.instances, p.max_concurrent_tasks, freed.clone()),
                 )
             })
             .collect();
@@ -172,7 +173,7 @@ impl Manager {
                 backoff: config.camunda.backoff.clone(),
                 grace: config.pde_manager.shutdown_grace,
             },
-            freed: Arc::new(Notify::new()),
+            freed,
             in_flight: Arc::default(),
         })
     }

@@ -27,6 +27,8 @@ pub struct Pool {
     parked: Mutex<Option<OwnedSemaphorePermit>>,
     /// Fires when slots are parked.
     parked_more: Notify,
+    /// Woken when a slot lent to a sub-task comes back (the fetch loop may be waiting for one).
+    freed: Arc<Notify>,
 }
 
 /// A slot in a pool, held while a task runs on one of its PDE instances.
@@ -40,6 +42,16 @@ pub struct Slot {
 impl Pool {
     /// A pool with `instances` executors sharing `capacity` slots.
     pub fn new(name: &str, instances: usize, capacity: usize) -> Arc<Self> {
+        Self::notifying(name, instances, capacity, Arc::new(Notify::new()))
+    }
+
+    /// Like [`Pool::new`]; `freed` is woken when a slot lent to a sub-task is given back.
+    pub fn notifying(
+        name: &str,
+        instances: usize,
+        capacity: usize,
+        freed: Arc<Notify>,
+    ) -> Arc<Self> {
         let instances = instances.max(1);
         Arc::new(Self {
             name: name.to_string(),
@@ -49,6 +61,7 @@ impl Pool {
             finished: (0..instances).map(|_| AtomicU64::new(0)).collect(),
             parked: Mutex::new(None),
             parked_more: Notify::new(),
+            freed,
         })
     }
 
@@ -153,8 +166,27 @@ impl Pool {
 
 #[async_trait]
 impl crate::pde::sub_task::Slots for Pool {
-    async fn lend(&self) -> Option<OwnedSemaphorePermit> {
-        Pool::lend(self).await
+    async fn lend(&self) -> Option<crate::pde::sub_task::Borrowed> {
+        let permit = Pool::lend(self).await?;
+        Some(Box::new(Lent {
+            permit: Some(permit),
+            freed: self.freed.clone(),
+        }))
+    }
+}
+
+/// A slot lent to a sub-task: giving it back wakes the fetch loop, which may be waiting for a
+/// free slot to poll again.
+struct Lent {
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // Slot first, then the wake-up: the woken loop must find the slot free.
+        drop(self.permit.take());
+        self.freed.notify_one();
     }
 }
 
@@ -201,6 +233,20 @@ mod tests {
             "one left for the poll"
         );
         assert!(pool.take_parked().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slot_given_back_by_a_sub_task_wakes_the_fetch_loop_with_the_slot_free() {
+        use crate::pde::sub_task::Slots;
+        let freed = Arc::new(Notify::new());
+        let pool = Pool::notifying("ai", 1, 1, freed.clone());
+        let lent = Slots::lend(pool.as_ref()).await.expect("lent");
+        assert_eq!(pool.free(), 0);
+        drop(lent);
+        tokio::time::timeout(std::time::Duration::from_secs(1), freed.notified())
+            .await
+            .expect("the fetch loop is woken");
+        assert_eq!(pool.free(), 1, "and finds the slot free");
     }
 
     #[test]

@@ -36,12 +36,15 @@ use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, SubTasks};
 /// that `procos validate` did not see (each endpoint's own `max_depth` is usually lower).
 pub const MAX_SUB_TASK_DEPTH: u32 = 16;
 
+/// A slot lent to a sub-task; dropping it gives the slot back.
+pub type Borrowed = Box<dyn Send + Sync>;
+
 /// Lends pool slots to sub-tasks (implemented by the manager's pools, which can lend a slot
 /// reserved for a pending long poll rather than make the sub-task wait the poll out).
 #[async_trait::async_trait]
 pub trait Slots: Send + Sync + std::fmt::Debug {
     /// A slot of the pool, held until the permit is dropped; `None` if the pool is closed.
-    async fn lend(&self) -> Option<tokio::sync::OwnedSemaphorePermit>;
+    async fn lend(&self) -> Option<Borrowed>;
 }
 
 /// Runs sub-tasks over the pipeline's topics. Built by the manager right after the pipeline.
