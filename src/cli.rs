@@ -20,6 +20,9 @@ pub struct Cli {
     /// Log filter in RUST_LOG syntax (e.g. `info,procos=debug`); default `RUST_LOG`, else `info`.
     #[arg(long, global = true)]
     pub log_filter: Option<String>,
+    /// Serve Prometheus metrics on this address at `/metrics` (e.g. `0.0.0.0:9464`); off if unset.
+    #[arg(long, global = true, env = "PROCOS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// What to do; without a command, run the daemon.
     #[command(subcommand)]
     pub command: Option<Command>,

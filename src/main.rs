@@ -74,6 +74,13 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(listen) = cli.metrics_listen
+        && !matches!(cli.command, Some(Command::Engine { .. }))
+        && let Err(e) = telemetry::metrics::serve(listen)
+    {
+        tracing::error!(error = %e, "Cannot serve metrics.");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Some(Command::Engine { listen }) => run_engine(listen, shutdown).await,
         Some(Command::Dev {

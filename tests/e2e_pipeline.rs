@@ -614,3 +614,44 @@ async fn a_second_signal_stops_at_once() {
         "did not wait for the 10s grace period"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_scrape_task_endpoint_and_pool_metrics() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let work = Workdir::from_repo();
+    let _procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml", "--metrics-listen", &metrics],
+        &[("CAMUNDA_URL", &engine.url)],
+    );
+    rest.wait_deployed("order_check", T).await;
+    let pi = rest
+        .start(
+            "order_check",
+            json!({"amount": 120.0, "url": format!("{}/version", engine.url)}),
+        )
+        .await;
+    rest.wait_ended(&pi, T).await;
+
+    let text = rest
+        .http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"procos_tasks_total{topic="http_request",outcome="completed"} 1"#,
+        r#"procos_tasks_total{topic="score_order",outcome="completed"} 1"#,
+        r#"procos_endpoint_calls_total{endpoint="python",result="ok"} 1"#,
+        "# TYPE procos_task_duration_seconds",
+        r#"procos_pool_busy_slots{pool="general_purpose"}"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in:\n{text}");
+    }
+    assert!(!text.contains(&pi), "no task or instance ids in labels");
+}

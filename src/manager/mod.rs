@@ -256,6 +256,7 @@ impl Manager {
                     break;
                 }
             };
+            crate::telemetry::metrics::fetched(result.is_ok(), result.as_ref().map_or(0, Vec::len));
             match result {
                 Ok(tasks) => {
                     backoff.reset();

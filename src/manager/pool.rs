@@ -140,11 +140,17 @@ impl Pool {
             .map(|(i, _)| i)
             .unwrap_or(0);
         self.running[instance].fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metrics::pool_busy(&self.name, self.busy());
         Slot {
             pool: self.clone(),
             instance,
             _permit: permit,
         }
+    }
+
+    /// Slots in use now (engine tasks seated here, sub-tasks and reservations included).
+    pub fn busy(&self) -> usize {
+        self.capacity.saturating_sub(self.free())
     }
 
     /// Tasks running now, per instance.
@@ -201,6 +207,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.pool.running[self.instance].fetch_sub(1, Ordering::Relaxed);
         self.pool.finished[self.instance].fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metrics::pool_busy(&self.pool.name, self.pool.busy());
     }
 }
 

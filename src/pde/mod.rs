@@ -164,6 +164,16 @@ impl Pipeline {
         let t = Instant::now();
         let outcome = self.completion.finish(task, topic, verdict, lease).await;
         timings.completion_ms = ms_since(t);
+        let total = timings.start_ms
+            + timings.test_ms
+            + timings.gateway_ms
+            + timings.validation_ms
+            + timings.completion_ms;
+        crate::telemetry::metrics::task_finished(
+            &topic.name,
+            outcome.as_str(),
+            std::time::Duration::from_millis(total),
+        );
         tracing::info!(
             outcome = outcome.as_str(),
             start_ms = timings.start_ms,

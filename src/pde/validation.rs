@@ -15,7 +15,7 @@ use super::gateway::Route;
 use super::start::TaskContext;
 use super::topic::TopicRuntime;
 use super::verdict::{Verdict, class};
-use crate::endpoints::{EndpointError, ErrorKind};
+use crate::endpoints::{EndpointError, EndpointReply, ErrorKind};
 
 /// Calls endpoints along the route until one produces a valid result.
 pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
@@ -30,9 +30,30 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
             }
             let started = Instant::now();
             let result = endpoint.call(&request).await;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let took = started.elapsed();
+            let elapsed_ms = took.as_millis() as u64;
+            // Checked once: the verdict and the metric's label both use it.
+            let result = result.map(|reply| {
+                let checked = check_output(topic, &reply.output);
+                (reply, checked)
+            });
+            let result_label = match &result {
+                Ok((_, Ok(()))) => "ok".to_string(),
+                Ok((_, Err(_))) => "invalid".to_string(),
+                Err(e) => e.code.clone().unwrap_or_else(|| "error".to_string()),
+            };
+            crate::telemetry::metrics::endpoint_called(endpoint.name(), &result_label, took);
+            if let Ok((
+                EndpointReply {
+                    usage: Some(usage), ..
+                },
+                _,
+            )) = &result
+            {
+                crate::telemetry::metrics::usage(endpoint.name(), usage);
+            }
             match result {
-                Ok(reply) => match check_output(topic, &reply.output) {
+                Ok((reply, checked)) => match checked {
                     Ok(()) => {
                         tracing::info!(
                             endpoint = endpoint.name(),

@@ -1,0 +1,147 @@
+//! Prometheus metrics: every metric name and label is here, so dashboards have one place to look.
+//!
+//! Labels are of low cardinality only (topic, endpoint, model, pool, outcome) — never a task id.
+//! Recording goes through the `metrics` facade: without `--metrics-listen` nothing is installed
+//! and every call is a no-op.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `procos_tasks_total` | counter | topic, outcome |
+//! | `procos_task_duration_seconds` | histogram | topic |
+//! | `procos_endpoint_calls_total` | counter | endpoint, result (`ok`, `invalid`, error class) |
+//! | `procos_endpoint_latency_seconds` | histogram | endpoint |
+//! | `procos_llm_tokens_total` | counter | endpoint, model, direction (`input`, `output`) |
+//! | `procos_llm_cost_micros_total` | counter | endpoint, model (cost × 10⁶: counters are integers) |
+//! | `procos_fetches_total` | counter | result (`ok`, `error`) |
+//! | `procos_fetched_tasks_total` | counter | — |
+//! | `procos_pool_busy_slots` | gauge | pool |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::endpoints::Usage;
+
+const TASKS: &str = "procos_tasks_total";
+const TASK_DURATION: &str = "procos_task_duration_seconds";
+const ENDPOINT_CALLS: &str = "procos_endpoint_calls_total";
+const ENDPOINT_LATENCY: &str = "procos_endpoint_latency_seconds";
+const LLM_TOKENS: &str = "procos_llm_tokens_total";
+const LLM_COST: &str = "procos_llm_cost_micros_total";
+const FETCHES: &str = "procos_fetches_total";
+const FETCHED_TASKS: &str = "procos_fetched_tasks_total";
+const POOL_BUSY: &str = "procos_pool_busy_slots";
+
+/// Serves `/metrics` on `listen` (Prometheus text format). Call inside the tokio runtime.
+pub fn serve(listen: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+    describe();
+    tracing::info!(address = %listen, "Serving Prometheus metrics at /metrics.");
+    Ok(())
+}
+
+fn describe() {
+    describe_counter!(TASKS, "External tasks finished, by topic and outcome.");
+    describe_histogram!(
+        TASK_DURATION,
+        "Time from a task's start to its report, in seconds."
+    );
+    describe_counter!(ENDPOINT_CALLS, "Endpoint calls, by endpoint and result.");
+    describe_histogram!(ENDPOINT_LATENCY, "Endpoint call latency in seconds.");
+    describe_counter!(
+        LLM_TOKENS,
+        "Model tokens used, by endpoint, model and direction."
+    );
+    describe_counter!(
+        LLM_COST,
+        "Model cost in millionths of the configured currency, by endpoint and model."
+    );
+    describe_counter!(FETCHES, "fetchAndLock calls, by result.");
+    describe_counter!(FETCHED_TASKS, "Tasks handed out by fetchAndLock.");
+    describe_gauge!(POOL_BUSY, "Slots of a pool in use.");
+}
+
+/// A task was reported (or given up).
+pub fn task_finished(topic: &str, outcome: &'static str, took: Duration) {
+    counter!(TASKS, "topic" => topic.to_string(), "outcome" => outcome).increment(1);
+    histogram!(TASK_DURATION, "topic" => topic.to_string()).record(took.as_secs_f64());
+}
+
+/// An endpoint call ended; `result` is `ok`, `invalid` or the error's class.
+pub fn endpoint_called(endpoint: &str, result: &str, took: Duration) {
+    counter!(ENDPOINT_CALLS, "endpoint" => endpoint.to_string(), "result" => result.to_string())
+        .increment(1);
+    histogram!(ENDPOINT_LATENCY, "endpoint" => endpoint.to_string()).record(took.as_secs_f64());
+}
+
+/// A model's token usage and cost.
+pub fn usage(endpoint: &str, usage: &Usage) {
+    let model = usage.model.clone().unwrap_or_default();
+    let labels = |direction: &'static str| {
+        [
+            ("endpoint", endpoint.to_string()),
+            ("model", model.clone()),
+            ("direction", direction.to_string()),
+        ]
+    };
+    counter!(LLM_TOKENS, &labels("input")).increment(usage.input_tokens);
+    counter!(LLM_TOKENS, &labels("output")).increment(usage.output_tokens);
+    if let Some(cost) = usage.cost {
+        counter!(LLM_COST, "endpoint" => endpoint.to_string(), "model" => model.clone())
+            .increment((cost * 1_000_000.0).round().max(0.0) as u64);
+    }
+}
+
+/// A fetchAndLock call ended.
+pub fn fetched(ok: bool, tasks: usize) {
+    counter!(FETCHES, "result" => if ok { "ok" } else { "error" }).increment(1);
+    counter!(FETCHED_TASKS).increment(tasks as u64);
+}
+
+/// The number of a pool's slots in use changed.
+pub fn pool_busy(pool: &str, busy: usize) {
+    gauge!(POOL_BUSY, "pool" => pool.to_string()).set(busy as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_and_outcomes_are_exposed_with_low_cardinality_labels() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            task_finished("classify", "completed", Duration::from_millis(120));
+            endpoint_called("openai", "ok", Duration::from_millis(100));
+            endpoint_called("openai", "rate_limited", Duration::from_millis(5));
+            let u = Usage {
+                model: Some("gpt-4o-mini".into()),
+                input_tokens: 120,
+                output_tokens: 30,
+                cost: Some(0.0000360),
+            };
+            usage("openai", &u);
+            fetched(true, 3);
+            pool_busy("ai", 2);
+        });
+        let text = handle.render();
+        for line in [
+            r#"procos_tasks_total{topic="classify",outcome="completed"} 1"#,
+            r#"procos_endpoint_calls_total{endpoint="openai",result="rate_limited"} 1"#,
+            r#"procos_llm_tokens_total{endpoint="openai",model="gpt-4o-mini",direction="input"} 120"#,
+            r#"procos_llm_tokens_total{endpoint="openai",model="gpt-4o-mini",direction="output"} 30"#,
+            r#"procos_llm_cost_micros_total{endpoint="openai",model="gpt-4o-mini"} 36"#,
+            r#"procos_fetched_tasks_total 3"#,
+            r#"procos_pool_busy_slots{pool="ai"} 2"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+        assert!(!text.contains("task_id"));
+    }
+}
