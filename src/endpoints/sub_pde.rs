@@ -96,6 +96,43 @@ pub fn mentioned_steps(template: &Value) -> BTreeSet<String> {
     found
 }
 
+/// True when a template uses `steps` in a form the dependency scan cannot see (`{% set s =
+/// steps %}`, `steps[var]`, `steps | attr(x)`). Asks minijinja itself: with nested lookups, a
+/// plain `steps.x` or `steps["x"]` is reported as `steps.x`, any other use as bare `steps`.
+fn uses_steps_opaquely(value: &Value) -> bool {
+    match value {
+        Value::String(s) if s.contains("steps") => {
+            // A literal subscript (`steps["a"]`) is as clear as `steps.a`; minijinja reports it
+            // as bare `steps`, so spell it as an attribute first.
+            let mut source = s.clone();
+            for quote in ['"', '\''] {
+                let open = format!("steps[{quote}");
+                while let Some(at) = source.find(&open) {
+                    let name_start = at + open.len();
+                    let Some(len) = source[name_start..].find(quote) else {
+                        break;
+                    };
+                    let name = source[name_start..name_start + len].to_string();
+                    let close = name_start + len + 1;
+                    if !source[close..].starts_with(']')
+                        || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    {
+                        break;
+                    }
+                    source.replace_range(at..close + 1, &format!("steps.{name}"));
+                }
+            }
+            let env = minijinja::Environment::new();
+            env.template_from_str(&source)
+                .map(|t| t.undeclared_variables(true).contains("steps"))
+                .unwrap_or(false)
+        }
+        Value::Array(items) => items.iter().any(uses_steps_opaquely),
+        Value::Object(map) => map.values().any(uses_steps_opaquely),
+        _ => false,
+    }
+}
+
 fn collect_mentions(value: &Value, found: &mut BTreeSet<String>) {
     match value {
         Value::String(s) => {
@@ -205,6 +242,14 @@ impl SubPdeConfig {
                 }
                 if let Err(e) = JsonTemplate::compile(&format!("steps[{i}].input"), input) {
                     out.push((format!("steps[{i}].input"), e.to_string()));
+                } else if uses_steps_opaquely(input) {
+                    out.push((
+                        format!("steps[{i}].input"),
+                        "refers to `steps` other than as `steps.<name>` (e.g. through a variable or \
+                         a computed key): procos could not tell which steps must finish first; \
+                         write `steps.<name>` or list them in `needs`"
+                            .into(),
+                    ));
                 }
             }
         }

@@ -167,3 +167,20 @@ fn usage_is_summed() {
     add_usage(&mut total, Some(u("other", None)));
     assert_eq!(total.expect("some").model, None);
 }
+
+#[test]
+fn a_step_input_that_hides_its_dependency_is_rejected() {
+    let config: SubPdeConfig = serde_yaml::from_str(
+        r#"
+steps:
+  - { name: a, topic: t }
+  - { name: b, topic: t, input: { x: "{{ steps.a.result }}", y: "{{ steps['a'] }}" } }
+  - { name: c, topic: t, input: { x: "{% set s = steps %}{{ s.a }}" } }
+"#,
+    )
+    .expect("parses");
+    let problems = config.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "steps[2].input");
+    assert!(problems[0].1.contains("steps.<name>"), "{problems:?}");
+}
