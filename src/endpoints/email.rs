@@ -422,10 +422,6 @@ impl EmailEndpoint {
             .filter(|a| visible.contains(a))
             .collect();
         let bcc = envelope.saturating_sub(accepted.len());
-        let _permit =
-            self.limit.acquire().await.map_err(|_| {
-                EndpointError::transient(format!("endpoint `{}` is closed", self.name))
-            })?;
         let sent = tokio::time::timeout(self.timeout, self.transport().send(message)).await;
         match sent {
             Ok(Ok(_response)) => Ok(EndpointReply::new(
@@ -517,6 +513,10 @@ impl Endpoint for EmailEndpoint {
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let ctx = TemplateContext::new(request);
         let work = async {
+            // The slot first: tasks queued for it must not each hold their attachments in memory.
+            let _permit = self.limit.acquire().await.map_err(|_| {
+                EndpointError::transient(format!("endpoint `{}` is closed", self.name))
+            })?;
             let (message, message_id) = compose::message(self, request, &ctx).await?;
             self.send(message, message_id).await
         };
