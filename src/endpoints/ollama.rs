@@ -209,6 +209,9 @@ pub struct OllamaEndpoint {
     limit: Option<Arc<Semaphore>>,
     /// The last health answer and when it was taken. Never held across an await.
     health: Mutex<Option<(tokio::time::Instant, Result<(), EndpointError>)>>,
+    /// One probe at a time: when the cached answer expires, concurrent tasks wait for the probe
+    /// in flight instead of each sending their own.
+    probing: tokio::sync::Mutex<()>,
 }
 
 impl OllamaEndpoint {
@@ -256,6 +259,7 @@ impl OllamaEndpoint {
             timeout: config.timeout,
             limit: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             health: Mutex::new(None),
+            probing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -362,10 +366,18 @@ impl Endpoint for OllamaEndpoint {
     }
 
     async fn health(&self) -> Result<(), EndpointError> {
-        if let Some((at, answer)) = lock(&self.health).as_ref()
-            && at.elapsed() < HEALTH_TTL
-        {
-            return answer.clone();
+        let cached = || {
+            lock(&self.health)
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < HEALTH_TTL)
+                .map(|(_, answer)| answer.clone())
+        };
+        if let Some(answer) = cached() {
+            return answer;
+        }
+        let _probe = self.probing.lock().await;
+        if let Some(answer) = cached() {
+            return answer; // another task probed while this one waited
         }
         let answer = self.probe().await;
         *lock(&self.health) = Some((tokio::time::Instant::now(), answer.clone()));

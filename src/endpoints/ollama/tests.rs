@@ -184,6 +184,24 @@ async fn health_is_cached() {
 }
 
 #[tokio::test]
+async fn concurrent_health_checks_share_one_probe() {
+    let server = server_with(200, chat("x"), tags(&["llama3:latest"])).await;
+    let ep = OllamaEndpoint::new("local", &config(&server)).unwrap();
+    let checks = (0..8).map(|_| ep.health());
+    for answer in futures::future::join_all(checks).await {
+        answer.unwrap();
+    }
+    let probes = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/tags")
+        .count();
+    assert_eq!(probes, 1, "eight tasks at once, one probe");
+}
+
+#[tokio::test]
 async fn a_chat_with_a_model_not_pulled_falls_back_with_the_pull_hint() {
     let server = server_with(
         404,
