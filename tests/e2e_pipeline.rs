@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Procos, Rest, Workdir, config, engine, one_task_bpmn};
+use support::{Procos, Rest, Stage, Workdir, config, engine, one_task_bpmn, stage};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -142,20 +142,18 @@ async fn failing_endpoint_counts_retries_down_to_an_incident() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_endpoint_keeps_its_lock_and_completes_once() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "  lock_duration: 1s",
         &["slow"],
         "  slow: { pool: gp, endpoints: [slow] }",
         "  slow: { type: noop, delay: 3500ms }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let _procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine: _engine,
+        rest,
+        work: _,
+        procos: _procos,
+    } = stage(&cfg, "slow_process", "slow").await;
 
     let pi = rest.start("slow_process", json!({"n": 1})).await;
     let vars = rest.wait_ended(&pi, T).await;
@@ -176,8 +174,6 @@ async fn slow_endpoint_keeps_its_lock_and_completes_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "",
         &["slow"],
@@ -185,12 +181,12 @@ async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
         "  slow: { type: noop, delay: 1500ms }",
     )
     .replace("long_poll: 2s", "long_poll: 20s");
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let mut procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine: _engine,
+        rest,
+        work: _,
+        mut procos,
+    } = stage(&cfg, "slow_process", "slow").await;
 
     let mut instances = Vec::new();
     for i in 0..6 {
@@ -275,20 +271,18 @@ async fn waits_for_an_engine_that_is_down_at_boot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_errors_mid_run_are_backed_off_and_recovered_from() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "",
         &["echo"],
         "  echo: { pool: gp, endpoints: [echo] }",
         "  echo: { type: noop }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
-    );
-    let procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("echo_process", T).await;
+    let Stage {
+        engine,
+        rest,
+        work: _,
+        procos,
+    } = stage(&cfg, "echo_process", "echo").await;
     procos.wait_log("PDE manager started.", T).await;
 
     // Nothing else talks to the engine now, so the four injected 500s hit the next four polls.
@@ -327,20 +321,18 @@ async fn engine_errors_mid_run_are_backed_off_and_recovered_from() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_dropped_into_bpmn_is_deployed_while_running() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "",
         &["echo"],
         "  echo: { pool: gp, endpoints: [echo] }",
         "  echo: { type: noop }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
-    );
-    let procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("echo_process", T).await;
+    let Stage {
+        engine: _engine,
+        rest,
+        work,
+        procos,
+    } = stage(&cfg, "echo_process", "echo").await;
     procos.wait_log("Watching for BPMN", T).await;
 
     std::fs::write(
@@ -378,20 +370,18 @@ async fn a_file_dropped_into_bpmn_is_deployed_while_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_whose_instance_is_deleted_stops_and_is_never_reported() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "  lock_duration: 1s",
         &["slow"],
         "  slow: { pool: gp, endpoints: [slow] }",
         "  slow: { type: noop, delay: 20s }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine,
+        rest,
+        work: _,
+        procos,
+    } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({})).await;
     procos.wait_log("Lock extended.", T).await;
 
@@ -416,8 +406,6 @@ async fn a_task_whose_instance_is_deleted_stops_and_is_never_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_still_running_after_the_grace_period_are_unlocked_for_another_worker() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "",
         &["slow"],
@@ -425,12 +413,12 @@ async fn tasks_still_running_after_the_grace_period_are_unlocked_for_another_wor
         "  slow: { type: noop, delay: 60s }",
     )
     .replace("shutdown_grace: 10s", "shutdown_grace: 1s");
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let mut procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine: _engine,
+        rest,
+        work: _,
+        mut procos,
+    } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({})).await;
     let locked = support::eventually(T, || async {
         rest.get("/external-task/count?locked=true").await["count"] == json!(1)
@@ -463,8 +451,6 @@ async fn tasks_still_running_after_the_grace_period_are_unlocked_for_another_wor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lock_that_nobody_took_is_locked_again_and_the_task_completes_once() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     // One slot: while the task runs, procos does not poll, so only the heartbeat sees the expiry.
     let cfg = config(
         "  lock_duration: 1s",
@@ -474,12 +460,12 @@ async fn an_expired_lock_that_nobody_took_is_locked_again_and_the_task_completes
     )
     .replace("max_concurrent_tasks: 10", "max_concurrent_tasks: 1")
     .replace("instances: 2", "instances: 1");
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine,
+        rest,
+        work: _,
+        procos,
+    } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({"k": "v"})).await;
     procos.wait_log("Lock extended.", T).await;
     let task_id = rest
@@ -505,20 +491,18 @@ async fn an_expired_lock_that_nobody_took_is_locked_again_and_the_task_completes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "  lock_duration: 1s",
         &["slow"],
         "  slow: { pool: gp, endpoints: [slow] }",
         "  slow: { type: noop, delay: 2s }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine,
+        rest,
+        work: _,
+        procos,
+    } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({"n": 1})).await;
     let locked = support::eventually(T, || async {
         rest.get("/external-task/count?locked=true").await["count"] == json!(1)
@@ -558,20 +542,18 @@ async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_changed_during_an_engine_outage_is_deployed_when_it_returns() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "",
         &["echo"],
         "  echo: { pool: gp, endpoints: [echo] }",
         "  echo: { type: noop }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("echo.bpmn", &one_task_bpmn("echo_process", "echo", "NEVER"))],
-    );
-    let procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("echo_process", T).await;
+    let Stage {
+        engine,
+        rest,
+        work,
+        procos,
+    } = stage(&cfg, "echo_process", "echo").await;
     procos.wait_log("Watching for BPMN", T).await;
 
     engine.engine.set_down(true);
@@ -587,20 +569,18 @@ async fn a_file_changed_during_an_engine_outage_is_deployed_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let cfg = config(
         "",
         &["slow"],
         "  slow: { pool: gp, endpoints: [slow] }",
         "  slow: { type: noop, delay: 60s }",
     );
-    let work = Workdir::new(
-        &cfg,
-        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
-    );
-    let mut procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("slow_process", T).await;
+    let Stage {
+        engine: _engine,
+        rest,
+        work: _,
+        mut procos,
+    } = stage(&cfg, "slow_process", "slow").await;
     rest.start("slow_process", json!({})).await;
     procos.wait_log("Task context built.", T).await;
 

@@ -397,3 +397,30 @@ pub async fn smtp_sink() -> (Child, u16, tempfile::TempDir) {
     let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
     (child, port.expect("listening on 127.0.0.1:<port>"), dir)
 }
+
+/// The usual end-to-end stage: the engine, a REST helper on it, and the real daemon running
+/// `cfg` with one one-task process (`key`, on `topic`), already deployed.
+pub struct Stage {
+    pub engine: RunningEngine,
+    pub rest: Rest,
+    pub work: Workdir,
+    pub procos: Procos,
+}
+
+/// Sets up a [`Stage`].
+pub async fn stage(cfg: &str, key: &str, topic: &str) -> Stage {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = Workdir::new(
+        cfg,
+        &[(&format!("{key}.bpmn"), &one_task_bpmn(key, topic, "NEVER"))],
+    );
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed(key, Duration::from_secs(30)).await;
+    Stage {
+        engine,
+        rest,
+        work,
+        procos,
+    }
+}
