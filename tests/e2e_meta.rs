@@ -8,8 +8,10 @@ mod support;
 
 use std::time::Duration;
 
+use procos::engine::RunningEngine;
 use serde_json::{Value, json};
 use support::{Procos, Rest, Workdir, engine, free_port, smtp_sink};
+use tokio::process::Child;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -17,9 +19,18 @@ const CLAIM: &str = "On 12 March 2024 a pipe burst in our kitchen. The plumber's
                      1,200.50 EUR and the new floor €800. The plumber came on 2024-03-14. The \
                      flat was unusable for two days.";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_claim_review_runs_its_meta_pde_and_mails_the_result() {
-    let (_sink, smtp_port, mail) = smtp_sink().await;
+/// The shipped config and models with a real SMTP server and no language model at all.
+struct Shipped {
+    _sink: Child,
+    mail: tempfile::TempDir,
+    _engine: RunningEngine,
+    rest: Rest,
+    _work: Workdir,
+    procos: Procos,
+}
+
+async fn shipped() -> Shipped {
+    let (sink, smtp_port, mail) = smtp_sink().await;
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     let work = Workdir::from_repo();
@@ -37,6 +48,26 @@ async fn the_claim_review_runs_its_meta_pde_and_mails_the_result() {
         ],
     );
     rest.wait_deployed("claim_review", T).await;
+    Shipped {
+        _sink: sink,
+        mail,
+        _engine: engine,
+        rest,
+        _work: work,
+        procos,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_review_runs_its_meta_pde_and_mails_the_result() {
+    let Shipped {
+        _sink,
+        mail,
+        _engine,
+        rest,
+        _work,
+        procos,
+    } = shipped().await;
 
     let pi = rest
         .start(
@@ -134,24 +165,14 @@ fn quoted_printable(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_claimant_address_ends_the_claim_at_the_modelled_error() {
-    let (_sink, smtp_port, mail) = smtp_sink().await;
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
-    let work = Workdir::from_repo();
-    let smtp_port = smtp_port.to_string();
-    let no_ollama = format!("http://127.0.0.1:{}", free_port());
-    let _procos = Procos::spawn(
-        work.path(),
-        &["--config", "config/pde.yaml"],
-        &[
-            ("CAMUNDA_URL", &engine.url),
-            ("SMTP_HOST", "127.0.0.1"),
-            ("SMTP_PORT", &smtp_port),
-            ("OPENAI_API_KEY", ""),
-            ("OLLAMA_URL", &no_ollama),
-        ],
-    );
-    rest.wait_deployed("claim_review", T).await;
+    let Shipped {
+        _sink,
+        mail,
+        _engine,
+        rest,
+        _work,
+        procos: _procos,
+    } = shipped().await;
     let pi = rest
         .start(
             "claim_review",

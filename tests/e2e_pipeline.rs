@@ -151,7 +151,7 @@ async fn slow_endpoint_keeps_its_lock_and_completes_once() {
     let Stage {
         engine: _engine,
         rest,
-        work: _,
+        work: _work,
         procos: _procos,
     } = stage(&cfg, "slow_process", "slow").await;
 
@@ -184,7 +184,7 @@ async fn sigterm_lets_tasks_in_flight_finish_and_exits_zero() {
     let Stage {
         engine: _engine,
         rest,
-        work: _,
+        work: _work,
         mut procos,
     } = stage(&cfg, "slow_process", "slow").await;
 
@@ -280,7 +280,7 @@ async fn engine_errors_mid_run_are_backed_off_and_recovered_from() {
     let Stage {
         engine,
         rest,
-        work: _,
+        work: _work,
         procos,
     } = stage(&cfg, "echo_process", "echo").await;
     procos.wait_log("PDE manager started.", T).await;
@@ -379,7 +379,7 @@ async fn a_task_whose_instance_is_deleted_stops_and_is_never_reported() {
     let Stage {
         engine,
         rest,
-        work: _,
+        work: _work,
         procos,
     } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({})).await;
@@ -416,7 +416,7 @@ async fn tasks_still_running_after_the_grace_period_are_unlocked_for_another_wor
     let Stage {
         engine: _engine,
         rest,
-        work: _,
+        work: _work,
         mut procos,
     } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({})).await;
@@ -463,7 +463,7 @@ async fn an_expired_lock_that_nobody_took_is_locked_again_and_the_task_completes
     let Stage {
         engine,
         rest,
-        work: _,
+        work: _work,
         procos,
     } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({"k": "v"})).await;
@@ -500,7 +500,7 @@ async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
     let Stage {
         engine,
         rest,
-        work: _,
+        work: _work,
         procos,
     } = stage(&cfg, "slow_process", "slow").await;
     let pi = rest.start("slow_process", json!({"n": 1})).await;
@@ -578,7 +578,7 @@ async fn a_second_signal_stops_at_once() {
     let Stage {
         engine: _engine,
         rest,
-        work: _,
+        work: _work,
         mut procos,
     } = stage(&cfg, "slow_process", "slow").await;
     rest.start("slow_process", json!({})).await;
