@@ -635,3 +635,57 @@ async fn operators_can_scrape_task_endpoint_and_pool_metrics() {
     }
     assert!(!text.contains(&pi), "no task or instance ids in labels");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_cannot_continue_after_a_task_ends_in_an_incident_not_a_loop() {
+    // After the task, the gateway has no flow for x = 1 and no default: the engine answers
+    // `complete` with 500 (ENGINE-02004) and rolls back, every time.
+    const STUCK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="d_stuck" targetNamespace="http://procos.dev/test">
+  <bpmn:process id="stuck" isExecutable="true" camunda:historyTimeToLive="P1D">
+    <bpmn:startEvent id="start" />
+    <bpmn:serviceTask id="work" camunda:type="external" camunda:topic="echo" />
+    <bpmn:exclusiveGateway id="gw" />
+    <bpmn:endEvent id="done" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="gw" />
+    <bpmn:sequenceFlow id="f3" sourceRef="gw" targetRef="done">
+      <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">${x == 2}</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+  </bpmn:process>
+</bpmn:definitions>"#;
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "",
+        &["echo"],
+        "  echo: { pool: gp, endpoints: [echo], retries: 2, retry_timeout: 100ms }",
+        "  echo: { type: noop }",
+    );
+    let work = Workdir::new(&cfg, &[("stuck.bpmn", STUCK)]);
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("stuck", T).await;
+
+    let pi = rest.start("stuck", json!({"x": 1})).await;
+    let incident = support::eventually(T, || async { !rest.incidents(&pi).await.is_empty() }).await;
+    assert!(incident, "retries 2 → failures with 1, 0 → incident");
+    let task = &rest
+        .get(&format!("/external-task?processInstanceId={pi}"))
+        .await[0];
+    assert!(
+        task["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not continue the process"),
+        "{task}"
+    );
+    let stats = rest.stats().await;
+    assert_eq!(stats["failure_calls"], json!(2), "{stats}");
+    assert_eq!(stats["complete_ok"], json!(0), "{stats}");
+    assert!(
+        procos
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("reporting a failure instead"))
+    );
+}
