@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
-use crate::camunda::variables::encode_json_map;
-use crate::camunda::{Backoff, CamundaClient, CamundaError, LockedTask, VariableMap, with_retries};
+use crate::camunda::variables::{encode_json_map, parse_date};
+use crate::camunda::{
+    Backoff, CamundaClient, CamundaError, LockedTask, TypedValue, VarType, Variable, VariableMap,
+    with_retries,
+};
 use crate::config::file::{BackoffConfig, OutputConfig};
 use crate::endpoints::{EndpointError, ErrorKind};
 
@@ -117,7 +120,20 @@ impl Completion {
         verdict: Verdict,
         lease: &Lease,
     ) -> Outcome {
-        let action = decide(task.retries, topic, verdict);
+        let action = match decide(task.retries, topic, verdict) {
+            Action::Complete {
+                mut variables,
+                mut local_variables,
+            } => {
+                keep_input_types(&mut variables, &task.variables);
+                keep_input_types(&mut local_variables, &task.variables);
+                Action::Complete {
+                    variables,
+                    local_variables,
+                }
+            }
+            other => other,
+        };
         lease.release().await;
         self.report(task, topic, action).await
     }
@@ -372,6 +388,56 @@ pub fn map_output(rules: &OutputConfig, output: Value) -> (VariableMap, Variable
     }
 }
 
+/// An output that overwrites an input variable keeps the input's Camunda type when the value
+/// fits it — a `Long` stays `Long`, a `Date` a `Date`, a Java `Object` keeps its type name — so
+/// that Java code reading the variable after procos is not surprised. Otherwise the type
+/// inferred from the JSON value stands.
+pub fn keep_input_types(outputs: &mut VariableMap, inputs: &VariableMap) {
+    for (name, out) in outputs.iter_mut() {
+        let Some(input) = inputs.get(name) else {
+            continue;
+        };
+        let Some(kind) = input.type_name.as_deref().and_then(VarType::parse) else {
+            continue;
+        };
+        let Ok(value) = Variable::decode(name, out).map(|v| v.value) else {
+            continue;
+        };
+        if Variable::from_json(value.clone()).var_type == kind || !fits(kind, &value, input) {
+            continue;
+        }
+        *out = Variable {
+            var_type: kind,
+            value,
+            info: input.value_info.clone(),
+        }
+        .encode();
+    }
+}
+
+fn fits(kind: VarType, value: &Value, input: &TypedValue) -> bool {
+    let int_in = |min: i64, max: i64| value.as_i64().is_some_and(|n| (min..=max).contains(&n));
+    match kind {
+        VarType::Short => int_in(i16::MIN.into(), i16::MAX.into()),
+        VarType::Integer => int_in(i32::MIN.into(), i32::MAX.into()),
+        VarType::Long => value.is_i64(),
+        VarType::Double | VarType::Number => value.is_number(),
+        VarType::String | VarType::Xml => value.is_string(),
+        VarType::Date => value.as_str().is_some_and(|s| parse_date(s).is_some()),
+        VarType::Boolean => value.is_boolean(),
+        VarType::Json => value.is_object() || value.is_array(),
+        VarType::Object => {
+            (value.is_object() || value.is_array())
+                && input
+                    .value_info
+                    .get("serializationDataFormat")
+                    .and_then(Value::as_str)
+                    == Some("application/json")
+        }
+        VarType::Null | VarType::Bytes | VarType::File => false,
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
@@ -521,5 +587,52 @@ mod tests {
         let local_rules: OutputConfig = serde_yaml::from_str("{local: true}").expect("yaml");
         let (vars, local) = map_output(&local_rules, json!({"a": 1}));
         assert!(vars.is_empty() && local.contains_key("a"));
+    }
+
+    #[test]
+    fn outputs_keep_the_camunda_type_of_the_input_they_overwrite_when_it_fits() {
+        let wire = |v: Value| -> TypedValue { serde_json::from_value(v).expect("wire") };
+        let inputs: VariableMap = [
+            ("id", wire(json!({"value": 7, "type": "Long"}))),
+            ("small", wire(json!({"value": 3, "type": "Short"}))),
+            ("due", wire(json!({"value": "2025-01-23T14:42:45.000+0200", "type": "Date"}))),
+            ("order", wire(json!({"value": "{}", "type": "Object",
+                "valueInfo": {"objectTypeName": "com.acme.Order", "serializationDataFormat": "application/json"}}))),
+            ("note", wire(json!({"value": "x", "type": "String"}))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let rules = OutputConfig::default();
+        let (mut vars, _) = map_output(
+            &rules,
+            json!({"id": 8, "small": 70000, "due": "2025-02-01T00:00:00.000+0000",
+                   "order": {"qty": 2}, "note": 5, "fresh": 1}),
+        );
+        keep_input_types(&mut vars, &inputs);
+        let t = |n: &str| vars[n].type_name.clone().unwrap_or_default();
+        assert_eq!(t("id"), "Long", "a Long stays Long");
+        assert_eq!(
+            t("small"),
+            "Integer",
+            "70000 does not fit a Short: inferred"
+        );
+        assert_eq!(t("due"), "Date");
+        assert_eq!(t("order"), "Object");
+        assert_eq!(
+            vars["order"].value_info["objectTypeName"],
+            json!("com.acme.Order")
+        );
+        assert_eq!(
+            vars["order"].value,
+            json!("{\"qty\":2}"),
+            "serialized as the engine expects"
+        );
+        assert_eq!(
+            t("note"),
+            "Integer",
+            "a number does not fit a String: inferred"
+        );
+        assert_eq!(t("fresh"), "Integer");
     }
 }
