@@ -16,8 +16,8 @@
 //!
 //! Bounds: `worker_pool_size` scripts run at once, each for at most `max_execution_time` (then it
 //! is killed: Transient `timeout`), printing at most `max_output_bytes` on stdout (Permanent
-//! `output_too_large`). Cancelling the task kills the script. Only the script process itself is
-//! killed; processes it starts are its own business.
+//! `output_too_large`). Cancelling the task kills the script. The script runs in a process
+//! group of its own, and a kill takes the whole group: processes it started die with it.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -229,7 +229,8 @@ impl PythonEndpoint {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            .process_group(0);
         command
     }
 
@@ -252,6 +253,9 @@ impl PythonEndpoint {
                 _ => EndpointError::transient(message).code("spawn"),
             }
         })?;
+        // Kills the script's whole process group unless it exited by itself, also when this
+        // future is dropped half-way.
+        let mut group = GroupKill(child.id());
         let started = Instant::now();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -267,8 +271,11 @@ impl PythonEndpoint {
                 }
             }
         };
-        if !matches!(outcome, Outcome::Exited(_)) {
-            // Kill and reap; an error here means it already exited.
+        if matches!(outcome, Outcome::Exited(_)) {
+            group.0 = None;
+        } else {
+            group.kill();
+            // Reap; an error here means it already exited.
             let _ = child.kill().await;
         }
         tracing::debug!(
@@ -485,6 +492,27 @@ impl Endpoint for PythonEndpoint {
             })?,
         };
         self.run(&script, input, request).await
+    }
+}
+
+/// The process group of a running script (its pid: the script leads its own group).
+struct GroupKill(Option<u32>);
+
+impl GroupKill {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) {
+            // ESRCH (already gone) is fine.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -130,6 +130,45 @@ async fn a_script_over_time_is_killed() {
 }
 
 #[tokio::test]
+async fn a_killed_script_takes_the_processes_it_started_with_it() {
+    // The script starts a long-lived child, records its pid, and hangs.
+    let dir = scripts(&[(
+        "spawner.py",
+        "import subprocess, time\n\
+         p = subprocess.Popen(['sleep', '30'])\n\
+         open('child.pid', 'w').write(str(p.pid))\n\
+         time.sleep(30)\n",
+    )]);
+    let ep = endpoint(
+        &dir,
+        PythonConfig {
+            max_execution_time: Duration::from_millis(800),
+            ..PythonConfig::default()
+        },
+    );
+    let err = ep.call(&request("spawner", json!({}))).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("timeout"));
+    let pid: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
+        .expect("the script recorded its child")
+        .trim()
+        .parse()
+        .expect("pid");
+    let child = nix::unistd::Pid::from_raw(pid);
+    let mut gone = false;
+    for _ in 0..50 {
+        // The killed child is reaped by init; until then it is a zombie, which /proc shows.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.is_empty() || state.split_whitespace().nth(2) == Some("Z") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL); // tidy up if not
+    assert!(gone, "the script's child ({pid}) was killed with it");
+}
+
+#[tokio::test]
 async fn cancellation_kills_the_script() {
     let dir = scripts(&[("slow.py", "import time\ntime.sleep(10)\n")]);
     let ep = endpoint(&dir, PythonConfig::default());
