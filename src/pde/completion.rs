@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
-use crate::camunda::variables::{encode_json_map, parse_date};
+use crate::camunda::variables::{encode_json_map, format_date, parse_date};
 use crate::camunda::{
     Backoff, CamundaClient, CamundaError, LockedTask, TypedValue, VarType, Variable, VariableMap,
     with_retries,
@@ -406,6 +406,11 @@ pub fn keep_input_types(outputs: &mut VariableMap, inputs: &VariableMap) {
         if Variable::from_json(value.clone()).var_type == kind || !fits(kind, &value, input) {
             continue;
         }
+        // A kept Date goes out in the engine's own format, whatever form it came back in.
+        let value = match (kind, value.as_str().and_then(parse_date)) {
+            (VarType::Date, Some(date)) => Value::String(format_date(date)),
+            _ => value,
+        };
         *out = Variable {
             var_type: kind,
             value,
@@ -606,7 +611,7 @@ mod tests {
         let rules = OutputConfig::default();
         let (mut vars, _) = map_output(
             &rules,
-            json!({"id": 8, "small": 70000, "due": "2025-02-01T00:00:00.000+0000",
+            json!({"id": 8, "small": 70000, "due": "2025-02-01T00:00:00Z",
                    "order": {"qty": 2}, "note": 5, "fresh": 1}),
         );
         keep_input_types(&mut vars, &inputs);
@@ -618,6 +623,11 @@ mod tests {
             "70000 does not fit a Short: inferred"
         );
         assert_eq!(t("due"), "Date");
+        assert_eq!(
+            vars["due"].value,
+            json!("2025-02-01T00:00:00.000+0000"),
+            "the engine's format"
+        );
         assert_eq!(t("order"), "Object");
         assert_eq!(
             vars["order"].value_info["objectTypeName"],
