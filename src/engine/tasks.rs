@@ -21,6 +21,9 @@ use super::instances::set_variables;
 use super::state::{ExternalTask, Store};
 use super::variables::{TypedValue, VarMap, VariablesIn, check_all, format_date, render};
 
+/// Camunda's `ERROR_MSG_` column holds 666 characters.
+const MAX_ERROR_MESSAGE: usize = 666;
+
 /// Body of `POST /external-task/fetchAndLock`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -379,6 +382,9 @@ impl Store {
         }
         let timeout = u64::try_from(body.retry_timeout.unwrap_or(0))
             .map_err(|_| bad("retryTimeout is not greater than or equal to 0".to_owned()))?;
+        // The body is checked before the task is looked up, as the engine does.
+        let vars = check_all(body.variables)?;
+        let locals = check_all(body.local_variables)?;
         let task = self.owned_task(id, worker, |w| {
             format!("Failure of External Task {id} cannot be reported by worker '{w}'.")
         })?;
@@ -387,23 +393,32 @@ impl Store {
             task.execution_id.clone(),
             task.scope,
         );
-        let vars = check_all(body.variables)?;
-        let locals = check_all(body.local_variables)?;
+        let had_retries = task.retries.is_none_or(|r| r > 0);
         if let Some(instance) = self.instances.get_mut(&pid) {
             set_variables(instance, vars);
             set_local_variables(instance, &exec_id, scope, locals);
         }
         if let Some(task) = self.tasks.get_mut(id) {
             let d = std::time::Duration::from_millis(timeout);
-            task.error_message = body.error_message;
-            task.error_details = body.error_details;
+            // Camunda stores at most 666 characters of the message, and keeps the old details
+            // when none are sent.
+            task.error_message = body
+                .error_message
+                .map(|m| m.chars().take(MAX_ERROR_MESSAGE).collect());
+            if body.error_details.is_some() {
+                task.error_details = body.error_details;
+            }
             task.retries = Some(retries);
             task.lock_expiration = Some(now + d);
             task.lock_expiration_wall =
                 Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
         }
-        if retries == 0 {
+        // An incident when retries run out, not again while they stay out; resolved when a
+        // later failure gives retries back (setRetriesAndManageIncidents).
+        if retries == 0 && had_retries {
             self.raise_incident(id);
+        } else if retries > 0 && !had_retries {
+            self.incidents.retain(|_, i| i.task_id != id);
         }
         Ok(())
     }

@@ -280,6 +280,54 @@ async fn failures_count_retries_down_and_zero_raises_an_incident() {
     assert_eq!(api.fetch("w1", "check").await.len(), 1);
 }
 
+#[tokio::test]
+async fn incidents_follow_the_retries_transition_and_details_are_kept() {
+    let api = Api::new();
+    api.deploy_order("order").await;
+    api.start("order", amount(1)).await;
+    let task = api.fetch_one("w1", "check").await;
+    let fail = |retries: i64, details: Option<&str>| {
+        let (api, task) = (&api, task.clone());
+        let mut body = json!({"workerId": "w1", "errorMessage": "x".repeat(700), "retries": retries, "retryTimeout": 0});
+        if let Some(d) = details {
+            body["errorDetails"] = json!(d);
+        }
+        async move {
+            api.post(&format!("/external-task/{task}/failure"), body)
+                .await
+        }
+    };
+    assert_eq!(
+        fail(0, Some("first trace")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(fail(0, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/incident/count").await.body["count"],
+        1,
+        "no second incident while retries stay at 0"
+    );
+    let one = api.get(&format!("/external-task/{task}")).await.body;
+    assert_eq!(
+        one["errorMessage"].as_str().map(|m| m.chars().count()),
+        Some(666),
+        "cut to the column size"
+    );
+    let details = api
+        .call("GET", &format!("/external-task/{task}/errorDetails"), None)
+        .await;
+    assert!(
+        format!("{:?}", details.body).contains("first trace"),
+        "details kept when none are sent"
+    );
+    assert_eq!(fail(2, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/incident/count").await.body["count"],
+        0,
+        "retries back: incident resolved"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_retry_timeout_delays_the_next_fetch() {
     let api = Api::new();
