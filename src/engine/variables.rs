@@ -131,6 +131,14 @@ pub(crate) enum VariableError {
     NotSerialized { name: String, ty: &'static str },
     #[error("Variable '{name}' of type 'File' needs valueInfo.filename")]
     NoFilename { name: String },
+    #[error(
+        "Cannot deserialize object in variable '{name}': no 'objectTypeName' provided for non-null value."
+    )]
+    NoObjectTypeName { name: String },
+    #[error(
+        "ENGINE-17007 Cannot set variable with name {name}. Java serialization format is prohibited"
+    )]
+    JavaSerialization { name: String },
 }
 
 impl From<VariableError> for ApiError {
@@ -215,6 +223,37 @@ pub(crate) fn check(name: &str, var: VariableIn) -> Result<TypedValue, VariableE
             Some(s) if BASE64.decode(s).is_ok() => value.clone(),
             _ => return Err(convert("byte[]")),
         },
+        VarType::Object if !value.is_null() => {
+            // Camunda needs the Java type to deserialize into, and refuses Java-serialized
+            // objects over REST by default.
+            if value_info
+                .get("objectTypeName")
+                .and_then(Value::as_str)
+                .is_none()
+            {
+                return Err(VariableError::NoObjectTypeName {
+                    name: name.to_owned(),
+                });
+            }
+            if value_info
+                .get("serializationDataFormat")
+                .and_then(Value::as_str)
+                == Some("application/x-java-serialized-object")
+            {
+                return Err(VariableError::JavaSerialization {
+                    name: name.to_owned(),
+                });
+            }
+            match &value {
+                Value::String(_) => value.clone(),
+                _ => {
+                    return Err(VariableError::NotSerialized {
+                        name: name.to_owned(),
+                        ty: ty.name(),
+                    });
+                }
+            }
+        }
         VarType::Object | VarType::Json | VarType::Xml => match &value {
             Value::String(_) => value.clone(),
             _ => {
@@ -284,8 +323,16 @@ fn value_text(value: &Value) -> String {
     }
 }
 
-/// Parses Camunda's date format `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (`Z` = `+0200`).
+/// Parses Camunda's date format `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (`Z` = `+0200`) as strictly as
+/// Java's SimpleDateFormat does: the milliseconds are required (chrono's `%.3f` alone would make
+/// them optional).
 pub(crate) fn parse_date(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let has_millis = s.get(19..20) == Some(".")
+        && s.get(20..23)
+            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    if !has_millis {
+        return None;
+    }
     chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.3f%z").ok()
 }
 
@@ -340,6 +387,43 @@ mod tests {
         assert_eq!(VarType::parse("STRING"), None);
         let err = check("x", var(json!({"value": 1, "type": "Decimal"})));
         assert!(matches!(err, Err(VariableError::UnknownType { .. })));
+    }
+
+    #[test]
+    fn objects_need_a_type_name_and_java_serialization_is_refused() {
+        let no_type = check(
+            "o",
+            var(json!({"value": "{}", "type": "Object",
+            "valueInfo": {"serializationDataFormat": "application/json"}})),
+        );
+        assert!(matches!(
+            no_type,
+            Err(VariableError::NoObjectTypeName { .. })
+        ));
+        let java = check(
+            "o",
+            var(json!({"value": "rO0AB", "type": "Object",
+            "valueInfo": {"objectTypeName": "java.util.HashMap", "serializationDataFormat": "application/x-java-serialized-object"}})),
+        );
+        assert!(matches!(java, Err(VariableError::JavaSerialization { .. })));
+        let ok = check(
+            "o",
+            var(json!({"value": "{}", "type": "Object",
+            "valueInfo": {"objectTypeName": "com.acme.Order", "serializationDataFormat": "application/json"}})),
+        );
+        assert!(ok.is_ok());
+        assert!(
+            check("o", var(json!({"value": null, "type": "Object"}))).is_ok(),
+            "null needs no type name"
+        );
+    }
+
+    #[test]
+    fn dates_need_milliseconds_like_simpledateformat() {
+        assert!(parse_date("2025-01-23T14:42:45.000+0200").is_some());
+        assert!(parse_date("2025-01-23T14:42:45+0200").is_none());
+        assert!(parse_date("2025-01-23T14:42:45.5+0200").is_none());
+        assert!(parse_date("2025-01-23T14:42:45.000Z").is_none());
     }
 
     #[test]

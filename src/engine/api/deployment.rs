@@ -69,6 +69,11 @@ async fn create(
         let bytes = field.bytes().await.map_err(bad_part)?;
         parts.insert(name, (filename, bytes.to_vec()));
     }
+    if parts.is_empty() {
+        return Err(ApiError::invalid(
+            "No deployment resources contained in the form upload.".to_owned(),
+        ));
+    }
     let is_true = |k: &str| text.get(k).is_some_and(|v| v.trim() == "true");
     let req = DeployRequest {
         duplicate_filtering: is_true("enable-duplicate-filtering"),

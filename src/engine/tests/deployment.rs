@@ -67,6 +67,20 @@ async fn a_resource_part_without_filename_is_refused() {
 }
 
 #[tokio::test]
+async fn a_deployment_without_resources_is_refused() {
+    let api = Api::new();
+    let a = api.deploy(&[]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("No deployment resources")),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
 async fn a_repeated_part_name_keeps_only_the_last_file() {
     let api = Api::new();
     let a = api
