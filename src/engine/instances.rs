@@ -89,6 +89,7 @@ impl Store {
         for mut task in outcome.new_tasks {
             task.seq = self.next_seq();
             self.tasks.insert(task.id.clone(), task);
+            self.wake = true;
         }
         if let Some(h) = self.history.get_mut(&id) {
             h.variables = instance.variables.clone();

@@ -194,10 +194,16 @@ impl Engine {
         f(&mut lock(&self.inner.store))
     }
 
-    /// Runs `f` on the store and wakes pending long polls (writes).
+    /// Runs `f` on the store (writes); wakes pending long polls when it created or unlocked a
+    /// task, as Camunda does (see [`Store::wake`]).
     pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let r = self.with(f);
-        self.notify();
+        let (r, wake) = self.with(|s| {
+            let r = f(s);
+            (r, std::mem::take(&mut s.wake))
+        });
+        if wake {
+            self.notify();
+        }
         r
     }
 

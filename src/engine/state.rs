@@ -216,6 +216,10 @@ pub(crate) struct Store {
     pub tasks: HashMap<String, ExternalTask>,
     pub incidents: HashMap<String, Incident>,
     pub stats: EngineStats,
+    /// Set when a task became fetchable in a way that wakes pending long polls in Camunda:
+    /// a task was created or unlocked. Lock and retry-timeout expiry do not wake them; polls
+    /// see those tasks at their next re-check, as on a real engine.
+    pub wake: bool,
     seq: u64,
 }
 
@@ -260,15 +264,5 @@ impl Store {
         if state == HistoryState::Completed {
             self.stats.instances_completed += 1;
         }
-    }
-
-    /// The earliest future moment at which a task becomes fetchable by time alone.
-    pub(crate) fn next_unlock(&self, now: Instant) -> Option<Instant> {
-        self.tasks
-            .values()
-            .filter(|t| t.retries.is_none_or(|r| r > 0))
-            .filter_map(|t| t.lock_expiration)
-            .filter(|t| *t > now)
-            .min()
     }
 }

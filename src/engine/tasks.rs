@@ -516,6 +516,7 @@ impl Store {
         task.worker_id = None;
         task.lock_expiration = None;
         task.lock_expiration_wall = None;
+        self.wake = true;
         Ok(())
     }
 

@@ -106,17 +106,16 @@ async fn fetch_and_lock(
             ));
         }
         let now = Instant::now();
-        let (tasks, next_unlock) =
-            engine.with(|s| (s.fetch_and_lock(&req, now), s.next_unlock(now)));
+        let tasks = engine.with(|s| s.fetch_and_lock(&req, now));
         if !tasks.is_empty() {
             return Ok(Json(tasks));
         }
         if now >= deadline {
             return Ok(Json(Vec::new()));
         }
-        let wake = next_unlock
-            .map_or(deadline, |t| t.min(deadline))
-            .min(now + recheck);
+        // Like Camunda, a pending poll wakes when a task is created or unlocked, and otherwise
+        // only at its periodic re-check: a lock or retry timeout running out does not wake it.
+        let wake = deadline.min(now + recheck);
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {

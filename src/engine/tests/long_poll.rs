@@ -52,7 +52,9 @@ async fn an_idle_poll_answers_empty_at_its_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_pending_poll_wakes_when_a_retry_timeout_runs_out() {
+async fn a_task_back_from_its_retry_timeout_is_seen_at_the_next_recheck_not_at_once() {
+    // Camunda wakes pending polls when a task is created or unlocked; a retry timeout running
+    // out is noticed only at the periodic re-check (30 s by default) or by the next poll.
     let api = Api::new();
     api.deploy_order("order").await;
     api.start("order", amount(1)).await;
@@ -63,12 +65,34 @@ async fn a_pending_poll_wakes_when_a_retry_timeout_runs_out() {
     )
     .await;
     let started = Instant::now();
-    let a = api.post("/external-task/fetchAndLock", poll(30_000)).await;
+    let a = api.post("/external-task/fetchAndLock", poll(60_000)).await;
     assert_eq!(a.body[0]["id"], task.as_str());
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(3_000) && waited < Duration::from_millis(3_100),
-        "{waited:?}"
+        waited >= Duration::from_secs(30) && waited < Duration::from_millis(30_100),
+        "found at the 30 s re-check: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unlocked_task_wakes_a_pending_poll_at_once() {
+    let api = std::sync::Arc::new(Api::new());
+    api.deploy_order("order").await;
+    api.start("order", amount(1)).await;
+    let task = api.fetch_one("w0", "check").await;
+    let pending = {
+        let api = std::sync::Arc::clone(&api);
+        tokio::spawn(async move { api.post("/external-task/fetchAndLock", poll(60_000)).await })
+    };
+    until_pending(&api.engine, 1).await;
+    let started = Instant::now();
+    api.post(&format!("/external-task/{task}/unlock"), json!({}))
+        .await;
+    let answer = pending.await.expect("joined");
+    assert_eq!(answer.body[0]["id"], task.as_str());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "woken by the unlock"
     );
 }
 
