@@ -207,8 +207,8 @@ pub(crate) fn definition_json(d: &Definition) -> Value {
     })
 }
 
-/// `historyTimeToLive` in days: `30` or the ISO form `P30D`.
-fn ttl_days(text: &str) -> Option<u64> {
+/// `historyTimeToLive` in days: `30` or the ISO form `P30D` (Camunda accepts nothing else).
+pub(crate) fn ttl_days(text: &str) -> Option<u64> {
     let t = text.trim();
     let days = t
         .strip_prefix('P')

@@ -30,6 +30,15 @@ pub(super) fn build(
         .get("historyTimeToLive")
         .cloned()
         .filter(|s| !s.is_empty());
+    if let Some(ttl) = &history_ttl
+        && crate::engine::deploy::ttl_days(ttl).is_none()
+    {
+        problem(
+            format!("Cannot parse historyTimeToLive: `{ttl}` (whole days, e.g. `30` or `P30D`)"),
+            b.pos,
+            &id,
+        );
+    }
     if history_ttl.is_none() {
         problem(
             "ENGINE-12018 History Time To Live (TTL) cannot be null. TTL is necessary for the History Cleanup to work. The following options are possible:\n* Set historyTimeToLive in the model\n* Set a default historyTimeToLive as a global process engine configuration\n* (Not recommended) Deactivate the enforceTTL config to disable this check".to_owned(),

@@ -188,6 +188,25 @@ async fn a_process_without_history_ttl_is_refused_with_engine_12018() {
 }
 
 #[tokio::test]
+async fn a_history_ttl_that_is_not_whole_days_is_refused() {
+    let api = Api::new();
+    let xml = order_process("order").replace(
+        r#"camunda:historyTimeToLive="P1D""#,
+        r#"camunda:historyTimeToLive="P1Y""#,
+    );
+    let a = api.deploy(&[Part::file("data", "order.bpmn", xml)]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let err = &a.body["details"]["order.bpmn"]["errors"][0];
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("historyTimeToLive")),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
 async fn broken_xml_answers_400_with_line_and_column() {
     let api = Api::new();
     let xml = order_process("order").replace(
