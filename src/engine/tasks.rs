@@ -353,6 +353,9 @@ impl Store {
     /// `POST /external-task/{id}/complete`.
     pub(crate) fn complete(&mut self, id: &str, body: CompleteIn) -> ApiResult<()> {
         let worker = required(&body.worker_id, "workerId")?;
+        // The body is checked before the task is looked up, as the engine does.
+        let vars = check_all(body.variables)?;
+        let locals = check_all(body.local_variables)?;
         let task = self.owned_task(id, worker, |w| {
             format!("External Task {id} cannot be completed by worker '{w}'.")
         })?;
@@ -361,8 +364,6 @@ impl Store {
             task.execution_id.clone(),
             task.scope,
         );
-        let vars = check_all(body.variables)?;
-        let locals = check_all(body.local_variables)?;
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
         set_variables(&mut instance, vars);
         set_local_variables(&mut instance, &exec_id, scope, locals);
@@ -426,13 +427,13 @@ impl Store {
     /// `POST /external-task/{id}/bpmnError`: a catching boundary event, else the token ends.
     pub(crate) fn bpmn_error(&mut self, id: &str, body: BpmnErrorIn) -> ApiResult<()> {
         let worker = required(&body.worker_id, "workerId")?;
-        let task = self.owned_task(id, worker, |w| {
-            format!("Bpmn error of External Task {id} cannot be reported by worker '{w}'.")
-        })?;
         let code = body
             .error_code
             .as_deref()
             .ok_or_else(|| bad("errorCode is null".to_owned()))?;
+        let task = self.owned_task(id, worker, |w| {
+            format!("Bpmn error of External Task {id} cannot be reported by worker '{w}'.")
+        })?;
         let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
         let model = &task.definition.model;
         let boundaries = model
