@@ -98,9 +98,9 @@ impl Store {
                         && d.tenant_id == req.tenant_id
                 })
                 .collect();
+            let latest_of =
+                |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
             if req.changed_only {
-                let latest_of =
-                    |resource: &str| same.iter().rev().find_map(|d| d.resources.get(resource));
                 resources.retain(|n, bytes| latest_of(n) != Some(bytes));
                 if resources.is_empty()
                     && let Some(last) = same.last()
@@ -109,8 +109,12 @@ impl Store {
                 }
                 parsed.retain(|(n, _)| resources.contains_key(n));
             } else if let Some(last) = same.last()
-                && last.resources == resources
+                && resources
+                    .iter()
+                    .all(|(n, bytes)| latest_of(n) == Some(bytes))
             {
+                // Camunda compares each resource with the latest of its name: when none
+                // changed, nothing is deployed (a subset of unchanged files included).
                 return Ok(self.deployment_json(last, None));
             }
         }

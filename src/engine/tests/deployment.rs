@@ -140,6 +140,37 @@ async fn duplicate_filtering_compares_name_and_source() {
 }
 
 #[tokio::test]
+async fn duplicate_filtering_skips_a_subset_of_unchanged_resources() {
+    let api = Api::new();
+    let common = [
+        Part::text("deployment-name", "orders"),
+        Part::text("deployment-source", "procos"),
+        Part::text("enable-duplicate-filtering", "true"),
+    ];
+    let both = [
+        Part::file("a", "a.bpmn", order_process("procA")),
+        Part::file("b", "b.bpmn", order_process("procB")),
+    ];
+    let first = api.deploy(&[common.to_vec(), both.to_vec()].concat()).await;
+    assert_eq!(definitions(&first.body).len(), 2);
+    let only_a = api
+        .deploy(
+            &[
+                common.to_vec(),
+                vec![Part::file("a", "a.bpmn", order_process("procA"))],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(only_a.status, StatusCode::OK);
+    assert_eq!(
+        only_a.body["id"], first.body["id"],
+        "each resource equals its latest version: nothing deployed"
+    );
+    assert_eq!(api.engine.stats().deployments, 1);
+}
+
+#[tokio::test]
 async fn deploy_changed_only_redeploys_only_changed_resources() {
     let api = Api::new();
     let deploy = |b: String| {

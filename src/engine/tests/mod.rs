@@ -15,6 +15,7 @@ use super::bpmn::tests::order_process;
 use super::{Engine, EngineOptions};
 
 /// One multipart part of a deployment.
+#[derive(Clone)]
 pub(super) struct Part<'a> {
     pub name: &'a str,
     pub filename: Option<&'a str>,
