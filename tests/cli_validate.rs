@@ -72,3 +72,28 @@ fn every_problem_is_reported_at_once() {
         "{text}"
     );
 }
+
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = &readme[readme.find("## Configuration by example").expect("section")..];
+    let start = section.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").expect("block end")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pde.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_procos"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env("CAMUNDA_PASSWORD", "secret")
+        .env("API_TOKEN", "token")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
