@@ -141,6 +141,13 @@ impl FileSource for EngineFiles {
     }
 
     async fn load(&self, name: &str) -> Result<bytes::Bytes, EndpointError> {
+        if name.contains('/') {
+            // The name goes into the URL path; Tomcat (Camunda Run) refuses an encoded slash.
+            return Err(EndpointError::permanent(format!(
+                "file variable `{name}` cannot be downloaded: the engine's web server refuses a `/` in a variable name; rename the variable"
+            ))
+            .code("file_variable_name"));
+        }
         self.camunda
             .download_file(&self.process_instance_id, name, None)
             .await
@@ -183,6 +190,24 @@ mod tests {
 
     use super::*;
     use crate::camunda::TypedValue;
+
+    #[tokio::test]
+    async fn a_file_variable_name_with_a_slash_is_refused_before_any_request() {
+        let files = EngineFiles {
+            camunda: CamundaClient::new(crate::camunda::ClientSettings {
+                url: "http://127.0.0.1:9/engine-rest".into(),
+                auth: None,
+                worker_id: "w".into(),
+                request_timeout: std::time::Duration::from_secs(1),
+            })
+            .expect("client"),
+            process_instance_id: "pi".into(),
+            meta: BTreeMap::new(),
+        };
+        let err = files.load("docs/claim.pdf").await.expect_err("refused");
+        assert_eq!(err.code.as_deref(), Some("file_variable_name"));
+        assert!(err.message.contains("`docs/claim.pdf`"), "{err}");
+    }
 
     #[test]
     fn file_variables_keep_their_name_and_mime_type() {
