@@ -395,22 +395,17 @@ impl HttpEndpoint {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(EndpointError::permanent(format!(
-                    "{method} {host}: response body exceeds {} bytes",
-                    self.max_response_bytes
-                ))
-                .code("response_too_large"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let retry_after = retry_after(&response);
+        let Some(body) = read_capped(&mut response, self.max_response_bytes)
+            .await
+            .map_err(transport)?
+        else {
+            return Err(EndpointError::permanent(format!(
+                "{method} {host}: response body exceeds {} bytes",
+                self.max_response_bytes
+            ))
+            .code("response_too_large"));
+        };
         if !status.is_success() {
             return Err(status_error(status, retry_after, method, host, &body));
         }
@@ -494,6 +489,31 @@ pub(crate) fn transport_error(error: reqwest::Error, method: &Method, host: &str
     } else {
         EndpointError::transient(message).code("request")
     }
+}
+
+/// The server-advised wait of a response (`Retry-After`), if any.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+}
+
+/// Reads a response body of at most `max` bytes; `None` when it is larger (reading stops as
+/// soon as the cap is passed, so a huge body is never held).
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// `Retry-After`: delay seconds or an HTTP-date (a past date means "now").

@@ -19,15 +19,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::http::{head, parse_retry_after, transport_error};
+use super::http::{head, read_capped, retry_after, transport_error};
 use super::template::{Template, TemplateContext, TemplateError};
 use super::{EndpointError, EndpointRequest, Usage};
 use crate::config::Secret;
@@ -520,22 +519,17 @@ pub(crate) async fn exchange(
         };
         let mut response = builder.send().await.map_err(|e| site.transport(e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| site.transport(e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(EndpointError::transient(format!(
-                    "{}: response body exceeds {MAX_RESPONSE_BYTES} bytes",
-                    site.describe()
-                ))
-                .code("response_too_large"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let retry_after = retry_after(&response);
+        let Some(body) = read_capped(&mut response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| site.transport(e))?
+        else {
+            return Err(EndpointError::transient(format!(
+                "{}: response body exceeds {MAX_RESPONSE_BYTES} bytes",
+                site.describe()
+            ))
+            .code("response_too_large"));
+        };
         if status.is_success() {
             Ok(body)
         } else {
