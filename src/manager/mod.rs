@@ -77,6 +77,8 @@ pub struct Manager {
     topic_pool: BTreeMap<String, Arc<Pool>>,
     settings: FetchSettings,
     freed: Arc<Notify>,
+    /// Pools that some topic runs on (fixed at start; the only ones the fetch loop reserves).
+    serving: HashSet<String>,
     /// Ids of tasks running or waiting here: a task whose lock lapsed may be fetched again by
     /// this same worker, and must not run twice.
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -165,6 +167,7 @@ impl Manager {
             pipeline,
             camunda,
             pools,
+            serving: topic_pool.values().map(|p| p.name.clone()).collect(),
             topic_pool,
             settings: FetchSettings {
                 long_poll: config.camunda.long_poll,
@@ -340,7 +343,7 @@ impl Manager {
 
     /// Does any topic run on this pool?
     fn serves(&self, pool: &str) -> bool {
-        self.topic_pool.values().any(|p| p.name == pool)
+        self.serving.contains(pool)
     }
 
     fn request(&self, reserved: &BTreeMap<String, OwnedSemaphorePermit>) -> FetchAndLock {

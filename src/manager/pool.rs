@@ -5,7 +5,7 @@
 //! poll to end; a task the poll then brings back without a slot waits for one, its lock kept
 //! alive by the heartbeat.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,8 +21,6 @@ pub struct Pool {
     permits: Arc<Semaphore>,
     /// Tasks running on each PDE instance (index = instance).
     running: Vec<AtomicUsize>,
-    /// Tasks each instance has finished.
-    finished: Vec<AtomicU64>,
     /// Slots reserved for the pending long poll (see the module docs).
     parked: Mutex<Option<OwnedSemaphorePermit>>,
     /// Fires when slots are parked.
@@ -58,7 +56,6 @@ impl Pool {
             capacity,
             permits: Arc::new(Semaphore::new(capacity)),
             running: (0..instances).map(|_| AtomicUsize::new(0)).collect(),
-            finished: (0..instances).map(|_| AtomicU64::new(0)).collect(),
             parked: Mutex::new(None),
             parked_more: Notify::new(),
             freed,
@@ -160,14 +157,6 @@ impl Pool {
             .map(|n| n.load(Ordering::Relaxed))
             .collect()
     }
-
-    /// Tasks finished so far, per instance.
-    pub fn finished(&self) -> Vec<u64> {
-        self.finished
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -206,7 +195,6 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.pool.running[self.instance].fetch_sub(1, Ordering::Relaxed);
-        self.pool.finished[self.instance].fetch_add(1, Ordering::Relaxed);
         crate::telemetry::metrics::pool_busy(&self.pool.name, self.pool.busy());
     }
 }
@@ -273,7 +261,6 @@ mod tests {
         assert_eq!(pool.running(), vec![1, 1]);
         drop(a);
         assert_eq!(pool.free(), 1);
-        assert_eq!(pool.finished().iter().sum::<u64>(), 1);
         drop((b, permits));
         assert_eq!(pool.free(), 3);
     }

@@ -207,7 +207,7 @@ impl Completion {
                 // condition matched). Completing again would fail the same way, and letting the
                 // lock expire would re-run the work forever: report a failure so that retries
                 // count down to an incident a person can see.
-                let retries = (task.retries.unwrap_or(topic.config.retries as i32) - 1).max(0);
+                let retries = retries_after_failure(task.retries, topic);
                 let message = truncate(
                     &format!("the engine could not continue the process after this task: {e}"),
                     MAX_ERROR_MESSAGE,
@@ -297,7 +297,7 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
             message: error.message,
         };
     }
-    let retries_now = task_retries.unwrap_or(topic.config.retries as i32);
+    let retries = retries_after_failure(task_retries, topic);
     let (retries, retry_timeout) = match &error.kind {
         ErrorKind::Business { error_code } => {
             return Action::BpmnError {
@@ -308,15 +308,13 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
         ErrorKind::Cancelled => return Action::Nothing,
         ErrorKind::Permanent => (0, Duration::ZERO),
         ErrorKind::Transient { retry_after } => (
-            (retries_now - 1).max(0),
+            retries,
             topic
                 .config
                 .retry_timeout
                 .max(retry_after.unwrap_or_default()),
         ),
-        ErrorKind::Fallback | ErrorKind::InvalidOutput => {
-            ((retries_now - 1).max(0), topic.config.retry_timeout)
-        }
+        ErrorKind::Fallback | ErrorKind::InvalidOutput => (retries, topic.config.retry_timeout),
     };
     Action::Failure {
         message: truncate(&error.message, MAX_ERROR_MESSAGE),
@@ -324,6 +322,12 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
         retries,
         retry_timeout,
     }
+}
+
+/// Retries to report with a failure: the task's (null until its first failure) or else the
+/// topic's, minus this one, never below 0.
+fn retries_after_failure(task_retries: Option<i32>, topic: &TopicRuntime) -> i32 {
+    (task_retries.unwrap_or(topic.config.retries as i32) - 1).max(0)
 }
 
 /// The BPMN error code a topic maps this error's class to: the exact class (`http_404`) first,
