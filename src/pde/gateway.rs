@@ -112,11 +112,7 @@ mod tests {
                 .properties
                 .insert(ENDPOINT_PROPERTY.into(), p.into());
         }
-        TaskContext {
-            request,
-            variables: BTreeMap::new(),
-            retries: None,
-        }
+        TaskContext { request }
     }
 
     fn names(route: &Route) -> Vec<&str> {

@@ -19,10 +19,6 @@ use crate::endpoints::{EndpointError, EndpointRequest, FileMeta, FileSource};
 pub struct TaskContext {
     /// What endpoints receive.
     pub request: EndpointRequest,
-    /// The typed variables (Camunda types kept), for input checks.
-    pub variables: BTreeMap<String, Variable>,
-    /// Retries the engine holds for the task (null until the first failure).
-    pub retries: Option<i32>,
 }
 
 /// The task's span: every log line of the task carries these fields. `pde` (the executor) is
@@ -81,11 +77,7 @@ pub fn build(
         retries = task.retries,
         "Task context built."
     );
-    Ok(TaskContext {
-        request,
-        variables,
-        retries: task.retries,
-    })
+    Ok(TaskContext { request })
 }
 
 /// Builds the context of a sub-task of a Meta-PDE (`sub_pde`) from plain JSON variables.
@@ -99,10 +91,6 @@ pub fn sub_task_context(
     variables: serde_json::Map<String, serde_json::Value>,
     parent: &EndpointRequest,
 ) -> TaskContext {
-    let typed: BTreeMap<String, Variable> = variables
-        .iter()
-        .map(|(name, value)| (name.clone(), Variable::from_json(value.clone())))
-        .collect();
     let request = EndpointRequest {
         task_id: format!("{}/{}", parent.task_id, topic.name),
         topic: topic.name.clone(),
@@ -118,11 +106,7 @@ pub fn sub_task_context(
         sub_tasks: parent.sub_tasks.clone(),
         depth: parent.depth + 1,
     };
-    TaskContext {
-        request,
-        variables: typed,
-        retries: None,
-    }
+    TaskContext { request }
 }
 
 /// File variables downloaded from the engine (`GET /process-instance/{id}/variables/{name}/data`).

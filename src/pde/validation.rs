@@ -219,8 +219,6 @@ mod tests {
     fn ctx() -> TaskContext {
         TaskContext {
             request: EndpointRequest::default(),
-            variables: BTreeMap::new(),
-            retries: None,
         }
     }
 
