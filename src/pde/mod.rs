@@ -62,6 +62,35 @@ fn ms_since(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
 
+/// Test → Gateway → Validation on a built context, timing each block: everything between Start
+/// and Completion. Engine tasks and Meta-PDE sub-tasks both run exactly this.
+pub(crate) async fn checked_work(
+    ctx: &start::TaskContext,
+    topic: &TopicRuntime,
+    timings: &mut StageTimings,
+) -> Verdict {
+    let t = Instant::now();
+    let report = test::run(ctx, topic).await;
+    timings.test_ms = ms_since(t);
+    let report = match report {
+        Ok(report) => report,
+        Err(verdict) => return verdict,
+    };
+
+    let t = Instant::now();
+    let route = gateway::route(ctx, topic, &report);
+    timings.gateway_ms = ms_since(t);
+    let route = match route {
+        Ok(route) => route,
+        Err(verdict) => return verdict,
+    };
+
+    let t = Instant::now();
+    let verdict = validation::execute(ctx, topic, &route).await;
+    timings.validation_ms = ms_since(t);
+    verdict
+}
+
 impl Pipeline {
     /// A pipeline over these topics, reporting to this engine.
     pub fn new(topics: BTreeMap<String, Arc<TopicRuntime>>, camunda: CamundaClient) -> Self {
@@ -132,24 +161,7 @@ impl Pipeline {
         };
         timings.start_ms = ms_since(t);
 
-        let t = Instant::now();
-        let report = match test::run(&ctx, &topic).await {
-            Ok(report) => report,
-            Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
-        };
-        timings.test_ms = ms_since(t);
-
-        let t = Instant::now();
-        let route = match gateway::route(&ctx, &topic, &report) {
-            Ok(route) => route,
-            Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
-        };
-        timings.gateway_ms = ms_since(t);
-
-        let t = Instant::now();
-        let verdict = validation::execute(&ctx, &topic, &route).await;
-        timings.validation_ms = ms_since(t);
-
+        let verdict = checked_work(&ctx, &topic, &mut timings).await;
         self.finish(&task, &topic, verdict, timings, lease).await
     }
 

@@ -28,8 +28,8 @@ use tracing::Instrument;
 
 use super::Pipeline;
 use super::completion::{Action, decide};
+use super::start;
 use super::verdict::Verdict;
-use super::{gateway, start, test, validation};
 use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, SubTasks};
 
 /// Nesting beyond this is refused at run time whatever the config says: a backstop for a cycle
@@ -95,13 +95,7 @@ impl SubTaskRunner {
             _ = parent.cancel.cancelled() => return Err(EndpointError::cancelled()),
         };
         let ctx = start::sub_task_context(&topic, variables, parent);
-        let verdict = match test::run(&ctx, &topic).await {
-            Err(verdict) => verdict,
-            Ok(report) => match gateway::route(&ctx, &topic, &report) {
-                Err(verdict) => verdict,
-                Ok(route) => validation::execute(&ctx, &topic, &route).await,
-            },
-        };
+        let verdict = super::checked_work(&ctx, &topic, &mut super::StageTimings::default()).await;
         match &verdict {
             Verdict::Done { endpoint, .. } => {
                 tracing::info!(endpoint = %endpoint, "Sub-task done.")
