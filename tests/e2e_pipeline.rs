@@ -491,11 +491,13 @@ async fn an_expired_lock_that_nobody_took_is_locked_again_and_the_task_completes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
+    // A 10 s lock: no heartbeat before the next poll (≤ 2 s after the expiry) fetches the task
+    // again, while the 4 s of work still run.
     let cfg = config(
-        "  lock_duration: 1s",
+        "  lock_duration: 10s",
         &["slow"],
         "  slow: { pool: gp, endpoints: [slow] }",
-        "  slow: { type: noop, delay: 2s }",
+        "  slow: { type: noop, delay: 4s }",
     );
     let Stage {
         engine,
