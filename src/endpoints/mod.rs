@@ -342,6 +342,15 @@ pub trait Endpoint: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Does a call change something outside procos (send a mail, write, POST)? Such an
+    /// endpoint never runs twice for one task: the outcome journal marks the task before the
+    /// call, and a task fetched again after that gets its journaled outcome instead of a second
+    /// run (see `journal`). Endpoints that only read (GET, a model, a pure script) say `false`
+    /// and may be re-run after a crash. The default is the safe answer.
+    fn side_effects(&self) -> bool {
+        true
+    }
+
     /// Does the work.
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError>;
 }
