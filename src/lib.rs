@@ -11,9 +11,11 @@
 //!            telemetry  structured logs (JSON or pretty)
 //!            config     pde.yaml: parse → interpolate ${VAR} → validate (pure) → runtime config
 //!            kernel     microkernel: wait for the engine, deploy bpmn/ (+ watch), supervise shutdown
-//!              └► manager   PDE pools, the single fetch loop, dispatch, lock heartbeat
+//!              └► manager   PDE pools, the single fetch loop, TaskRun (one owner per task), heartbeat
 //!                   └► pde        Pipeline::run = Start → Test → Gateway → Validation → Completion
 //!                        └► endpoints  trait Endpoint + http, python, noop (+ AI, email, sub-PDE)
+//!            journal    outcome journal (embedded store under state_dir): nothing runs twice, no
+//!                       outcome lost (used by kernel, manager and pde; uses only camunda)
 //!            camunda    the engine's REST API: client, models, typed variables, errors
 //!                       (used by kernel, manager and pde::completion; uses nothing above)
 //!            engine     an in-memory Camunda-compatible engine: `procos dev` and the test suite
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod endpoints;
 pub mod engine;
+pub mod journal;
 pub mod kernel;
 pub mod manager;
 pub mod pde;

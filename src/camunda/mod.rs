@@ -9,10 +9,12 @@ pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod models;
+pub mod report;
 pub mod variables;
 
 pub use backoff::{Backoff, with_retries};
 pub use client::{CamundaClient, ClientSettings};
 pub use error::CamundaError;
 pub use models::*;
+pub use report::Report;
 pub use variables::{TypedValue, VarType, Variable, VariableError, VariableMap};

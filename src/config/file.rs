@@ -124,6 +124,19 @@ pub struct ManagerConfig {
     /// How long running tasks may take to finish after SIGTERM before procos exits anyway.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Directory of procos's embedded store: the outcome journal (and the worker id when
+    /// `camunda.worker_id` is not set). Without it the journal lives in memory only: a task is
+    /// still never run twice by one process, but a restart forgets what was reported.
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How long a journaled outcome is kept after the engine acknowledged it (it must outlast a
+    /// lock, so that a late duplicate delivery is recognised).
+    #[serde(default = "default_journal_retention", with = "humantime_serde")]
+    pub journal_retention: Duration,
+}
+
+fn default_journal_retention() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// A pool of Process Definition Executors.

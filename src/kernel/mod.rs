@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::camunda::{CamundaClient, CamundaError, ClientSettings};
 use crate::config::FileConfig;
+use crate::journal::Journal;
 use crate::manager::{Manager, ManagerError, build_endpoints};
 
 pub mod boot;
@@ -33,6 +34,9 @@ pub enum KernelError {
     /// Endpoints, pools or topics could not be built.
     #[error(transparent)]
     Manager(#[from] ManagerError),
+    /// The outcome journal under `state_dir` could not be opened.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::StoreError),
 }
 
 /// The worker id: configured, or hostname + a random suffix (fixed for the process's life, so a
@@ -51,19 +55,42 @@ pub fn worker_id(config: &FileConfig) -> String {
 
 /// The engine client for a config.
 pub fn client(config: &FileConfig) -> Result<CamundaClient, CamundaError> {
+    client_as(config, worker_id(config))
+}
+
+fn client_as(config: &FileConfig, worker_id: String) -> Result<CamundaClient, CamundaError> {
     CamundaClient::new(ClientSettings {
         url: config.camunda.url.clone(),
         auth: config.camunda.auth.clone(),
-        worker_id: worker_id(config),
+        worker_id,
         request_timeout: config.camunda.request_timeout,
     })
 }
 
+/// The outcome journal: in `pde_manager.state_dir` if set, else in memory. With a state dir the
+/// worker id is kept there too (unless configured), so a restarted procos can still report
+/// what its previous life journaled.
+pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal::StoreError> {
+    let fresh = worker_id(config);
+    let retention = config.pde_manager.journal_retention;
+    let Some(dir) = &config.pde_manager.state_dir else {
+        return Ok((Journal::in_memory(retention), fresh));
+    };
+    let journal = Journal::open(dir, retention, &fresh)?;
+    let id = match (&config.camunda.worker_id, journal.worker_id()) {
+        (Some(configured), _) => configured.clone(),
+        (None, Some(kept)) => kept.to_string(),
+        (None, None) => fresh,
+    };
+    Ok((journal, id))
+}
+
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
-    let camunda = client(&config)?;
+    let (journal, worker_id) = journal(&config)?;
+    let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
-    let manager = Manager::new(&config, camunda.clone(), &endpoints)?;
+    let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
     tracing::info!(url = %config.camunda.url, worker_id = camunda.worker_id(), "procos starting.");
     match boot::wait_for_engine(
         &camunda,

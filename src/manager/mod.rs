@@ -10,13 +10,15 @@
 //!
 //! A task whose pool ran out of reserved slots (the engine may hand out tasks of one topic only,
 //! or a Meta-PDE sub-task borrowed a slot parked for the poll) waits for a slot with its lock
-//! kept alive. A task this worker is already running (its lock
-//! lapsed and the engine handed it out again) is not run a second time. On shutdown the loop
-//! stops fetching, waiting tasks are unlocked, running tasks get `shutdown_grace` to finish;
-//! after that they are cancelled and unlocked so another worker can take them at once.
+//! kept alive. Each fetched task is first claimed in the outcome [`Journal`]: a task this worker
+//! is already running, or has already finished, is never run a second time (see
+//! [`task_run`]). Reports the engine could not take stay in the journal and are re-sent in the
+//! background. On shutdown the loop stops fetching, waiting tasks are unlocked, running tasks get
+//! `shutdown_grace` to finish; after that they are cancelled and unlocked so another worker can
+//! take them at once.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
@@ -29,10 +31,14 @@ use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTas
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{Endpoint, EndpointError};
-use crate::pde::{Lease, Outcome, Pipeline, SubTaskRunner, TopicRuntime};
+use crate::journal::{Claim, Journal};
+use crate::pde::{Completion, Outcome, Pipeline, SubTaskRunner, TaskKey, TopicRuntime};
 
 pub mod heartbeat;
 pub mod pool;
+pub mod task_run;
+
+use task_run::{TaskEnv, TaskRun};
 
 pub use pool::Pool;
 
@@ -79,21 +85,13 @@ pub struct Manager {
     freed: Arc<Notify>,
     /// Pools that some topic runs on (fixed at start; the only ones the fetch loop reserves).
     serving: HashSet<String>,
-    /// Ids of tasks running or waiting here: a task whose lock lapsed may be fetched again by
-    /// this same worker, and must not run twice.
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    /// What runs here and what was reported: a task fetched again is never run twice.
+    journal: Journal,
 }
 
-/// What one dispatched task needs, cloned from the manager.
-#[derive(Debug, Clone)]
-struct TaskEnv {
-    pipeline: Arc<Pipeline>,
-    camunda: CamundaClient,
-    pool: Arc<Pool>,
-    topic: Arc<TopicRuntime>,
-    shutdown: CancellationToken,
-    hard: CancellationToken,
-}
+/// How often the re-sender looks for journaled reports the engine has not taken yet (and
+/// forgets expired journal entries).
+const RESEND_EVERY: Duration = Duration::from_secs(2);
 
 /// Builds every endpoint of the config once.
 pub fn build_endpoints(
@@ -119,6 +117,7 @@ impl Manager {
         config: &FileConfig,
         camunda: CamundaClient,
         endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
+        journal: Journal,
     ) -> Result<Self, ManagerError> {
         let freed = Arc::new(Notify::new());
         let pools: BTreeMap<String, Arc<Pool>> = config
@@ -154,7 +153,7 @@ impl Manager {
             topics.insert(name.clone(), Arc::new(runtime));
             topic_pool.insert(name.clone(), pool.clone());
         }
-        let pipeline = Arc::new(Pipeline::new(topics, camunda.clone()));
+        let pipeline = Arc::new(Pipeline::new(topics, camunda.clone(), journal.clone()));
         let slots = topic_pool
             .iter()
             .map(|(topic, pool)| {
@@ -177,7 +176,7 @@ impl Manager {
                 grace: config.pde_manager.shutdown_grace,
             },
             freed,
-            in_flight: Arc::default(),
+            journal,
         })
     }
 
@@ -201,7 +200,8 @@ impl Manager {
             worker_id = self.camunda.worker_id(),
             "PDE manager started."
         );
-        self.fetch_loop(&tracker, &shutdown, &hard).await;
+        let resender = self.resend_loop(&tracker, &shutdown);
+        tokio::join!(self.fetch_loop(&tracker, &shutdown, &hard), resender);
         tracker.close();
         let grace = self.settings.grace;
         tracing::info!(
@@ -225,7 +225,67 @@ impl Manager {
                 );
             }
         }
+        self.resend_pass().await;
+        let unsent = self.journal.unsettled().len();
+        if unsent > 0 && self.journal.is_durable() {
+            tracing::warn!(
+                unsent,
+                "Stopping with outcomes the engine has not taken yet; they are in the journal and sent at the next start."
+            );
+        } else if unsent > 0 {
+            tracing::error!(
+                unsent,
+                "Stopping with outcomes the engine has not taken yet, and no state_dir to keep them: their tasks run again elsewhere once their locks expire."
+            );
+        }
         tracing::info!("PDE manager stopped.");
+    }
+
+    /// Re-sends, in the background, reports the engine did not take when they were made (and
+    /// those an earlier life journaled), one engine-wide backoff after a failed pass.
+    async fn resend_loop(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        let _ = tracker; // the passes run inline: one report at a time is plenty for blips
+        let mut backoff = Backoff::new(self.settings.backoff.clone());
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            self.journal.sweep();
+            wait = if self.resend_pass().await {
+                backoff.reset();
+                RESEND_EVERY
+            } else {
+                backoff.next_delay().max(RESEND_EVERY)
+            };
+        }
+    }
+
+    /// One pass over the unsettled reports, one attempt each; stops at the first that the
+    /// engine could not take (it is likely down). True if none was deferred.
+    async fn resend_pass(&self) -> bool {
+        let completion: &Completion = self.pipeline.completion();
+        for (id, report) in self.journal.unsettled() {
+            let Some((running, retries, topic)) = self.journal.claim_pending(&id) else {
+                continue;
+            };
+            let key = TaskKey {
+                id: &id,
+                retries,
+                topic: &topic,
+            };
+            let runtime = self.pipeline.topics().get(&topic).cloned();
+            let outcome = completion
+                .deliver_once(key, runtime.as_deref(), report)
+                .await;
+            drop(running);
+            tracing::info!(task_id = %id, outcome = outcome.as_str(), "Re-sent a journaled outcome.");
+            if outcome == Outcome::Deferred {
+                return false;
+            }
+        }
+        true
     }
 
     async fn fetch_loop(
@@ -401,112 +461,64 @@ impl Manager {
             return;
         };
         let permit = pool.take_parked();
-        let newly_seen = self
-            .in_flight
-            .lock()
-            .map(|mut ids| ids.insert(task.id.clone()))
-            .unwrap_or(false);
-        if !newly_seen {
-            // Its lock lapsed and this worker fetched it again: the copy already running keeps
-            // it (the new lock is ours too, and that copy's heartbeat extends it).
-            tracing::warn!(
-                "Fetched a task that is already running here (its lock had lapsed); keeping the running copy."
-            );
-            return;
-        }
-        let env = TaskEnv {
-            pipeline: self.pipeline.clone(),
-            camunda: self.camunda.clone(),
-            pool,
-            topic,
-            shutdown: shutdown.clone(),
-            hard: hard.clone(),
+        let claim = self
+            .journal
+            .claim(&task.id, task.retries, topic.lock_duration);
+        let run = |running| {
+            let env = TaskEnv {
+                pipeline: self.pipeline.clone(),
+                camunda: self.camunda.clone(),
+                pool,
+                topic: topic.clone(),
+                shutdown: shutdown.clone(),
+                hard: hard.clone(),
+            };
+            TaskRun::new(env, task, running)
         };
         let freed = self.freed.clone();
-        let in_flight = self.in_flight.clone();
+        let work = match claim {
+            Claim::AlreadyRunning => {
+                // Its lock lapsed and this worker fetched it again: the copy already running keeps
+                // it (the new lock is ours too, and that copy's heartbeat extends it).
+                tracing::warn!(
+                    "Fetched a task that is already running here (its lock had lapsed); keeping the running copy."
+                );
+                return;
+            }
+            Claim::Finished => {
+                tracing::warn!(
+                    "Fetched a task whose outcome this worker has already reported (a late delivery); not running it again."
+                );
+                return;
+            }
+            Claim::Run(running) => {
+                let run = run(running);
+                drop(_entered);
+                tracker.spawn(
+                    async move {
+                        run.run(permit).await;
+                        freed.notify_one();
+                    }
+                    .instrument(span),
+                );
+                return;
+            }
+            Claim::Resend(running, report) => (run(running), report),
+            Claim::Interrupted(running, endpoint) => {
+                (run(running), Completion::interrupted(&endpoint))
+            }
+        };
+        drop(permit); // a report needs no slot
         drop(_entered);
+        let (run, report) = work;
         tracker.spawn(
             async move {
-                let task_id = task.id.clone();
-                run_with_heartbeat(env, task, permit).await;
-                if let Ok(mut ids) = in_flight.lock() {
-                    ids.remove(&task_id);
-                }
+                run.resend(report).await;
                 freed.notify_one();
             }
             .instrument(span),
         );
     }
-}
-
-/// Runs a task with its heartbeat beside it; the heartbeat ends when the lease is released.
-async fn run_with_heartbeat(
-    env: TaskEnv,
-    task: LockedTask,
-    permit: Option<OwnedSemaphorePermit>,
-) -> Outcome {
-    let task_token = env.hard.child_token();
-    let lease = Lease::new();
-    let lock = Arc::new(heartbeat::LockState::default());
-    let heartbeat = heartbeat::run(
-        env.camunda.clone(),
-        task.id.clone(),
-        env.topic.lock_duration,
-        lock.clone(),
-        task_token.clone(),
-        lease.clone(),
-    );
-    let work = async {
-        let outcome = run_task(&env, permit, task, &task_token, &lock, &lease).await;
-        lease.release().await;
-        outcome
-    };
-    let (outcome, ()) = tokio::join!(work, heartbeat);
-    outcome
-}
-
-/// Waits for a slot if needed, then runs the pipeline. Gives the task back when it never starts.
-async fn run_task(
-    env: &TaskEnv,
-    permit: Option<OwnedSemaphorePermit>,
-    task: LockedTask,
-    task_token: &CancellationToken,
-    lock: &heartbeat::LockState,
-    lease: &Lease,
-) -> Outcome {
-    let permit = match permit {
-        Some(p) => p,
-        None => tokio::select! {
-            p = env.pool.acquire() => match p {
-                Some(p) => p,
-                None => return env.pipeline.give_back(&task, lease).await,
-            },
-            _ = env.shutdown.cancelled() => {
-                tracing::info!("Stopping before the task started; unlocking it.");
-                return env.pipeline.give_back(&task, lease).await;
-            }
-            _ = task_token.cancelled() => return Outcome::Abandoned,
-        },
-    };
-    if lock.is_lost() || task_token.is_cancelled() {
-        tracing::warn!("The task's lock was lost before it started; skipping it.");
-        return Outcome::Abandoned;
-    }
-    let slot = env.pool.seat(permit);
-    tracing::Span::current().record("pde", slot.pde_name());
-    let outcome = env
-        .pipeline
-        .run(task.clone(), task_token.clone(), lease)
-        .await;
-    if outcome == Outcome::Abandoned && env.hard.is_cancelled() && !lock.is_lost() {
-        tracing::warn!(
-            "Cancelled at the end of the grace period; unlocking the task for another worker."
-        );
-        if let Err(e) = env.camunda.unlock(&task.id).await {
-            tracing::warn!(error = %e, "Could not unlock the task; the engine offers it again when its lock expires.");
-        }
-    }
-    outcome
 }
 
 #[cfg(test)]

@@ -29,7 +29,13 @@ fn manager() -> Manager {
     })
     .expect("client");
     let endpoints = build_endpoints(&config).expect("endpoints");
-    Manager::new(&config, camunda, &endpoints).expect("manager")
+    Manager::new(
+        &config,
+        camunda,
+        &endpoints,
+        crate::journal::Journal::in_memory(Duration::from_secs(60)),
+    )
+    .expect("manager")
 }
 
 fn topics(r: &FetchAndLock) -> Vec<&str> {
@@ -77,6 +83,7 @@ fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
         &config,
         camunda,
         &build_endpoints(&config).expect("endpoints"),
+        crate::journal::Journal::in_memory(Duration::from_secs(60)),
     )
     .expect("manager");
     let reserved = m.reserve();

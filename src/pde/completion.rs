@@ -1,4 +1,5 @@
-//! Completion block: the one place that decides what a verdict means for the engine, and tells it.
+//! Completion block: the one place that decides what a verdict means for the engine, and the
+//! only writer to the engine for a task.
 //!
 //! | verdict | engine call |
 //! |---|---|
@@ -9,9 +10,11 @@
 //! | transient error, invalid result, no usable endpoint | `failure`, retries = (task.retries ?? topic.retries) − 1 |
 //! | cancelled (task gone, hard stop) | nothing (or `unlock` when procos gives the task back) |
 //!
-//! Engine calls are retried with backoff on 5xx and I/O errors so that a finished result is not
-//! lost to a blip; 404 (task gone) and 400 (another worker holds it) are logged and dropped,
-//! never retried, so a task is never completed twice.
+//! Every report is journaled ([`Journal::pending`], on disk with a `state_dir`) before it is sent,
+//! then sent with a few quick retries on 5xx and I/O errors. What the engine answers settles the
+//! journal entry: accepted, 404 (task gone) or 400 (another worker holds it) end it — never
+//! retried, so a task is never completed twice; anything else leaves it pending for the
+//! manager's re-sender, which keeps trying (after a restart too) until one of those answers.
 
 use std::time::Duration;
 
@@ -23,14 +26,14 @@ use super::topic::TopicRuntime;
 use super::verdict::Verdict;
 use crate::camunda::variables::{encode_json_map, format_date, parse_date};
 use crate::camunda::{
-    Backoff, CamundaClient, CamundaError, LockedTask, TypedValue, VarType, Variable, VariableMap,
-    with_retries,
+    Backoff, CamundaClient, CamundaError, LockedTask, Report, TypedValue, VarType, Variable,
+    VariableMap, with_retries,
 };
 use crate::config::file::{BackoffConfig, OutputConfig};
 use crate::endpoints::{EndpointError, ErrorKind};
+use crate::journal::{Journal, Settled};
 
-/// Attempts per engine call before a result is given up (the lock then expires and the engine
-/// offers the task again).
+/// Quick attempts per report before it is left to the background re-sender.
 const REPORT_ATTEMPTS: u32 = 6;
 /// Camunda stores `errorMessage` in a 666-character column.
 const MAX_ERROR_MESSAGE: usize = 600;
@@ -48,8 +51,10 @@ pub enum Outcome {
     Incident,
     /// Nothing was reported (task gone or cancelled); maybe unlocked.
     Abandoned,
-    /// The engine refused or never took the report.
+    /// The engine refused the report (404: task gone; 400: another worker holds it).
     Unreported,
+    /// The engine could not be reached: the report stays in the journal and is re-sent.
+    Deferred,
 }
 
 impl Outcome {
@@ -62,43 +67,56 @@ impl Outcome {
             Outcome::Incident => "incident",
             Outcome::Abandoned => "abandoned",
             Outcome::Unreported => "unreported",
+            Outcome::Deferred => "deferred",
+        }
+    }
+
+    fn of(report: &Report) -> Self {
+        match report {
+            Report::Complete { .. } => Outcome::Completed,
+            Report::BpmnError { .. } => Outcome::BpmnError,
+            Report::Failure { retries: 0, .. } => Outcome::Incident,
+            Report::Failure { .. } => Outcome::Failed,
         }
     }
 }
 
-/// The engine call a verdict maps to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// `complete`.
-    Complete {
-        variables: VariableMap,
-        local_variables: VariableMap,
-    },
-    /// `bpmnError`.
-    BpmnError { code: String, message: String },
-    /// `failure`.
-    Failure {
-        message: String,
-        details: String,
-        retries: i32,
-        retry_timeout: Duration,
-    },
-    /// Report nothing.
-    Nothing,
+/// Which task a report is for, as the journal keys it.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskKey<'a> {
+    /// The external task id.
+    pub id: &'a str,
+    /// `retries` as fetched (tells one attempt from the next).
+    pub retries: Option<i32>,
+    /// The task's topic.
+    pub topic: &'a str,
+}
+
+impl<'a> TaskKey<'a> {
+    /// The key of a fetched task.
+    pub fn of(task: &'a LockedTask) -> Self {
+        Self {
+            id: &task.id,
+            retries: task.retries,
+            topic: &task.topic_name,
+        }
+    }
 }
 
 /// Reports verdicts to the engine.
 #[derive(Debug, Clone)]
 pub struct Completion {
     camunda: CamundaClient,
+    journal: Journal,
     backoff: BackoffConfig,
 }
 
 impl Completion {
-    /// Reports through this client.
-    pub fn new(camunda: CamundaClient) -> Self {
+    /// Reports through this client, journaling into `journal` first.
+    pub fn new(camunda: CamundaClient, journal: Journal) -> Self {
         Self {
             camunda,
+            journal,
             backoff: BackoffConfig {
                 initial: Duration::from_millis(200),
                 max: Duration::from_secs(5),
@@ -112,6 +130,11 @@ impl Completion {
         &self.camunda
     }
 
+    /// The journal it writes.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Decides and reports (after releasing the lease, so no lock extension lands after it).
     pub async fn finish(
         &self,
@@ -120,22 +143,26 @@ impl Completion {
         verdict: Verdict,
         lease: &Lease,
     ) -> Outcome {
-        let action = match decide(task.retries, topic, verdict) {
-            Action::Complete {
+        let report = match decide(task.retries, topic, verdict) {
+            Some(Report::Complete {
                 mut variables,
                 mut local_variables,
-            } => {
+            }) => {
                 keep_input_types(&mut variables, &task.variables);
                 keep_input_types(&mut local_variables, &task.variables);
-                Action::Complete {
+                Report::Complete {
                     variables,
                     local_variables,
                 }
             }
-            other => other,
+            Some(other) => other,
+            None => {
+                lease.release().await;
+                return Outcome::Abandoned;
+            }
         };
         lease.release().await;
-        self.report(task, topic, action).await
+        self.deliver(TaskKey::of(task), Some(topic), report).await
     }
 
     /// Gives a task up without a result; with `unlock`, hands it back to the engine at once.
@@ -147,124 +174,138 @@ impl Completion {
         Outcome::Abandoned
     }
 
-    async fn report(&self, task: &LockedTask, topic: &TopicRuntime, action: Action) -> Outcome {
-        let id = task.id.as_str();
-        let (outcome, result) = match action {
-            Action::Nothing => return Outcome::Abandoned,
-            Action::Complete {
-                variables,
-                local_variables,
-            } => {
-                let r = self
-                    .retrying(|| {
-                        self.camunda
-                            .complete(id, variables.clone(), local_variables.clone())
-                    })
-                    .await;
-                (Outcome::Completed, r)
-            }
-            Action::BpmnError { code, message } => {
-                tracing::info!(error_code = %code, message = %message, "Raising BPMN error.");
-                let r = self
-                    .retrying(|| {
-                        self.camunda
-                            .bpmn_error(id, &code, &message, VariableMap::new())
-                    })
-                    .await;
-                (Outcome::BpmnError, r)
-            }
-            Action::Failure {
-                message,
-                details,
-                retries,
-                retry_timeout,
-            } => {
-                if retries == 0 {
-                    tracing::error!(error = %message, "Task failed with no retries left; the engine raises an incident.");
-                } else {
-                    tracing::warn!(error = %message, retries, retry_timeout_ms = retry_timeout.as_millis() as u64, "Task failed; the engine will offer it again.");
-                }
-                let r = self
-                    .retrying(|| {
-                        self.camunda
-                            .failure(id, &message, &details, retries, retry_timeout)
-                    })
-                    .await;
-                (
-                    if retries == 0 {
-                        Outcome::Incident
-                    } else {
-                        Outcome::Failed
-                    },
-                    r,
-                )
-            }
-        };
-        match result {
-            Ok(()) => outcome,
-            Err(e) if outcome == Outcome::Completed && e.status() == Some(500) => {
-                // The engine could not continue the process after the task (e.g. no gateway
-                // condition matched). Completing again would fail the same way, and letting the
-                // lock expire would re-run the work forever: report a failure so that retries
-                // count down to an incident a person can see.
-                let retries = retries_after_failure(task.retries, topic);
-                let message = truncate(
-                    &format!("the engine could not continue the process after this task: {e}"),
-                    MAX_ERROR_MESSAGE,
-                );
-                tracing::error!(error = %e, retries, "Completing failed inside the engine; reporting a failure instead.");
-                let details = e.to_string();
-                match self
-                    .retrying(|| {
-                        self.camunda.failure(
-                            id,
-                            &message,
-                            &details,
-                            retries,
-                            topic.config.retry_timeout,
-                        )
-                    })
-                    .await
-                {
-                    Ok(()) if retries == 0 => Outcome::Incident,
-                    Ok(()) => Outcome::Failed,
-                    Err(again) => {
-                        tracing::error!(error = %again, "Could not report the failure either; the engine offers the task again when its lock expires.");
-                        Outcome::Unreported
-                    }
-                }
-            }
-            Err(e) if e.is_not_found() => {
-                tracing::warn!(error = %e, "The task was gone when reporting (cancelled or completed elsewhere); nothing reported.");
-                Outcome::Unreported
-            }
-            Err(e) if e.status() == Some(400) => {
-                tracing::warn!(error = %e, "The engine refused the report (the task is locked by another worker); nothing reported.");
-                Outcome::Unreported
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Could not report the task's outcome; the engine offers it again when its lock expires.");
-                Outcome::Unreported
-            }
+    /// The report for a task whose side-effecting endpoint was under way when procos stopped:
+    /// an incident, so that a person decides whether it runs again.
+    pub fn interrupted(endpoint: &str) -> Report {
+        let message = format!(
+            "procos stopped while endpoint `{endpoint}` (which has side effects) was running this task; it is not run a second time. Check whether its effect happened, then retry the task or resolve the incident."
+        );
+        Report::Failure {
+            details: message.clone(),
+            message: truncate(&message, MAX_ERROR_MESSAGE),
+            retries: 0,
+            retry_timeout: Duration::ZERO,
         }
     }
 
-    async fn retrying<F, Fut>(&self, call: F) -> Result<(), CamundaError>
+    /// Journals `report`, sends it, and settles the journal entry with the engine's answer.
+    /// `topic` (if still configured) sets the failure sent when `complete` fails inside the
+    /// engine.
+    pub async fn deliver(
+        &self,
+        key: TaskKey<'_>,
+        topic: Option<&TopicRuntime>,
+        report: Report,
+    ) -> Outcome {
+        self.deliver_with(key, topic, report, REPORT_ATTEMPTS).await
+    }
+
+    /// [`Completion::deliver`] with one attempt: for the background re-sender, which backs off
+    /// between its passes itself.
+    pub async fn deliver_once(
+        &self,
+        key: TaskKey<'_>,
+        topic: Option<&TopicRuntime>,
+        report: Report,
+    ) -> Outcome {
+        self.deliver_with(key, topic, report, 1).await
+    }
+
+    async fn deliver_with(
+        &self,
+        key: TaskKey<'_>,
+        topic: Option<&TopicRuntime>,
+        report: Report,
+        attempts: u32,
+    ) -> Outcome {
+        let mut report = report;
+        loop {
+            if let Err(e) = self
+                .journal
+                .pending(key.id, key.retries, key.topic, &report)
+                .await
+            {
+                tracing::error!(error = %e, "Could not journal the outcome; sending it anyway (a crash now could run the task again).");
+            }
+            log_report(&report);
+            let result = self
+                .retrying(attempts, || self.camunda.report(key.id, &report))
+                .await;
+            let e = match result {
+                Ok(()) => {
+                    self.journal.settle(key.id, Settled::Accepted);
+                    return Outcome::of(&report);
+                }
+                Err(e) => e,
+            };
+            if matches!(report, Report::Complete { .. }) && e.status() == Some(500) {
+                let retries = retries_after_failure(key.retries, topic);
+                tracing::error!(error = %e, retries, "Completing failed inside the engine; reporting a failure instead.");
+                report = Report::Failure {
+                    message: truncate(
+                        &format!("the engine could not continue the process after this task: {e}"),
+                        MAX_ERROR_MESSAGE,
+                    ),
+                    details: e.to_string(),
+                    retries,
+                    retry_timeout: topic.map_or(Duration::ZERO, |t| t.config.retry_timeout),
+                };
+                continue;
+            }
+            if e.is_not_found() {
+                tracing::warn!(error = %e, "The task was gone when reporting (cancelled or completed elsewhere); nothing reported.");
+                self.journal.settle(key.id, Settled::Gone);
+                return Outcome::Unreported;
+            }
+            if e.status() == Some(400) {
+                tracing::warn!(error = %e, "The engine refused the report (the task is locked by another worker); nothing reported.");
+                self.journal.settle(key.id, Settled::Refused);
+                return Outcome::Unreported;
+            }
+            tracing::error!(error = %e, durable = self.journal.is_durable(), "Could not report the task's outcome; it stays in the journal and is sent again in the background.");
+            return Outcome::Deferred;
+        }
+    }
+
+    async fn retrying<F, Fut>(&self, attempts: u32, call: F) -> Result<(), CamundaError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CamundaError>>,
     {
         let mut backoff = Backoff::new(self.backoff.clone());
-        // Never cancelled: once a result exists, reporting it is worth the few seconds it takes.
         let never = CancellationToken::new();
-        with_retries(&mut backoff, REPORT_ATTEMPTS, &never, call).await
+        with_retries(&mut backoff, attempts, &never, call).await
     }
 }
 
-/// THE mapping from a verdict to an engine call (see the module table).
-pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict) -> Action {
+fn log_report(report: &Report) {
+    match report {
+        Report::Complete { .. } => {}
+        Report::BpmnError { code, message } => {
+            tracing::info!(error_code = %code, error_message = %message, "Raising BPMN error.");
+        }
+        Report::Failure {
+            message,
+            retries: 0,
+            ..
+        } => {
+            tracing::error!(error = %message, "Task failed with no retries left; the engine raises an incident.");
+        }
+        Report::Failure {
+            message,
+            retries,
+            retry_timeout,
+            ..
+        } => {
+            tracing::warn!(error = %message, retries, retry_timeout_ms = retry_timeout.as_millis() as u64, "Task failed; the engine will offer it again.");
+        }
+    }
+}
+
+/// Maps a verdict to the report to send; `None` for a cancelled task (report nothing).
+pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict) -> Option<Report> {
     let (error, chain) = match verdict {
-        Verdict::Cancelled => return Action::Nothing,
+        Verdict::Cancelled => return None,
         Verdict::Done {
             output,
             usage,
@@ -272,7 +313,6 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
         } => {
             let (mut variables, mut local_variables) = map_output(&topic.config.output, output);
             if let Some(name) = &topic.config.output.usage_variable {
-                // Which endpoint served is worth recording even when it reports no tokens.
                 let usage = usage.unwrap_or_default();
                 let target = if topic.config.output.local {
                     &mut local_variables
@@ -284,28 +324,28 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
                     crate::camunda::Variable::from_json(usage.to_json(&endpoint)).encode(),
                 );
             }
-            return Action::Complete {
+            return Some(Report::Complete {
                 variables,
                 local_variables,
-            };
+            });
         }
         Verdict::Failed { error, chain } => (error, chain),
     };
     if let Some(code) = mapped_bpmn_error(&topic.config.bpmn_errors, &error) {
-        return Action::BpmnError {
+        return Some(Report::BpmnError {
             code,
             message: error.message,
-        };
+        });
     }
-    let retries = retries_after_failure(task_retries, topic);
+    let retries = retries_after_failure(task_retries, Some(topic));
     let (retries, retry_timeout) = match &error.kind {
         ErrorKind::Business { error_code } => {
-            return Action::BpmnError {
+            return Some(Report::BpmnError {
                 code: error_code.clone(),
                 message: error.message,
-            };
+            });
         }
-        ErrorKind::Cancelled => return Action::Nothing,
+        ErrorKind::Cancelled => return None,
         ErrorKind::Permanent => (0, Duration::ZERO),
         ErrorKind::Transient { retry_after } => (
             retries,
@@ -316,18 +356,20 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
         ),
         ErrorKind::Fallback | ErrorKind::InvalidOutput => (retries, topic.config.retry_timeout),
     };
-    Action::Failure {
+    Some(Report::Failure {
         message: truncate(&error.message, MAX_ERROR_MESSAGE),
         details: error_details(&error, &chain),
         retries,
         retry_timeout,
-    }
+    })
 }
 
-/// Retries to report with a failure: the task's (null until its first failure) or else the
-/// topic's, minus this one, never below 0.
-fn retries_after_failure(task_retries: Option<i32>, topic: &TopicRuntime) -> i32 {
-    (task_retries.unwrap_or(topic.config.retries as i32) - 1).max(0)
+/// Retries left after one more failure: (task.retries ?? topic.retries) − 1, never below 0. A
+/// topic that is no longer configured (a report journaled before a config change) counts as
+/// having had one retry.
+fn retries_after_failure(task_retries: Option<i32>, topic: Option<&TopicRuntime>) -> i32 {
+    let configured = topic.map_or(1, |t| t.config.retries as i32);
+    (task_retries.unwrap_or(configured) - 1).max(0)
 }
 
 /// The BPMN error code a topic maps this error's class to: the exact class (`http_404`) first,
@@ -486,12 +528,12 @@ mod tests {
             &t,
             failed(EndpointError::transient("503 from upstream")),
         );
-        let Action::Failure {
+        let Some(Report::Failure {
             retries,
             retry_timeout,
             details,
             ..
-        } = action
+        }) = action
         else {
             panic!("expected a failure, got {action:?}");
         };
@@ -505,7 +547,7 @@ mod tests {
         let t = topic("{pool: p, endpoints: []}");
         for (have, expect) in [(Some(2), 1), (Some(1), 0), (Some(0), 0)] {
             match decide(have, &t, failed(EndpointError::transient("x"))) {
-                Action::Failure { retries, .. } => assert_eq!(retries, expect),
+                Some(Report::Failure { retries, .. }) => assert_eq!(retries, expect),
                 other => panic!("{other:?}"),
             }
         }
@@ -516,7 +558,7 @@ mod tests {
         let t = topic("{pool: p, endpoints: [], retry_timeout: 1s}");
         let e = EndpointError::transient("429").retry_after(Some(Duration::from_secs(7)));
         match decide(None, &t, failed(e)) {
-            Action::Failure { retry_timeout, .. } => {
+            Some(Report::Failure { retry_timeout, .. }) => {
                 assert_eq!(retry_timeout, Duration::from_secs(7))
             }
             other => panic!("{other:?}"),
@@ -531,7 +573,7 @@ mod tests {
             &t,
             failed(EndpointError::permanent("401: check the API key")),
         ) {
-            Action::Failure { retries, .. } => assert_eq!(retries, 0),
+            Some(Report::Failure { retries, .. }) => assert_eq!(retries, 0),
             other => panic!("{other:?}"),
         }
     }
@@ -542,7 +584,7 @@ mod tests {
             "{pool: p, endpoints: [], bpmn_errors: {http_404: NOT_FOUND, http_4xx: CLIENT, input_invalid: BAD}}",
         );
         let code = |e: EndpointError| match decide(None, &t, failed(e)) {
-            Action::BpmnError { code, .. } => Some(code),
+            Some(Report::BpmnError { code, .. }) => Some(code),
             _ => None,
         };
         assert_eq!(
@@ -569,12 +611,12 @@ mod tests {
                 &t,
                 failed(EndpointError::business("NO_STOCK", "sold out"))
             ),
-            Action::BpmnError {
+            Some(Report::BpmnError {
                 code: "NO_STOCK".into(),
                 message: "sold out".into()
-            }
+            })
         );
-        assert_eq!(decide(None, &t, Verdict::Cancelled), Action::Nothing);
+        assert_eq!(decide(None, &t, Verdict::Cancelled), None);
     }
 
     #[test]

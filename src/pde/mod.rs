@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camunda::{CamundaClient, LockedTask};
 use crate::endpoints::SubTasks;
+use crate::journal::Journal;
 
 pub mod completion;
 pub mod gateway;
@@ -32,7 +33,7 @@ pub mod topic;
 pub mod validation;
 pub mod verdict;
 
-pub use completion::{Completion, Outcome};
+pub use completion::{Completion, Outcome, TaskKey};
 pub use lease::Lease;
 pub use sub_task::SubTaskRunner;
 pub use topic::TopicRuntime;
@@ -64,10 +65,15 @@ fn ms_since(t: Instant) -> u64 {
 
 /// Test → Gateway → Validation on a built context, timing each block: everything between Start
 /// and Completion. Engine tasks and Meta-PDE sub-tasks both run exactly this.
+///
+/// With `journal`, an engine task whose route holds an endpoint with side effects is journaled
+/// as started before Validation calls it: if procos dies during the call, the task is not run a
+/// second time (see [`crate::journal`]). Sub-tasks run inside their parent's mark.
 pub(crate) async fn checked_work(
     ctx: &start::TaskContext,
     topic: &TopicRuntime,
     timings: &mut StageTimings,
+    journal: Option<(&Journal, TaskKey<'_>)>,
 ) -> Verdict {
     let t = Instant::now();
     let report = test::run(ctx, topic).await;
@@ -85,6 +91,16 @@ pub(crate) async fn checked_work(
         Err(verdict) => return verdict,
     };
 
+    if let Some((journal, key)) = journal
+        && let Some(endpoint) = route.endpoints.iter().find(|e| e.side_effects())
+        && let Err(e) = journal
+            .started(key.id, key.retries, key.topic, endpoint.name())
+            .await
+    {
+        // Not crash-safe, but losing the task's work over a full disk would be worse.
+        tracing::error!(error = %e, "Could not journal the task's start; running it anyway.");
+    }
+
     let t = Instant::now();
     let verdict = validation::execute(ctx, topic, &route).await;
     timings.validation_ms = ms_since(t);
@@ -92,11 +108,15 @@ pub(crate) async fn checked_work(
 }
 
 impl Pipeline {
-    /// A pipeline over these topics, reporting to this engine.
-    pub fn new(topics: BTreeMap<String, Arc<TopicRuntime>>, camunda: CamundaClient) -> Self {
+    /// A pipeline over these topics, reporting to this engine through this journal.
+    pub fn new(
+        topics: BTreeMap<String, Arc<TopicRuntime>>,
+        camunda: CamundaClient,
+        journal: Journal,
+    ) -> Self {
         Self {
             topics,
-            completion: Completion::new(camunda),
+            completion: Completion::new(camunda, journal),
             sub_tasks: OnceLock::new(),
         }
     }
@@ -116,6 +136,11 @@ impl Pipeline {
     /// The engine client the pipeline reports to.
     pub fn camunda(&self) -> &CamundaClient {
         self.completion.camunda()
+    }
+
+    /// The Completion block: the only writer to the engine for a task.
+    pub fn completion(&self) -> &Completion {
+        &self.completion
     }
 
     /// The topic runtimes, by topic name.
@@ -161,7 +186,8 @@ impl Pipeline {
         };
         timings.start_ms = ms_since(t);
 
-        let verdict = checked_work(&ctx, &topic, &mut timings).await;
+        let journal = (self.completion.journal(), TaskKey::of(&task));
+        let verdict = checked_work(&ctx, &topic, &mut timings, Some(journal)).await;
         self.finish(&task, &topic, verdict, timings, lease).await
     }
 

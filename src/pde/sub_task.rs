@@ -27,9 +27,10 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::Pipeline;
-use super::completion::{Action, decide};
+use super::completion::decide;
 use super::start;
 use super::verdict::Verdict;
+use crate::camunda::Report;
 use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, SubTasks};
 
 /// Nesting beyond this is refused at run time whatever the config says: a backstop for a cycle
@@ -95,7 +96,8 @@ impl SubTaskRunner {
             _ = parent.cancel.cancelled() => return Err(EndpointError::cancelled()),
         };
         let ctx = start::sub_task_context(&topic, variables, parent);
-        let verdict = super::checked_work(&ctx, &topic, &mut super::StageTimings::default()).await;
+        let verdict =
+            super::checked_work(&ctx, &topic, &mut super::StageTimings::default(), None).await;
         match &verdict {
             Verdict::Done { endpoint, .. } => {
                 tracing::info!(endpoint = %endpoint, "Sub-task done.")
@@ -119,7 +121,7 @@ fn into_result(
         Verdict::Failed { error, chain } => {
             let mapped = decide(None, topic, Verdict::failed(error.clone()));
             let mut error = match mapped {
-                Action::BpmnError { code, message } => EndpointError {
+                Some(Report::BpmnError { code, message }) => EndpointError {
                     kind: crate::endpoints::ErrorKind::Business { error_code: code },
                     message,
                     ..error

@@ -63,7 +63,13 @@ fn manager() -> Manager {
     })
     .expect("client");
     let endpoints = build_endpoints(&config).expect("endpoints");
-    Manager::new(&config, camunda, &endpoints).expect("manager")
+    Manager::new(
+        &config,
+        camunda,
+        &endpoints,
+        crate::journal::Journal::in_memory(Duration::from_secs(60)),
+    )
+    .expect("manager")
 }
 
 /// A parent task's request as the pipeline builds it, carrying the pipeline's runner.

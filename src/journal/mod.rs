@@ -1,0 +1,432 @@
+//! The outcome journal: what this worker has decided about each task it fetched, kept until the
+//! engine has acknowledged it (and a retention window after), in memory and — with
+//! `pde_manager.state_dir` — in an embedded store that survives a crash.
+//!
+//! It is the memory behind "nothing twice, nothing lost":
+//!
+//! | a task arrives (fetched) and the journal says… | then |
+//! |---|---|
+//! | nothing, or the entry is from an earlier attempt (other `retries`) | run it ([`Claim::Run`]) |
+//! | it runs here right now (its lock lapsed and was re-taken) | keep the running copy |
+//! | its outcome was reported and acknowledged | drop the stale delivery |
+//! | its outcome is journaled but not acknowledged | send that outcome, do not run again |
+//! | a side-effecting endpoint was under way when procos stopped | report an incident, do not run again |
+//!
+//! Entries are written before the engine is told anything: [`Journal::started`] before the first
+//! call of an endpoint with side effects, [`Journal::pending`] before `complete` / `bpmnError` /
+//! `failure`. Both wait for the disk. Acknowledgements are queued and written with the next
+//! commit: losing one in a crash only costs a re-send that the engine answers with 404.
+//!
+//! An attempt is told apart by the task's `retries` as fetched: a duplicate delivery of the same
+//! attempt carries the same value, a retry after a reported failure a smaller one. An
+//! acknowledged failure blocks a re-delivery of its attempt only for one lock duration (long
+//! enough to outlive a stale fetch reply), so an operator who sets the retries back after an
+//! incident gets a fresh run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::camunda::Report;
+
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use store::StoreError;
+use store::{Op, Store};
+
+/// What became of a report sent to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The engine took it.
+    Accepted,
+    /// 404: the task no longer exists (completed elsewhere, instance deleted).
+    Gone,
+    /// 400: another worker holds the task. The report is kept, so that if this worker fetches
+    /// the same attempt again it sends it instead of running the task twice.
+    Refused,
+}
+
+/// What the journal knows about one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `retries` as fetched: which attempt this is (null until the first failure).
+    pub retries: Option<i32>,
+    /// The task's topic.
+    pub topic: String,
+    /// Unix milliseconds of the last change.
+    pub at_ms: i64,
+    /// Where the task stands.
+    pub state: State,
+}
+
+/// Where a task stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum State {
+    /// An endpoint with side effects is being called (or was, when procos stopped).
+    Started { endpoint: String },
+    /// The outcome is decided and being (re)sent.
+    Pending { report: Report },
+    /// The engine refused the outcome (400): kept for a re-delivery of the same attempt.
+    Refused { report: Report },
+    /// The engine took the outcome (or said the task is gone).
+    Acknowledged { call: String },
+}
+
+/// What to do with a fetched task.
+#[derive(Debug)]
+pub enum Claim {
+    /// Run it; the guard marks it running until dropped.
+    Run(Running),
+    /// This process is running it already: leave that copy alone.
+    AlreadyRunning,
+    /// Its outcome was reported here and acknowledged: a stale delivery.
+    Finished,
+    /// Its outcome is journaled but not acknowledged: send this instead of running it.
+    Resend(Running, Report),
+    /// This endpoint (with side effects) was under way when procos stopped; the task must not
+    /// run again.
+    Interrupted(Running, String),
+}
+
+/// Marks a task as running in this process; dropping it ends that.
+#[derive(Debug)]
+pub struct Running {
+    journal: Journal,
+    id: String,
+}
+
+impl Running {
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.journal.ledger().running.remove(&self.id);
+    }
+}
+
+/// The outcome journal. Cheap to clone; every clone is the same journal.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ledger: Mutex<Ledger>,
+    store: Option<Store>,
+    retention: Duration,
+    worker_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    running: HashSet<String>,
+    entries: HashMap<String, Entry>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Journal {
+    /// A journal kept in memory only (no `state_dir`).
+    pub fn in_memory(retention: Duration) -> Self {
+        Self::with(None, HashMap::new(), retention, None)
+    }
+
+    /// Opens the journal in `dir`, loading what an earlier run left. `new_worker_id` becomes
+    /// this state dir's worker id if it has none yet (see [`Journal::worker_id`]).
+    pub fn open(dir: &Path, retention: Duration, new_worker_id: &str) -> Result<Self, StoreError> {
+        let opened = Store::open(dir, new_worker_id)?;
+        let now = now_ms();
+        let mut entries = HashMap::new();
+        for (id, bytes) in opened.entries {
+            match serde_json::from_slice::<Entry>(&bytes) {
+                Ok(mut entry) => {
+                    if matches!(entry.state, State::Started { .. }) {
+                        // Its retention counts from now: the task's lock may still be running.
+                        entry.at_ms = now;
+                    }
+                    entries.insert(id, entry);
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %id, error = %e, "Skipping an unreadable journal entry.");
+                    opened.store.queue(vec![Op::Remove(id)]);
+                }
+            }
+        }
+        let pending = entries
+            .values()
+            .filter(|e| matches!(e.state, State::Pending { .. }))
+            .count();
+        tracing::info!(
+            dir = %dir.display(),
+            entries = entries.len(),
+            pending,
+            "Outcome journal opened."
+        );
+        Ok(Self::with(
+            Some(opened.store),
+            entries,
+            retention,
+            Some(opened.worker_id),
+        ))
+    }
+
+    fn with(
+        store: Option<Store>,
+        entries: HashMap<String, Entry>,
+        retention: Duration,
+        worker_id: Option<String>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ledger: Mutex::new(Ledger {
+                    running: HashSet::new(),
+                    entries,
+                }),
+                store,
+                retention,
+                worker_id,
+            }),
+        }
+    }
+
+    /// The worker id kept in the state dir: a restarted procos keeps its identity, so the
+    /// outcomes its previous life journaled are still its to report.
+    pub fn worker_id(&self) -> Option<&str> {
+        self.inner.worker_id.as_deref()
+    }
+
+    /// Is it written to disk?
+    pub fn is_durable(&self) -> bool {
+        self.inner.store.is_some()
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // A panic while holding this lock leaves plain maps behind, still consistent enough to
+        // keep serving: poisoning is ignored.
+        self.inner
+            .ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Decides what to do with a fetched task (see the module docs). `lock` is the topic's lock
+    /// duration: how long an acknowledged failure blocks its attempt.
+    pub fn claim(&self, id: &str, retries: Option<i32>, lock: Duration) -> Claim {
+        let mut ledger = self.ledger();
+        if ledger.running.contains(id) {
+            return Claim::AlreadyRunning;
+        }
+        let verdict = match ledger.entries.get(id) {
+            Some(entry) if entry.retries == retries => match &entry.state {
+                State::Started { endpoint } => Some(Err(endpoint.clone())),
+                State::Pending { report } | State::Refused { report } => Some(Ok(report.clone())),
+                State::Acknowledged { call }
+                    if call == "failure" && now_ms() - entry.at_ms > lock.as_millis() as i64 =>
+                {
+                    None
+                }
+                State::Acknowledged { .. } => return Claim::Finished,
+            },
+            _ => None,
+        };
+        ledger.running.insert(id.to_string());
+        drop(ledger);
+        let running = Running {
+            journal: self.clone(),
+            id: id.to_string(),
+        };
+        match verdict {
+            None => Claim::Run(running),
+            Some(Ok(report)) => Claim::Resend(running, report),
+            Some(Err(endpoint)) => Claim::Interrupted(running, endpoint),
+        }
+    }
+
+    /// Records, durably, that an endpoint with side effects is about to be called for this task.
+    pub async fn started(
+        &self,
+        id: &str,
+        retries: Option<i32>,
+        topic: &str,
+        endpoint: &str,
+    ) -> Result<(), StoreError> {
+        let state = State::Started {
+            endpoint: endpoint.to_string(),
+        };
+        self.put(id, retries, topic, state, true).await
+    }
+
+    /// Records, durably, the outcome about to be sent.
+    pub async fn pending(
+        &self,
+        id: &str,
+        retries: Option<i32>,
+        topic: &str,
+        report: &Report,
+    ) -> Result<(), StoreError> {
+        let state = State::Pending {
+            report: report.clone(),
+        };
+        self.put(id, retries, topic, state, true).await
+    }
+
+    /// Records what the engine answered to the pending report (written with the next commit).
+    pub fn settle(&self, id: &str, how: Settled) {
+        let mut ledger = self.ledger();
+        let Some(entry) = ledger.entries.get_mut(id) else {
+            return;
+        };
+        let State::Pending { report } = &entry.state else {
+            return;
+        };
+        entry.state = match how {
+            Settled::Accepted => State::Acknowledged {
+                call: report.as_str().to_string(),
+            },
+            Settled::Gone => State::Acknowledged {
+                call: "gone".to_string(),
+            },
+            Settled::Refused => State::Refused {
+                report: report.clone(),
+            },
+        };
+        entry.at_ms = now_ms();
+        let op = self.inner.store.as_ref().map(|_| encode(id, entry));
+        drop(ledger);
+        if let (Some(store), Some(op)) = (&self.inner.store, op) {
+            store.queue(vec![op]);
+        }
+    }
+
+    /// Pending reports of tasks not running here (journaled by an earlier life, or whose
+    /// sending failed), for the background re-sender.
+    pub fn unsettled(&self) -> Vec<(String, Report)> {
+        let ledger = self.ledger();
+        ledger
+            .entries
+            .iter()
+            .filter(|(id, _)| !ledger.running.contains(*id))
+            .filter_map(|(id, e)| match &e.state {
+                State::Pending { report } => Some((id.clone(), report.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Marks a pending task as running (so a fetch of it waits for the re-sender); `None` if it
+    /// runs already or is no longer pending.
+    pub fn claim_pending(&self, id: &str) -> Option<(Running, Option<i32>, String)> {
+        let mut ledger = self.ledger();
+        if ledger.running.contains(id) {
+            return None;
+        }
+        let entry = ledger.entries.get(id)?;
+        if !matches!(entry.state, State::Pending { .. }) {
+            return None;
+        }
+        let (retries, topic) = (entry.retries, entry.topic.clone());
+        ledger.running.insert(id.to_string());
+        drop(ledger);
+        Some((
+            Running {
+                journal: self.clone(),
+                id: id.to_string(),
+            },
+            retries,
+            topic,
+        ))
+    }
+
+    /// Forgets settled entries older than the retention window, and `started` marks of tasks
+    /// not running here that are older still. Returns how many were removed.
+    pub fn sweep(&self) -> usize {
+        let cutoff = now_ms() - self.inner.retention.as_millis() as i64;
+        let mut ledger = self.ledger();
+        let Ledger { running, entries } = &mut *ledger;
+        let expired: Vec<String> = entries
+            .iter()
+            .filter(|(id, e)| {
+                e.at_ms < cutoff
+                    && match e.state {
+                        State::Pending { .. } => false,
+                        State::Started { .. } => !running.contains(*id),
+                        State::Refused { .. } | State::Acknowledged { .. } => true,
+                    }
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            entries.remove(id);
+        }
+        drop(ledger);
+        if let Some(store) = &self.inner.store
+            && !expired.is_empty()
+        {
+            store.queue(expired.iter().cloned().map(Op::Remove).collect());
+        }
+        expired.len()
+    }
+
+    /// Entries held (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.ledger().entries.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entry for a task (tests, status).
+    pub fn entry(&self, id: &str) -> Option<Entry> {
+        self.ledger().entries.get(id).cloned()
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        retries: Option<i32>,
+        topic: &str,
+        state: State,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let entry = Entry {
+            retries,
+            topic: topic.to_string(),
+            at_ms: now_ms(),
+            state,
+        };
+        let op = self.inner.store.as_ref().map(|_| encode(id, &entry));
+        self.ledger().entries.insert(id.to_string(), entry);
+        match (&self.inner.store, op) {
+            (Some(store), Some(op)) if durable => store.durable(vec![op]).await,
+            (Some(store), Some(op)) => {
+                store.queue(vec![op]);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn encode(id: &str, entry: &Entry) -> Op {
+    // Serializing these plain structs cannot fail (string keys, no non-finite floats
+    // from the engine's JSON).
+    Op::Put(
+        id.to_string(),
+        serde_json::to_vec(entry).unwrap_or_default(),
+    )
+}
