@@ -45,6 +45,10 @@ impl Endpoint for NoopEndpoint {
         "noop"
     }
 
+    fn side_effects(&self) -> bool {
+        false
+    }
+
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         if let Some(delay) = self.delay {
             tokio::select! {

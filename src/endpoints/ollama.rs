@@ -365,6 +365,11 @@ impl Endpoint for OllamaEndpoint {
         "ollama"
     }
 
+    /// Only reads (a model's answer changes nothing outside procos): safe to run again.
+    fn side_effects(&self) -> bool {
+        false
+    }
+
     async fn health(&self) -> Result<(), EndpointError> {
         let cached = || {
             lock(&self.health)

@@ -472,6 +472,11 @@ impl Endpoint for OpenAiEndpoint {
         "openai"
     }
 
+    /// Only reads (a model's answer changes nothing outside procos): safe to run again.
+    fn side_effects(&self) -> bool {
+        false
+    }
+
     async fn health(&self) -> Result<(), EndpointError> {
         if self.missing_key {
             return Err(self.no_key());

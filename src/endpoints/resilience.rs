@@ -159,6 +159,10 @@ impl Endpoint for Retry {
         self.inner.kind()
     }
 
+    fn side_effects(&self) -> bool {
+        self.inner.side_effects()
+    }
+
     async fn health(&self) -> Result<(), EndpointError> {
         self.inner.health().await
     }
@@ -322,6 +326,10 @@ impl Endpoint for CircuitBreaker {
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn side_effects(&self) -> bool {
+        self.inner.side_effects()
     }
 
     async fn health(&self) -> Result<(), EndpointError> {

@@ -3,9 +3,12 @@
 //! Every half lock duration it extends the lock by a full lock duration, each call bounded by
 //! the time the lock has left. If the engine says the task is gone (404), or the lock expired
 //! and another worker holds the task, the task's token is cancelled so its pipeline stops and
-//! never reports late. If the engine cannot be reached until the lock expires, the task is
-//! cancelled too: after that, another worker may have it. The heartbeat stops for good when the
-//! task's [`Lease`] is released (just before the pipeline reports).
+//! never reports late. If the engine cannot be reached (frozen, restarting, network down), the
+//! work goes on and the heartbeat keeps trying: cancelling would not undo what the endpoint has
+//! already done, and once the engine answers, an expired lock is taken back if nobody else took
+//! it, or the task is stopped if somebody did. The engine itself refuses (400) a report for a
+//! task another worker has re-locked. The heartbeat stops for good when the task's [`Lease`]
+//! is released (just before the pipeline reports).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,13 +101,15 @@ pub async fn run(
                 return lose(&state, &task);
             }
             Renewal::Failed(why) => {
-                if Instant::now() + MARGIN >= expires {
-                    tracing::warn!(error = %why, "Could not extend the lock before it expired; stopping the task's work.");
-                    return lose(&state, &task);
+                let left = expires.saturating_duration_since(Instant::now());
+                if left <= MARGIN {
+                    tracing::warn!(error = %why, "Could not extend the lock before it expired; carrying on and taking it back once the engine answers.");
+                    expires = Instant::now() + interval;
+                    next = Instant::now() + (interval / 2).max(MARGIN);
+                } else {
+                    tracing::warn!(error = %why, "Could not extend the lock; trying again shortly.");
+                    next = Instant::now() + (left / 4).max(MARGIN);
                 }
-                tracing::warn!(error = %why, "Could not extend the lock; trying again shortly.");
-                let retry_in = (expires.saturating_duration_since(Instant::now()) / 4).max(MARGIN);
-                next = Instant::now() + retry_in;
             }
         }
     }
@@ -245,18 +250,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_engine_that_does_not_answer_before_expiry_cancels_the_work() {
+    async fn an_engine_that_does_not_answer_keeps_the_work_going_and_is_asked_again() {
+        // A frozen engine: cancelling the work would not undo what the endpoint already did, and
+        // the report after it is refused by the engine if another worker took the task.
         let slow = ResponseTemplate::new(204).set_delay(Duration::from_secs(5));
-        let (_server, client) = setup(slow, ResponseTemplate::new(204)).await;
+        let (server, client) = setup(slow, ResponseTemplate::new(204)).await;
         let started = std::time::Instant::now();
-        let (state, task) = beat(client, 900).await;
+        let (state, task) = beat(client, 1500).await;
         assert!(
-            state.is_lost() && task.is_cancelled(),
-            "lock expired while the call hung"
+            !state.is_lost() && !task.is_cancelled(),
+            "an unreachable engine does not stop the task"
         );
+        let asked = server.received_requests().await.unwrap_or_default().len();
+        assert!(asked >= 3, "kept trying, each call bounded: {asked} calls");
         assert!(
             started.elapsed() < Duration::from_secs(3),
-            "the call was bounded by the lock's time left"
+            "no call outlived the lock's time left"
         );
     }
 }
