@@ -5,7 +5,10 @@
 //!     cargo bench --bench throughput            # 2000 instances
 //!     BENCH_INSTANCES=10000 cargo bench --bench throughput
 //!
-//! Prints tasks per second and the engine-call counts per task. Not a test: nothing is asserted.
+//! Runs twice in one process, side by side: the outcome journal in memory (no `state_dir`) and
+//! on disk (`state_dir` set: every report is fsynced before it is sent, in group commits), and
+//! prints tasks per second, the ratio between the two, and the engine-call counts per task. Not a
+//! test: nothing is asserted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,10 +36,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(run(instances));
+    let memory = runtime.block_on(run(instances, false));
+    let disk = runtime.block_on(run(instances, true));
+    println!(
+        "journal on disk vs in memory: {:.2}× the throughput",
+        disk / memory
+    );
 }
 
-async fn run(instances: usize) {
+/// One run; returns tasks per second.
+async fn run(instances: usize, durable: bool) -> f64 {
     let engine = Engine::start_local(EngineOptions {
         quiet: true,
         ..Default::default()
@@ -46,11 +55,17 @@ async fn run(instances: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("bpmn")).expect("bpmn dir");
     std::fs::write(dir.path().join("bpmn/bench.bpmn"), BPMN).expect("bpmn");
+    let state_dir = if durable {
+        format!("state_dir: \"{}\"", dir.path().join("state").display())
+    } else {
+        String::new()
+    };
     let yaml = format!(
         r#"
 camunda: {{ url: "{}", long_poll: 20s, max_tasks: 200 }}
 deploy: {{ dir: "{}", watch: false }}
 pde_manager:
+  {state_dir}
   pools:
     general_purpose: {{ instances: 4, endpoints: [echo], max_concurrent_tasks: 100 }}
     integration: {{ instances: 2, endpoints: [echo], max_concurrent_tasks: 100 }}
@@ -98,7 +113,10 @@ endpoints:
     let _ = daemon.await;
 
     let tasks = 2 * instances;
-    println!("procos throughput (noop endpoints, in-memory engine over loopback, 2 pools)");
+    let journal = if durable { "on disk" } else { "in memory" };
+    println!(
+        "procos throughput (noop endpoints, in-memory engine over loopback, 2 pools, journal {journal})"
+    );
     println!("  instances:          {instances} ({tasks} external tasks)");
     println!("  starting them took: {:.2?}", starting);
     println!("  all completed in:   {:.2?}", elapsed);
@@ -120,4 +138,5 @@ endpoints:
         stats.requests,
         stats.requests as f64 / tasks as f64
     );
+    tasks as f64 / elapsed.as_secs_f64()
 }

@@ -14,8 +14,10 @@
 //!
 //! Entries are written before the engine is told anything: [`Journal::started`] before the first
 //! call of an endpoint with side effects, [`Journal::pending`] before `complete` / `bpmnError` /
-//! `failure`. Both wait for the disk. Acknowledgements are queued and written with the next
-//! commit: losing one in a crash only costs a re-send that the engine answers with 404.
+//! `failure`. For a task with side effects both wait for the disk; a task that only read
+//! (no-op, GET, a model) has its entries written with the next group commit, as are
+//! acknowledgements: losing one in a crash costs a harmless re-run or a re-send that the engine
+//! answers with 404.
 //!
 //! An attempt is told apart by the task's `retries` as fetched: a duplicate delivery of the same
 //! attempt carries the same value, a retry after a reported failure a smaller one. An
@@ -269,7 +271,11 @@ impl Journal {
         self.put(id, retries, topic, state, true).await
     }
 
-    /// Records, durably, the outcome about to be sent.
+    /// Records the outcome about to be sent. For a task that called an endpoint with side
+    /// effects (journaled as started), or whose outcome was journaled before, this waits for the
+    /// disk: after a crash it is re-sent, never re-run. Any other task only read, so its entry
+    /// rides the next group commit: a crash before that costs a harmless second run, and the
+    /// no-op path keeps its speed.
     pub async fn pending(
         &self,
         id: &str,
@@ -277,10 +283,17 @@ impl Journal {
         topic: &str,
         report: &Report,
     ) -> Result<(), StoreError> {
+        let durable = self.ledger().entries.get(id).is_some_and(|e| {
+            e.retries == retries
+                && matches!(
+                    e.state,
+                    State::Started { .. } | State::Pending { .. } | State::Refused { .. }
+                )
+        });
         let state = State::Pending {
             report: report.clone(),
         };
-        self.put(id, retries, topic, state, true).await
+        self.put(id, retries, topic, state, durable).await
     }
 
     /// Records what the engine answered to the pending report (written with the next commit).

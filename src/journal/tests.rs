@@ -160,3 +160,17 @@ async fn settled_entries_expire_after_the_retention_window_pending_ones_do_not()
     let j = reopen(dir.path()).await;
     assert_eq!(j.len(), 1, "the file is bounded too");
 }
+
+#[tokio::test]
+async fn the_journaled_outcome_of_a_task_with_side_effects_is_sent_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(dir.path(), Duration::from_secs(3600), "w").unwrap();
+        let r = run(j.claim("mail", None, LOCK));
+        j.started("mail", None, "topic", "smtp").await.unwrap();
+        j.pending("mail", None, "topic", &complete()).await.unwrap();
+        drop(r);
+    }
+    let j = reopen(dir.path()).await;
+    assert!(matches!(j.claim("mail", None, LOCK), Claim::Resend(..)));
+}

@@ -39,8 +39,9 @@ pub enum KernelError {
     Journal(#[from] crate::journal::StoreError),
 }
 
-/// The worker id: configured, or hostname + a random suffix (fixed for the process's life, so a
-/// restarted procos never answers for the locks of its previous life).
+/// The worker id: configured, or hostname + a random suffix. Without a `state_dir` it is new for
+/// every process, so a restarted procos never answers for the locks of a life it has no record
+/// of; with one, [`journal`] keeps the first one, because the journal is that record.
 pub fn worker_id(config: &FileConfig) -> String {
     if let Some(id) = &config.camunda.worker_id {
         return id.clone();

@@ -200,7 +200,7 @@ impl Manager {
             worker_id = self.camunda.worker_id(),
             "PDE manager started."
         );
-        let resender = self.resend_loop(&tracker, &shutdown);
+        let resender = self.resend_loop(&shutdown);
         tokio::join!(self.fetch_loop(&tracker, &shutdown, &hard), resender);
         tracker.close();
         let grace = self.settings.grace;
@@ -225,7 +225,8 @@ impl Manager {
                 );
             }
         }
-        self.resend_pass().await;
+        // One last pass for reports still pending, bounded: a frozen engine must not hold the exit.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.resend_pass()).await;
         let unsent = self.journal.unsettled().len();
         if unsent > 0 && self.journal.is_durable() {
             tracing::warn!(
@@ -243,8 +244,9 @@ impl Manager {
 
     /// Re-sends, in the background, reports the engine did not take when they were made (and
     /// those an earlier life journaled), one engine-wide backoff after a failed pass.
-    async fn resend_loop(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
-        let _ = tracker; // the passes run inline: one report at a time is plenty for blips
+    /// The passes run inline, one report at a time: these are the leftovers of blips and
+    /// restarts, not the main path.
+    async fn resend_loop(&self, shutdown: &CancellationToken) {
         let mut backoff = Backoff::new(self.settings.backoff.clone());
         let mut wait = Duration::ZERO;
         loop {

@@ -1,0 +1,129 @@
+//! The outcome journal across a crash: the real binary, SIGKILLed and started again on the same
+//! `state_dir`, against the in-repo engine. A side-effecting script appends the task id to a sink
+//! file, so a second run would show.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Procos, Rest, Workdir, config, engine, eventually, one_task_bpmn};
+
+/// Writes the task id to `sink.txt`, then waits until `release` exists (or 60 s), then answers.
+const SCRIPT: &str = r#"
+import json, os, sys, time
+task = json.load(sys.stdin)
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "sink.txt"), "a") as f:
+    f.write(task["task"]["id"] + "\n")
+deadline = time.time() + 60
+while not os.path.exists(os.path.join(here, "release")) and time.time() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"sent": True}))
+"#;
+
+fn setup() -> Workdir {
+    let cfg = config(
+        "  lock_duration: 3s",
+        &["side"],
+        "  effect: { pool: gp, endpoints: [side], retries: 1 }",
+        "  side: { type: python, script: effect.py, max_execution_time: 90s }",
+    )
+    .replace("pde_manager:\n", "pde_manager:\n  state_dir: state\n");
+    let work = Workdir::new(
+        &cfg,
+        &[("effect.bpmn", &one_task_bpmn("effect", "effect", "NEVER"))],
+    );
+    work.script("effect.py", SCRIPT);
+    work
+}
+
+fn sink(work: &Workdir) -> Vec<String> {
+    std::fs::read_to_string(work.path().join("scripts/sink.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn kill(procos: &mut Procos) {
+    procos.child.kill().await.expect("SIGKILL");
+}
+
+#[tokio::test]
+async fn an_outcome_the_engine_could_not_take_is_sent_after_a_restart_and_the_task_is_not_run_again()
+ {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = setup();
+    let mut procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("effect", Duration::from_secs(30)).await;
+    let pi = rest.start("effect", serde_json::json!({})).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
+        "the script ran"
+    );
+    // The engine goes down just before the script finishes: the outcome cannot be delivered.
+    engine.engine.set_down(true);
+    std::fs::write(work.path().join("scripts/release"), "").expect("release");
+    procos
+        .wait_log("Engine call failed; retrying.", Duration::from_secs(15))
+        .await;
+    kill(&mut procos).await;
+
+    engine.engine.set_down(false);
+    let restarted = Procos::daemon(&work, &engine.url);
+    let vars = rest.wait_ended(&pi, Duration::from_secs(20)).await;
+    assert_eq!(vars["sent"], true, "the journaled result was delivered");
+    assert_eq!(
+        sink(&work).len(),
+        1,
+        "the side effect ran once: {:?}",
+        sink(&work)
+    );
+    restarted
+        .wait_log("Re-sent a journaled outcome.", Duration::from_secs(1))
+        .await;
+    assert_eq!(engine.engine.stats().complete_ok, 1);
+}
+
+#[tokio::test]
+async fn a_side_effect_cut_short_by_a_crash_becomes_an_incident_not_a_second_run() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = setup();
+    let mut procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("effect", Duration::from_secs(30)).await;
+    let pi = rest.start("effect", serde_json::json!({})).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
+        "the script ran"
+    );
+    kill(&mut procos).await;
+    // The script is still waiting for `release`; the process that ran it is gone.
+    std::fs::write(work.path().join("scripts/release"), "").expect("release");
+
+    let restarted = Procos::daemon(&work, &engine.url);
+    // Once the dead process's lock (3 s) expires, the task is fetched again.
+    let found = eventually(Duration::from_secs(20), || async {
+        !rest.incidents(&pi).await.is_empty()
+    })
+    .await;
+    assert!(
+        found,
+        "an incident; logs:\n{}",
+        restarted.log_lines().join("\n")
+    );
+    let incident = &rest.incidents(&pi).await[0];
+    let message = incident["incidentMessage"].as_str().unwrap_or("");
+    assert!(
+        message.contains("`side`") && message.contains("not run a second time"),
+        "the incident says why: {message}"
+    );
+    assert_eq!(
+        sink(&work).len(),
+        1,
+        "the side effect ran once: {:?}",
+        sink(&work)
+    );
+    assert_eq!(engine.engine.stats().complete_ok, 0);
+}
