@@ -128,6 +128,15 @@ impl Rig {
         }
     }
 
+    /// Starts `n` instances whose script sleeps `sleep` seconds, then on to the next multiple of
+    /// `wave` seconds (see support/sink.rs).
+    async fn seed_waves(&self, n: usize, sleep: f64, wave: f64) {
+        for i in 0..n {
+            let vars = json!({ "i": i, "sleep": sleep, "wave": wave });
+            self.rest.start(KEY, vars).await;
+        }
+    }
+
     /// Waits until at least `n` side effects happened.
     async fn wait_effects(&self, n: usize) {
         let ok = eventually(T, || async { self.sink.total() >= n }).await;
@@ -321,12 +330,15 @@ async fn sigkill_and_restart_runs_each_task_once_and_leaves_no_script() {
     })
     .await;
     let n = 200;
-    rig.seed(n, 2.0).await;
+    // Effects land on whole seconds of the clock, in waves every 2 s; the kill lands mid-wave.
+    rig.seed_waves(n, 0.5, 2.0).await;
     rig.wait_effects(n / 3).await;
+    Sink::wait_phase(2.0, 1.0).await;
     rig.procos.child.kill().await.expect("SIGKILL procos");
-    let started = rig.sink.pids();
-    // A script that outlives procos would still be running now: each had up to 2 s left.
+    // A script that outlives procos would still be running now: each had 1 s left. (Pids are
+    // read now, not at the kill: a script still starting up then registers late.)
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = rig.sink.pids();
     let orphans = Sink::alive(&started);
     assert!(
         orphans.is_empty(),

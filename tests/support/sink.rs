@@ -3,10 +3,15 @@
 //!
 //! ```text
 //! <workdir>/scripts/sink.py   records its pid in <workdir>/pids/<pid>, sleeps the task's
-//!                             `sleep` variable (seconds, default 0), then appends the task id
-//!                             to <workdir>/effects.log (one O_APPEND write: atomic) and prints
-//!                             {"effect": <task id>}
+//!                             `sleep` variable (seconds, default 0) — and with a `wave`
+//!                             variable, on until the next multiple of `wave` seconds of the
+//!                             clock — then appends the task id to <workdir>/effects.log (one
+//!                             O_APPEND write: atomic) and prints {"effect": <task id>}
 //! ```
+//!
+//! Waves put every side effect at a known instant (a whole multiple of `wave` seconds), so a test
+//! can kill procos half a wave later, when no script is between its effect and procos recording
+//! the outcome — the one window no worker can close.
 //!
 //! The effect is written at the end, as a real side effect commits at its end: a script killed
 //! while it sleeps has had no effect, and a redelivered copy of its task may then run.
@@ -25,6 +30,9 @@ root = os.path.dirname(os.getcwd())
 with open(os.path.join(root, "pids", str(os.getpid())), "w") as f:
     f.write(tid)
 time.sleep(float(req["variables"].get("sleep") or 0))
+wave = float(req["variables"].get("wave") or 0)
+if wave > 0:
+    time.sleep(wave - time.time() % wave)
 fd = os.open(os.path.join(root, "effects.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(fd, (tid + "\n").encode())
 os.close(fd)
@@ -64,6 +72,17 @@ impl Sink {
     /// Task ids whose side effect happened more than once, with their counts.
     pub fn duplicates(&self) -> Vec<(String, usize)> {
         self.runs().into_iter().filter(|(_, n)| *n > 1).collect()
+    }
+
+    /// Sleeps until `phase` seconds after the next multiple of `wave` seconds of the clock (the
+    /// instant in a wave when no sink script is finishing).
+    pub async fn wait_phase(wave: f64, phase: f64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs_f64();
+        let wait = (phase - now % wave).rem_euclid(wave);
+        tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
     }
 
     /// Pids of every script started so far.
