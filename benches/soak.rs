@@ -133,10 +133,10 @@ async fn one_fault(proxy: &FaultProxy, rng: &mut StdRng) -> String {
         1 => {
             let d = secs(rng, 1.0, 4.0);
             let burst = rng.random_range(0..10usize);
-            proxy.down();
+            proxy.down().await;
             tokio::time::sleep(d).await;
             proxy.fail_next("", burst, 503);
-            proxy.up();
+            proxy.up().await;
             format!("engine down {d:.1?}, then {burst} × 503")
         }
         2 => {

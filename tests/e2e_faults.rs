@@ -257,10 +257,10 @@ async fn engine_restart_runs_each_task_once() {
     let n = 240;
     rig.seed(n, 0.1).await;
     rig.wait_effects(n / 3).await;
-    rig.proxy.down();
+    rig.proxy.down().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     rig.proxy.fail_next("", 15, 503);
-    rig.proxy.up();
+    rig.proxy.up().await;
     rig.assert_exactly_once_and_healthy(n).await;
 }
 
@@ -393,4 +393,76 @@ async fn sigterm_during_slow_completes_then_restart_runs_each_task_once() {
     rig.proxy.clear_delays();
     rig.respawn();
     rig.assert_exactly_once_and_healthy(n).await;
+}
+
+/// The harness itself: each control of the proxy does what the tests above rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_proxy_injects_what_it_is_told() {
+    let engine = engine().await;
+    let proxy = FaultProxy::start(&engine.url).await;
+    let http = reqwest::Client::new();
+    let version = format!("{}/version", proxy.url);
+    let get = || async { http.get(&version).send().await };
+
+    assert_eq!(get().await.expect("passes").status(), 200);
+
+    proxy.fail_next("/version", 2, 503);
+    assert_eq!(get().await.expect("answered").status(), 503);
+    assert_eq!(get().await.expect("answered").status(), 503);
+    assert_eq!(get().await.expect("passes").status(), 200);
+
+    proxy.drop_next("/version", 1);
+    assert!(get().await.is_err(), "connection closed without a reply");
+
+    proxy.truncate_next("/version", 1);
+    let reply = get().await.expect("head arrives");
+    assert!(reply.bytes().await.is_err(), "the body breaks off");
+
+    proxy.lose_reply_next("/version", 1);
+    assert!(get().await.is_err(), "the reply is lost");
+    assert_eq!(proxy.faults_left(), 0);
+
+    proxy.delay_reply("/version", Duration::from_millis(600));
+    let t = std::time::Instant::now();
+    assert_eq!(get().await.expect("passes").status(), 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
+    proxy.clear_delays();
+
+    proxy.freeze();
+    let held = tokio::spawn({
+        let (http, version) = (http.clone(), version.clone());
+        async move { http.get(&version).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!held.is_finished(), "a frozen engine does not answer");
+    proxy.resume();
+    assert_eq!(held.await.expect("joins").expect("answered"), 200);
+
+    proxy.down().await;
+    // A fresh client: a pooled connection was cut (reset), a new one is refused.
+    let refused = reqwest::Client::new()
+        .get(&version)
+        .send()
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.is_connect(),
+        "connections are refused while down: {refused:?}"
+    );
+    proxy.up().await;
+    let back = eventually(Duration::from_secs(5), || async {
+        get().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(back, "the same address serves again after up()");
+    assert_eq!(
+        proxy.count("version"),
+        10,
+        "refused connects are not requests: {:?}",
+        proxy.counts()
+    );
 }

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use futures::StreamExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -82,6 +83,8 @@ struct State {
     counts: Mutex<BTreeMap<String, u64>>,
     frozen: watch::Sender<bool>,
     down: watch::Sender<bool>,
+    /// Whether the accept loop has its socket open (what `down` / `up` wait for).
+    listening: watch::Sender<bool>,
     /// Cancelled (and replaced) by `down`: cuts every live connection.
     connections: Mutex<CancellationToken>,
 }
@@ -126,6 +129,7 @@ impl FaultProxy {
             counts: Mutex::default(),
             frozen: watch::channel(false).0,
             down: watch::channel(false).0,
+            listening: watch::channel(true).0,
             connections: Mutex::new(CancellationToken::new()),
         });
         let stop = CancellationToken::new();
@@ -222,9 +226,11 @@ impl FaultProxy {
     }
 
     /// Cuts every live connection (requests on the wire get no reply) and refuses new ones
-    /// until [`FaultProxy::up`].
-    pub fn down(&self) {
+    /// until [`FaultProxy::up`]; returns once the socket is closed.
+    pub async fn down(&self) {
         self.state.down.send_replace(true);
+        let _ = self.state.listening.subscribe().wait_for(|l| !*l).await;
+        // After the socket closed: a connection accepted just before is cut too.
         let old = std::mem::replace(
             &mut *lock(&self.state.connections),
             CancellationToken::new(),
@@ -232,9 +238,10 @@ impl FaultProxy {
         old.cancel();
     }
 
-    /// Accepts connections again on the same port.
-    pub fn up(&self) {
+    /// Accepts connections again on the same port; returns once it listens.
+    pub async fn up(&self) {
         self.state.down.send_replace(false);
+        let _ = self.state.listening.subscribe().wait_for(|l| *l).await;
     }
 
     /// Requests received whose last path segment is `segment` (`fetchAndLock`, `complete`, …).
@@ -266,6 +273,7 @@ async fn accept_loop(
         if *down.borrow_and_update() {
             // Close the socket so that connects are refused, as with a stopped engine.
             drop(listener);
+            state.listening.send_replace(false);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = down.wait_for(|d| !*d) => {}
@@ -277,6 +285,7 @@ async fn accept_loop(
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             };
+            state.listening.send_replace(true);
             continue;
         }
         tokio::select! {
@@ -411,8 +420,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     response = response.header(hyper::header::CONTENT_LENGTH, bytes.len());
     let body = if truncate {
         let half = bytes.slice(..bytes.len() / 2);
-        let chunks: Vec<Result<Bytes, Cut>> = vec![Ok(half), Err(cut("body truncated"))];
-        Body::from_stream(futures::stream::iter(chunks))
+        // The half goes out (hyper flushes it) before the stream breaks and the connection
+        // closes; breaking at once could lose the head too.
+        let half = futures::stream::iter([Ok::<Bytes, Cut>(half)]);
+        let then_break = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(cut("body truncated"))
+        });
+        Body::from_stream(half.chain(then_break))
     } else {
         Body::from(bytes)
     };
