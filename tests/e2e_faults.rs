@@ -324,18 +324,28 @@ async fn slow_endpoint_keeps_its_locks() {
 async fn sigkill_and_restart_runs_each_task_once_and_leaves_no_script() {
     let mut rig = Rig::start(Knobs {
         lock: "5s",
-        slots: 40,
-        scripts: 40,
+        slots: 50,
+        scripts: 50,
         ..Knobs::default()
     })
     .await;
     let n = 200;
-    // Effects land on whole seconds of the clock, in waves every 2 s; the kill lands mid-wave.
-    rig.seed_waves(n, 0.5, 2.0).await;
-    rig.wait_effects(n / 3).await;
-    Sink::wait_phase(2.0, 1.0).await;
+    // Effects land on whole multiples of 3 s of the clock; the kill lands mid-wave, when scripts
+    // run but none is between its effect and procos recording the outcome. Under load procos
+    // may start a wave's scripts late, so wait for a wave with scripts running.
+    rig.seed_waves(n, 0.3, 3.0).await;
+    rig.wait_effects(n / 4).await;
+    let mut waves = 0;
+    loop {
+        Sink::wait_phase(3.0, 1.5).await;
+        if rig.sink.pids().len() >= rig.sink.total() + 5 {
+            break;
+        }
+        waves += 1;
+        assert!(waves < 10, "no wave had scripts running at its middle");
+    }
     rig.procos.child.kill().await.expect("SIGKILL procos");
-    // A script that outlives procos would still be running now: each had 1 s left. (Pids are
+    // A script that outlives procos would still be running now: each had 1.5 s left. (Pids are
     // read now, not at the kill: a script still starting up then registers late.)
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = rig.sink.pids();
@@ -391,6 +401,49 @@ async fn sigterm_during_slow_completes_then_restart_runs_each_task_once() {
     rig.procos.sigterm();
     assert_eq!(rig.procos.exit_code(Duration::from_secs(20)).await, 0);
     rig.proxy.clear_delays();
+    rig.respawn();
+    rig.assert_exactly_once_and_healthy(n).await;
+}
+
+/// SIGTERM while the engine is down (connections refused) for longer than `shutdown_grace`:
+/// procos cannot report what it finished, stops within the grace, and once the engine is back a
+/// restarted procos finishes every task once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_engine_outage_then_restart_runs_each_task_once() {
+    let mut rig = Rig::start(Knobs {
+        lock: "5s",
+        ..Knobs::default()
+    })
+    .await;
+    let n = 150;
+    rig.seed(n, 0.1).await;
+    rig.wait_effects(n / 3).await;
+    rig.proxy.down().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rig.procos.sigterm();
+    assert_eq!(rig.procos.exit_code(Duration::from_secs(20)).await, 0);
+    rig.proxy.up().await;
+    rig.respawn();
+    rig.assert_exactly_once_and_healthy(n).await;
+}
+
+/// SIGTERM while every script outlives the lock (3 s of work, 2 s locks): the running scripts
+/// finish within the grace with their locks kept, procos exits 0, and a restarted procos
+/// finishes the rest, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_slow_endpoint_then_restart_runs_each_task_once() {
+    let mut rig = Rig::start(Knobs {
+        lock: "2s",
+        slots: 30,
+        scripts: 30,
+        ..Knobs::default()
+    })
+    .await;
+    let n = 150;
+    rig.seed(n, 3.0).await;
+    rig.wait_effects(n / 3).await;
+    rig.procos.sigterm();
+    assert_eq!(rig.procos.exit_code(Duration::from_secs(20)).await, 0);
     rig.respawn();
     rig.assert_exactly_once_and_healthy(n).await;
 }
