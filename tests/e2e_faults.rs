@@ -107,8 +107,29 @@ impl Rig {
             )],
         );
         let sink = Sink::install(&work);
-        let procos = Procos::daemon(&work, &proxy.url);
-        rest.wait_deployed(KEY, T).await;
+        let mut procos = Procos::daemon(&work, &proxy.url);
+        let deadline = tokio::time::Instant::now() + T;
+        let definition = format!("{}/process-definition/key/{KEY}", engine.url);
+        while !rest
+            .http
+            .get(&definition)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            // A procos that refuses the config says why at once; show it rather than time out.
+            if let Some(status) = procos.child.try_wait().expect("procos status") {
+                panic!(
+                    "procos exited ({status}) before deploying; logs:\n{}",
+                    procos.log_lines().join("\n")
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "process {KEY} was not deployed within {T:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Rig {
             engine,
             proxy,
@@ -121,15 +142,11 @@ impl Rig {
 
     /// Starts `n` instances whose script sleeps `sleep` seconds.
     async fn seed(&self, n: usize, sleep: f64) {
-        for i in 0..n {
-            self.rest
-                .start(KEY, json!({ "i": i, "sleep": sleep }))
-                .await;
-        }
+        self.seed_waves(n, sleep, 0.0).await;
     }
 
-    /// Starts `n` instances whose script sleeps `sleep` seconds, then on to the next multiple of
-    /// `wave` seconds (see support/sink.rs).
+    /// Starts `n` instances whose script sleeps `sleep` seconds, then, when `wave` is not 0, on
+    /// to the next multiple of `wave` seconds of the clock (see support/sink.rs).
     async fn seed_waves(&self, n: usize, sleep: f64, wave: f64) {
         for i in 0..n {
             let vars = json!({ "i": i, "sleep": sleep, "wave": wave });
@@ -142,9 +159,10 @@ impl Rig {
         let ok = eventually(T, || async { self.sink.total() >= n }).await;
         assert!(
             ok,
-            "{} of {n} side effects within {T:?}; proxy {:?}",
+            "{} of {n} side effects within {T:?}; proxy {:?}; procos's last logs:\n{}",
             self.sink.total(),
-            self.proxy.counts()
+            self.proxy.counts(),
+            self.log_tail()
         );
     }
 
@@ -156,12 +174,20 @@ impl Rig {
         .await;
         assert!(
             ok,
-            "{} of {n} instances completed within {T:?}; engine {}; proxy {:?}; sink {} effects",
+            "{} of {n} instances completed within {T:?}; engine {}; proxy {:?}; sink {} effects; \
+             procos's last logs:\n{}",
             self.engine.engine.stats().instances_completed,
             self.rest.stats().await,
             self.proxy.counts(),
-            self.sink.total()
+            self.sink.total(),
+            self.log_tail()
         );
+    }
+
+    /// The last 30 log lines of the running procos, for failure messages.
+    fn log_tail(&self) -> String {
+        let lines = self.procos.log_lines();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Restarts procos on the same work dir (same config, same `state_dir`).
