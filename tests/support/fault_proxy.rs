@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! procos ──► FaultProxy (127.0.0.1:P) ──► engine (in-process or `procos engine` child)
-//!              │ every request: count → freeze? → fault rules → delay → forward → freeze? →
-//!              │                 delay reply → drop / truncate / pass the reply back
+//!              │ every request: count → freeze? → 5xx / drop? → delay → forward → delay reply
+//!              │                 → freeze? → lose / truncate / pass the reply back
 //! ```
 //!
 //! Every control can be switched while procos runs:
@@ -13,8 +13,9 @@
 //!   the worker learns late);
 //! - [`FaultProxy::fail_next`]: a burst of 500/503 answers (with a Camunda error body), not
 //!   forwarded;
-//! - [`FaultProxy::drop_next`]: close the connection without forwarding; [`FaultProxy::lose_reply_next`]:
-//!   forward, then close the connection (the engine acted, the worker never hears of it);
+//! - [`FaultProxy::drop_next`]: close the connection without forwarding;
+//!   [`FaultProxy::lose_reply_next`]: forward, then close the connection (the engine acted, the
+//!   worker never hears of it);
 //! - [`FaultProxy::truncate_next`]: the reply's head promises the whole body, half of it arrives,
 //!   then the connection closes;
 //! - [`FaultProxy::freeze`] / [`FaultProxy::resume`]: every request and every reply is held (an
@@ -24,8 +25,9 @@
 //!   restart as a worker sees it.
 //!
 //! A request gets at most one counted fault (500/503, drop, lost reply, truncation, in that
-//! order of precedence); delays and freezes add to it. [`FaultProxy::count`] tells how many requests arrived per last path segment (`fetchAndLock`,
-//! `complete`, `extendLock`, …), faulted ones included.
+//! order of precedence); delays and freezes add to it. [`FaultProxy::count`] tells how many
+//! requests arrived per last path segment (`fetchAndLock`, `complete`, `extendLock`, …),
+//! faulted ones included; [`FaultProxy::faults_left`] whether every counted fault happened.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
