@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! procos ──► FaultProxy (127.0.0.1:P) ──► engine (in-process or `procos engine` child)
-//!              │ every request: count → freeze? → 5xx / drop? → delay → forward → delay reply
-//!              │                 → freeze? → lose / truncate / pass the reply back
+//!              │ every request: count → freeze? → 5xx / drop? → delay → freeze? → forward
+//!              │                 → delay reply → freeze? → lose / truncate / pass the reply back
 //! ```
 //!
 //! Every control can be switched while procos runs:
