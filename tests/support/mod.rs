@@ -424,3 +424,6 @@ pub async fn stage(cfg: &str, key: &str, topic: &str) -> Stage {
         procos,
     }
 }
+
+pub mod fault_proxy;
+pub mod sink;
