@@ -692,3 +692,48 @@ mod tests {
         assert_eq!(t("fresh"), "Integer");
     }
 }
+
+#[cfg(test)]
+mod log_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_json_line_for_a_bpmn_error_has_one_message_key() {
+        // Same shape as telemetry::logs (flattened JSON events).
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_report(&Report::BpmnError {
+                code: "NO_STOCK".into(),
+                message: "sold out".into(),
+            })
+        });
+        let line = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf-8");
+        assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+        let json: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+        assert_eq!(json["message"], "Raising BPMN error.");
+        assert_eq!(json["error_message"], "sold out");
+        assert_eq!(json["error_code"], "NO_STOCK");
+    }
+}
