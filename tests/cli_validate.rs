@@ -97,3 +97,73 @@ fn the_readme_config_example_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `procos validate` on `config` and returns (exit code, output, how long it took); a run
+/// past `limit` is killed and fails the test, so a regression cannot eat the machine.
+fn validate_within(config: &str, limit: std::time::Duration) -> (i32, String, std::time::Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pde.yaml");
+    std::fs::write(&path, config).expect("write");
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_procos"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("procos validate still ran after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text, took)
+}
+
+/// Hostile files are refused in well under this (they take milliseconds); loose for slow CI.
+const HOSTILE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[test]
+fn an_80_kb_alias_bomb_is_refused_at_once() {
+    let mut bomb = format!("l0: &l0 [{}]\n", "lol,".repeat(2300));
+    for i in 1..9 {
+        bomb += &format!("l{i}: &l{i} [{}]\n", format!("*l{},", i - 1).repeat(2300));
+    }
+    assert!(bomb.len() >= 80_000, "{}", bomb.len());
+    let (code, text, took) = validate_within(&bomb, std::time::Duration::from_secs(20));
+    assert_eq!(code, 78, "{text}");
+    assert!(text.contains("aliases"), "{text}");
+    assert!(took < HOSTILE_LIMIT, "took {took:?}");
+}
+
+#[test]
+fn a_hundred_thousand_nested_brackets_are_refused_at_once() {
+    // Under a key: the shape libyaml is slowest on (over a minute before the bound).
+    let deep = format!("a: {}", "[".repeat(100_000));
+    let (code, text, took) = validate_within(&deep, std::time::Duration::from_secs(20));
+    assert_eq!(code, 78, "{text}");
+    assert!(text.contains("nest deeper than"), "{text}");
+    assert!(took < HOSTILE_LIMIT, "took {took:?}");
+}
+
+#[test]
+fn a_lock_of_300000_years_is_refused_naming_its_path() {
+    let cfg = shipped().replace("  lock_duration: 30s", "  lock_duration: 300000y");
+    assert!(cfg.contains("300000y"));
+    let (code, text) = validate(&cfg);
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains("camunda.lock_duration: 300000years is longer than 7days"),
+        "{text}"
+    );
+}

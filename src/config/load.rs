@@ -1,4 +1,9 @@
-//! Reading `pde.yaml`: YAML → interpolation → strict serde, section by section → validation.
+//! Reading `pde.yaml`: bounds → YAML → interpolation → strict serde, section by section →
+//! validation.
+//!
+//! A hostile file is refused before it costs anything: at most [`MAX_CONFIG_BYTES`] are read, and
+//! a pre-scan of the YAML event stream bounds nesting and alias expansion (`prescan`) before
+//! serde_yaml builds a tree.
 //!
 //! Each top-level section, each pool, each topic and each endpoint is deserialized on its own
 //! (with `serde_path_to_error`), so one typo never hides another: every entry that fails adds one
@@ -11,6 +16,7 @@
 //! stripped and replaced by the path into the real file.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -25,6 +31,9 @@ use super::interpolate::{Sensitive, interpolate, key_text};
 use super::validate::{Parts, validate_parts};
 use crate::endpoints::EndpointConfig;
 
+/// Largest config file read: far above any real `pde.yaml`, small enough to parse at once.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 /// Top-level keys of `pde.yaml`, in the order the docs present them.
 const SECTIONS: [&str; 5] = ["camunda", "deploy", "pde_manager", "topics", "endpoints"];
 
@@ -34,17 +43,36 @@ const ENDPOINT_KINDS: [&str; 7] = [
     "http", "python", "noop", "openai", "ollama", "email", "sub_pde",
 ];
 
-/// Reads the file, interpolates `${VAR}` from the process environment, parses strictly and
-/// validates. Blocking file I/O: call it before the runtime starts or from `spawn_blocking`.
+mod prescan;
+
+/// Reads the file (at most [`MAX_CONFIG_BYTES`]), interpolates `${VAR}` from the process
+/// environment, parses strictly and validates. Blocking file I/O: call it before the runtime
+/// starts or from `spawn_blocking`.
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let fail = |message: String| ConfigError {
         file: path.to_path_buf(),
-        problems: vec![Problem::new(
-            "",
-            format!("cannot read {}: {e}", path.display()),
-        )],
-    })?;
+        problems: vec![Problem::new("", message)],
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            // One byte past the bound is enough to tell that the file is too large.
+            file.take(MAX_CONFIG_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(fail(too_large(None)));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| fail(format!("cannot read {}: not UTF-8 ({e})", path.display())))?;
     load_str(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// The problem with a file over [`MAX_CONFIG_BYTES`]; `len` when known.
+fn too_large(len: Option<usize>) -> String {
+    let size = len.map(|n| format!(" ({n} bytes)")).unwrap_or_default();
+    format!("the file is larger than 1 MiB{size}, the most a config may be")
 }
 
 /// Same as [`load`] from a string, with an explicit environment lookup (for tests and for
@@ -58,6 +86,11 @@ pub fn load_str(
         file: source.to_path_buf(),
         problems,
     };
+    // Bounds first, before serde_yaml builds (and alias-expands) a tree.
+    if yaml.len() > MAX_CONFIG_BYTES {
+        return Err(fail(vec![Problem::new("", too_large(Some(yaml.len())))]));
+    }
+    prescan::check(yaml).map_err(|message| fail(vec![Problem::new("", message)]))?;
     let mut root: Value = serde_yaml::from_str(yaml)
         .map_err(|e| fail(vec![Problem::new("", format!("not valid YAML: {e}"))]))?;
     root.apply_merge().map_err(|e| {
@@ -192,6 +225,7 @@ impl Parser {
         let parts = Parts {
             camunda: camunda.as_ref(),
             deploy: deploy.as_ref(),
+            manager: manager.as_ref().map(|(m, _)| m),
             pools: manager.as_ref().map_or(&no_pools, |(m, _)| &m.pools),
             pool_names: names_under(top, &["pde_manager", "pools"]),
             topics: topics.as_ref().map_or(&no_topics, |t| &t.parsed),

@@ -445,3 +445,85 @@ fn load_reads_a_file_and_the_process_environment() {
     let c = super::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.topics.len(), 3);
 }
+
+/// How long a hostile file may take to be refused: the checks run before any tree is built,
+/// so they take milliseconds; the bound is loose for slow CI machines.
+const REFUSED_WITHIN: Duration = Duration::from_secs(2);
+
+fn refused_quickly(yaml: &str) -> Vec<Problem> {
+    let started = std::time::Instant::now();
+    let ps = problems(yaml);
+    assert!(
+        started.elapsed() < REFUSED_WITHIN,
+        "took {:?}",
+        started.elapsed()
+    );
+    ps
+}
+
+/// The billion laughs: nine levels of anchors, each level aliasing the one below many times.
+pub(crate) fn alias_bomb(per_level: usize) -> String {
+    let mut yaml = format!("l0: &l0 [{}]\n", "lol,".repeat(per_level));
+    for i in 1..9 {
+        yaml += &format!(
+            "l{i}: &l{i} [{}]\n",
+            format!("*l{},", i - 1).repeat(per_level)
+        );
+    }
+    yaml
+}
+
+#[test]
+fn an_alias_bomb_is_refused_before_it_expands() {
+    let bomb = alias_bomb(1800);
+    assert!(bomb.len() > 60_000, "{}", bomb.len());
+    let ps = refused_quickly(&bomb);
+    assert_eq!(paths(&ps), [""], "{ps:?}");
+    assert!(ps[0].message.contains("alias"), "{}", ps[0].message);
+    // Small: a few levels are still over the bound once expanded.
+    let ps = refused_quickly(&alias_bomb(10));
+    assert!(ps[0].message.contains("alias"), "{}", ps[0].message);
+}
+
+#[test]
+fn deep_nesting_is_refused_before_it_is_parsed() {
+    for deep in [
+        "[".repeat(100_000),
+        format!("a: {}", "[".repeat(100_000)),
+        format!("a: {}", "{x: ".repeat(100_000)),
+    ] {
+        let ps = refused_quickly(&deep);
+        assert_eq!(paths(&ps), [""], "{ps:?}");
+        assert!(ps[0].message.contains("nest"), "{}", ps[0].message);
+    }
+}
+
+#[test]
+fn a_file_over_the_size_bound_is_refused_naming_the_bound() {
+    let huge = format!("{FULL}\n# {}\n", "x".repeat(MAX_CONFIG_BYTES));
+    let ps = refused_quickly(&huge);
+    assert_eq!(paths(&ps), [""], "{ps:?}");
+    assert!(ps[0].message.contains("1 MiB"), "{}", ps[0].message);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pde.yaml");
+    std::fs::write(&file, &huge).unwrap();
+    let err = super::load(&file).unwrap_err();
+    assert!(err.to_string().contains("1 MiB"), "{err}");
+}
+
+#[test]
+fn ordinary_anchors_and_nesting_still_load() {
+    let yaml = full_with(
+        "    variables: [customerId]",
+        "    variables: &vars [customerId]",
+    )
+    .replace("      required: [customerId]", "      required: *vars");
+    assert!(yaml.contains("*vars"));
+    let config = load(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.topics["http_request"].input.required,
+        ["customerId"],
+        "the alias expanded"
+    );
+}

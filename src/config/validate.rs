@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::error::{Problem, index_path, key_path, name_list};
-use super::file::{CamundaConfig, DeployConfig, FileConfig, OutputConfig, PoolConfig, TopicConfig};
+use super::file::{
+    CamundaConfig, DeployConfig, FileConfig, ManagerConfig, OutputConfig, PoolConfig, TopicConfig,
+};
 use crate::endpoints::EndpointConfig;
 
 /// The engine rejects an `asyncResponseTimeout` above 30 minutes (1 800 000 ms).
@@ -17,12 +19,46 @@ pub const MAX_LONG_POLL: Duration = Duration::from_secs(30 * 60);
 /// More retries than this is a loop rather than a retry policy; wait longer with `retry_timeout`.
 pub const MAX_RETRIES: u32 = 100;
 
+/// Longest lock: a week. Camunda adds the lock to the current time as a `java.util.Date`;
+/// far larger values overflow its date arithmetic and lock the task for good. The heartbeat
+/// extends a lock while a task runs, so a lock only needs to outlast one heartbeat.
+pub const MAX_LOCK_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Longest `retry_timeout`: a week, for the same date arithmetic as locks.
+pub const MAX_RETRY_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Most tasks per fetch and in flight per pool: each is a lock, a heartbeat and memory here;
+/// far below the engine's `int` and what a semaphore can count.
+pub const MAX_TASKS: usize = 10_000;
+
+/// Longest timeout of one engine call (deployments of large files included).
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Longest wait for the engine at boot: a week (a supervisor restarts procos anyway).
+pub const MAX_BOOT_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Longest backoff delay (`initial` and `max`): past an hour procos looks dead.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Largest backoff growth factor: 100 reaches the cap in a few failures already.
+pub const MAX_BACKOFF_MULTIPLIER: f64 = 100.0;
+
+/// Longest quiet time before a redeployment.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(600);
+
+/// Longest drain after SIGTERM: a day (orchestrators kill long before).
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// Most calls of one endpoint per task when its result fails validation.
+pub const MAX_ATTEMPTS: u32 = 100;
+
 /// Checks a parsed config; empty when it is good to run. [`load`](super::load) calls this; it is
 /// public for code that builds a [`FileConfig`] by other means (tests, generated configs).
 pub fn validate(config: &FileConfig) -> Vec<Problem> {
     validate_parts(&Parts {
         camunda: Some(&config.camunda),
         deploy: Some(&config.deploy),
+        manager: Some(&config.pde_manager),
         pools: &config.pde_manager.pools,
         pool_names: Some(config.pde_manager.pools.keys().cloned().collect()),
         topics: &config.topics,
@@ -38,6 +74,8 @@ pub fn validate(config: &FileConfig) -> Vec<Problem> {
 pub(crate) struct Parts<'a> {
     pub camunda: Option<&'a CamundaConfig>,
     pub deploy: Option<&'a DeployConfig>,
+    /// `pde_manager`'s own settings (its pools are in `pools`).
+    pub manager: Option<&'a ManagerConfig>,
     pub pools: &'a BTreeMap<String, PoolConfig>,
     pub pool_names: Option<BTreeSet<String>>,
     pub topics: &'a BTreeMap<String, TopicConfig>,
@@ -54,6 +92,14 @@ pub(crate) fn validate_parts(parts: &Parts<'_>) -> Vec<Problem> {
     }
     if let Some(d) = parts.deploy {
         deploy(d, &mut out);
+    }
+    if let Some(m) = parts.manager {
+        at_most(
+            m.shutdown_grace,
+            MAX_SHUTDOWN_GRACE,
+            "pde_manager.shutdown_grace",
+            &mut out,
+        );
     }
     for (name, pool) in parts.pools {
         self::pool(name, pool, parts.endpoint_names.as_ref(), &mut out);
@@ -107,9 +153,24 @@ fn camunda(c: &CamundaConfig, out: &mut Vec<Problem>) {
             }
         }
     }
-    positive(c.lock_duration, "camunda.lock_duration", out);
-    positive(c.request_timeout, "camunda.request_timeout", out);
-    positive(c.boot_timeout, "camunda.boot_timeout", out);
+    between(
+        c.lock_duration,
+        MAX_LOCK_DURATION,
+        "camunda.lock_duration",
+        out,
+    );
+    between(
+        c.request_timeout,
+        MAX_REQUEST_TIMEOUT,
+        "camunda.request_timeout",
+        out,
+    );
+    between(
+        c.boot_timeout,
+        MAX_BOOT_TIMEOUT,
+        "camunda.boot_timeout",
+        out,
+    );
     if c.long_poll > MAX_LONG_POLL {
         out.push(Problem::new(
             "camunda.long_poll",
@@ -119,12 +180,11 @@ fn camunda(c: &CamundaConfig, out: &mut Vec<Problem>) {
             ),
         ));
     }
-    if c.max_tasks < 1 {
-        out.push(Problem::new("camunda.max_tasks", "must be at least 1"));
-    }
+    count(c.max_tasks, MAX_TASKS, "camunda.max_tasks", out);
     let b = &c.backoff;
-    positive(b.initial, "camunda.backoff.initial", out);
-    if b.initial > b.max {
+    between(b.initial, MAX_BACKOFF, "camunda.backoff.initial", out);
+    at_most(b.max, MAX_BACKOFF, "camunda.backoff.max", out);
+    if b.initial > b.max && b.max <= MAX_BACKOFF {
         out.push(Problem::new(
             "camunda.backoff.initial",
             format!(
@@ -134,17 +194,45 @@ fn camunda(c: &CamundaConfig, out: &mut Vec<Problem>) {
             ),
         ));
     }
-    if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+    if !(b.multiplier.is_finite() && (1.0..=MAX_BACKOFF_MULTIPLIER).contains(&b.multiplier)) {
         out.push(Problem::new(
             "camunda.backoff.multiplier",
-            "must be a number ≥ 1 (1 keeps the delay constant)",
+            format!(
+                "must be a number from 1 to {MAX_BACKOFF_MULTIPLIER} (1 keeps the delay constant)"
+            ),
         ));
     }
 }
 
-fn positive(d: Duration, path: &str, out: &mut Vec<Problem>) {
+/// Longer than zero and at most `max`.
+fn between(d: Duration, max: Duration, path: &str, out: &mut Vec<Problem>) {
     if d.is_zero() {
         out.push(Problem::new(path, "must be longer than zero"));
+    }
+    at_most(d, max, path, out);
+}
+
+/// At most `max`: larger durations overflow what the engine or a timer holds.
+fn at_most(d: Duration, max: Duration, path: &str, out: &mut Vec<Problem>) {
+    if d > max {
+        out.push(Problem::new(
+            path,
+            format!(
+                "{} is longer than {}, the most allowed",
+                humantime::format_duration(d),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+}
+
+/// A count from 1 to `max`.
+fn count(n: usize, max: usize, path: &str, out: &mut Vec<Problem>) {
+    if !(1..=max).contains(&n) {
+        out.push(Problem::new(
+            path,
+            format!("must be from 1 to {max} (it is {n})"),
+        ));
     }
 }
 
@@ -158,16 +246,17 @@ fn deploy(d: &DeployConfig, out: &mut Vec<Problem>) {
     if d.source.trim().is_empty() {
         out.push(Problem::new("deploy.source", "must not be empty"));
     }
+    at_most(d.debounce, MAX_DEBOUNCE, "deploy.debounce", out);
 }
 
 fn pool(name: &str, p: &PoolConfig, endpoints: Option<&BTreeSet<String>>, out: &mut Vec<Problem>) {
     let path = key_path("pde_manager.pools", name);
-    if p.max_concurrent_tasks < 1 {
-        out.push(Problem::new(
-            key_path(&path, "max_concurrent_tasks"),
-            "must be at least 1",
-        ));
-    }
+    count(
+        p.max_concurrent_tasks,
+        MAX_TASKS,
+        &key_path(&path, "max_concurrent_tasks"),
+        out,
+    );
     if p.instances < 1 {
         out.push(Problem::new(
             key_path(&path, "instances"),
@@ -259,8 +348,19 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
             ),
         ));
     }
+    at_most(
+        t.retry_timeout,
+        MAX_RETRY_TIMEOUT,
+        &key_path(&path, "retry_timeout"),
+        out,
+    );
     if let Some(lock) = t.lock_duration {
-        positive(lock, &key_path(&path, "lock_duration"), out);
+        between(
+            lock,
+            MAX_LOCK_DURATION,
+            &key_path(&path, "lock_duration"),
+            out,
+        );
     }
     for (i, v) in t.input.required.iter().enumerate() {
         if v.trim().is_empty() {
@@ -325,10 +425,10 @@ fn output(o: &OutputConfig, path: &str, out: &mut Vec<Problem>) {
             format!("not a valid JSON Schema{at}: {e}"),
         ));
     }
-    if o.attempts < 1 {
+    if !(1..=MAX_ATTEMPTS).contains(&o.attempts) {
         out.push(Problem::new(
             key_path(path, "attempts"),
-            "must be at least 1",
+            format!("must be from 1 to {MAX_ATTEMPTS}"),
         ));
     }
 }

@@ -209,3 +209,75 @@ fn schemas_of_the_common_drafts_are_accepted_without_network() {
         Some(json!({"$ref": "https://example.invalid/schema.json"}));
     assert_eq!(only_path(&c), "topics.t.output.schema");
 }
+
+/// `300000y`: what a fuzzed config set, and what the engine's date arithmetic cannot hold.
+const AGES: Duration = Duration::from_secs(300_000 * 365 * 24 * 3600);
+
+#[test]
+fn durations_the_engine_cannot_hold_are_refused_at_their_path() {
+    let mut c = base();
+    c.camunda.lock_duration = AGES;
+    c.camunda.request_timeout = AGES;
+    c.camunda.boot_timeout = AGES;
+    c.camunda.backoff.max = AGES;
+    c.deploy.debounce = AGES;
+    c.pde_manager.shutdown_grace = AGES;
+    let t = c.topics.get_mut("t").unwrap();
+    t.lock_duration = Some(AGES);
+    t.retry_timeout = AGES;
+    let ps = check(&c);
+    let paths: Vec<&str> = ps.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "camunda.lock_duration",
+            "camunda.request_timeout",
+            "camunda.boot_timeout",
+            "camunda.backoff.max",
+            "deploy.debounce",
+            "pde_manager.shutdown_grace",
+            "topics.t.retry_timeout",
+            "topics.t.lock_duration",
+        ]
+    );
+    assert!(
+        ps[0].1.contains("7days"),
+        "the message names the limit: {}",
+        ps[0].1
+    );
+}
+
+#[test]
+fn the_largest_allowed_values_pass() {
+    let mut c = base();
+    c.camunda.lock_duration = MAX_LOCK_DURATION;
+    c.topics.get_mut("t").unwrap().retry_timeout = MAX_RETRY_TIMEOUT;
+    c.camunda.max_tasks = MAX_TASKS;
+    c.pde_manager
+        .pools
+        .get_mut("main")
+        .unwrap()
+        .max_concurrent_tasks = MAX_TASKS;
+    assert_eq!(check(&c), []);
+}
+
+#[test]
+fn counts_past_what_the_engine_or_a_semaphore_holds_are_refused_at_their_path() {
+    let mut c = base();
+    c.camunda.max_tasks = usize::MAX;
+    c.camunda.backoff.multiplier = 1e300;
+    let pool = c.pde_manager.pools.get_mut("main").unwrap();
+    pool.max_concurrent_tasks = usize::MAX >> 2;
+    let t = c.topics.get_mut("t").unwrap();
+    t.output.attempts = u32::MAX;
+    let paths: Vec<String> = check(&c).into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        paths,
+        [
+            "camunda.max_tasks",
+            "camunda.backoff.multiplier",
+            "pde_manager.pools.main.max_concurrent_tasks",
+            "topics.t.output.attempts",
+        ]
+    );
+}

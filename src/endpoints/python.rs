@@ -18,6 +18,13 @@
 //! is killed: Transient `timeout`), printing at most `max_output_bytes` on stdout (Permanent
 //! `output_too_large`). Cancelling the task kills the script. The script runs in a process
 //! group of its own, and a kill takes the whole group: processes it started die with it.
+//!
+//! Scripts die with procos: on SIGKILL of procos by the kernel's parent-death signal, on the
+//! second signal (exit 130) with their whole group (see [`lifetime`] for the how and its limits).
+//!
+//! `pure: true` declares that the script has no side effects (it only computes from its input),
+//! so a task whose run was interrupted may run it again; by default a script is assumed to
+//! change something and never runs twice for one task (see [`Endpoint::side_effects`]).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -36,12 +43,24 @@ use tokio::sync::Semaphore;
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
 
+mod lifetime;
+
+pub use lifetime::kill_running_scripts;
+
 /// The only `PATH` a script sees (unless `env` sets another): no user or procos directories.
 const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// How much of stderr is kept for an error's details.
 const STDERR_TAIL: usize = 4 * 1024;
 /// How much of an invalid stdout is quoted.
 const EXCERPT: usize = 200;
+/// Most scripts one endpoint runs at once: far above what a host runs well, far below what a
+/// semaphore can count.
+pub const MAX_WORKER_POOL_SIZE: usize = 10_000;
+/// Longest `max_execution_time`: a script past a day is stuck, and its task's lock is extended
+/// all that time.
+pub const MAX_EXECUTION_TIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// Largest `max_output_bytes`: stdout is held in memory and goes into process variables.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024 * 1024;
 
 /// `type: python`.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +88,11 @@ pub struct PythonConfig {
     /// Values may be secrets and are never printed.
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+    /// The script only computes from its input: no writes, mails or calls that change anything.
+    /// A pure script may run again for a task whose first run was interrupted; an impure one
+    /// (the default, the safe assumption) never runs twice for one task.
+    #[serde(default)]
+    pub pure: bool,
 }
 
 fn default_scripts_dir() -> PathBuf {
@@ -97,6 +121,7 @@ impl Default for PythonConfig {
             max_execution_time: default_max_execution_time(),
             max_output_bytes: default_max_output_bytes(),
             env: BTreeMap::new(),
+            pure: false,
         }
     }
 }
@@ -107,14 +132,28 @@ impl PythonConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         let mut problem = |path: &str, message: String| problems.push((path.into(), message));
-        if self.worker_pool_size == 0 {
-            problem("worker_pool_size", "must be at least 1".into());
+        if !(1..=MAX_WORKER_POOL_SIZE).contains(&self.worker_pool_size) {
+            problem(
+                "worker_pool_size",
+                format!("must be between 1 and {MAX_WORKER_POOL_SIZE}"),
+            );
         }
         if self.max_execution_time.is_zero() {
             problem("max_execution_time", "must be greater than zero".into());
+        } else if self.max_execution_time > MAX_EXECUTION_TIME {
+            problem(
+                "max_execution_time",
+                format!(
+                    "{} is longer than the limit of 24h",
+                    humantime::format_duration(self.max_execution_time)
+                ),
+            );
         }
-        if self.max_output_bytes == 0 {
-            problem("max_output_bytes", "must be at least 1".into());
+        if !(1..=MAX_OUTPUT_BYTES).contains(&self.max_output_bytes) {
+            problem(
+                "max_output_bytes",
+                format!("must be between 1 and {MAX_OUTPUT_BYTES} (1 GiB)"),
+            );
         }
         if self.python.trim().is_empty() {
             problem("python", "must name an interpreter".into());
@@ -158,6 +197,8 @@ pub struct PythonEndpoint {
     max_execution_time: Duration,
     max_output_bytes: usize,
     env: Vec<(String, Secret)>,
+    /// From the config: the script has no side effects.
+    pure: bool,
 }
 
 impl PythonEndpoint {
@@ -200,6 +241,7 @@ impl PythonEndpoint {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            pure: config.pure,
         })
     }
 
@@ -241,7 +283,7 @@ impl PythonEndpoint {
         input: Vec<u8>,
         request: &EndpointRequest,
     ) -> Result<EndpointReply, EndpointError> {
-        let mut child = self.command(script).spawn().map_err(|e| {
+        let mut child = lifetime::spawn(self.command(script)).await.map_err(|e| {
             let message = format!(
                 "cannot start `{}` for script `{script}`: {e}",
                 self.python.display()
@@ -255,7 +297,7 @@ impl PythonEndpoint {
         })?;
         // Kills the script's whole process group unless it exited by itself, also when this
         // future is dropped half-way.
-        let mut group = GroupKill(child.id());
+        let mut group = lifetime::Group::new(child.id());
         let started = Instant::now();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -272,7 +314,7 @@ impl PythonEndpoint {
             }
         };
         if matches!(outcome, Outcome::Exited(_)) {
-            group.0 = None;
+            group.exited();
         } else {
             group.kill();
             // Reap; an error here means it already exited.
@@ -458,6 +500,11 @@ impl Endpoint for PythonEndpoint {
         "python"
     }
 
+    /// A script changes something unless the config says `pure: true`.
+    fn side_effects(&self) -> bool {
+        !self.pure
+    }
+
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let script = self.script_for(request)?;
         let path = self.scripts_dir.join(&script);
@@ -492,27 +539,6 @@ impl Endpoint for PythonEndpoint {
             })?,
         };
         self.run(&script, input, request).await
-    }
-}
-
-/// The process group of a running script (its pid: the script leads its own group).
-struct GroupKill(Option<u32>);
-
-impl GroupKill {
-    fn kill(&mut self) {
-        if let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) {
-            // ESRCH (already gone) is fine.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

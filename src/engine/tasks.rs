@@ -456,7 +456,12 @@ impl Store {
         let outcome = match catcher {
             Some(boundary) => exec::catch(&mut instance, &exec_id, &boundary)?,
             None => {
-                tracing::debug!(task_id = id, error_code = code, error_message = ?body.error_message, "No boundary event catches the BPMN error; the execution ends.");
+                tracing::debug!(
+                    task_id = id,
+                    error_code = code,
+                    error_message = body.error_message.as_deref().unwrap_or(""),
+                    "No boundary event catches the BPMN error; the execution ends."
+                );
                 exec::end_token(&mut instance, &exec_id)
             }
         };

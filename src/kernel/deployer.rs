@@ -5,10 +5,23 @@
 //! last deployment of the same name and source and versions only what changed, so an unchanged
 //! file never gets a new version. A file the engine rejects (parse error) is logged with its
 //! line and column and procos keeps running; the next change retries.
+//!
+//! Each deployment takes the engine's global deployment lock, so the watcher sends one only
+//! for a change of content:
+//!
+//! ```text
+//! file event ─► content kind? (create, write, remove, rename; never open/read/close-after-read)
+//!            ─► quiet for `debounce` ─► read the files ─► fingerprint = what was last deployed?
+//!                                                           yes ─► nothing sent
+//!                                                           no  ─► deployment/create
+//! ```
 
+use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use notify_debouncer_mini::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
+use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +52,8 @@ pub struct Deployer {
     camunda: CamundaClient,
     config: DeployConfig,
     backoff: BackoffConfig,
+    /// Fingerprint of the files the engine last accepted; the same files are not sent again.
+    deployed: Arc<Mutex<Option<u64>>>,
 }
 
 impl Deployer {
@@ -48,6 +63,7 @@ impl Deployer {
             camunda,
             config,
             backoff,
+            deployed: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -59,7 +75,9 @@ impl Deployer {
         Ok(out)
     }
 
-    /// Deploys once. Files the engine rejects are logged; the error is returned.
+    /// Deploys once, unless the files are byte for byte those the engine last accepted from
+    /// this deployer (then nothing is sent). Files the engine rejects are logged; the error is
+    /// returned.
     pub async fn deploy(&self) -> Result<(), DeployError> {
         let this = self.clone();
         let resources = tokio::task::spawn_blocking(move || this.collect())
@@ -72,6 +90,14 @@ impl Deployer {
             tracing::warn!(dir = %self.config.dir.display(), "Nothing to deploy: no .bpmn, .dmn or .form files.");
             return Ok(());
         }
+        let fingerprint = fingerprint(&resources);
+        if self.last_deployed() == Some(fingerprint) {
+            tracing::debug!(
+                files = resources.len(),
+                "Files unchanged since the last deployment; nothing sent."
+            );
+            return Ok(());
+        }
         let names: Vec<String> = resources.iter().map(|r| r.name.clone()).collect();
         let request = DeploymentRequest {
             name: self.config.deployment_name.clone(),
@@ -82,6 +108,9 @@ impl Deployer {
         };
         match self.camunda.deploy(&request).await {
             Ok(d) => {
+                if let Ok(mut last) = self.deployed.lock() {
+                    *last = Some(fingerprint);
+                }
                 let definitions: Vec<String> = d
                     .deployed_process_definitions
                     .unwrap_or_default()
@@ -128,29 +157,28 @@ impl Deployer {
         }
     }
 
-    /// Watches the dir and redeploys after changes settle, until `shutdown`.
+    fn last_deployed(&self) -> Option<u64> {
+        self.deployed.lock().ok().and_then(|last| *last)
+    }
+
+    /// Watches the dir and redeploys after its content changes and then stays quiet for
+    /// `debounce`, until `shutdown`. Reads of the files set off nothing.
     pub async fn watch(self, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let handler = move |result: DebounceEventResult| {
-            let relevant = match result {
-                Ok(events) => events.iter().any(|e| is_deployable(&e.path)),
-                Err(_) => true,
-            };
-            if relevant {
+        let handler = move |result: notify::Result<Event>| {
+            // A watcher error may mean missed events: look at the files again.
+            if result.as_ref().map_or(true, changes_content) {
                 let _ = tx.send(());
             }
         };
-        let mut debouncer = match new_debouncer(self.config.debounce, handler) {
-            Ok(d) => d,
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "Cannot watch the deploy dir; changes need a restart.");
                 return;
             }
         };
-        if let Err(e) = debouncer
-            .watcher()
-            .watch(&self.config.dir, RecursiveMode::Recursive)
-        {
+        if let Err(e) = watcher.watch(&self.config.dir, RecursiveMode::Recursive) {
             tracing::error!(dir = %self.config.dir.display(), error = %e, "Cannot watch the deploy dir; changes need a restart.");
             return;
         }
@@ -167,14 +195,12 @@ impl Deployer {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 got = rx.recv() => {
-                    if got.is_none() {
+                    if got.is_none() || !settled(&mut rx, self.config.debounce, &shutdown).await {
                         return;
                     }
-                    tracing::info!("Files changed; redeploying.");
                 }
                 _ = retry => tracing::info!("Retrying the redeployment."),
             }
-            while rx.try_recv().is_ok() {}
             retry_at = None;
             match self.deploy().await {
                 Ok(()) => backoff.reset(),
@@ -190,6 +216,58 @@ impl Deployer {
             }
         }
     }
+}
+
+/// Waits until no change came for `quiet`; false when the watch should end.
+async fn settled(
+    rx: &mut mpsc::UnboundedReceiver<()>,
+    quiet: std::time::Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(quiet) => return true,
+            got = rx.recv() => if got.is_none() { return false },
+        }
+    }
+}
+
+/// Could this event have changed what gets deployed? Creating, writing, removing or renaming a
+/// deployable file (or a folder, which may hold some) can; opening, reading and closing a file
+/// read-only cannot, nor can a change of permissions or access time.
+fn changes_content(event: &Event) -> bool {
+    let kind_may_change = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_)
+        | EventKind::Remove(_)
+        | EventKind::Modify(_)
+        | EventKind::Any
+        | EventKind::Other => true,
+    };
+    let folder_or_rename = matches!(
+        event.kind,
+        EventKind::Create(notify::event::CreateKind::Folder)
+            | EventKind::Remove(notify::event::RemoveKind::Folder)
+            | EventKind::Modify(ModifyKind::Name(_))
+    );
+    kind_may_change && (folder_or_rename || event.paths.iter().any(|p| is_deployable(p)))
+}
+
+/// A fingerprint of the files' names and bytes (SipHash; it only has to tell this process's own
+/// successive reads of the dir apart).
+fn fingerprint(resources: &[Resource]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for r in resources {
+        hasher.write(r.name.as_bytes());
+        hasher.write_u8(0);
+        hasher.write_usize(r.content.len());
+        hasher.write(&r.content);
+    }
+    hasher.finish()
 }
 
 fn is_deployable(path: &Path) -> bool {
@@ -249,5 +327,65 @@ fn log_rejection(e: &CamundaError) {
     }
     if !any {
         tracing::error!(error = %message, "Deployment rejected.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+
+    use super::*;
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn reads_of_a_bpmn_file_are_not_changes() {
+        use notify::event::AccessKind::{Close, Open, Read};
+        for kind in [
+            EventKind::Access(Open(AccessMode::Any)),
+            EventKind::Access(Read),
+            EventKind::Access(Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+        ] {
+            assert!(!changes_content(&event(kind, "bpmn/a.bpmn")), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn writes_creations_removals_and_renames_are_changes() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        ] {
+            assert!(changes_content(&event(kind, "bpmn/a.bpmn")), "{kind:?}");
+        }
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+        assert!(
+            !changes_content(&event(write, "bpmn/notes.txt")),
+            "not a deployable file"
+        );
+        assert!(changes_content(&event(
+            EventKind::Create(CreateKind::Folder),
+            "bpmn/sub"
+        )));
+    }
+
+    #[test]
+    fn the_fingerprint_tells_names_and_bytes_apart() {
+        let r = |name: &str, content: &str| Resource {
+            name: name.into(),
+            content: content.into(),
+        };
+        let base = fingerprint(&[r("a.bpmn", "x"), r("b.bpmn", "y")]);
+        assert_eq!(base, fingerprint(&[r("a.bpmn", "x"), r("b.bpmn", "y")]));
+        assert_ne!(base, fingerprint(&[r("a.bpmn", "x"), r("b.bpmn", "z")]));
+        assert_ne!(base, fingerprint(&[r("a.bpmn", "xb"), r(".bpmn", "y")]));
+        assert_ne!(base, fingerprint(&[r("a.bpmn", "x")]));
     }
 }

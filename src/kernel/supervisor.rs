@@ -1,4 +1,5 @@
-//! Shutdown signals: the first SIGINT/SIGTERM starts a graceful stop, a second one exits at once.
+//! Shutdown signals: the first SIGINT/SIGTERM starts a graceful stop, a second one exits at once
+//! (exit 130), killing running python scripts and what they started on the way out.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,10 @@ pub fn install() -> std::io::Result<CancellationToken> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::warn!(signal = name, "Second signal: stopping at once.");
+        // Scripts would outlive an `exit` (their parent-death signal reaches only the script,
+        // not what it started): kill their whole process groups first.
+        let scripts = crate::endpoints::python::kill_running_scripts();
+        tracing::warn!(signal = name, scripts, "Second signal: stopping at once.");
         std::process::exit(FORCED_EXIT);
     });
     Ok(token)

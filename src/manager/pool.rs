@@ -34,7 +34,8 @@ pub struct Pool {
 pub struct Slot {
     pool: Arc<Pool>,
     instance: usize,
-    _permit: OwnedSemaphorePermit,
+    /// The pool's permit; `None` only while dropping (released before the gauge is read).
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Pool {
@@ -89,6 +90,7 @@ impl Pool {
             }
         }
         self.parked_more.notify_waiters();
+        self.report_busy();
     }
 
     /// Takes one parked slot, if any is left.
@@ -105,6 +107,21 @@ impl Pool {
         if let Ok(mut parked) = self.parked.lock() {
             parked.take();
         }
+        self.report_busy();
+    }
+
+    /// Slots parked for the pending poll now.
+    fn parked(&self) -> usize {
+        self.parked
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().map(OwnedSemaphorePermit::num_permits))
+            .unwrap_or(0)
+    }
+
+    /// Sets `procos_pool_busy_slots` to what [`Pool::busy`] says now.
+    fn report_busy(&self) {
+        crate::telemetry::metrics::pool_busy(&self.name, self.busy());
     }
 
     /// A slot for a sub-task: a free one, else one parked for the pending poll, else the first
@@ -137,17 +154,21 @@ impl Pool {
             .map(|(i, _)| i)
             .unwrap_or(0);
         self.running[instance].fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::metrics::pool_busy(&self.name, self.busy());
+        self.report_busy();
         Slot {
             pool: self.clone(),
             instance,
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 
-    /// Slots in use now (engine tasks seated here, sub-tasks and reservations included).
+    /// Slots in use now: engine tasks seated here and sub-tasks. Slots parked for the pending
+    /// poll are not in use (an idle pool reads 0); the fetch loop's reservation between taking
+    /// slots and parking them is not awaited across, so no reading sees it for long.
     pub fn busy(&self) -> usize {
-        self.capacity.saturating_sub(self.free())
+        self.capacity
+            .saturating_sub(self.free())
+            .saturating_sub(self.parked())
     }
 
     /// Tasks running now, per instance.
@@ -195,7 +216,9 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.pool.running[self.instance].fetch_sub(1, Ordering::Relaxed);
-        crate::telemetry::metrics::pool_busy(&self.pool.name, self.pool.busy());
+        // The slot first, then the reading: the gauge must not count the slot just freed.
+        drop(self.permit.take());
+        self.pool.report_busy();
     }
 }
 
@@ -242,6 +265,34 @@ mod tests {
             .await
             .expect("the fetch loop is woken");
         assert_eq!(pool.free(), 1, "and finds the slot free");
+    }
+
+    /// `procos_pool_busy_slots` for `pool` in a Prometheus rendering.
+    fn busy_gauge(text: &str, pool: &str) -> Option<f64> {
+        let prefix = format!("procos_pool_busy_slots{{pool=\"{pool}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn slots_parked_for_the_pending_poll_are_not_busy() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let pool = Pool::new("idle", 2, 4);
+        metrics::with_local_recorder(&recorder, || {
+            // The fetch loop reserves every free slot and parks them for its long poll.
+            let reserved = pool.reserve(4).expect("4 free");
+            pool.park(reserved);
+            assert_eq!(pool.busy(), 0, "an idle pool waiting for work");
+            // One task comes back, runs and finishes while the next poll is pending.
+            let slot = pool.seat(pool.take_parked().expect("parked"));
+            assert_eq!(pool.busy(), 1);
+            assert_eq!(busy_gauge(&handle.render(), "idle"), Some(1.0));
+            drop(slot);
+        });
+        assert_eq!(pool.busy(), 0);
+        assert_eq!(busy_gauge(&handle.render(), "idle"), Some(0.0));
     }
 
     #[test]

@@ -63,7 +63,10 @@ fn describe() {
     );
     describe_counter!(FETCHES, "fetchAndLock calls, by result.");
     describe_counter!(FETCHED_TASKS, "Tasks handed out by fetchAndLock.");
-    describe_gauge!(POOL_BUSY, "Slots of a pool in use.");
+    describe_gauge!(
+        POOL_BUSY,
+        "Slots of a pool running tasks or sub-tasks (slots held for the pending poll are free)."
+    );
 }
 
 /// A task was reported (or given up).

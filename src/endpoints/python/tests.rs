@@ -345,3 +345,32 @@ fn debug_output_hides_env_values() {
     let ep = PythonEndpoint::new("py", &config).unwrap();
     assert!(!format!("{ep:?}").contains("s3cret"));
 }
+
+#[test]
+fn limits_past_what_a_host_can_hold_are_refused_by_name() {
+    let config = PythonConfig {
+        worker_pool_size: usize::MAX >> 2,
+        max_execution_time: Duration::from_secs(300_000 * 365 * 24 * 3600),
+        max_output_bytes: usize::MAX,
+        ..PythonConfig::default()
+    };
+    let problems = config.validate();
+    let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["worker_pool_size", "max_execution_time", "max_output_bytes"]
+    );
+    assert!(problems[1].1.contains("24h"), "{problems:?}");
+}
+
+#[test]
+fn a_script_has_side_effects_unless_declared_pure() {
+    let yaml = "type: python\npure: true\n";
+    let crate::endpoints::EndpointConfig::Python(pure) = serde_yaml::from_str(yaml).unwrap() else {
+        panic!("not python")
+    };
+    assert!(pure.pure);
+    assert!(!PythonEndpoint::new("py", &pure).unwrap().side_effects());
+    let default = PythonEndpoint::new("py", &PythonConfig::default()).unwrap();
+    assert!(default.side_effects(), "impure unless said otherwise");
+}

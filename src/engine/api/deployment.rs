@@ -87,7 +87,12 @@ async fn create(
     let name = req.name.clone();
     let body = engine.mutate(|s| s.deploy(req))?;
     if !engine.inner.options.quiet {
-        tracing::info!(deployment = ?name, resources = ?names, id = %body["id"], "Deployment created.");
+        tracing::info!(
+            deployment = name.as_deref().unwrap_or(""),
+            resources = %names.join(", "),
+            id = body["id"].as_str().unwrap_or(""),
+            "Deployment created."
+        );
     }
     Ok(Json(body))
 }

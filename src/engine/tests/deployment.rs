@@ -275,3 +275,51 @@ async fn a_deployment_that_is_not_multipart_is_refused() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(a.body["type"], "InvalidRequestException");
 }
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut out) = self.0.lock() {
+            out.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_deployment_log_line_has_plain_field_values() {
+    let engine = crate::engine::Engine::new(crate::engine::EngineOptions {
+        quiet: false,
+        ..Default::default()
+    });
+    let api = Api {
+        router: engine.router(),
+        engine,
+    };
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let answer = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        api.deploy_order("order").await
+    };
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|l: &Value| l["fields"]["message"] == "Deployment created.")
+        .unwrap_or_else(|| panic!("no deployment line in {text}"));
+    let fields = &line["fields"];
+    assert_eq!(fields["deployment"], "order", "{line}");
+    assert_eq!(fields["resources"], "order.bpmn", "{line}");
+    assert_eq!(fields["id"], answer.body["id"], "{line}");
+}
