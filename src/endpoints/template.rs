@@ -22,6 +22,13 @@
 //!
 //! [`JsonTemplate`] renders every string inside a JSON value; a string that is exactly one
 //! `{{ expr }}` keeps the expression's JSON type (`"{{ amount }}"` stays a number).
+//!
+//! [`MarkedTemplate`] renders to [`Piece`]s that keep apart what the template wrote and what its
+//! expressions printed: the http endpoint encodes variable text by where it lands in a URL, and
+//! quotes only variable text in messages (template text can hold an interpolated secret).
+//!
+//! Messages quote at most [`QUOTE_LIMIT`](crate::config::secret::QUOTE_LIMIT) characters of
+//! anything and never a template's source.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +70,9 @@ fn environment() -> Environment<'static> {
     // an undefined value, but `SemiStrict` lets `{% if optional %}` treat it as false.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    // minijinja's `tojson` turns an undefined value into `null` silently: a misspelt variable
+    // would send `null` instead of failing with its name.
+    env.add_filter("tojson", tojson_defined);
     match SyntaxConfig::builder().keep_trailing_newline(true).build() {
         Ok(syntax) => env.set_syntax(syntax),
         // Only custom delimiters can fail to build; we keep the defaults.
@@ -71,13 +81,33 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// `tojson` that refuses an undefined value, naming it like every other use of one.
+fn tojson_defined(
+    state: &minijinja::State,
+    value: &JinjaValue,
+    indent: Option<JinjaValue>,
+    args: minijinja::value::Kwargs,
+) -> Result<JinjaValue, minijinja::Error> {
+    if value.is_undefined() {
+        // Converting to a string argument with the state applies the undefined behaviour and
+        // keeps the value's origin, so the error reads "`x` is undefined" as for `{{ x }}`.
+        // (A test below fails if a minijinja upgrade changes that.)
+        <minijinja::value::StringInput as minijinja::value::ArgType>::from_state_and_value(
+            Some(state),
+            Some(value),
+        )?;
+    }
+    minijinja::filters::tojson(value, indent, args)
+}
+
 /// Describes a minijinja error in one line (kind, detail naming the undefined expression, line),
 /// without the template source: sources can hold interpolated secrets.
 fn describe(err: &minijinja::Error) -> String {
     let mut text = err.kind().to_string();
     if let Some(detail) = err.detail() {
         text.push_str(": ");
-        text.push_str(detail);
+        // A detail can quote a value (a filter's argument); cap and redact it.
+        text.push_str(&crate::config::secret::quote(detail));
     }
     if let Some(line) = err.line() {
         text.push_str(&format!(" (line {line})"));
@@ -343,6 +373,169 @@ fn render_node(
     })
 }
 
+/// Opens a value a [`MarkedTemplate`] printed. Private-use characters: no URL, header or method
+/// means anything by them, and values have theirs replaced before they are written.
+const OPEN: char = '\u{E000}';
+/// Opens a value marked `| safe`: the template author vouches for it (no encoding).
+const OPEN_SAFE: char = '\u{E001}';
+/// Closes a printed value.
+const CLOSE: char = '\u{E002}';
+
+fn is_mark(c: char) -> bool {
+    matches!(c, OPEN | OPEN_SAFE | CLOSE)
+}
+
+/// One piece of a [`MarkedTemplate`]'s output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text the template itself wrote (config text: may hold an interpolated secret).
+    Text(String),
+    /// Text an expression printed (task data: may be anything a process variable holds).
+    Value {
+        /// What was printed.
+        text: String,
+        /// Printed through `| safe`: the author asks for it to be used as is.
+        safe: bool,
+    },
+}
+
+impl Piece {
+    /// The piece's text.
+    pub fn text(&self) -> &str {
+        match self {
+            Piece::Text(t) | Piece::Value { text: t, .. } => t,
+        }
+    }
+}
+
+/// The whole output of pieces, as one string.
+pub fn joined(pieces: &[Piece]) -> String {
+    pieces.iter().map(Piece::text).collect()
+}
+
+/// A string template whose output keeps template text and printed values apart (see [`Piece`]).
+/// Cheap to clone; safe to share across tasks.
+#[derive(Clone)]
+pub struct MarkedTemplate {
+    env: Arc<Environment<'static>>,
+    name: String,
+    variables: Vec<String>,
+}
+
+impl fmt::Debug for MarkedTemplate {
+    /// Prints only the name, like [`Template`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MarkedTemplate")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl MarkedTemplate {
+    /// Compiles `source`; `name` (a config path) appears in every error about it.
+    pub fn compile(name: &str, source: &str) -> Result<MarkedTemplate, TemplateError> {
+        if source.chars().any(is_mark) {
+            return Err(TemplateError::Compile {
+                name: name.to_string(),
+                reason: "contains a reserved character (U+E000 to U+E002)".into(),
+            });
+        }
+        let mut env = environment();
+        env.set_formatter(|out, _state, value| {
+            use std::fmt::Write as _;
+            out.write_char(if value.is_safe() { OPEN_SAFE } else { OPEN })?;
+            for c in value.to_string().chars() {
+                out.write_char(if is_mark(c) { '\u{FFFD}' } else { c })?;
+            }
+            out.write_char(CLOSE)?;
+            Ok(())
+        });
+        env.add_template_owned(name.to_string(), source.to_string())
+            .map_err(|e| TemplateError::Compile {
+                name: name.to_string(),
+                reason: describe(&e),
+            })?;
+        let mut variables: Vec<String> = env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default();
+        variables.sort();
+        Ok(MarkedTemplate {
+            env: Arc::new(env),
+            name: name.to_string(),
+            variables,
+        })
+    }
+
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The top-level names the template reads (`customer` for `{{ customer.id }}`), sorted:
+    /// what a message names when a rendered value is wrong.
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// Does the template print anything from the task (any `{{ … }}` at all)?
+    pub fn is_literal(&self) -> bool {
+        self.variables.is_empty()
+    }
+
+    /// Renders over one task's context into pieces.
+    pub fn render(&self, ctx: &TemplateContext) -> Result<Vec<Piece>, TemplateError> {
+        Ok(split_marked(&render_named(&self.env, &self.name, ctx)?))
+    }
+}
+
+/// Splits marked output into pieces. Marks inside a value (output captured by `{% set %}` or
+/// `{% filter %}` and printed again) are dropped: the whole counts as one value, the cautious
+/// reading. An unclosed value runs to the end.
+fn split_marked(marked: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    let mut open: Option<bool> = None;
+    let mut depth = 0usize;
+    for c in marked.chars() {
+        match (c, open) {
+            (OPEN | OPEN_SAFE, None) => {
+                if !current.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut current)));
+                }
+                open = Some(c == OPEN_SAFE);
+                depth = 1;
+            }
+            (OPEN | OPEN_SAFE, Some(safe)) => {
+                // A value inside a value is only as safe as both.
+                open = Some(safe && c == OPEN_SAFE);
+                depth += 1;
+            }
+            (CLOSE, Some(safe)) => {
+                depth -= 1;
+                if depth == 0 {
+                    pieces.push(Piece::Value {
+                        text: std::mem::take(&mut current),
+                        safe,
+                    });
+                    open = None;
+                }
+            }
+            (CLOSE, None) => {}
+            _ => current.push(c),
+        }
+    }
+    match open {
+        Some(safe) => pieces.push(Piece::Value {
+            text: current,
+            safe,
+        }),
+        None if !current.is_empty() => pieces.push(Piece::Text(current)),
+        None => {}
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +673,57 @@ mod tests {
         let tpl = JsonTemplate::compile("b", &json!("{{ count }}{{ count }}")).unwrap();
         let out = tpl.render(&TemplateContext::new(&request())).unwrap();
         assert_eq!(out, json!("33"));
+    }
+
+    #[test]
+    fn marked_templates_keep_template_text_and_values_apart() {
+        let tpl = MarkedTemplate::compile(
+            "url",
+            "https://x/{{ customer.name }}?q={{ items | join(',') }}&r={{ 'a/b' | safe }}",
+        )
+        .unwrap();
+        assert_eq!(tpl.variables(), ["customer", "items"]);
+        let pieces = tpl.render(&TemplateContext::new(&request())).unwrap();
+        let value = |t: &str, safe| Piece::Value {
+            text: t.into(),
+            safe,
+        };
+        assert_eq!(
+            pieces,
+            [
+                Piece::Text("https://x/".into()),
+                value("Ada", false),
+                Piece::Text("?q=".into()),
+                value("a,b", false),
+                Piece::Text("&r=".into()),
+                value("a/b", true),
+            ]
+        );
+        assert_eq!(joined(&pieces), "https://x/Ada?q=a,b&r=a/b");
+    }
+
+    #[test]
+    fn a_value_cannot_forge_marks() {
+        let mut req = request();
+        req.variables
+            .insert("evil".into(), json!("a\u{E002}?x=1\u{E000}b"));
+        let tpl = MarkedTemplate::compile("u", "p{{ evil }}").unwrap();
+        let pieces = tpl.render(&TemplateContext::new(&req)).unwrap();
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[1].text(), "a\u{FFFD}?x=1\u{FFFD}b");
+        assert!(MarkedTemplate::compile("u", "x\u{E000}").is_err());
+        // Captured output printed again is one value.
+        let tpl =
+            MarkedTemplate::compile("u", "{% set y %}[{{ count }}]{% endset %}{{ y }}").unwrap();
+        let pieces = tpl.render(&TemplateContext::new(&req)).unwrap();
+        assert!(matches!(&pieces[..], [Piece::Value { .. }]), "{pieces:?}");
+    }
+
+    #[test]
+    fn tojson_of_an_undefined_variable_is_an_error_naming_it() {
+        // Before: `null`, silently (a misspelt variable sent null in a JSON body).
+        let err = render("{{ custmer | tojson }}", &request()).unwrap_err();
+        assert!(err.to_string().contains("`custmer` is undefined"), "{err}");
+        assert_eq!(render("{{ count | tojson }}", &request()).unwrap(), "3");
     }
 }
