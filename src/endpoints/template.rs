@@ -726,4 +726,57 @@ mod tests {
         assert!(err.to_string().contains("`custmer` is undefined"), "{err}");
         assert_eq!(render("{{ count | tojson }}", &request()).unwrap(), "3");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value a process variable can hold, a few levels deep.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+                "[{}%#\u{E000}-\u{E002}a-z ]{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn rendering_arbitrary_variables_never_panics(
+                a in json_value(), b in json_value()
+            ) {
+                let mut req = request();
+                req.variables.insert("a".into(), a);
+                req.variables.insert("b".into(), b);
+                let ctx = TemplateContext::new(&req);
+                for source in [
+                    "{{ a }}-{{ b }}",
+                    "{{ a | tojson }}",
+                    "{{ a.x }}{{ b[0] }}",
+                    "{% for i in a %}{{ i }}{% endfor %}",
+                    "{{ a ~ b }}",
+                    "{{ a | default('x') | upper }}",
+                ] {
+                    let _ = Template::compile("t", source).unwrap().render(&ctx);
+                    let _ = MarkedTemplate::compile("t", source).unwrap().render(&ctx);
+                }
+                let body = JsonTemplate::compile(
+                    "body",
+                    &json!({"a": "{{ a }}", "both": ["{{ b }}", "x{{ a }}"]}),
+                )
+                .unwrap();
+                let _ = body.render(&ctx);
+            }
+        }
+    }
 }

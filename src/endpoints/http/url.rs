@@ -356,4 +356,82 @@ mod tests {
         assert_eq!(err.code, "template");
         assert!(err.message.contains("`base` is undefined"), "{err:?}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings heavy in URL syntax, control characters and the template marks, plus any
+        /// unicode at all.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9&=?#/%:@.+ \\\\\\[\\]\r\n\t\u{E000}-\u{E002}\u{FFFD}é]{0,24}",
+                any::<String>(),
+            ]
+        }
+
+        /// What a template sees of a value: the marks are replaced (`template::a_value_cannot_forge_marks`).
+        fn seen(s: &str) -> String {
+            s.chars()
+                .map(|c| {
+                    if ('\u{E000}'..='\u{E002}').contains(&c) {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn values_never_add_a_parameter_nor_change_a_fixed_host(
+                a in text(), x in text(), y in text()
+            ) {
+                let source = "https://api.example.com/v1/{{ a }}/items?x={{ x }}&y={{ y }}";
+                let vars = json!({"a": a, "x": x, "y": y});
+                match build(source, vars) {
+                    Ok(built) => {
+                        prop_assert_eq!(built.url.host_str(), Some("api.example.com"));
+                        prop_assert_eq!(built.url.port(), None);
+                        prop_assert!(!built.host_from_variable);
+                        prop_assert!(built.url.path().starts_with("/v1/"));
+                        prop_assert!(built.url.path().ends_with("/items"));
+                        let pairs: Vec<(String, String)> =
+                            built.url.query_pairs().into_owned().collect();
+                        prop_assert_eq!(
+                            pairs,
+                            vec![("x".to_string(), seen(&x)), ("y".to_string(), seen(&y))]
+                        );
+                        prop_assert_eq!(built.url.fragment(), None);
+                    }
+                    Err(problem) => {
+                        // Only a dot segment is refused here.
+                        prop_assert!(a == "." || a == "..", "{:?}", problem);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_host_counts_as_fixed_only_if_it_is_the_templates(p in text()) {
+                if let Ok(built) = build("https://api.example.com{{ p }}", json!({"p": p})) {
+                    let same = built.url.host_str() == Some("api.example.com")
+                        && built.url.port().is_none();
+                    prop_assert!(built.host_from_variable || same);
+                }
+            }
+
+            #[test]
+            fn a_broken_base_never_quotes_the_templates_own_text(base in text()) {
+                let source = "{{ base }}/v1/items?api_key=sekrit-from-env-1357";
+                match build(source, json!({"base": base})) {
+                    Ok(built) => prop_assert!(built.host_from_variable),
+                    Err(problem) => {
+                        prop_assert!(!problem.message.contains("sekrit"), "{:?}", problem);
+                        prop_assert!(problem.message.len() < 1_000);
+                    }
+                }
+            }
+        }
+    }
 }
