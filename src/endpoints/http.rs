@@ -49,7 +49,7 @@ const DETAILS_LIMIT: usize = 4 * 1024;
 const MAX_REDIRECTS: usize = 10;
 
 /// `type: http`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// HTTP method template; by default the task's `method` variable, else `GET`.
@@ -84,6 +84,24 @@ pub struct HttpConfig {
     /// Largest response body read; a bigger one is a permanent `response_too_large` error.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    /// Templates are config text with `${VAR}` values in them: every known secret is redacted,
+    /// and header values (all [`Secret`]s) print `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("method", &redact(&self.method))
+            .field("url", &redact(&self.url))
+            .field("headers", &self.headers)
+            .field("body", &self.body.as_ref().map(|b| redact(&b.to_string())))
+            .field("timeout", &self.timeout)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("expect_json", &self.expect_json)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
 }
 
 fn default_method() -> String {

@@ -284,6 +284,19 @@ fn parses_from_yaml_with_defaults_and_rejects_unknown_keys() {
 }
 
 #[test]
+fn debug_output_hides_secrets_in_the_url_template() {
+    // As interpolation registers every `${VAR}` value.
+    crate::config::secret::register("dbg-url-key-8642");
+    let config = HttpConfig {
+        url: "{{ base }}/v1?api_key=dbg-url-key-8642".into(),
+        ..HttpConfig::default()
+    };
+    let text = format!("{config:?}");
+    assert!(!text.contains("dbg-url-key-8642"), "{text}");
+    assert!(text.contains("api_key=***"), "{text}");
+}
+
+#[test]
 fn debug_output_hides_header_values() {
     let config = HttpConfig {
         headers: BTreeMap::from([("Authorization".into(), Secret::new("Bearer s3cret"))]),
