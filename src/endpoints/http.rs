@@ -478,6 +478,8 @@ impl HttpEndpoint {
         let first_origin = url.origin();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut hops = 0;
+        // The host that redirected here, once a redirect was followed.
+        let mut redirected_by: Option<String> = None;
         loop {
             let host = url.host_str().unwrap_or_default().to_string();
             let client = if guarded { &self.guarded } else { &self.client };
@@ -497,9 +499,8 @@ impl HttpEndpoint {
                 builder = builder.json(body);
             }
             let response = builder.send().await.map_err(|e| match forbidden_in(&e) {
-                Some(f) if hops == 0 => self.forbidden(&f, None),
-                Some(f) => self.forbidden(&f, Some("an earlier hop")),
-                None => transport_error(e, &method, &host),
+                Some(f) => self.forbidden(&f, redirected_by.as_deref()),
+                None => transport_error_within(e, &method, &host, Some(self.timeout)),
             })?;
             let status = response.status();
             let location = response
@@ -554,6 +555,7 @@ impl HttpEndpoint {
                 method = Method::GET;
                 body = None;
             }
+            redirected_by = Some(host);
             url = next;
         }
     }
@@ -565,7 +567,8 @@ impl HttpEndpoint {
         method: &Method,
         host: &str,
     ) -> Result<EndpointReply, EndpointError> {
-        let transport = |e: reqwest::Error| transport_error(e, method, host);
+        let transport =
+            |e: reqwest::Error| transport_error_within(e, method, host, Some(self.timeout));
         let status = response.status();
         let content_type = response
             .headers()
@@ -658,8 +661,21 @@ fn status_error(
     }
 }
 
-/// Maps a transport failure. The URL is left out: its query may hold a key.
+/// Maps a transport failure. The URL is left out: its query may hold a key. The message says
+/// first what happened (`no answer in time`, `connection failed`, `request failed`), then the
+/// cause chain without reqwest's and hyper's generic links ("error sending request",
+/// "client error (Connect)").
 pub(crate) fn transport_error(error: reqwest::Error, method: &Method, host: &str) -> EndpointError {
+    transport_error_within(error, method, host, None)
+}
+
+/// [`transport_error`], naming the time bound that ran out when there is one.
+fn transport_error_within(
+    error: reqwest::Error,
+    method: &Method,
+    host: &str,
+    bound: Option<Duration>,
+) -> EndpointError {
     let (timeout, connect, redirect, builder) = (
         error.is_timeout(),
         error.is_connect(),
@@ -667,14 +683,32 @@ pub(crate) fn transport_error(error: reqwest::Error, method: &Method, host: &str
         error.is_builder(),
     );
     let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    let mut causes = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        let generic = text.starts_with("error sending request")
+            || text.starts_with("client error (")
+            || text == "operation timed out";
+        if !generic {
+            causes.push(text);
+        }
+        current = e.source();
     }
-    let message = format!("{method} {host}: {text}");
+    let what = if timeout {
+        match bound {
+            Some(bound) => format!("no answer within {bound:?}"),
+            None => "no answer in time".to_string(),
+        }
+    } else if connect {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let message = match causes.is_empty() {
+        true => format!("{method} {host}: {what}"),
+        false => format!("{method} {host}: {what}: {}", causes.join(": ")),
+    };
     if timeout {
         EndpointError::transient(message).code("timeout")
     } else if connect {

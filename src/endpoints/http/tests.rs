@@ -155,6 +155,12 @@ async fn a_slow_server_is_a_transient_timeout() {
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Transient { .. }), "{err:?}");
     assert_eq!(err.code.as_deref(), Some("timeout"));
+    assert!(
+        err.message
+            .starts_with("GET 127.0.0.1: no answer within 200ms"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -339,12 +345,15 @@ async fn a_refused_connection_is_transient_connect() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Transient { retry_after: None });
     assert_eq!(err.code.as_deref(), Some("connect"));
-    // Named by host; the URL (whose query may hold a key) is left out.
+    // Named by host; the URL (whose query may hold a key) is left out. The message says what
+    // happened first, not reqwest's "error sending request".
     assert!(
-        err.message.starts_with("GET 127.0.0.1: "),
+        err.message
+            .starts_with("GET 127.0.0.1: connection failed: "),
         "{}",
         err.message
     );
+    assert!(err.message.contains("refused"), "{}", err.message);
     assert!(!err.message.contains("secret"), "{}", err.message);
 }
 
@@ -517,6 +526,12 @@ async fn a_redirect_from_a_fixed_host_to_loopback_is_refused() {
     });
     let err = ep.call(&request(json!({}))).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("url_forbidden"), "{err:?}");
+    assert!(
+        err.message
+            .contains("a redirect from `127.0.0.1` points at a refused destination: host `localhost` resolves to"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
