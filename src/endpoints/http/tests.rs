@@ -633,3 +633,25 @@ async fn an_undefined_variable_in_the_url_is_named() {
         .unwrap_err();
     assert!(err.message.contains("`query`"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn the_engines_own_host_is_refused_to_urls_from_variables() {
+    let config = HttpConfig {
+        method: "{{ method }}".into(),
+        allowed_hosts: vec!["*.corp.example".into()],
+        ..HttpConfig::default()
+    };
+    let ep = HttpEndpoint::with_engine(
+        "crm",
+        &config,
+        Some("http://camunda.corp.example:8080/engine-rest"),
+    )
+    .unwrap();
+    let vars = json!({
+        "method": "DELETE",
+        "url": "http://camunda.corp.example:8080/engine-rest/process-instance/pi-1",
+    });
+    let err = ep.call(&request(vars)).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("url_forbidden"), "{err:?}");
+    assert!(err.message.contains("engine's own host"), "{}", err.message);
+}
