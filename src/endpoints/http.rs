@@ -21,254 +21,39 @@
 //! the configured headers are sent only to the origin the config names (a redirect elsewhere
 //! drops them all, `Authorization` or `X-Api-Key` alike); and every message quotes variable
 //! text only, capped at 200 characters, with every known secret redacted.
+//!
+//! Files: `config.rs` (the YAML shape and its checks) · `url.rs` (URL building and encoding) ·
+//! `net_guard.rs` (allowed_hosts and the SSRF guard) · `wire.rs` (status and transport errors,
+//! capped reads; shared with the AI endpoints) · this file (the endpoint: prepare, redirects,
+//! the reply).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use self::net_guard::{Forbidden, Guard, GuardedResolver, HostAllowList, forbidden_in};
+use self::config::{ConfiguredHeader, parse_method};
+use self::net_guard::{Forbidden, Guard, GuardedResolver, forbidden_in};
 use self::url::{UrlTemplate, blame};
+use self::wire::{DETAILS_LIMIT, status_error, transport_error_within};
 use super::template::{JsonTemplate, MarkedTemplate, TemplateContext, joined};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
-use crate::config::Secret;
 use crate::config::secret::{quote, redact};
 
+pub use self::config::HttpConfig;
+pub(crate) use self::wire::{head, read_capped, retry_after, transport_error};
+
+mod config;
 pub mod net_guard;
 mod url;
+mod wire;
 
-/// How much of an error response body goes into the error's details.
-const DETAILS_LIMIT: usize = 4 * 1024;
 /// Redirects followed before giving up.
 const MAX_REDIRECTS: usize = 10;
-
-/// `type: http`.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// HTTP method template; by default the task's `method` variable, else `GET`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// URL template; by default the task's `url` variable.
-    #[serde(default = "default_url")]
-    pub url: String,
-    /// Header name → value template. Values may hold `${VAR}` secrets, hence never printed.
-    #[serde(default)]
-    pub headers: BTreeMap<String, Secret>,
-    /// JSON body whose strings are templates. When absent, a `body` variable is sent as JSON.
-    /// GET and HEAD never send a body.
-    #[serde(default)]
-    pub body: Option<Value>,
-    /// Whole-call bound: connect, send, and read the response.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Hosts the URL may point at (`api.example.com`, `*.example.com` for any subdomain, an IP
-    /// address); empty means any public host. Redirects are checked too. Naming a host also opts
-    /// it out of the SSRF guard (loopback, private, link-local addresses; the engine's host
-    /// only by its exact name).
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-    /// Bound on calls in flight through this endpoint; unbounded when absent.
-    #[serde(default)]
-    pub max_concurrency: Option<usize>,
-    /// Parse the response body as JSON (`true`), keep it as text (`false`), or decide by its
-    /// content type (absent).
-    #[serde(default)]
-    pub expect_json: Option<bool>,
-    /// Largest response body read; a bigger one is a permanent `response_too_large` error.
-    #[serde(default = "default_max_response_bytes")]
-    pub max_response_bytes: usize,
-}
-
-impl std::fmt::Debug for HttpConfig {
-    /// Templates are config text with `${VAR}` values in them: every known secret is redacted,
-    /// and header values (all [`Secret`]s) print `***`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpConfig")
-            .field("method", &redact(&self.method))
-            .field("url", &redact(&self.url))
-            .field("headers", &self.headers)
-            .field("body", &self.body.as_ref().map(|b| redact(&b.to_string())))
-            .field("timeout", &self.timeout)
-            .field("allowed_hosts", &self.allowed_hosts)
-            .field("max_concurrency", &self.max_concurrency)
-            .field("expect_json", &self.expect_json)
-            .field("max_response_bytes", &self.max_response_bytes)
-            .finish()
-    }
-}
-
-fn default_method() -> String {
-    "{{ method | default('GET') }}".into()
-}
-fn default_url() -> String {
-    "{{ url }}".into()
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_response_bytes() -> usize {
-    10 * 1024 * 1024
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            method: default_method(),
-            url: default_url(),
-            headers: BTreeMap::new(),
-            body: None,
-            timeout: default_timeout(),
-            allowed_hosts: Vec::new(),
-            max_concurrency: None,
-            expect_json: None,
-            max_response_bytes: default_max_response_bytes(),
-        }
-    }
-}
-
-/// Problems found in a config: (path suffix such as `url` or `headers.X-Key`, message).
-type Problems = Vec<(String, String)>;
-
-/// The templates and checks of a config, compiled once.
-struct Compiled {
-    method: MarkedTemplate,
-    url: UrlTemplate,
-    headers: Vec<ConfiguredHeader>,
-    body: Option<JsonTemplate>,
-    hosts: HostAllowList,
-}
-
-/// A header from `headers:`: its name as written (for messages), on the wire, and its template.
-#[derive(Debug, Clone)]
-struct ConfiguredHeader {
-    written: String,
-    name: HeaderName,
-    value: MarkedTemplate,
-}
-
-impl HttpConfig {
-    /// Every problem of this config (templates compile, method/timeout/hosts/limits are sane),
-    /// as (path suffix, message). Pure: no network, no filesystem.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.compile("") {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
-    }
-
-    /// Compiles the templates, naming them `<prefix><field>`; collects every problem.
-    fn compile(&self, prefix: &str) -> Result<Compiled, Problems> {
-        let mut problems = Problems::new();
-        let mut check = |field: &str, result: Result<(), String>| {
-            if let Err(message) = result {
-                problems.push((field.to_string(), message));
-            }
-        };
-        let method = MarkedTemplate::compile(&format!("{prefix}method"), &self.method);
-        check(
-            "method",
-            method.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-        );
-        if !has_syntax(&self.method) {
-            check("method", parse_method(&self.method).map(|_| ()));
-        }
-        let url = UrlTemplate::compile(&format!("{prefix}url"), &self.url);
-        check("url", url.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        if !has_syntax(&self.url) {
-            check("url", parse_url(&self.url).map(|_| ()));
-        }
-        let mut headers = Vec::new();
-        for (name, value) in &self.headers {
-            let field = format!("headers.{name}");
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("`{name}` is not a valid header name"));
-            let template = MarkedTemplate::compile(&format!("{prefix}{field}"), value.expose())
-                .map_err(|e| e.to_string());
-            match (header, template) {
-                (Ok(h), Ok(t)) => headers.push(ConfiguredHeader {
-                    written: name.clone(),
-                    name: h,
-                    value: t,
-                }),
-                (h, t) => {
-                    check(&field, h.map(|_| ()));
-                    check(&field, t.map(|_| ()));
-                }
-            }
-        }
-        let body = self
-            .body
-            .as_ref()
-            .map(|b| JsonTemplate::compile(&format!("{prefix}body"), b))
-            .transpose();
-        check("body", body.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        if self.timeout.is_zero() {
-            check("timeout", Err("must be greater than zero".into()));
-        }
-        if self.max_concurrency == Some(0) {
-            check("max_concurrency", Err("must be at least 1".into()));
-        }
-        if self.max_response_bytes == 0 {
-            check("max_response_bytes", Err("must be at least 1".into()));
-        }
-        let hosts = HostAllowList::parse(&self.allowed_hosts);
-        if let Err((index, message)) = &hosts {
-            check(&format!("allowed_hosts[{index}]"), Err(message.clone()));
-        }
-        match (method, url, body, hosts) {
-            (Ok(method), Ok(url), Ok(body), Ok(hosts)) if problems.is_empty() => Ok(Compiled {
-                method,
-                url,
-                headers,
-                body,
-                hosts,
-            }),
-            _ => Err(problems),
-        }
-    }
-}
-
-/// Does `s` contain template syntax?
-fn has_syntax(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
-}
-
-/// A rendered method, e.g. ` post ` → `POST`.
-/// Only names of letters, `-` and `_`, at most 20 long: the standard methods and extensions such
-/// as `PROPFIND`, never a 5 MB "method" that every later message would quote.
-fn parse_method(text: &str) -> Result<Method, String> {
-    let text = text.trim().to_ascii_uppercase();
-    let plausible = !text.is_empty()
-        && text.len() <= 20
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
-    plausible
-        .then(|| Method::from_bytes(text.as_bytes()).ok())
-        .flatten()
-        .ok_or_else(|| format!("`{}` is not an HTTP method", quote(&text)))
-}
-
-/// A literal URL from the config (validation only); only `http` and `https` are allowed.
-fn parse_url(text: &str) -> Result<Url, String> {
-    let text = text.trim();
-    let url = Url::parse(text).map_err(|e| format!("`{}` is not a valid URL: {e}", quote(text)))?;
-    match (url.scheme(), url.host_str()) {
-        ("http" | "https", Some(_)) => Ok(url),
-        ("http" | "https", None) => Err(format!("`{}` has no host", quote(text))),
-        (scheme, _) => Err(format!(
-            "`{}` uses scheme `{scheme}`; only http and https",
-            quote(text)
-        )),
-    }
-}
 
 /// The http endpoint: compiled templates and two pooled clients, built once.
 #[derive(Debug)]
@@ -634,139 +419,6 @@ fn redacted(mut error: EndpointError) -> EndpointError {
     error.message = redact(&error.message);
     error.details = error.details.as_deref().map(redact);
     error
-}
-
-/// Maps a non-2xx status: 408, 429 and 5xx are transient, the rest permanent.
-fn status_error(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    method: &Method,
-    host: &str,
-    body: &[u8],
-) -> EndpointError {
-    let code = status.as_u16();
-    let message = format!("{method} {host} answered {status}");
-    let error = match code {
-        408 | 429 | 500..=599 => {
-            let wait = matches!(code, 429 | 503).then_some(retry_after).flatten();
-            EndpointError::transient(message).retry_after(wait)
-        }
-        _ => EndpointError::permanent(message),
-    };
-    let error = error.code(format!("http_{code}"));
-    if body.is_empty() {
-        error
-    } else {
-        error.details(head(body, DETAILS_LIMIT))
-    }
-}
-
-/// Maps a transport failure. The URL is left out: its query may hold a key. The message says
-/// first what happened (`no answer in time`, `connection failed`, `request failed`), then the
-/// cause chain without reqwest's and hyper's generic links ("error sending request",
-/// "client error (Connect)").
-pub(crate) fn transport_error(error: reqwest::Error, method: &Method, host: &str) -> EndpointError {
-    transport_error_within(error, method, host, None)
-}
-
-/// [`transport_error`], naming the time bound that ran out when there is one.
-fn transport_error_within(
-    error: reqwest::Error,
-    method: &Method,
-    host: &str,
-    bound: Option<Duration>,
-) -> EndpointError {
-    let (timeout, connect, redirect, builder) = (
-        error.is_timeout(),
-        error.is_connect(),
-        error.is_redirect(),
-        error.is_builder(),
-    );
-    let error = error.without_url();
-    let mut causes = Vec::new();
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        let generic = text.starts_with("error sending request")
-            || text.starts_with("client error (")
-            || text == "operation timed out";
-        if !generic {
-            causes.push(text);
-        }
-        current = e.source();
-    }
-    let what = if timeout {
-        match bound {
-            Some(bound) => format!("no answer within {bound:?}"),
-            None => "no answer in time".to_string(),
-        }
-    } else if connect {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let message = match causes.is_empty() {
-        true => format!("{method} {host}: {what}"),
-        false => format!("{method} {host}: {what}: {}", causes.join(": ")),
-    };
-    if timeout {
-        EndpointError::transient(message).code("timeout")
-    } else if connect {
-        EndpointError::transient(message).code("connect")
-    } else if redirect {
-        EndpointError::permanent(message).code("redirect")
-    } else if builder {
-        EndpointError::permanent(message).code("request")
-    } else {
-        EndpointError::transient(message).code("request")
-    }
-}
-
-/// The server-advised wait of a response (`Retry-After`), if any.
-pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-}
-
-/// Reads a response body of at most `max` bytes; `None` when it is larger (reading stops as
-/// soon as the cap is passed, so a huge body is never held).
-pub(crate) async fn read_capped(
-    response: &mut reqwest::Response,
-    max: usize,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > max {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
-/// `Retry-After`: delay seconds or an HTTP-date (a past date means "now").
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::from(at.with_timezone(&chrono::Utc));
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The first `limit` bytes as text, cut at a character boundary.
-pub(crate) fn head(bytes: &[u8], limit: usize) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
-    let text = text.trim_end_matches('\u{FFFD}').to_string();
-    if bytes.len() > limit {
-        format!("{text}… ({} bytes in all)", bytes.len())
-    } else {
-        text
-    }
 }
 
 #[async_trait]

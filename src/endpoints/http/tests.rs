@@ -1,6 +1,12 @@
 //! Tests of the `http` endpoint against a wiremock server.
 
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::config::default_method;
+use super::wire::parse_retry_after;
 use super::*;
+use crate::config::Secret;
 use crate::endpoints::ErrorKind;
 use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
