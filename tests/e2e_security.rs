@@ -229,3 +229,50 @@ async fn a_url_from_a_variable_cannot_reach_the_engine_or_cloud_metadata() {
     );
     drop(procos);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_only_in_the_url_is_redacted_from_what_a_server_echoes() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(403).set_body_string(format!("key {API_KEY} is revoked")),
+        )
+        .mount(&server)
+        .await;
+    // The key is in the URL only: what marks it as a secret is that it came from `${API_KEY}`.
+    let cfg = config(
+        "",
+        &["api"],
+        "  lookup: { pool: gp, endpoints: [api], retries: 1 }",
+        &format!(
+            "  api:\n    type: http\n    method: GET\n    \
+             url: \"{}/v1/items?api_key=${{API_KEY}}&q={{{{ q }}}}\"\n    timeout: 5s",
+            server.uri()
+        ),
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("lookup.bpmn", &one_task_bpmn("lookup", "lookup", "NEVER"))],
+    );
+    let procos = Procos::spawn(
+        work.path(),
+        &["--config", "pde.yaml"],
+        &[("CAMUNDA_URL", &engine.url), ("API_KEY", API_KEY)],
+    );
+    rest.wait_deployed("lookup", T).await;
+    let pi = rest.start("lookup", json!({ "q": "x" })).await;
+    let (incident, details) = incident_and_details(&rest, &pi).await;
+    assert!(details.contains("key *** is revoked"), "{details}");
+    procos.wait_log("Task finished.", T).await;
+    let message = incident["incidentMessage"].as_str().unwrap_or_default();
+    for text in procos
+        .log_lines()
+        .iter()
+        .map(String::as_str)
+        .chain([message])
+    {
+        assert!(!text.contains(API_KEY), "the key leaked: {text}");
+    }
+}
