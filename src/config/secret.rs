@@ -165,8 +165,14 @@ fn redact_with(known: &[String], text: &str) -> String {
 /// its own in a log), and cut after [`QUOTE_LIMIT`] characters with the total size named, so a
 /// 5 MB variable never goes whole into a message. Returns the text without quotes around it.
 pub fn quote(value: &str) -> String {
+    let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());
+    // Redact a head long enough to hold whole any secret that starts within the kept part, so
+    // the cut never leaves the first characters of a secret on show; never the whole 5 MB.
+    let longest = known.first().map_or(0, |v| v.chars().count());
+    let head: String = value.chars().take(QUOTE_LIMIT + longest).collect();
+    let redacted = redact_with(&known, &head);
     let mut out = String::new();
-    let mut chars = value.chars();
+    let mut chars = redacted.chars();
     for c in chars.by_ref().take(QUOTE_LIMIT) {
         if c.is_control() {
             out.extend(c.escape_debug());
@@ -174,10 +180,7 @@ pub fn quote(value: &str) -> String {
             out.push(c);
         }
     }
-    // Redact before cutting would miss a secret that the cut splits; redact the kept head, and
-    // a secret straddling the cut is cut off with the tail anyway.
-    let mut out = redact(&out);
-    if chars.next().is_some() {
+    if chars.next().is_some() || head.len() < value.len() {
         out.push_str(&format!("… ({} bytes in all)", value.len()));
     }
     out
@@ -258,6 +261,9 @@ mod tests {
         assert_eq!(quote("a\r\nb"), "a\\r\\nb");
         register("zq-quote-test-13579");
         assert_eq!(quote("key zq-quote-test-13579"), "key ***");
+        // A secret across the cut is not half shown.
+        let across = format!("{}zq-quote-test-13579 tail", "a".repeat(QUOTE_LIMIT - 5));
+        assert!(!quote(&across).contains("zq-q"), "{}", quote(&across));
     }
 
     #[test]
