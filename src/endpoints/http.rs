@@ -340,6 +340,17 @@ impl HttpEndpoint {
                 method = Method::GET;
                 body = None;
             }
+            if body.is_some() && next.origin() != first_origin {
+                // A 307/308 would re-send the body (built from config that may hold a `${VAR}`
+                // secret) to a host the config never named.
+                return Err(EndpointError::permanent(format!(
+                    "{method} {host}: redirect ({}) to host `{}` would re-send the request body \
+                     to another host; not followed — point the URL at the new location",
+                    status.as_u16(),
+                    quote(&next_host)
+                ))
+                .code("redirect"));
+            }
             redirected_by = Some(host);
             url = next;
         }

@@ -661,3 +661,33 @@ async fn the_engines_own_host_is_refused_to_urls_from_variables() {
     assert_eq!(err.code.as_deref(), Some("url_forbidden"), "{err:?}");
     assert!(err.message.contains("engine's own host"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn a_body_is_never_re_sent_to_another_host() {
+    let target = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&target)
+        .await;
+    let origin = MockServer::start().await;
+    let elsewhere = format!("http://localhost:{}/", target.address().port());
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(307).insert_header("Location", elsewhere.as_str()))
+        .mount(&origin)
+        .await;
+    let ep = endpoint(HttpConfig {
+        method: "POST".into(),
+        url: format!("{}/orders", origin.uri()),
+        body: Some(json!({"token": KEY, "id": "{{ id }}"})),
+        allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
+        ..HttpConfig::default()
+    });
+    let err = ep.call(&request(json!({"id": 7}))).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("redirect"), "{err:?}");
+    assert!(
+        err.message.contains("re-send the request body"),
+        "{}",
+        err.message
+    );
+}
