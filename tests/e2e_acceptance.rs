@@ -103,7 +103,9 @@ async fn procos_dev_runs_the_examples_in_one_command() {
             "--count",
             "200",
         ],
-        &[],
+        // The example's http endpoint calls `${CAMUNDA_URL}/version` (a URL fixed by the config,
+        // not chosen by a variable); `--listen` picks a free port, so say which.
+        &[("CAMUNDA_URL", &url)],
     );
     dev.wait_log("IN-MEMORY DEVELOPMENT ENGINE", Duration::from_secs(20))
         .await;

@@ -160,8 +160,8 @@ impl CamundaClient {
     }
 
     /// The engine-rest base URL (never carries credentials), for logs and the status API.
-    pub fn base_url(&self) -> &str {
-        self.base.as_str()
+    pub fn base_url(&self) -> String {
+        crate::config::secret::redact_url(self.base.as_str())
     }
 
     /// `GET /version`: the engine's version; doubles as the readiness probe.

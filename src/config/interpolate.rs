@@ -149,6 +149,8 @@ fn expand(
                 Ok(Lookup { value, env_value }) => {
                     if let Some(v) = env_value {
                         from_env = true;
+                        // Every message procos builds later is redacted of it too.
+                        super::secret::register(&v);
                         sensitive.add(&v);
                     }
                     out.push_str(&value);

@@ -1,329 +1,147 @@
 //! `http`: one HTTP call per task, built from templates over the task.
 //!
 //! ```text
-//! request ─► render method, url, headers, body ─► host allowed? ─► permit ─► send ─► read (capped)
-//!                                                                                      │
-//!   2xx ─► Ok {"status", "headers": {"content-type"}, "body": JSON or text}  ◄─────────┤
-//!   408 / 429 / 5xx ─► Transient `http_<status>` (429/503 honour Retry-After)  ◄───────┤
-//!   other 4xx, 3xx left over ─► Permanent `http_<status>`  ◄───────────────────────────┘
+//! request ─► render method, url (encoded), headers, body ─► allowed_hosts ─► SSRF guard ─► permit
+//!   ─► send ─► redirect? ─► re-check host, drop configured headers on a new origin ─► send …
+//!                 │ no
+//!   2xx ─► Ok {"status", "headers": {"content-type"}, "body": JSON or text}
+//!   408 / 429 / 5xx ─► Transient `http_<status>` (429/503 honour Retry-After)
+//!   other 4xx, 3xx left over ─► Permanent `http_<status>`
 //! ```
 //!
 //! Error codes are exact (`http_404`); the pipeline's `bpmn_errors` matching tries the exact code
 //! first and then its class (`http_4xx`, `http_5xx`). Errors carry the response body (first
 //! 4 KiB) as details. Header values may hold secrets, so they are [`Secret`]s, marked sensitive
 //! on the wire, and never logged.
+//!
+//! **Untrusted input.** Process variables are written by whoever can start a process or complete
+//! a user task (see SECURITY.md). So: variable text is percent-encoded by where it lands in the
+//! URL (`url.rs`); a URL whose host a variable chose, and every redirect to another host, goes
+//! through the SSRF guard (`net_guard.rs`), which checks the addresses actually connected to;
+//! the configured headers are sent only to the origin the config names (a redirect elsewhere
+//! drops them all, `Authorization` or `X-Api-Key` alike); and every message quotes variable
+//! text only, capped at 200 characters, with every known secret redacted.
+//!
+//! Files: `config.rs` (the YAML shape and its checks) · `url.rs` (URL building and encoding) ·
+//! `net_guard.rs` (allowed_hosts and the SSRF guard) · `wire.rs` (status and transport errors,
+//! capped reads; shared with the AI endpoints) · this file (the endpoint: prepare, redirects,
+//! the reply).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use super::template::{JsonTemplate, Template, TemplateContext};
+use self::config::{ConfiguredHeader, parse_method};
+use self::net_guard::{Forbidden, Guard, GuardedResolver, forbidden_in};
+use self::url::{UrlTemplate, blame};
+use self::wire::{DETAILS_LIMIT, status_error, transport_error_within};
+use super::template::{JsonTemplate, MarkedTemplate, TemplateContext, joined};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
-use crate::config::Secret;
+use crate::config::secret::{quote, redact};
 
-/// How much of an error response body goes into the error's details.
-const DETAILS_LIMIT: usize = 4 * 1024;
+pub use self::config::HttpConfig;
+pub(crate) use self::wire::{head, read_capped, retry_after, transport_error};
+
+mod config;
+pub mod net_guard;
+mod url;
+mod wire;
+
 /// Redirects followed before giving up.
 const MAX_REDIRECTS: usize = 10;
 
-/// `type: http`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// HTTP method template; by default the task's `method` variable, else `GET`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// URL template; by default the task's `url` variable.
-    #[serde(default = "default_url")]
-    pub url: String,
-    /// Header name → value template. Values may hold `${VAR}` secrets, hence never printed.
-    #[serde(default)]
-    pub headers: BTreeMap<String, Secret>,
-    /// JSON body whose strings are templates. When absent, a `body` variable is sent as JSON.
-    /// GET and HEAD never send a body.
-    #[serde(default)]
-    pub body: Option<Value>,
-    /// Whole-call bound: connect, send, and read the response.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Hosts the URL may point at (`api.example.com`, `*.example.com` for any subdomain);
-    /// empty means any host. Redirects are checked too.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-    /// Bound on calls in flight through this endpoint; unbounded when absent.
-    #[serde(default)]
-    pub max_concurrency: Option<usize>,
-    /// Parse the response body as JSON (`true`), keep it as text (`false`), or decide by its
-    /// content type (absent).
-    #[serde(default)]
-    pub expect_json: Option<bool>,
-    /// Largest response body read; a bigger one is a permanent `response_too_large` error.
-    #[serde(default = "default_max_response_bytes")]
-    pub max_response_bytes: usize,
-}
-
-fn default_method() -> String {
-    "{{ method | default('GET') }}".into()
-}
-fn default_url() -> String {
-    "{{ url }}".into()
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_response_bytes() -> usize {
-    10 * 1024 * 1024
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            method: default_method(),
-            url: default_url(),
-            headers: BTreeMap::new(),
-            body: None,
-            timeout: default_timeout(),
-            allowed_hosts: Vec::new(),
-            max_concurrency: None,
-            expect_json: None,
-            max_response_bytes: default_max_response_bytes(),
-        }
-    }
-}
-
-/// Problems found in a config: (path suffix such as `url` or `headers.X-Key`, message).
-type Problems = Vec<(String, String)>;
-
-/// The templates and checks of a config, compiled once.
-struct Compiled {
-    method: Template,
-    url: Template,
-    headers: Vec<(HeaderName, Template)>,
-    body: Option<JsonTemplate>,
-    hosts: HostAllowList,
-}
-
-impl HttpConfig {
-    /// Every problem of this config (templates compile, method/timeout/hosts/limits are sane),
-    /// as (path suffix, message). Pure: no network, no filesystem.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.compile("") {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
-    }
-
-    /// Compiles the templates, naming them `<prefix><field>`; collects every problem.
-    fn compile(&self, prefix: &str) -> Result<Compiled, Problems> {
-        let mut problems = Problems::new();
-        let mut check = |field: &str, result: Result<(), String>| {
-            if let Err(message) = result {
-                problems.push((field.to_string(), message));
-            }
-        };
-        let method = Template::compile(&format!("{prefix}method"), &self.method);
-        check(
-            "method",
-            method.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-        );
-        if !has_syntax(&self.method) {
-            check("method", parse_method(&self.method).map(|_| ()));
-        }
-        let url = Template::compile(&format!("{prefix}url"), &self.url);
-        check("url", url.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        if !has_syntax(&self.url) {
-            check("url", parse_url(&self.url).map(|_| ()));
-        }
-        let mut headers = Vec::new();
-        for (name, value) in &self.headers {
-            let field = format!("headers.{name}");
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("`{name}` is not a valid header name"));
-            let template = Template::compile(&format!("{prefix}{field}"), value.expose())
-                .map_err(|e| e.to_string());
-            match (header, template) {
-                (Ok(h), Ok(t)) => headers.push((h, t)),
-                (h, t) => {
-                    check(&field, h.map(|_| ()));
-                    check(&field, t.map(|_| ()));
-                }
-            }
-        }
-        let body = self
-            .body
-            .as_ref()
-            .map(|b| JsonTemplate::compile(&format!("{prefix}body"), b))
-            .transpose();
-        check("body", body.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        if self.timeout.is_zero() {
-            check("timeout", Err("must be greater than zero".into()));
-        }
-        if self.max_concurrency == Some(0) {
-            check("max_concurrency", Err("must be at least 1".into()));
-        }
-        if self.max_response_bytes == 0 {
-            check("max_response_bytes", Err("must be at least 1".into()));
-        }
-        let hosts = HostAllowList::parse(&self.allowed_hosts);
-        if let Err((index, message)) = &hosts {
-            check(&format!("allowed_hosts[{index}]"), Err(message.clone()));
-        }
-        match (method, url, body, hosts) {
-            (Ok(method), Ok(url), Ok(body), Ok(hosts)) if problems.is_empty() => Ok(Compiled {
-                method,
-                url,
-                headers,
-                body,
-                hosts,
-            }),
-            _ => Err(problems),
-        }
-    }
-}
-
-/// Does `s` contain template syntax?
-fn has_syntax(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
-}
-
-/// A rendered method, e.g. ` post ` → `POST`.
-fn parse_method(text: &str) -> Result<Method, String> {
-    let text = text.trim().to_ascii_uppercase();
-    Method::from_bytes(text.as_bytes()).map_err(|_| format!("`{text}` is not an HTTP method"))
-}
-
-/// A rendered URL; only `http` and `https` are allowed.
-fn parse_url(text: &str) -> Result<Url, String> {
-    let text = text.trim();
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
-    match (url.scheme(), url.host_str()) {
-        ("http" | "https", Some(_)) => Ok(url),
-        ("http" | "https", None) => Err(format!("`{text}` has no host")),
-        (scheme, _) => Err(format!(
-            "`{text}` uses scheme `{scheme}`; only http and https"
-        )),
-    }
-}
-
-/// Which hosts a URL may point at. Empty allows any host.
-#[derive(Debug, Clone, Default)]
-struct HostAllowList {
-    /// Exact host names (lowercase).
-    exact: Vec<String>,
-    /// Suffixes from `*.example.com` patterns, stored as `.example.com`.
-    suffixes: Vec<String>,
-}
-
-impl HostAllowList {
-    /// Parses patterns; the error is (index, message) of the first bad one.
-    fn parse(patterns: &[String]) -> Result<Self, (usize, String)> {
-        let mut list = Self::default();
-        for (i, pattern) in patterns.iter().enumerate() {
-            let p = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
-            let (rest, wildcard) = match p.strip_prefix("*.") {
-                Some(rest) => (rest, true),
-                None => (p.as_str(), false),
-            };
-            let bad = |why: &str| Err((i, format!("`{pattern}` {why}")));
-            if rest.is_empty() {
-                return bad("is empty");
-            }
-            if rest.contains(['*', '/', ':', '@', ' ']) && !rest.starts_with('[') {
-                return bad("must be a host name or `*.domain` (no scheme, port, path)");
-            }
-            if wildcard {
-                list.suffixes.push(format!(".{rest}"));
-            } else {
-                list.exact.push(rest.to_string());
-            }
-        }
-        Ok(list)
-    }
-
-    /// Is `host` allowed? `*.example.com` matches any subdomain, not `example.com` itself.
-    fn allows(&self, host: &str) -> bool {
-        if self.exact.is_empty() && self.suffixes.is_empty() {
-            return true;
-        }
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.exact.contains(&host) || self.suffixes.iter().any(|s| host.ends_with(s))
-    }
-}
-
-/// The http endpoint: compiled templates and one pooled client, built once.
+/// The http endpoint: compiled templates and two pooled clients, built once.
 #[derive(Debug)]
 pub struct HttpEndpoint {
     name: String,
+    /// For hosts the config fixes: system proxy settings apply, no address checks.
     client: reqwest::Client,
-    /// Debug of a [`Template`] prints only its name, so header secrets stay hidden.
-    method: Template,
-    url: Template,
-    headers: Vec<(HeaderName, Template)>,
+    /// For hosts a variable or a redirect chose: connects directly (a proxy would resolve names
+    /// where the guard cannot see), through the guard's resolver.
+    guarded: reqwest::Client,
+    /// Debug of a template prints only its name, so header secrets stay hidden.
+    method: MarkedTemplate,
+    url: UrlTemplate,
+    headers: Vec<ConfiguredHeader>,
     body: Option<JsonTemplate>,
-    hosts: Arc<HostAllowList>,
+    guard: Arc<Guard>,
     timeout: Duration,
     limit: Option<Arc<Semaphore>>,
     expect_json: Option<bool>,
     max_response_bytes: usize,
 }
 
-/// What was sent, for messages: method and host (never the full URL, which may hold a key).
-struct Target {
+/// A request ready to send (before any redirect).
+struct Prepared {
     method: Method,
-    host: String,
+    url: Url,
+    /// A variable chose the host: the guard applies from the first hop.
+    guarded: bool,
+    /// The configured headers, marked sensitive.
+    headers: HeaderMap,
+    body: Option<Value>,
 }
 
 impl HttpEndpoint {
-    /// Builds it from its config: compiles templates, builds the HTTP client.
+    /// Builds it from its config: compiles templates, builds the HTTP clients. The engine's host
+    /// is not known here, so it is not refused by name (loopback and private addresses still
+    /// are); [`HttpEndpoint::with_engine`] adds it.
     pub fn new(name: &str, config: &HttpConfig) -> Result<Self, EndpointError> {
+        Self::with_engine(name, config, None)
+    }
+
+    /// Like [`HttpEndpoint::new`], refusing URLs from variables that point at the host of
+    /// `engine_url` (`camunda.url`) unless `allowed_hosts` names that host exactly.
+    pub fn with_engine(
+        name: &str,
+        config: &HttpConfig,
+        engine_url: Option<&str>,
+    ) -> Result<Self, EndpointError> {
         let compiled = config
             .compile(&format!("endpoints.{name}."))
             .map_err(|problems| {
                 let list: Vec<String> = problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
-                EndpointError::permanent(format!(
+                EndpointError::permanent(redact(&format!(
                     "http endpoint `{name}` is misconfigured: {}",
                     list.join("; ")
-                ))
+                )))
                 .code("config")
             })?;
-        let hosts = Arc::new(compiled.hosts);
-        let redirect_hosts = Arc::clone(&hosts);
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            let host = attempt.url().host_str().unwrap_or_default().to_string();
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-            } else if !redirect_hosts.allows(&host) {
-                attempt.error(format!("redirect to host `{host}` is not in allowed_hosts"))
-            } else {
-                attempt.follow()
-            }
-        });
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!("procos/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .redirect(policy)
+        let guard = Arc::new(Guard::new(compiled.hosts, engine_url));
+        let builder = || {
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .user_agent(concat!("procos/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+                // Redirects are followed by `exchange`, which re-checks hosts and drops headers.
+                .redirect(reqwest::redirect::Policy::none())
+                .referer(false)
+        };
+        let build_error = |e: reqwest::Error| {
+            EndpointError::permanent(format!(
+                "http endpoint `{name}`: cannot build the HTTP client: {e}"
+            ))
+        };
+        let client = builder().build().map_err(build_error)?;
+        let guarded = builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&guard))))
             .build()
-            .map_err(|e| {
-                EndpointError::permanent(format!(
-                    "http endpoint `{name}`: cannot build the HTTP client: {e}"
-                ))
-            })?;
+            .map_err(build_error)?;
         Ok(Self {
             name: name.to_string(),
             client,
+            guarded,
             method: compiled.method,
             url: compiled.url,
             headers: compiled.headers,
             body: compiled.body,
-            hosts,
+            guard,
             timeout: config.timeout,
             limit: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             expect_json: config.expect_json,
@@ -331,64 +149,222 @@ impl HttpEndpoint {
         })
     }
 
-    /// Renders the request from the task; every failure here is permanent.
-    fn build_request(
-        &self,
-        request: &EndpointRequest,
-    ) -> Result<(reqwest::RequestBuilder, Target), EndpointError> {
+    /// Renders the request from the task; every failure here is permanent and names the field
+    /// (`method`, `url`, `headers.X`, `body…`) and the variables involved.
+    fn prepare(&self, request: &EndpointRequest) -> Result<Prepared, EndpointError> {
         let ctx = TemplateContext::new(request);
-        let template_error = |e: super::template::TemplateError| {
-            EndpointError::permanent(e.to_string()).code("template")
+        let template_error = |field: &str, e: super::template::TemplateError| {
+            EndpointError::permanent(format!("{field}: {e}")).code("template")
         };
-        let method = parse_method(&self.method.render(&ctx).map_err(template_error)?)
-            .map_err(|m| EndpointError::permanent(m).code("invalid_method"))?;
-        let url = parse_url(&self.url.render(&ctx).map_err(template_error)?)
-            .map_err(|m| EndpointError::permanent(m).code("invalid_url"))?;
-        let host = url.host_str().unwrap_or_default().to_string();
-        if !self.hosts.allows(&host) {
+        let pieces = self
+            .method
+            .render(&ctx)
+            .map_err(|e| template_error("method", e))?;
+        let method = parse_method(&joined(&pieces)).map_err(|_| {
+            EndpointError::permanent(format!(
+                "method: {}, not an HTTP method",
+                blame(self.method.variables(), &pieces)
+            ))
+            .code("invalid_method")
+        })?;
+        let built = self
+            .url
+            .build(&ctx)
+            .map_err(|p| EndpointError::permanent(p.message).code(p.code))?;
+        let host = built.url.host_str().unwrap_or_default().to_string();
+        if !self.guard.allow.allows(&host) {
             return Err(EndpointError::permanent(format!(
-                "host `{host}` is not in allowed_hosts of endpoint `{}`",
+                "url: host `{}` is not in allowed_hosts of endpoint `{}`",
+                quote(&host),
                 self.name
             ))
             .code("host_not_allowed"));
         }
+        if built.host_from_variable {
+            self.guard
+                .check_host(&host)
+                .map_err(|f| self.forbidden(&f, None))?;
+        }
         let mut headers = HeaderMap::new();
-        for (name, template) in &self.headers {
-            let text = template.render(&ctx).map_err(template_error)?;
-            let mut value = HeaderValue::from_str(&text).map_err(|_| {
-                EndpointError::permanent(format!("header `{name}` renders to an invalid value"))
-                    .code("invalid_header")
+        for header in &self.headers {
+            let field = format!("headers.{}", header.written);
+            let pieces = header
+                .value
+                .render(&ctx)
+                .map_err(|e| template_error(&field, e))?;
+            let mut value = HeaderValue::from_str(&joined(&pieces)).map_err(|_| {
+                EndpointError::permanent(format!(
+                    "{field}: {}, not a valid header value (control characters or bytes \
+                     outside visible ASCII)",
+                    blame(header.value.variables(), &pieces)
+                ))
+                .code("invalid_header")
             })?;
             value.set_sensitive(true);
-            headers.insert(name.clone(), value);
+            headers.insert(header.name.clone(), value);
         }
         let body = match method {
             Method::GET | Method::HEAD => None,
             _ => match &self.body {
-                Some(template) => Some(template.render(&ctx).map_err(template_error)?),
+                Some(template) => Some(
+                    template
+                        .render(&ctx)
+                        .map_err(|e| EndpointError::permanent(e.to_string()).code("template"))?,
+                ),
                 None => request.variables.get("body").cloned(),
             },
         };
-        let mut builder = self
-            .client
-            .request(method.clone(), url)
-            .headers(headers)
-            .timeout(self.timeout);
-        if let Some(body) = body {
-            builder = builder.json(&body);
-        }
-        Ok((builder, Target { method, host }))
+        Ok(Prepared {
+            method,
+            url: built.url,
+            guarded: built.host_from_variable,
+            headers,
+            body,
+        })
     }
 
-    /// Sends the request and turns the response into a reply or a classified error.
-    async fn exchange(
+    /// The error for a destination the guard refused. `redirect_from` names the host that sent
+    /// the redirect, when the refused host came from one.
+    fn forbidden(&self, f: &Forbidden, redirect_from: Option<&str>) -> EndpointError {
+        let from = match redirect_from {
+            Some(previous) => format!("a redirect from `{}`", quote(previous)),
+            None => match self.url.variables() {
+                [] => "the URL".to_string(),
+                [one] => format!("variable `{one}`"),
+                many => format!(
+                    "variables {}",
+                    many.iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        };
+        EndpointError::permanent(format!(
+            "url: {from} points at a refused destination: {f}; procos does not let URLs from \
+             variables or redirects reach internal addresses — name the host in allowed_hosts of \
+             endpoint `{}` to allow it",
+            self.name
+        ))
+        .code("url_forbidden")
+    }
+
+    /// Sends the request, following redirects itself: each new host is checked against
+    /// `allowed_hosts` and the guard, and the configured headers never leave the origin the
+    /// first request went to. Turns the final response into a reply or a classified error.
+    async fn exchange(&self, prepared: Prepared) -> Result<EndpointReply, EndpointError> {
+        let Prepared {
+            mut method,
+            mut url,
+            mut guarded,
+            mut headers,
+            mut body,
+        } = prepared;
+        let first_origin = url.origin();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut hops = 0;
+        // The host that redirected here, once a redirect was followed.
+        let mut redirected_by: Option<String> = None;
+        loop {
+            let host = url.host_str().unwrap_or_default().to_string();
+            let client = if guarded { &self.guarded } else { &self.client };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(EndpointError::transient(format!(
+                    "{method} {host}: no answer within {:?}",
+                    self.timeout
+                ))
+                .code("timeout"));
+            }
+            let mut builder = client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .timeout(left);
+            if let Some(body) = &body {
+                builder = builder.json(body);
+            }
+            let response = builder.send().await.map_err(|e| match forbidden_in(&e) {
+                Some(f) => self.forbidden(&f, redirected_by.as_deref()),
+                None => transport_error_within(e, &method, &host, Some(self.timeout)),
+            })?;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let Some(location) = location.filter(|_| is_followed_redirect(status)) else {
+                return self.read(response, &method, &host).await;
+            };
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(EndpointError::permanent(format!(
+                    "{method} {host}: more than {MAX_REDIRECTS} redirects"
+                ))
+                .code("redirect"));
+            }
+            let next = url
+                .join(location)
+                .ok()
+                .filter(|n| matches!(n.scheme(), "http" | "https") && n.host_str().is_some())
+                .ok_or_else(|| {
+                    EndpointError::permanent(format!(
+                        "{method} {host}: redirect to `{}`, which is not an http(s) URL",
+                        quote(location)
+                    ))
+                    .code("redirect")
+                })?;
+            let next_host = next.host_str().unwrap_or_default().to_string();
+            if !self.guard.allow.allows(&next_host) {
+                return Err(EndpointError::permanent(format!(
+                    "{method} {host}: redirect to host `{}` is not in allowed_hosts",
+                    quote(&next_host)
+                ))
+                .code("redirect"));
+            }
+            if next.origin() != url.origin() {
+                // The server chose this host: it gets the guard, whatever the config fixed.
+                guarded = true;
+                self.guard
+                    .check_host(&next_host)
+                    .map_err(|f| self.forbidden(&f, Some(&host)))?;
+            }
+            if next.origin() != first_origin {
+                // Every configured header may carry a secret (they are `Secret`s): none follows
+                // a redirect away from the origin the config or the variable named.
+                headers.clear();
+            }
+            let to_get = status == StatusCode::SEE_OTHER && method != Method::HEAD
+                || matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && method == Method::POST;
+            if to_get {
+                method = Method::GET;
+                body = None;
+            }
+            if body.is_some() && next.origin() != first_origin {
+                // A 307/308 would re-send the body (built from config that may hold a `${VAR}`
+                // secret) to a host the config never named.
+                return Err(EndpointError::permanent(format!(
+                    "{method} {host}: redirect ({}) to host `{}` would re-send the request body \
+                     to another host; not followed — point the URL at the new location",
+                    status.as_u16(),
+                    quote(&next_host)
+                ))
+                .code("redirect"));
+            }
+            redirected_by = Some(host);
+            url = next;
+        }
+    }
+
+    /// Reads a final response into a reply or a classified error.
+    async fn read(
         &self,
-        builder: reqwest::RequestBuilder,
-        target: &Target,
+        mut response: reqwest::Response,
+        method: &Method,
+        host: &str,
     ) -> Result<EndpointReply, EndpointError> {
-        let Target { method, host } = target;
-        let transport = |e: reqwest::Error| transport_error(e, method, host);
-        let mut response = builder.send().await.map_err(transport)?;
+        let transport =
+            |e: reqwest::Error| transport_error_within(e, method, host, Some(self.timeout));
         let status = response.status();
         let content_type = response
             .headers()
@@ -436,106 +412,24 @@ impl HttpEndpoint {
     }
 }
 
-/// Maps a non-2xx status: 408, 429 and 5xx are transient, the rest permanent.
-fn status_error(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    method: &Method,
-    host: &str,
-    body: &[u8],
-) -> EndpointError {
-    let code = status.as_u16();
-    let message = format!("{method} {host} answered {status}");
-    let error = match code {
-        408 | 429 | 500..=599 => {
-            let wait = matches!(code, 429 | 503).then_some(retry_after).flatten();
-            EndpointError::transient(message).retry_after(wait)
-        }
-        _ => EndpointError::permanent(message),
-    };
-    let error = error.code(format!("http_{code}"));
-    if body.is_empty() {
-        error
-    } else {
-        error.details(head(body, DETAILS_LIMIT))
-    }
+/// Statuses whose `Location` is followed (as browsers and reqwest do).
+fn is_followed_redirect(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    )
 }
 
-/// Maps a transport failure. The URL is left out: its query may hold a key.
-pub(crate) fn transport_error(error: reqwest::Error, method: &Method, host: &str) -> EndpointError {
-    let (timeout, connect, redirect, builder) = (
-        error.is_timeout(),
-        error.is_connect(),
-        error.is_redirect(),
-        error.is_builder(),
-    );
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    let message = format!("{method} {host}: {text}");
-    if timeout {
-        EndpointError::transient(message).code("timeout")
-    } else if connect {
-        EndpointError::transient(message).code("connect")
-    } else if redirect {
-        EndpointError::permanent(message).code("redirect")
-    } else if builder {
-        EndpointError::permanent(message).code("request")
-    } else {
-        EndpointError::transient(message).code("request")
-    }
-}
-
-/// The server-advised wait of a response (`Retry-After`), if any.
-pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-}
-
-/// Reads a response body of at most `max` bytes; `None` when it is larger (reading stops as
-/// soon as the cap is passed, so a huge body is never held).
-pub(crate) async fn read_capped(
-    response: &mut reqwest::Response,
-    max: usize,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > max {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
-/// `Retry-After`: delay seconds or an HTTP-date (a past date means "now").
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::from(at.with_timezone(&chrono::Utc));
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The first `limit` bytes as text, cut at a character boundary.
-pub(crate) fn head(bytes: &[u8], limit: usize) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
-    let text = text.trim_end_matches('\u{FFFD}').to_string();
-    if bytes.len() > limit {
-        format!("{text}… ({} bytes in all)", bytes.len())
-    } else {
-        text
-    }
+/// Every error the endpoint returns, with every known secret redacted from its message and
+/// details (a server may echo a key in its error body).
+fn redacted(mut error: EndpointError) -> EndpointError {
+    error.message = redact(&error.message);
+    error.details = error.details.as_deref().map(redact);
+    error
 }
 
 #[async_trait]
@@ -549,7 +443,7 @@ impl Endpoint for HttpEndpoint {
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-        let (builder, target) = self.build_request(request)?;
+        let prepared = self.prepare(request).map_err(redacted)?;
         let work = async {
             let _permit = match &self.limit {
                 Some(limit) => Some(limit.acquire().await.map_err(|_| {
@@ -557,12 +451,12 @@ impl Endpoint for HttpEndpoint {
                 })?),
                 None => None,
             };
-            self.exchange(builder, &target).await
+            self.exchange(prepared).await
         };
         tokio::select! {
             biased;
             _ = request.cancel.cancelled() => Err(EndpointError::cancelled()),
-            result = work => result,
+            result = work => result.map_err(redacted),
         }
     }
 }

@@ -22,6 +22,13 @@
 //!
 //! [`JsonTemplate`] renders every string inside a JSON value; a string that is exactly one
 //! `{{ expr }}` keeps the expression's JSON type (`"{{ amount }}"` stays a number).
+//!
+//! [`MarkedTemplate`] renders to [`Piece`]s that keep apart what the template wrote and what its
+//! expressions printed: the http endpoint encodes variable text by where it lands in a URL, and
+//! quotes only variable text in messages (template text can hold an interpolated secret).
+//!
+//! Messages quote at most [`QUOTE_LIMIT`](crate::config::secret::QUOTE_LIMIT) characters of
+//! anything and never a template's source.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +70,9 @@ fn environment() -> Environment<'static> {
     // an undefined value, but `SemiStrict` lets `{% if optional %}` treat it as false.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    // minijinja's `tojson` turns an undefined value into `null` silently: a misspelt variable
+    // would send `null` instead of failing with its name.
+    env.add_filter("tojson", tojson_defined);
     match SyntaxConfig::builder().keep_trailing_newline(true).build() {
         Ok(syntax) => env.set_syntax(syntax),
         // Only custom delimiters can fail to build; we keep the defaults.
@@ -71,13 +81,33 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// `tojson` that refuses an undefined value, naming it like every other use of one.
+fn tojson_defined(
+    state: &minijinja::State,
+    value: &JinjaValue,
+    indent: Option<JinjaValue>,
+    args: minijinja::value::Kwargs,
+) -> Result<JinjaValue, minijinja::Error> {
+    if value.is_undefined() {
+        // Converting to a string argument with the state applies the undefined behaviour and
+        // keeps the value's origin, so the error reads "`x` is undefined" as for `{{ x }}`.
+        // (A test below fails if a minijinja upgrade changes that.)
+        <minijinja::value::StringInput as minijinja::value::ArgType>::from_state_and_value(
+            Some(state),
+            Some(value),
+        )?;
+    }
+    minijinja::filters::tojson(value, indent, args)
+}
+
 /// Describes a minijinja error in one line (kind, detail naming the undefined expression, line),
 /// without the template source: sources can hold interpolated secrets.
 fn describe(err: &minijinja::Error) -> String {
     let mut text = err.kind().to_string();
     if let Some(detail) = err.detail() {
         text.push_str(": ");
-        text.push_str(detail);
+        // A detail can quote a value (a filter's argument); cap and redact it.
+        text.push_str(&crate::config::secret::quote(detail));
     }
     if let Some(line) = err.line() {
         text.push_str(&format!(" (line {line})"));
@@ -343,142 +373,168 @@ fn render_node(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+/// Opens a value a [`MarkedTemplate`] printed. Private-use characters: no URL, header or method
+/// means anything by them, and values have theirs replaced before they are written.
+const OPEN: char = '\u{E000}';
+/// Opens a value marked `| safe`: the template author vouches for it (no encoding).
+const OPEN_SAFE: char = '\u{E001}';
+/// Closes a printed value.
+const CLOSE: char = '\u{E002}';
 
-    fn request() -> EndpointRequest {
-        let mut req = EndpointRequest {
-            task_id: "t-1".into(),
-            topic: "invoice".into(),
-            activity_id: "Activity_1".into(),
-            process_instance_id: "pi-9".into(),
-            business_key: Some("order-42".into()),
-            ..Default::default()
-        };
-        req.variables.insert("amount".into(), json!(12.5));
-        req.variables.insert("count".into(), json!(3));
-        req.variables.insert("items".into(), json!(["a", "b"]));
-        req.variables
-            .insert("customer".into(), json!({"name": "Ada", "vip": true}));
-        req.variables.insert("task".into(), json!("shadowed"));
-        req.properties
-            .insert("pde.prompt".into(), "Summarise {{ x }}".into());
-        req
-    }
+fn is_mark(c: char) -> bool {
+    matches!(c, OPEN | OPEN_SAFE | CLOSE)
+}
 
-    fn render(source: &str, req: &EndpointRequest) -> Result<String, TemplateError> {
-        Template::compile("test", source)?.render(&TemplateContext::new(req))
-    }
+/// One piece of a [`MarkedTemplate`]'s output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text the template itself wrote (config text: may hold an interpolated secret).
+    Text(String),
+    /// Text an expression printed (task data: may be anything a process variable holds).
+    Value {
+        /// What was printed.
+        text: String,
+        /// Printed through `| safe`: the author asks for it to be used as is.
+        safe: bool,
+    },
+}
 
-    #[test]
-    fn variables_are_at_top_level_and_in_the_map() {
-        let req = request();
-        assert_eq!(
-            render(
-                "{{ customer.name }} {{ variables.count }} {{ items | join(',') }}",
-                &req
-            )
-            .unwrap(),
-            "Ada 3 a,b"
-        );
-        // `tojson` (minijinja feature `json`) serialises a variable for JSON bodies and prompts.
-        let json_text = render("{{ customer | tojson }}", &req).unwrap();
-        assert_eq!(
-            serde_json::from_str::<Value>(&json_text).unwrap(),
-            json!({"name": "Ada", "vip": true})
-        );
-    }
-
-    #[test]
-    fn properties_business_key_and_task_are_available() {
-        let req = request();
-        let out = render(
-            "{{ properties['pde.prompt'] }}|{{ business_key }}|{{ task.id }} {{ task.topic }} \
-             {{ task.activity_id }} {{ task.process_instance_id }}|{{ variables.task }}",
-            &req,
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            "Summarise {{ x }}|order-42|t-1 invoice Activity_1 pi-9|shadowed"
-        );
-    }
-
-    #[test]
-    fn an_undefined_variable_is_an_error_naming_it() {
-        let err = render("Hello {{ nmae }}", &request()).unwrap_err();
-        assert!(matches!(err, TemplateError::Render { .. }));
-        let text = err.to_string();
-        assert!(text.contains("`nmae`"), "{text}");
-        assert!(text.contains("`test`"), "{text}");
-    }
-
-    #[test]
-    fn a_missing_business_key_is_undefined_but_defaults_work() {
-        let mut req = request();
-        req.business_key = None;
-        assert!(render("{{ business_key }}", &req).is_err());
-        assert_eq!(
-            render("{{ business_key | default('-') }}", &req).unwrap(),
-            "-"
-        );
-        assert_eq!(
-            render("{% if business_key %}yes{% else %}no{% endif %}", &req).unwrap(),
-            "no"
-        );
-    }
-
-    #[test]
-    fn a_syntax_error_names_the_template() {
-        let err = Template::compile("endpoints.crm.url", "{{ unclosed").unwrap_err();
-        assert!(matches!(err, TemplateError::Compile { .. }));
-        assert!(err.to_string().contains("endpoints.crm.url"), "{err}");
-    }
-
-    #[test]
-    fn json_template_keeps_types_of_whole_expressions() {
-        let body = json!({
-            "amount": "{{ amount }}",
-            "count": "{{count}}",
-            "items": "{{ items }}",
-            "customer": "{{ customer }}",
-            "label": "Order {{ business_key }} x{{ count }}",
-            "fixed": [1, true, null, "plain"],
-            "nested": {"first": "{{ items[0] }}"},
-        });
-        let tpl = JsonTemplate::compile("body", &body).unwrap();
-        let out = tpl.render(&TemplateContext::new(&request())).unwrap();
-        assert_eq!(
-            out,
-            json!({
-                "amount": 12.5,
-                "count": 3,
-                "items": ["a", "b"],
-                "customer": {"name": "Ada", "vip": true},
-                "label": "Order order-42 x3",
-                "fixed": [1, true, null, "plain"],
-                "nested": {"first": "a"},
-            })
-        );
-    }
-
-    #[test]
-    fn json_template_undefined_names_path_and_expression() {
-        let tpl = JsonTemplate::compile("body", &json!({"a": ["{{ missing }}"]})).unwrap();
-        let err = tpl.render(&TemplateContext::new(&request())).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("body.a[0]") && text.contains("`missing`"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn two_expressions_in_one_string_render_as_text() {
-        let tpl = JsonTemplate::compile("b", &json!("{{ count }}{{ count }}")).unwrap();
-        let out = tpl.render(&TemplateContext::new(&request())).unwrap();
-        assert_eq!(out, json!("33"));
+impl Piece {
+    /// The piece's text.
+    pub fn text(&self) -> &str {
+        match self {
+            Piece::Text(t) | Piece::Value { text: t, .. } => t,
+        }
     }
 }
+
+/// The whole output of pieces, as one string.
+pub fn joined(pieces: &[Piece]) -> String {
+    pieces.iter().map(Piece::text).collect()
+}
+
+/// A string template whose output keeps template text and printed values apart (see [`Piece`]).
+/// Cheap to clone; safe to share across tasks.
+#[derive(Clone)]
+pub struct MarkedTemplate {
+    env: Arc<Environment<'static>>,
+    name: String,
+    variables: Vec<String>,
+}
+
+impl fmt::Debug for MarkedTemplate {
+    /// Prints only the name, like [`Template`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MarkedTemplate")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl MarkedTemplate {
+    /// Compiles `source`; `name` (a config path) appears in every error about it.
+    pub fn compile(name: &str, source: &str) -> Result<MarkedTemplate, TemplateError> {
+        if source.chars().any(is_mark) {
+            return Err(TemplateError::Compile {
+                name: name.to_string(),
+                reason: "contains a reserved character (U+E000 to U+E002)".into(),
+            });
+        }
+        let mut env = environment();
+        env.set_formatter(|out, _state, value| {
+            use std::fmt::Write as _;
+            out.write_char(if value.is_safe() { OPEN_SAFE } else { OPEN })?;
+            for c in value.to_string().chars() {
+                out.write_char(if is_mark(c) { '\u{FFFD}' } else { c })?;
+            }
+            out.write_char(CLOSE)?;
+            Ok(())
+        });
+        env.add_template_owned(name.to_string(), source.to_string())
+            .map_err(|e| TemplateError::Compile {
+                name: name.to_string(),
+                reason: describe(&e),
+            })?;
+        let mut variables: Vec<String> = env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default();
+        variables.sort();
+        Ok(MarkedTemplate {
+            env: Arc::new(env),
+            name: name.to_string(),
+            variables,
+        })
+    }
+
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The top-level names the template reads (`customer` for `{{ customer.id }}`), sorted:
+    /// what a message names when a rendered value is wrong.
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// Does the template print anything from the task (any `{{ … }}` at all)?
+    pub fn is_literal(&self) -> bool {
+        self.variables.is_empty()
+    }
+
+    /// Renders over one task's context into pieces.
+    pub fn render(&self, ctx: &TemplateContext) -> Result<Vec<Piece>, TemplateError> {
+        Ok(split_marked(&render_named(&self.env, &self.name, ctx)?))
+    }
+}
+
+/// Splits marked output into pieces. Marks inside a value (output captured by `{% set %}` or
+/// `{% filter %}` and printed again) are dropped: the whole counts as one value, the cautious
+/// reading. An unclosed value runs to the end.
+fn split_marked(marked: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    let mut open: Option<bool> = None;
+    let mut depth = 0usize;
+    for c in marked.chars() {
+        match (c, open) {
+            (OPEN | OPEN_SAFE, None) => {
+                if !current.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut current)));
+                }
+                open = Some(c == OPEN_SAFE);
+                depth = 1;
+            }
+            (OPEN | OPEN_SAFE, Some(safe)) => {
+                // A value inside a value is only as safe as both.
+                open = Some(safe && c == OPEN_SAFE);
+                depth += 1;
+            }
+            (CLOSE, Some(safe)) => {
+                depth -= 1;
+                if depth == 0 {
+                    pieces.push(Piece::Value {
+                        text: std::mem::take(&mut current),
+                        safe,
+                    });
+                    open = None;
+                }
+            }
+            (CLOSE, None) => {}
+            _ => current.push(c),
+        }
+    }
+    match open {
+        Some(safe) => pieces.push(Piece::Value {
+            text: current,
+            safe,
+        }),
+        None if !current.is_empty() => pieces.push(Piece::Text(current)),
+        None => {}
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests;

@@ -44,7 +44,7 @@ pub async fn wait_for_engine(
         };
         let last = match result {
             Ok(version) => {
-                tracing::info!(url = camunda.base_url(), version = %version, attempts, "Engine is up.");
+                tracing::info!(url = %camunda.base_url(), version = %version, attempts, "Engine is up.");
                 return Ok(version);
             }
             Err(e) => e.to_string(),
@@ -52,7 +52,7 @@ pub async fn wait_for_engine(
         let waited = started.elapsed();
         if waited >= timeout {
             return Err(BootError::EngineUnavailable {
-                url: camunda.base_url().to_string(),
+                url: camunda.base_url(),
                 waited,
                 attempts,
                 last,
@@ -62,7 +62,7 @@ pub async fn wait_for_engine(
             .next_delay()
             .min(timeout.saturating_sub(waited))
             .max(Duration::from_millis(50));
-        tracing::info!(url = camunda.base_url(), attempt = attempts, error = %last, retry_in_ms = delay.as_millis() as u64, "Waiting for the engine.");
+        tracing::info!(url = %camunda.base_url(), attempt = attempts, error = %last, retry_in_ms = delay.as_millis() as u64, "Waiting for the engine.");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => return Err(BootError::Stopped),

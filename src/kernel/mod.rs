@@ -92,7 +92,9 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
-    tracing::info!(url = %config.camunda.url, worker_id = camunda.worker_id(), "procos starting.");
+    // The URL may carry `${VAR}` credentials (user info, a token in the query or path).
+    let url = crate::config::secret::redact_url(&config.camunda.url);
+    tracing::info!(url = %url, worker_id = camunda.worker_id(), "procos starting.");
     match boot::wait_for_engine(
         &camunda,
         config.camunda.boot_timeout,
