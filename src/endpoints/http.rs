@@ -74,6 +74,16 @@ pub struct HttpEndpoint {
     limit: Option<Arc<Semaphore>>,
     expect_json: Option<bool>,
     max_response_bytes: usize,
+    /// The config fixes a method that only reads (GET, HEAD, OPTIONS): a call changes nothing, so
+    /// the task may run again after a crash. A method from a variable counts as writing.
+    reads_only: bool,
+}
+
+/// Is `method` (as written in the config) a fixed method that only reads?
+fn reads_only(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| method.trim().eq_ignore_ascii_case(m))
 }
 
 /// A request ready to send (before any redirect).
@@ -146,6 +156,7 @@ impl HttpEndpoint {
             limit: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             expect_json: config.expect_json,
             max_response_bytes: config.max_response_bytes,
+            reads_only: reads_only(&config.method),
         })
     }
 
@@ -440,6 +451,10 @@ impl Endpoint for HttpEndpoint {
 
     fn kind(&self) -> &'static str {
         "http"
+    }
+
+    fn side_effects(&self) -> bool {
+        !self.reads_only
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {

@@ -83,9 +83,13 @@ impl EndpointConfig {
     }
 
     /// Builds the endpoint (I/O allowed: clients, compiled templates).
-    pub fn build(&self, name: &str) -> Result<Arc<dyn Endpoint>, EndpointError> {
+    pub fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Endpoint>, EndpointError> {
         Ok(match self {
-            EndpointConfig::Http(c) => Arc::new(http::HttpEndpoint::new(name, c)?),
+            EndpointConfig::Http(c) => Arc::new(http::HttpEndpoint::with_engine(
+                name,
+                c,
+                cx.engine_url.as_deref(),
+            )?),
             EndpointConfig::Python(c) => Arc::new(python::PythonEndpoint::new(name, c)?),
             EndpointConfig::Noop(c) => Arc::new(noop::NoopEndpoint::new(name, c)),
             // AI endpoints call remote servers that rate-limit and go away: retry + breaker.
@@ -99,6 +103,15 @@ impl EndpointConfig {
             EndpointConfig::SubPde(c) => Arc::new(sub_pde::SubPdeEndpoint::new(name, c)?),
         })
     }
+}
+
+/// What building an endpoint may use beyond its own config: shared facts of the daemon (the
+/// idea of Vector's `SourceConfig::build(cx)`; background work such as probes will get its home
+/// here).
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// `camunda.url`: URLs that variables choose must not reach the engine's own API.
+    pub engine_url: Option<String>,
 }
 
 /// Everything an endpoint may use from the task. Built once per task by the Start block.

@@ -62,6 +62,9 @@ pub struct Entry {
     pub topic: String,
     /// Unix milliseconds of the last change.
     pub at_ms: i64,
+    /// An endpoint with side effects was called for this attempt (kept once set).
+    #[serde(default)]
+    pub side_effects: bool,
     /// Where the task stands.
     pub state: State,
 }
@@ -268,7 +271,7 @@ impl Journal {
         let state = State::Started {
             endpoint: endpoint.to_string(),
         };
-        self.put(id, retries, topic, state, true).await
+        self.put(id, retries, topic, state).await
     }
 
     /// Records the outcome about to be sent. For a task that called an endpoint with side
@@ -283,17 +286,18 @@ impl Journal {
         topic: &str,
         report: &Report,
     ) -> Result<(), StoreError> {
-        let durable = self.ledger().entries.get(id).is_some_and(|e| {
-            e.retries == retries
-                && matches!(
-                    e.state,
-                    State::Started { .. } | State::Pending { .. } | State::Refused { .. }
-                )
-        });
         let state = State::Pending {
             report: report.clone(),
         };
-        self.put(id, retries, topic, state, durable).await
+        self.put(id, retries, topic, state).await
+    }
+
+    /// Did this attempt of the task call an endpoint with side effects?
+    pub fn had_side_effects(&self, id: &str, retries: Option<i32>) -> bool {
+        self.ledger()
+            .entries
+            .get(id)
+            .is_some_and(|e| e.retries == retries && e.side_effects)
     }
 
     /// Records what the engine answered to the pending report (written with the next commit).
@@ -408,22 +412,33 @@ impl Journal {
         self.ledger().entries.get(id).cloned()
     }
 
+    /// Writes an entry: to disk before returning when the attempt had side effects (or an
+    /// outcome was journaled before), with the next group commit otherwise.
     async fn put(
         &self,
         id: &str,
         retries: Option<i32>,
         topic: &str,
         state: State,
-        durable: bool,
     ) -> Result<(), StoreError> {
-        let entry = Entry {
-            retries,
-            topic: topic.to_string(),
-            at_ms: now_ms(),
-            state,
+        let (op, durable) = {
+            let mut ledger = self.ledger();
+            let earlier = ledger.entries.get(id).filter(|e| e.retries == retries);
+            let side_effects =
+                matches!(state, State::Started { .. }) || earlier.is_some_and(|e| e.side_effects);
+            let durable = side_effects
+                || earlier.is_some_and(|e| !matches!(e.state, State::Acknowledged { .. }));
+            let entry = Entry {
+                retries,
+                topic: topic.to_string(),
+                at_ms: now_ms(),
+                side_effects,
+                state,
+            };
+            let op = self.inner.store.as_ref().map(|_| encode(id, &entry));
+            ledger.entries.insert(id.to_string(), entry);
+            (op, durable)
         };
-        let op = self.inner.store.as_ref().map(|_| encode(id, &entry));
-        self.ledger().entries.insert(id.to_string(), entry);
         match (&self.inner.store, op) {
             (Some(store), Some(op)) if durable => store.durable(vec![op]).await,
             (Some(store), Some(op)) => {

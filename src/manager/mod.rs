@@ -30,7 +30,7 @@ use tracing::Instrument;
 use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTask};
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
-use crate::endpoints::{Endpoint, EndpointError};
+use crate::endpoints::{BuildContext, Endpoint, EndpointError};
 use crate::journal::{Claim, Journal};
 use crate::pde::{Completion, Outcome, Pipeline, SubTaskRunner, TaskKey, TopicRuntime};
 
@@ -97,11 +97,14 @@ const RESEND_EVERY: Duration = Duration::from_secs(2);
 pub fn build_endpoints(
     config: &FileConfig,
 ) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
+    let cx = BuildContext {
+        engine_url: Some(config.camunda.url.clone()),
+    };
     config
         .endpoints
         .iter()
         .map(|(name, c)| {
-            c.build(name)
+            c.build(name, &cx)
                 .map(|e| (name.clone(), e))
                 .map_err(|source| ManagerError::Endpoint {
                     name: name.clone(),

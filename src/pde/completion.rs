@@ -125,6 +125,11 @@ impl Completion {
         }
     }
 
+    /// The same, pausing `backoff` between quick attempts (tests use a short one).
+    pub fn with_backoff(self, backoff: BackoffConfig) -> Self {
+        Self { backoff, ..self }
+    }
+
     /// The client it reports through.
     pub fn camunda(&self) -> &CamundaClient {
         &self.camunda
@@ -239,11 +244,20 @@ impl Completion {
                 Err(e) => e,
             };
             if matches!(report, Report::Complete { .. }) && e.status() == Some(500) {
-                let retries = retries_after_failure(key.retries, topic);
-                tracing::error!(error = %e, retries, "Completing failed inside the engine; reporting a failure instead.");
+                // A task that only read may run again; one whose side effects ran must not, so
+                // it ends in an incident for a person to look at.
+                let side_effects = self.journal.had_side_effects(key.id, key.retries);
+                let (retries, why) = if side_effects {
+                    (0, "; its endpoint has side effects, so it is not run again")
+                } else {
+                    (retries_after_failure(key.retries, topic), "")
+                };
+                tracing::error!(error = %e, retries, side_effects, "Completing failed inside the engine; reporting a failure instead.");
                 report = Report::Failure {
                     message: truncate(
-                        &format!("the engine could not continue the process after this task: {e}"),
+                        &format!(
+                            "the engine could not continue the process after this task{why}: {e}"
+                        ),
                         MAX_ERROR_MESSAGE,
                     ),
                     details: e.to_string(),
@@ -735,5 +749,109 @@ mod log_tests {
         assert_eq!(json["message"], "Raising BPMN error.");
         assert_eq!(json["error_message"], "sold out");
         assert_eq!(json["error_code"], "NO_STOCK");
+    }
+}
+
+#[cfg(test)]
+mod engine_answer_tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::camunda::ClientSettings;
+    use crate::config::file::TopicConfig;
+
+    async fn completion_against_an_engine_that_cannot_continue() -> (MockServer, Completion) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/external-task/t1/complete"))
+            .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+                "type": "ProcessEngineException",
+                "message": "Unknown property used in expression: ${x}",
+                "code": 0
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/external-task/t1/failure"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        let camunda = CamundaClient::new(ClientSettings {
+            url: server.uri(),
+            auth: None,
+            worker_id: "w".into(),
+            request_timeout: Duration::from_secs(5),
+        })
+        .expect("client");
+        let journal = Journal::in_memory(Duration::from_secs(60));
+        let quick = BackoffConfig {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+            multiplier: 2.0,
+        };
+        (
+            server,
+            Completion::new(camunda, journal).with_backoff(quick),
+        )
+    }
+
+    async fn failure_retries(server: &MockServer) -> i64 {
+        let requests = server.received_requests().await.unwrap_or_default();
+        let failure = requests
+            .iter()
+            .find(|r| r.url.path().ends_with("/failure"))
+            .expect("a failure was reported");
+        failure.body_json::<serde_json::Value>().expect("json")["retries"]
+            .as_i64()
+            .expect("retries")
+    }
+
+    fn topic() -> TopicRuntime {
+        let config: TopicConfig =
+            serde_yaml::from_str("{pool: p, endpoints: [], retries: 3}").expect("topic");
+        TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30))
+            .expect("topic builds")
+    }
+
+    fn complete() -> Report {
+        Report::Complete {
+            variables: VariableMap::new(),
+            local_variables: VariableMap::new(),
+        }
+    }
+
+    const KEY: TaskKey<'static> = TaskKey {
+        id: "t1",
+        retries: None,
+        topic: "t",
+    };
+
+    #[tokio::test]
+    async fn a_process_that_cannot_continue_after_a_side_effect_ends_in_an_incident_not_a_rerun() {
+        let (server, completion) = completion_against_an_engine_that_cannot_continue().await;
+        completion
+            .journal()
+            .started("t1", None, "t", "mailer")
+            .await
+            .expect("journaled");
+        let outcome = completion.deliver(KEY, Some(&topic()), complete()).await;
+        assert_eq!(outcome, Outcome::Incident);
+        assert_eq!(failure_retries(&server).await, 0, "not offered again");
+    }
+
+    #[tokio::test]
+    async fn a_task_that_only_read_is_offered_again_when_the_process_cannot_continue() {
+        let (server, completion) = completion_against_an_engine_that_cannot_continue().await;
+        let outcome = completion.deliver(KEY, Some(&topic()), complete()).await;
+        assert_eq!(outcome, Outcome::Failed);
+        assert_eq!(
+            failure_retries(&server).await,
+            2,
+            "topic retries 3, minus one"
+        );
     }
 }

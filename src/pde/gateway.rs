@@ -92,7 +92,10 @@ mod tests {
             .into_iter()
             .map(|n| {
                 let cfg: EndpointConfig = serde_yaml::from_str("type: noop").expect("noop");
-                (n.to_string(), cfg.build(n).expect("builds"))
+                (
+                    n.to_string(),
+                    cfg.build(n, &Default::default()).expect("builds"),
+                )
             })
             .collect();
         let config: TopicConfig =

@@ -399,7 +399,7 @@ fn parses_from_yaml_with_defaults_and_builds_outside_a_runtime() {
     assert_eq!(email.max_concurrency, 4);
     assert_eq!(email.invalid_address_error_code, "INVALID_ADDRESS");
     // Building needs no tokio runtime: the pooled transport is made on first send.
-    let endpoint = config.build("mail").unwrap();
+    let endpoint = config.build("mail", &Default::default()).unwrap();
     assert_eq!(endpoint.kind(), "email");
     assert!(format!("{endpoint:?}").contains("smtp.example.com:587"));
 

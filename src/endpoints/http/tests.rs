@@ -691,3 +691,20 @@ async fn a_body_is_never_re_sent_to_another_host() {
         err.message
     );
 }
+
+#[test]
+fn only_a_fixed_reading_method_is_free_of_side_effects() {
+    let with = |method: &str| {
+        endpoint(HttpConfig {
+            method: method.into(),
+            ..HttpConfig::default()
+        })
+        .side_effects()
+    };
+    assert!(!with("GET") && !with(" head ") && !with("OPTIONS"));
+    assert!(with("POST") && with("DELETE"));
+    assert!(
+        with(&default_method()),
+        "a method a variable chooses may write"
+    );
+}

@@ -251,7 +251,7 @@ async fn an_unreachable_server_opens_the_circuit_and_is_routed_around() {
         ..OllamaConfig::for_model("llama3")
     };
     let ep = crate::endpoints::EndpointConfig::Ollama(cfg)
-        .build("local")
+        .build("local", &Default::default())
         .unwrap();
     let req = request(json!({"prompt": "x"}));
     for _ in 0..2 {
