@@ -275,6 +275,26 @@ pub struct EndpointError {
 }
 
 impl EndpointError {
+    /// The same error with every known secret (`config::secret`) taken out of its message and
+    /// details, and the message capped: what the pipeline logs and reports, whatever endpoint
+    /// kind built it (a script's stderr, a server's echo of a URL).
+    pub fn redacted(self) -> Self {
+        use crate::config::secret::redact;
+        /// A message is one line; a longer one quoted a value it should have capped.
+        const MAX_MESSAGE: usize = 2000;
+        let mut message = redact(&self.message);
+        if message.chars().count() > MAX_MESSAGE {
+            let total = message.len();
+            message = message.chars().take(MAX_MESSAGE).collect();
+            message.push_str(&format!("… ({total} bytes in all)"));
+        }
+        Self {
+            message,
+            details: self.details.as_deref().map(redact),
+            ..self
+        }
+    }
+
     fn with_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -366,4 +386,25 @@ pub trait Endpoint: Send + Sync + std::fmt::Debug {
 
     /// Does the work.
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError>;
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn a_redacted_error_hides_known_secrets_and_caps_its_message() {
+        crate::config::secret::register("s3cr3t-token-for-redaction");
+        let e = EndpointError::transient(format!(
+            "script failed: token s3cr3t-token-for-redaction rejected; {}",
+            "x".repeat(5_000_000)
+        ))
+        .details("stderr: Authorization: Bearer s3cr3t-token-for-redaction")
+        .redacted();
+        assert!(!e.message.contains("s3cr3t") && e.message.contains("token *** rejected"));
+        assert!(e.message.len() < 3000, "capped: {} bytes", e.message.len());
+        assert!(e.message.ends_with("bytes in all)"));
+        let details = e.details.expect("details");
+        assert!(!details.contains("s3cr3t") && details.contains("Bearer ***"));
+    }
 }

@@ -29,7 +29,11 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                 return Verdict::Cancelled;
             }
             let started = Instant::now();
-            let result = endpoint.call(&request).await;
+            // Every error is redacted once, here, before anything logs or reports it.
+            let result = endpoint
+                .call(&request)
+                .await
+                .map_err(EndpointError::redacted);
             let took = started.elapsed();
             let elapsed_ms = took.as_millis() as u64;
             // Checked once: the verdict and the metric's label both use it.
@@ -145,7 +149,11 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), Invalid>
         for e in schema.iter_errors(output) {
             let at = e.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
-            problems.push(format!("schema: {at}: {e}"));
+            // jsonschema quotes the offending value, which may be huge or hold a secret.
+            problems.push(format!(
+                "schema: {at}: {}",
+                crate::config::secret::quote(&e.to_string())
+            ));
             places.push(at);
         }
     }
