@@ -544,3 +544,25 @@ fn method_name(method: &Method) -> &'static str {
 #[cfg(test)]
 #[path = "client_tests.rs"]
 mod tests;
+
+/// Private helpers the camunda property tests drive with arbitrary input.
+#[cfg(test)]
+pub(super) mod tests_support {
+    use super::*;
+
+    /// [`engine_error`] for an answer to `POST /external-task/t/complete`.
+    pub fn engine_error_for(status: u16, body: &[u8]) -> CamundaError {
+        let call = Call {
+            method: "POST",
+            path: "/external-task/t/complete".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        engine_error(&call, status, body)
+    }
+
+    /// [`truncate`].
+    pub fn truncate_for(text: &str, max: usize) -> String {
+        truncate(text, max)
+    }
+}

@@ -11,6 +11,9 @@ pub mod error;
 pub mod models;
 pub mod variables;
 
+#[cfg(test)]
+mod props;
+
 pub use backoff::{Backoff, with_retries};
 pub use client::{CamundaClient, ClientSettings};
 pub use error::CamundaError;
