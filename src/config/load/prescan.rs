@@ -115,9 +115,8 @@ fn bracket_depth(yaml: &str) -> usize {
 
 fn nested_too_deep(mark: &Marker) -> String {
     format!(
-        "mappings and sequences nest deeper than {MAX_DEPTH} levels at line {} column {}",
-        mark.line(),
-        mark.col() + 1
+        "mappings and sequences nest deeper than {MAX_DEPTH} levels (by line {})",
+        mark.line()
     )
 }
 
