@@ -13,7 +13,10 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum CamundaError {
     /// The engine answered with an error status and (usually) an error body.
-    #[error("{method} {path}: engine answered {status} {kind}: {message}")]
+    #[error(
+        "{method} {path}: engine answered {status}{}: {message}",
+        with_space(kind)
+    )]
     Engine {
         method: &'static str,
         /// Path below the base URL, e.g. `/external-task/abc/complete`.
@@ -71,6 +74,15 @@ impl CamundaError {
     /// 404: the task (or instance) is gone.
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+}
+
+/// ` kind`, or nothing for an empty kind (no `type` in the body).
+fn with_space(kind: &str) -> String {
+    if kind.is_empty() {
+        String::new()
+    } else {
+        format!(" {kind}")
     }
 }
 
@@ -136,6 +148,23 @@ mod tests {
             request_timeout: timeout,
         })
         .expect("client")
+    }
+
+    #[test]
+    fn an_error_without_a_type_reads_cleanly() {
+        let err = super::super::client::tests_support::engine_error_for(503, b"");
+        assert_eq!(
+            err.to_string(),
+            "POST /external-task/t/complete: engine answered 503: Service Unavailable"
+        );
+        let typed = super::super::client::tests_support::engine_error_for(
+            404,
+            br#"{"type": "RestException", "message": "gone"}"#,
+        );
+        assert_eq!(
+            typed.to_string(),
+            "POST /external-task/t/complete: engine answered 404 RestException: gone"
+        );
     }
 
     #[tokio::test]
