@@ -5,7 +5,7 @@
 //!             │  url: base + percent-encoded segments, auth header (sensitive), timeout
 //!             ▼
 //!           2xx ─► decode body (Decode on bad JSON)     non-2xx ─► CamundaError::Engine{type, message, code, details}
-//!           no answer ─► CamundaError::Transport (URL stripped from the source error)
+//!           no answer ─► CamundaError::Transport (what happened in plain words; URL stripped)
 //! ```
 //!
 //! Single calls never retry: callers decide (the fetch loop backs off, completion uses
@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::CamundaError;
+use super::error::{CamundaError, describe_transport};
 use super::models::*;
 use super::variables::VariableMap;
 use crate::config::file::AuthConfig;
@@ -96,10 +96,11 @@ impl fmt::Debug for CamundaClient {
     }
 }
 
-/// Identifies one call in errors: method and path below the base URL.
+/// Identifies one call in errors: method and path below the base URL, and its time limit.
 struct Call {
     method: &'static str,
     path: String,
+    timeout: Duration,
 }
 
 impl Call {
@@ -107,6 +108,7 @@ impl Call {
         CamundaError::Transport {
             method: self.method,
             path: self.path.clone(),
+            cause: describe_transport(&source, self.timeout),
             // The URL is already in `path`; drop it from the source so nothing is printed twice.
             source: source.without_url(),
         }
@@ -397,6 +399,7 @@ impl CamundaClient {
         let call = Call {
             method: method_name(&method),
             path: url.path().get(prefix..).unwrap_or(url.path()).to_owned(),
+            timeout,
         };
         let mut rb = self.http.request(method, url).timeout(timeout);
         if let Some(auth) = &self.auth {
@@ -541,3 +544,25 @@ fn method_name(method: &Method) -> &'static str {
 #[cfg(test)]
 #[path = "client_tests.rs"]
 mod tests;
+
+/// Private helpers the camunda property tests drive with arbitrary input.
+#[cfg(test)]
+pub(super) mod tests_support {
+    use super::*;
+
+    /// [`engine_error`] for an answer to `POST /external-task/t/complete`.
+    pub fn engine_error_for(status: u16, body: &[u8]) -> CamundaError {
+        let call = Call {
+            method: "POST",
+            path: "/external-task/t/complete".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        engine_error(&call, status, body)
+    }
+
+    /// [`truncate`].
+    pub fn truncate_for(text: &str, max: usize) -> String {
+        truncate(text, max)
+    }
+}

@@ -12,6 +12,9 @@ pub mod models;
 pub mod report;
 pub mod variables;
 
+#[cfg(test)]
+mod props;
+
 pub use backoff::{Backoff, with_retries};
 pub use client::{CamundaClient, ClientSettings};
 pub use error::CamundaError;

@@ -527,3 +527,157 @@ fn ordinary_anchors_and_nesting_still_load() {
         "the alias expanded"
     );
 }
+
+/// Property tests: `procos validate`'s path never panics, whatever the file holds.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The shipped example, as a second realistic starting point.
+    const SHIPPED: &str = include_str!("../../config/pde.yaml");
+
+    /// Fragments that matter to YAML, to serde and to interpolation.
+    const TOKENS: &[&str] = &[
+        "[",
+        "]",
+        "{",
+        "}",
+        ":",
+        ": ",
+        "- ",
+        "&a ",
+        "*a",
+        "<<: *a",
+        "!!binary ",
+        "!tag ",
+        "? ",
+        "|",
+        ">-",
+        "'",
+        "\"",
+        "#",
+        "\n",
+        "  ",
+        "\t",
+        "---\n",
+        "...\n",
+        "${X}",
+        "${X:-1}",
+        "${NOPE:?gone}",
+        "${",
+        "300000y",
+        "-1",
+        "1e400",
+        "99999999999999999999",
+        "~",
+        "null",
+        "0x10",
+        ".inf",
+        "\u{feff}",
+        "é",
+        "\0",
+        "%YAML 1.2\n",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Insert(prop::sample::Index, &'static str),
+        Delete(prop::sample::Index, usize),
+        DuplicateLine(prop::sample::Index),
+        Garbage(prop::sample::Index, String),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let at = any::<prop::sample::Index>();
+        prop_oneof![
+            (at.clone(), prop::sample::select(TOKENS)).prop_map(|(i, t)| Edit::Insert(i, t)),
+            (at.clone(), 1usize..40).prop_map(|(i, n)| Edit::Delete(i, n)),
+            at.clone().prop_map(Edit::DuplicateLine),
+            (at, ".{0,8}").prop_map(|(i, g)| Edit::Garbage(i, g)),
+        ]
+    }
+
+    /// `at` moved back to a character boundary.
+    fn boundary(text: &str, at: usize) -> usize {
+        let mut at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+
+    fn apply(mut text: String, edits: &[Edit]) -> String {
+        for e in edits {
+            let len = text.len().max(1);
+            match e {
+                Edit::Insert(i, token) => {
+                    let at = boundary(&text, i.index(len));
+                    text.insert_str(at, token);
+                }
+                Edit::Delete(i, n) => {
+                    let from = boundary(&text, i.index(len));
+                    let to = boundary(&text, from + n);
+                    text.replace_range(from..to, "");
+                }
+                Edit::DuplicateLine(i) => {
+                    let lines: Vec<&str> = text.lines().collect();
+                    if !lines.is_empty() {
+                        let n = i.index(lines.len());
+                        let mut out = lines[..=n].join("\n");
+                        out.push('\n');
+                        out.push_str(&lines[n..].join("\n"));
+                        text = out;
+                    }
+                }
+                Edit::Garbage(i, garbage) => {
+                    let at = boundary(&text, i.index(len));
+                    text.insert_str(at, garbage);
+                }
+            }
+        }
+        text
+    }
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "X" => Some("{[: &*".into()),
+            "CAMUNDA_TOKEN" => Some("s3cr3t".into()),
+            _ => None,
+        }
+    }
+
+    /// Runs the whole load path; a problem list, never a panic, and never an empty error.
+    fn check(yaml: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = load_str(yaml, Path::new("pde.yaml"), &env) {
+            prop_assert!(!e.problems.is_empty());
+            prop_assert!(!e.to_string().contains("s3cr3t"), "{}", e);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn a_mutated_realistic_config_never_panics(
+            shipped in any::<bool>(),
+            edits in prop::collection::vec(edit(), 1..6),
+        ) {
+            let base = if shipped { SHIPPED } else { FULL };
+            check(&apply(base.to_string(), &edits))?;
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,300}") {
+            check(&text)?;
+        }
+
+        #[test]
+        fn arbitrary_yaml_shapes_never_panic(
+            parts in prop::collection::vec(prop::sample::select(TOKENS), 0..40),
+        ) {
+            check(&parts.concat())?;
+        }
+    }
+}

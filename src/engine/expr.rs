@@ -67,6 +67,19 @@ enum Val {
     Json(Value),
 }
 
+/// A value as the expression's author wrote or sees it (`maybe`, `12`, `null`), for messages.
+impl std::fmt::Display for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Val::Null => f.write_str("null"),
+            Val::Bool(b) => write!(f, "{b}"),
+            Val::Num(n) => write!(f, "{n}"),
+            Val::Str(s) => f.write_str(s),
+            Val::Json(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Num(f64),
@@ -152,7 +165,7 @@ impl Condition {
     fn coerce(&self, v: &Val, reason: &'static str) -> ExprError {
         ExprError::Coerce {
             expr: self.source.clone(),
-            value: format!("{v:?}"),
+            value: v.to_string(),
             reason,
         }
     }
@@ -455,5 +468,15 @@ mod tests {
         assert!(Condition::parse("status == 'ok'").is_err());
         assert!(Condition::parse("${a == }").is_err());
         assert!(Condition::parse("${(a == 1}").is_err());
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_coerced_is_quoted_as_written() {
+        let v = vars(json!({"status": {"value": "maybe", "type": "String"}}));
+        let err = eval("${status}", &v).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Cannot coerce 'maybe' in expression ${status}: not a boolean"
+        );
     }
 }

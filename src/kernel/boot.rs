@@ -13,7 +13,8 @@ use crate::config::file::BackoffConfig;
 pub enum BootError {
     /// Gave up after the configured boot timeout.
     #[error(
-        "the engine at {url} did not answer within {waited:?} ({attempts} attempts); last error: {last}"
+        "the engine at {url} did not answer within {} ({attempts} attempts); last error: {last}",
+        humantime::format_duration(Duration::from_secs(waited.as_secs()))
     )]
     EngineUnavailable {
         url: String,
@@ -67,5 +68,25 @@ pub async fn wait_for_engine(
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => return Err(BootError::Stopped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_give_up_message_says_how_long_in_plain_units() {
+        let err = BootError::EngineUnavailable {
+            url: "http://camunda:8080/engine-rest".into(),
+            waited: Duration::from_millis(300_123),
+            attempts: 12,
+            last: "GET /version: connection refused".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "the engine at http://camunda:8080/engine-rest did not answer within 5m (12 attempts); \
+             last error: GET /version: connection refused"
+        );
     }
 }

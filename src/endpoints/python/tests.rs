@@ -374,3 +374,41 @@ fn a_script_has_side_effects_unless_declared_pure() {
     let default = PythonEndpoint::new("py", &PythonConfig::default()).unwrap();
     assert!(default.side_effects(), "impure unless said otherwise");
 }
+
+/// Running: the process exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+#[test]
+fn a_script_outlives_the_thread_that_asked_for_it() {
+    // The parent-death signal fires when the forking *thread* ends: a script started from a
+    // thread that then ends (a retired blocking-pool thread, say) must keep running.
+    let pid = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut command = Command::new("sleep");
+            command.arg("30").kill_on_drop(false);
+            let child = lifetime::spawn(command).await.unwrap();
+            child.id().unwrap()
+        })
+    })
+    .join()
+    .unwrap();
+    let _cleanup = lifetime::Group::new(Some(pid));
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < deadline {
+        assert!(
+            running(pid),
+            "the script died with the thread that asked for it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
