@@ -129,8 +129,8 @@ pub struct ManagerConfig {
     /// still never run twice by one process, but a restart forgets what was reported.
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
-    /// How long a journaled outcome is kept after the engine acknowledged it (it must outlast a
-    /// lock, so that a late duplicate delivery is recognised).
+    /// How long a journaled outcome is kept after the engine acknowledged it; never less than
+    /// the longest lock duration, so that a late duplicate delivery is recognised.
     #[serde(default = "default_journal_retention", with = "humantime_serde")]
     pub journal_retention: Duration,
 }

@@ -46,6 +46,9 @@ pub const MAX_BACKOFF_MULTIPLIER: f64 = 100.0;
 /// Longest quiet time before a redeployment.
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(600);
 
+/// Longest `journal_retention`: a month of acknowledged outcomes is plenty.
+pub const MAX_JOURNAL_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Longest drain after SIGTERM: a day (orchestrators kill long before).
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(24 * 3600);
 
@@ -98,6 +101,12 @@ pub(crate) fn validate_parts(parts: &Parts<'_>) -> Vec<Problem> {
             m.shutdown_grace,
             MAX_SHUTDOWN_GRACE,
             "pde_manager.shutdown_grace",
+            &mut out,
+        );
+        at_most(
+            m.journal_retention,
+            MAX_JOURNAL_RETENTION,
+            "pde_manager.journal_retention",
             &mut out,
         );
     }

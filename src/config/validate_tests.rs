@@ -281,3 +281,10 @@ fn counts_past_what_the_engine_or_a_semaphore_holds_are_refused_at_their_path() 
         ]
     );
 }
+
+#[test]
+fn the_journal_keeps_outcomes_a_month_at_the_most() {
+    let mut c = base();
+    c.pde_manager.journal_retention = Duration::from_secs(365 * 24 * 3600);
+    assert_eq!(only_path(&c), "pde_manager.journal_retention");
+}

@@ -73,7 +73,14 @@ fn client_as(config: &FileConfig, worker_id: String) -> Result<CamundaClient, Ca
 /// what its previous life journaled.
 pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal::StoreError> {
     let fresh = worker_id(config);
-    let retention = config.pde_manager.journal_retention;
+    // An acknowledged outcome must outlive any lock, or a late second delivery of its task
+    // would not be recognised.
+    let longest_lock = config
+        .topics
+        .values()
+        .filter_map(|t| t.lock_duration)
+        .fold(config.camunda.lock_duration, Duration::max);
+    let retention = config.pde_manager.journal_retention.max(longest_lock);
     let Some(dir) = &config.pde_manager.state_dir else {
         return Ok((Journal::in_memory(retention), fresh));
     };
