@@ -127,3 +127,31 @@ async fn a_side_effect_cut_short_by_a_crash_becomes_an_incident_not_a_second_run
     );
     assert_eq!(engine.engine.stats().complete_ok, 0);
 }
+
+#[tokio::test]
+async fn a_side_effect_still_running_when_the_grace_period_ends_is_not_handed_to_another_worker() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = setup();
+    std::fs::write(
+        work.path().join("pde.yaml"),
+        std::fs::read_to_string(work.path().join("pde.yaml"))
+            .expect("config")
+            .replace("shutdown_grace: 10s", "shutdown_grace: 1s"),
+    )
+    .expect("config");
+    let mut procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("effect", Duration::from_secs(30)).await;
+    let pi = rest.start("effect", serde_json::json!({})).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
+        "the script ran"
+    );
+    procos.sigterm();
+    assert_eq!(procos.exit_code(Duration::from_secs(10)).await, 0);
+    let incidents = rest.incidents(&pi).await;
+    assert_eq!(incidents.len(), 1, "an incident, not an unlocked task");
+    let message = incidents[0]["incidentMessage"].as_str().unwrap_or("");
+    assert!(message.contains("`side`"), "{message}");
+    assert_eq!(engine.engine.stats().unlock_ok, 0, "not handed back");
+}

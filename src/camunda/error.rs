@@ -71,9 +71,25 @@ impl CamundaError {
         }
     }
 
-    /// 404: the task (or instance) is gone.
+    /// 404 with the engine's own error body: the task (or instance) is gone. A 404 without one
+    /// (a proxy or ingress with no engine behind it during a rollout, a wrong context path)
+    /// says nothing about the task.
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
+        matches!(self, CamundaError::Engine { status: 404, kind, .. } if !kind.is_empty())
+    }
+
+    /// 400 because another worker holds the task ("… cannot be completed by worker 'a'. It is
+    /// locked by worker 'b'."), as opposed to a 400 about the request's content.
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(self, CamundaError::Engine { status: 400, message, .. } if message.contains("by worker"))
+    }
+
+    /// The exception class the engine named (`OptimisticLockingException`, …), or "".
+    pub fn kind(&self) -> &str {
+        match self {
+            CamundaError::Engine { kind, .. } => kind,
+            _ => "",
+        }
     }
 }
 

@@ -48,8 +48,9 @@ pub enum Settled {
     Accepted,
     /// 404: the task no longer exists (completed elsewhere, instance deleted).
     Gone,
-    /// 400: another worker holds the task. The report is kept, so that if this worker fetches
-    /// the same attempt again it sends it instead of running the task twice.
+    /// 400 "locked by worker …": another worker holds the task, or the engine refused a failure
+    /// report. The report is kept, so that if this worker is handed the same attempt again it
+    /// sends it instead of running the task twice.
     Refused,
 }
 
@@ -99,6 +100,19 @@ pub enum Claim {
     Interrupted(Running, String),
 }
 
+/// A pending report claimed for re-sending.
+#[derive(Debug)]
+pub struct Resend {
+    /// Holds the task as running until the re-send is done.
+    pub running: Running,
+    /// `retries` as fetched for the attempt the report belongs to.
+    pub retries: Option<i32>,
+    /// The task's topic.
+    pub topic: String,
+    /// What to send.
+    pub report: Report,
+}
+
 /// Marks a task as running in this process; dropping it ends that.
 #[derive(Debug)]
 pub struct Running {
@@ -138,6 +152,9 @@ struct Ledger {
     running: HashSet<String>,
     entries: HashMap<String, Entry>,
 }
+
+/// The least time a `started` mark is kept for a task not running here.
+const STARTED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -328,60 +345,81 @@ impl Journal {
         }
     }
 
-    /// Pending reports of tasks not running here (journaled by an earlier life, or whose
+    /// Ids of pending reports of tasks not running here (journaled by an earlier life, or whose
     /// sending failed), for the background re-sender.
-    pub fn unsettled(&self) -> Vec<(String, Report)> {
+    pub fn unsettled(&self) -> Vec<String> {
         let ledger = self.ledger();
         ledger
             .entries
             .iter()
-            .filter(|(id, _)| !ledger.running.contains(*id))
-            .filter_map(|(id, e)| match &e.state {
-                State::Pending { report } => Some((id.clone(), report.clone())),
-                _ => None,
+            .filter(|(id, e)| {
+                matches!(e.state, State::Pending { .. }) && !ledger.running.contains(*id)
             })
+            .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// Marks a pending task as running (so a fetch of it waits for the re-sender); `None` if it
-    /// runs already or is no longer pending.
-    pub fn claim_pending(&self, id: &str) -> Option<(Running, Option<i32>, String)> {
+    /// Marks a pending task as running (so a fetch of it waits for the re-sender) and returns
+    /// what to send, read under the same lock: `None` if it runs already or is no longer pending.
+    pub fn claim_pending(&self, id: &str) -> Option<Resend> {
         let mut ledger = self.ledger();
         if ledger.running.contains(id) {
             return None;
         }
         let entry = ledger.entries.get(id)?;
-        if !matches!(entry.state, State::Pending { .. }) {
+        let State::Pending { report } = &entry.state else {
             return None;
-        }
-        let (retries, topic) = (entry.retries, entry.topic.clone());
-        ledger.running.insert(id.to_string());
-        drop(ledger);
-        Some((
-            Running {
+        };
+        let resend = Resend {
+            running: Running {
                 journal: self.clone(),
                 id: id.to_string(),
             },
-            retries,
-            topic,
-        ))
+            retries: entry.retries,
+            topic: entry.topic.clone(),
+            report: report.clone(),
+        };
+        ledger.running.insert(id.to_string());
+        Some(resend)
+    }
+
+    /// The endpoint with side effects this attempt started, if its outcome is not journaled yet.
+    pub fn started_endpoint(&self, id: &str, retries: Option<i32>) -> Option<String> {
+        match self.ledger().entries.get(id) {
+            Some(Entry {
+                retries: r,
+                state: State::Started { endpoint },
+                ..
+            }) if *r == retries => Some(endpoint.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits until every write queued so far is on disk (call before the process exits: settled
+    /// outcomes of the last moments are queued, not yet committed).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.inner.store {
+            Some(store) => store.durable(Vec::new()).await,
+            None => Ok(()),
+        }
     }
 
     /// Forgets settled entries older than the retention window, and `started` marks of tasks
-    /// not running here that are older still. Returns how many were removed.
+    /// not running here older than a week (or the retention, if longer): such a task, delivered
+    /// again, would run its side effect a second time, so its mark outlives any backlog.
+    /// Returns how many were removed.
     pub fn sweep(&self) -> usize {
         let cutoff = now_ms() - self.inner.retention.as_millis() as i64;
+        let started_cutoff =
+            now_ms() - self.inner.retention.max(STARTED_RETENTION).as_millis() as i64;
         let mut ledger = self.ledger();
         let Ledger { running, entries } = &mut *ledger;
         let expired: Vec<String> = entries
             .iter()
-            .filter(|(id, e)| {
-                e.at_ms < cutoff
-                    && match e.state {
-                        State::Pending { .. } => false,
-                        State::Started { .. } => !running.contains(*id),
-                        State::Refused { .. } | State::Acknowledged { .. } => true,
-                    }
+            .filter(|(id, e)| match e.state {
+                State::Pending { .. } => false,
+                State::Started { .. } => e.at_ms < started_cutoff && !running.contains(*id),
+                State::Refused { .. } | State::Acknowledged { .. } => e.at_ms < cutoff,
             })
             .map(|(id, _)| id.clone())
             .collect();

@@ -61,7 +61,17 @@ async fn an_outcome_the_engine_has_not_taken_is_sent_again_instead_of_a_second_r
         .await
         .unwrap();
     drop(first);
-    assert_eq!(j.unsettled(), vec![("t1".to_string(), failure(2))]);
+    assert_eq!(j.unsettled(), vec!["t1".to_string()]);
+    let claimed = j.claim_pending("t1").expect("pending");
+    assert_eq!(
+        (claimed.retries, claimed.report.clone()),
+        (Some(3), failure(2))
+    );
+    assert!(
+        matches!(j.claim("t1", Some(3), LOCK), Claim::AlreadyRunning),
+        "a fetch waits for the re-sender"
+    );
+    drop(claimed);
     match j.claim("t1", Some(3), LOCK) {
         Claim::Resend(_, report) => assert_eq!(report, failure(2)),
         other => panic!("expected Resend, got {other:?}"),
@@ -118,7 +128,7 @@ async fn outcomes_and_side_effect_marks_survive_a_restart_and_so_does_the_worker
     let j = reopen(dir.path()).await;
     assert_eq!(j.worker_id(), Some("w-old"), "the identity is kept");
     assert!(matches!(j.claim("sent", None, LOCK), Claim::Finished));
-    assert_eq!(j.unsettled(), vec![("unsent".to_string(), complete())]);
+    assert_eq!(j.unsettled(), vec!["unsent".to_string()]);
     match j.claim("mailing", None, LOCK) {
         Claim::Interrupted(_, endpoint) => assert_eq!(endpoint, "smtp"),
         other => panic!("expected Interrupted, got {other:?}"),

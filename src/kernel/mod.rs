@@ -95,7 +95,11 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
 
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
-    let (journal, worker_id) = journal(&config)?;
+    // Opening reads the whole file and may fsync: not on a runtime thread.
+    let opening = config.clone();
+    let (journal, worker_id) = tokio::task::spawn_blocking(move || journal(&opening))
+        .await
+        .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
     let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;

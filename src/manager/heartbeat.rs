@@ -6,7 +6,8 @@
 //! never reports late. If the engine cannot be reached (frozen, restarting, network down), the
 //! work goes on and the heartbeat keeps trying: cancelling would not undo what the endpoint has
 //! already done, and once the engine answers, an expired lock is taken back if nobody else took
-//! it, or the task is stopped if somebody did. The engine itself refuses (400) a report for a
+//! it (`POST /external-task/{id}/lock`, Camunda 7.17 and later), or the task is stopped if
+//! somebody did. The engine itself refuses (400) a report for a
 //! task another worker has re-locked. The heartbeat stops for good when the task's [`Lease`]
 //! is released (just before the pipeline reports).
 
@@ -124,7 +125,12 @@ async fn renew(camunda: &CamundaClient, task_id: &str, lock: Duration) -> Renewa
         Err(e) if e.status() == Some(400) => match camunda.lock(task_id, lock).await {
             Ok(()) => Renewal::Relocked(e),
             Err(again) if again.is_not_found() => Renewal::Gone,
-            Err(again) => Renewal::Lost(again),
+            // "already locked by worker …": someone else has it now.
+            Err(again) if again.status() == Some(400) => Renewal::Lost(again),
+            // No answer, or an engine older than 7.17 without `/lock`: the lock may have lapsed,
+            // but nobody is known to hold the task; the report decides (the engine refuses it
+            // if another worker took the task meanwhile).
+            Err(again) => Renewal::Failed(again.to_string()),
         },
         Err(e) => Renewal::Failed(e.to_string()),
     }

@@ -17,9 +17,12 @@
 //! `shutdown_grace` to finish; after that they are cancelled and unlocked so another worker can
 //! take them at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -92,6 +95,8 @@ pub struct Manager {
 /// How often the re-sender looks for journaled reports the engine has not taken yet (and
 /// forgets expired journal entries).
 const RESEND_EVERY: Duration = Duration::from_secs(2);
+/// Reports the re-sender sends at once (after an outage there may be thousands).
+const RESEND_CONCURRENCY: usize = 16;
 
 /// Builds every endpoint of the config once.
 pub fn build_endpoints(
@@ -229,7 +234,12 @@ impl Manager {
             }
         }
         // One last pass for reports still pending, bounded: a frozen engine must not hold the exit.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.resend_pass()).await;
+        let (mut fresh, never) = (HashMap::new(), CancellationToken::new());
+        let last_pass = self.resend_pass(&mut fresh, &never);
+        let _ = tokio::time::timeout(Duration::from_secs(5), last_pass).await;
+        if let Err(e) = self.journal.flush().await {
+            tracing::error!(error = %e, "Could not write the outcome journal's last entries.");
+        }
         let unsent = self.journal.unsettled().len();
         if unsent > 0 && self.journal.is_durable() {
             tracing::warn!(
@@ -246,11 +256,12 @@ impl Manager {
     }
 
     /// Re-sends, in the background, reports the engine did not take when they were made (and
-    /// those an earlier life journaled), one engine-wide backoff after a failed pass.
-    /// The passes run inline, one report at a time: these are the leftovers of blips and
-    /// restarts, not the main path.
+    /// those an earlier life journaled). Each report backs off on its own, so one the engine
+    /// keeps refusing (a suspended instance, a 403 for one tenant) holds up no other; while the
+    /// engine looks unreachable, whole passes back off.
     async fn resend_loop(&self, shutdown: &CancellationToken) {
-        let mut backoff = Backoff::new(self.settings.backoff.clone());
+        let mut engine = Backoff::new(self.settings.backoff.clone());
+        let mut retry_at = HashMap::new();
         let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
@@ -258,39 +269,72 @@ impl Manager {
                 _ = shutdown.cancelled() => return,
             }
             self.journal.sweep();
-            wait = if self.resend_pass().await {
-                backoff.reset();
-                RESEND_EVERY
+            wait = if self.resend_pass(&mut retry_at, shutdown).await {
+                engine.next_delay().max(RESEND_EVERY)
             } else {
-                backoff.next_delay().max(RESEND_EVERY)
+                engine.reset();
+                RESEND_EVERY
             };
         }
     }
 
-    /// One pass over the unsettled reports, one attempt each; stops at the first that the
-    /// engine could not take (it is likely down). True if none was deferred.
-    async fn resend_pass(&self) -> bool {
+    /// One pass over the reports that are due, [`RESEND_CONCURRENCY`] at a time, one attempt
+    /// each; stops sending once the engine looks unreachable, or when `stop` fires. Returns
+    /// whether the engine looked unreachable.
+    async fn resend_pass(
+        &self,
+        retry_at: &mut HashMap<String, (Backoff, Instant)>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let pending = self.journal.unsettled();
+        retry_at.retain(|id, _| pending.contains(id));
+        let now = Instant::now();
+        let due = pending
+            .into_iter()
+            .filter(|id| retry_at.get(id).is_none_or(|(_, at)| *at <= now));
+        let unreachable = AtomicBool::new(false);
         let completion: &Completion = self.pipeline.completion();
-        for (id, report) in self.journal.unsettled() {
-            let Some((running, retries, topic)) = self.journal.claim_pending(&id) else {
-                continue;
-            };
-            let key = TaskKey {
-                id: &id,
-                retries,
-                topic: &topic,
-            };
-            let runtime = self.pipeline.topics().get(&topic).cloned();
-            let outcome = completion
-                .deliver_once(key, runtime.as_deref(), report)
-                .await;
-            drop(running);
-            tracing::info!(task_id = %id, outcome = outcome.as_str(), "Re-sent a journaled outcome.");
+        let results: Vec<(String, Outcome)> = futures::stream::iter(due)
+            .map(|id| {
+                let unreachable = &unreachable;
+                async move {
+                    if unreachable.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let claimed = self.journal.claim_pending(&id)?;
+                    let key = TaskKey {
+                        id: &id,
+                        retries: claimed.retries,
+                        topic: &claimed.topic,
+                    };
+                    let topic = self.pipeline.topics().get(&claimed.topic).cloned();
+                    let (outcome, down) = completion
+                        .deliver_once(key, topic.as_deref(), claimed.report.clone())
+                        .await;
+                    drop(claimed);
+                    if down {
+                        unreachable.store(true, Ordering::Relaxed);
+                    }
+                    tracing::info!(task_id = %id, outcome = outcome.as_str(), "Re-sent a journaled outcome.");
+                    Some((id, outcome))
+                }
+            })
+            .buffer_unordered(RESEND_CONCURRENCY)
+            .take_until(stop.cancelled())
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        for (id, outcome) in results {
             if outcome == Outcome::Deferred {
-                return false;
+                let (backoff, at) = retry_at
+                    .entry(id)
+                    .or_insert_with(|| (Backoff::new(self.settings.backoff.clone()), now));
+                *at = Instant::now() + backoff.next_delay();
+            } else {
+                retry_at.remove(&id);
             }
         }
-        true
+        unreachable.into_inner()
     }
 
     async fn fetch_loop(

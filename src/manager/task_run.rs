@@ -23,7 +23,7 @@ use super::heartbeat;
 use super::pool::Pool;
 use crate::camunda::{CamundaClient, LockedTask, Report};
 use crate::journal::Running;
-use crate::pde::{Lease, Outcome, Pipeline, TaskKey, TopicRuntime};
+use crate::pde::{Completion, Lease, Outcome, Pipeline, TaskKey, TopicRuntime};
 
 /// What a task's run needs from the manager.
 #[derive(Debug, Clone)]
@@ -129,6 +129,14 @@ impl TaskRun {
             .run(self.task.clone(), task_token.clone(), lease)
             .await;
         if outcome == Outcome::Abandoned && env.hard.is_cancelled() && !lock.is_lost() {
+            let key = TaskKey::of(&self.task);
+            // Handing back a task whose side effect was under way would let another worker run
+            // it a second time: a person decides instead.
+            if let Some(endpoint) = completion.journal().started_endpoint(key.id, key.retries) {
+                tracing::warn!(endpoint = %endpoint, "Cancelled at the end of the grace period while an endpoint with side effects ran; reporting an incident rather than handing the task to another worker.");
+                let report = Completion::interrupted(&endpoint);
+                return completion.deliver(key, Some(&env.topic), report).await;
+            }
             tracing::warn!(
                 "Cancelled at the end of the grace period; unlocking the task for another worker."
             );

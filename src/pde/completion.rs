@@ -10,11 +10,18 @@
 //! | transient error, invalid result, no usable endpoint | `failure`, retries = (task.retries ?? topic.retries) − 1 |
 //! | cancelled (task gone, hard stop) | nothing (or `unlock` when procos gives the task back) |
 //!
-//! Every report is journaled ([`Journal::pending`], on disk with a `state_dir`) before it is sent,
-//! then sent with a few quick retries on 5xx and I/O errors. What the engine answers settles the
-//! journal entry: accepted, 404 (task gone) or 400 (another worker holds it) end it — never
-//! retried, so a task is never completed twice; anything else leaves it pending for the
-//! manager's re-sender, which keeps trying (after a restart too) until one of those answers.
+//! Every report is journaled ([`Journal::pending`], on disk for a task with side effects) before
+//! it is sent, then sent with a few quick retries on 5xx and I/O errors. What the engine answers
+//! settles the journal entry:
+//!
+//! | answer | then |
+//! |---|---|
+//! | 2xx | acknowledged |
+//! | 404 with the engine's error body | the task is gone: acknowledged, nothing more |
+//! | 400 "… locked by worker …" | another worker holds it: kept as refused, re-sent only if this worker is handed the same attempt again |
+//! | 400 about the content (a variable the engine cannot store) | an incident carrying the engine's message |
+//! | 500 through every quick attempt on `complete` | the process cannot continue after the task: a failure (retries 0 if the task had side effects) |
+//! | anything else (no answer, 503, 401) | pending: the manager's re-sender keeps trying, after a restart too |
 
 use std::time::Duration;
 
@@ -193,26 +200,29 @@ impl Completion {
         }
     }
 
-    /// Journals `report`, sends it, and settles the journal entry with the engine's answer.
-    /// `topic` (if still configured) sets the failure sent when `complete` fails inside the
-    /// engine.
+    /// Journals `report`, sends it (with a few quick retries), and settles the journal entry
+    /// with the engine's answer. `topic` (if still configured) sets the failure sent when
+    /// `complete` keeps failing inside the engine.
     pub async fn deliver(
         &self,
         key: TaskKey<'_>,
         topic: Option<&TopicRuntime>,
         report: Report,
     ) -> Outcome {
-        self.deliver_with(key, topic, report, REPORT_ATTEMPTS).await
+        self.deliver_with(key, topic, report, REPORT_ATTEMPTS)
+            .await
+            .0
     }
 
-    /// [`Completion::deliver`] with one attempt: for the background re-sender, which backs off
-    /// between its passes itself.
+    /// One attempt at a journaled report, for the background re-sender: never rewrites the
+    /// report (one 500 after an outage proves nothing). Returns the outcome and whether the
+    /// engine looked unreachable (no answer, 502/503/504, or an answer not from the engine).
     pub async fn deliver_once(
         &self,
         key: TaskKey<'_>,
         topic: Option<&TopicRuntime>,
         report: Report,
-    ) -> Outcome {
+    ) -> (Outcome, bool) {
         self.deliver_with(key, topic, report, 1).await
     }
 
@@ -222,7 +232,7 @@ impl Completion {
         topic: Option<&TopicRuntime>,
         report: Report,
         attempts: u32,
-    ) -> Outcome {
+    ) -> (Outcome, bool) {
         let mut report = report;
         loop {
             if let Err(e) = self
@@ -239,45 +249,74 @@ impl Completion {
             let e = match result {
                 Ok(()) => {
                     self.journal.settle(key.id, Settled::Accepted);
-                    return Outcome::of(&report);
+                    return (Outcome::of(&report), false);
                 }
                 Err(e) => e,
             };
-            if matches!(report, Report::Complete { .. }) && e.status() == Some(500) {
-                // A task that only read may run again; one whose side effects ran must not, so
-                // it ends in an incident for a person to look at.
-                let side_effects = self.journal.had_side_effects(key.id, key.retries);
-                let (retries, why) = if side_effects {
-                    (0, "; its endpoint has side effects, so it is not run again")
-                } else {
-                    (retries_after_failure(key.retries, topic), "")
-                };
-                tracing::error!(error = %e, retries, side_effects, "Completing failed inside the engine; reporting a failure instead.");
-                report = Report::Failure {
-                    message: truncate(
-                        &format!(
-                            "the engine could not continue the process after this task{why}: {e}"
-                        ),
-                        MAX_ERROR_MESSAGE,
-                    ),
-                    details: e.to_string(),
-                    retries,
-                    retry_timeout: topic.map_or(Duration::ZERO, |t| t.config.retry_timeout),
-                };
+            // `complete` answered 500 through every quick attempt: the engine cannot continue the
+            // process after this task (an expression, a listener). Optimistic locking is a race
+            // that a later re-send wins; the re-sender never concludes from one answer.
+            if attempts > 1
+                && matches!(report, Report::Complete { .. })
+                && e.status() == Some(500)
+                && e.kind() != "OptimisticLockingException"
+            {
+                report = self.cannot_continue(key, topic, &e);
                 continue;
             }
             if e.is_not_found() {
                 tracing::warn!(error = %e, "The task was gone when reporting (cancelled or completed elsewhere); nothing reported.");
                 self.journal.settle(key.id, Settled::Gone);
-                return Outcome::Unreported;
+                return (Outcome::Unreported, false);
+            }
+            if e.is_lock_conflict() {
+                tracing::warn!(error = %e, "The engine refused the report: another worker holds the task; nothing reported.");
+                self.journal.settle(key.id, Settled::Refused);
+                return (Outcome::Unreported, false);
+            }
+            if e.status() == Some(400) && !matches!(report, Report::Failure { .. }) {
+                // The engine refuses what the report carries (a variable it cannot store): sending
+                // it again changes nothing, so a person is told instead.
+                tracing::error!(error = %e, "The engine refused the outcome's content; reporting an incident instead.");
+                report = refused_content(&e);
+                continue;
             }
             if e.status() == Some(400) {
-                tracing::warn!(error = %e, "The engine refused the report (the task is locked by another worker); nothing reported.");
+                tracing::error!(error = %e, "The engine refused the failure report; nothing reported.");
                 self.journal.settle(key.id, Settled::Refused);
-                return Outcome::Unreported;
+                return (Outcome::Unreported, false);
             }
+            let unreachable =
+                e.status().is_none_or(|s| (502..=504).contains(&s)) || e.kind().is_empty();
             tracing::error!(error = %e, durable = self.journal.is_durable(), "Could not report the task's outcome; it stays in the journal and is sent again in the background.");
-            return Outcome::Deferred;
+            return (Outcome::Deferred, unreachable);
+        }
+    }
+
+    /// The failure that replaces a `complete` the engine cannot continue after. A task that only
+    /// read may run again; one whose side effects ran must not, so it ends in an incident for a
+    /// person to look at.
+    fn cannot_continue(
+        &self,
+        key: TaskKey<'_>,
+        topic: Option<&TopicRuntime>,
+        e: &CamundaError,
+    ) -> Report {
+        let side_effects = self.journal.had_side_effects(key.id, key.retries);
+        let (retries, why) = if side_effects {
+            (0, "; its endpoint has side effects, so it is not run again")
+        } else {
+            (retries_after_failure(key.retries, topic), "")
+        };
+        tracing::error!(error = %e, retries, side_effects, "Completing failed inside the engine; reporting a failure instead.");
+        Report::Failure {
+            message: truncate(
+                &format!("the engine could not continue the process after this task{why}: {e}"),
+                MAX_ERROR_MESSAGE,
+            ),
+            details: e.to_string(),
+            retries,
+            retry_timeout: topic.map_or(Duration::ZERO, |t| t.config.retry_timeout),
         }
     }
 
@@ -289,6 +328,19 @@ impl Completion {
         let mut backoff = Backoff::new(self.backoff.clone());
         let never = CancellationToken::new();
         with_retries(&mut backoff, attempts, &never, call).await
+    }
+}
+
+/// The incident for an outcome whose content the engine refused (400).
+fn refused_content(e: &CamundaError) -> Report {
+    Report::Failure {
+        message: truncate(
+            &format!("the engine refused this task's outcome: {e}"),
+            MAX_ERROR_MESSAGE,
+        ),
+        details: e.to_string(),
+        retries: 0,
+        retry_timeout: Duration::ZERO,
     }
 }
 
@@ -765,14 +817,20 @@ mod engine_answer_tests {
     use crate::config::file::TopicConfig;
 
     async fn completion_against_an_engine_that_cannot_continue() -> (MockServer, Completion) {
+        completion_answering(ResponseTemplate::new(500).set_body_json(json!({
+            "type": "ProcessEngineException",
+            "message": "Unknown property used in expression: ${x}",
+            "code": 0
+        })))
+        .await
+    }
+
+    /// An engine whose `complete` answers `answer` and whose `failure` takes anything.
+    async fn completion_answering(answer: ResponseTemplate) -> (MockServer, Completion) {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/external-task/t1/complete"))
-            .respond_with(ResponseTemplate::new(500).set_body_json(json!({
-                "type": "ProcessEngineException",
-                "message": "Unknown property used in expression: ${x}",
-                "code": 0
-            })))
+            .respond_with(answer)
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -853,5 +911,47 @@ mod engine_answer_tests {
             2,
             "topic retries 3, minus one"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_outcome_content_becomes_an_incident_naming_the_engine_message() {
+        let (server, completion) = completion_answering(ResponseTemplate::new(400).set_body_json(
+            json!({"type": "InvalidRequestException", "message": "Cannot convert value 'x' of variable amount", "code": 0}),
+        ))
+        .await;
+        let outcome = completion.deliver(KEY, Some(&topic()), complete()).await;
+        assert_eq!(outcome, Outcome::Incident);
+        assert_eq!(failure_retries(&server).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_task_another_worker_holds_is_left_alone() {
+        let (server, completion) = completion_answering(ResponseTemplate::new(400).set_body_json(
+            json!({"type": "BadUserRequestException", "message": "External Task t1 cannot be completed by worker 'w'. It is locked by worker 'other'.", "code": 0}),
+        ))
+        .await;
+        let outcome = completion.deliver(KEY, Some(&topic()), complete()).await;
+        assert_eq!(outcome, Outcome::Unreported);
+        let calls = server.received_requests().await.unwrap_or_default();
+        assert!(calls.iter().all(|r| !r.url.path().ends_with("/failure")));
+        assert!(
+            matches!(
+                completion.journal().entry("t1").map(|e| e.state),
+                Some(crate::journal::State::Refused { .. })
+            ),
+            "kept for a re-delivery of the same attempt"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_404_from_something_other_than_the_engine_keeps_the_outcome() {
+        // An ingress with no engine behind it during a rollout.
+        let (_server, completion) = completion_answering(
+            ResponseTemplate::new(404).set_body_string("<html>Not Found</html>"),
+        )
+        .await;
+        let outcome = completion.deliver(KEY, Some(&topic()), complete()).await;
+        assert_eq!(outcome, Outcome::Deferred);
+        assert_eq!(completion.journal().unsettled(), vec!["t1".to_string()]);
     }
 }
