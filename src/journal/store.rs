@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
 /// Small facts about this state dir (the worker id).
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// redb's page cache.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// Most operations committed in one transaction.
 const BATCH: usize = 4096;
 
@@ -75,7 +77,12 @@ impl Store {
             message,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Database::create(dir.join("journal.redb")).map_err(|e| match e {
+        // The ledger in memory answers every read; the file is only written and read at start,
+        // so redb's page cache (1 GiB by default) is kept small.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("journal.redb"))
+            .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => open_err(
                 "the journal is in use by another procos process (each replica needs its own state_dir)"
                     .into(),
