@@ -45,6 +45,35 @@ fn sink(work: &Workdir) -> Vec<String> {
         .collect()
 }
 
+/// The engine, procos on `work`, and one instance whose script has had its side effect and now
+/// waits for `release`.
+struct Started {
+    engine: procos::engine::RunningEngine,
+    rest: Rest,
+    work: Workdir,
+    procos: Procos,
+    pi: String,
+}
+
+async fn started(work: Workdir) -> Started {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("effect", Duration::from_secs(30)).await;
+    let pi = rest.start("effect", serde_json::json!({})).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
+        "the script ran"
+    );
+    Started {
+        engine,
+        rest,
+        work,
+        procos,
+        pi,
+    }
+}
+
 async fn kill(procos: &mut Procos) {
     procos.child.kill().await.expect("SIGKILL");
 }
@@ -52,16 +81,13 @@ async fn kill(procos: &mut Procos) {
 #[tokio::test]
 async fn an_outcome_the_engine_could_not_take_is_sent_after_a_restart_and_the_task_is_not_run_again()
  {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
-    let work = setup();
-    let mut procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("effect", Duration::from_secs(30)).await;
-    let pi = rest.start("effect", serde_json::json!({})).await;
-    assert!(
-        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
-        "the script ran"
-    );
+    let Started {
+        engine,
+        rest,
+        work,
+        mut procos,
+        pi,
+    } = started(setup()).await;
     // The engine goes down just before the script finishes: the outcome cannot be delivered.
     engine.engine.set_down(true);
     std::fs::write(work.path().join("scripts/release"), "").expect("release");
@@ -88,16 +114,13 @@ async fn an_outcome_the_engine_could_not_take_is_sent_after_a_restart_and_the_ta
 
 #[tokio::test]
 async fn a_side_effect_cut_short_by_a_crash_becomes_an_incident_not_a_second_run() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
-    let work = setup();
-    let mut procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("effect", Duration::from_secs(30)).await;
-    let pi = rest.start("effect", serde_json::json!({})).await;
-    assert!(
-        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
-        "the script ran"
-    );
+    let Started {
+        engine,
+        rest,
+        work,
+        mut procos,
+        pi,
+    } = started(setup()).await;
     kill(&mut procos).await;
     // The script is still waiting for `release`; the process that ran it is gone.
     std::fs::write(work.path().join("scripts/release"), "").expect("release");
@@ -130,8 +153,6 @@ async fn a_side_effect_cut_short_by_a_crash_becomes_an_incident_not_a_second_run
 
 #[tokio::test]
 async fn a_side_effect_still_running_when_the_grace_period_ends_is_not_handed_to_another_worker() {
-    let engine = engine().await;
-    let rest = Rest::new(&engine.url);
     let work = setup();
     std::fs::write(
         work.path().join("pde.yaml"),
@@ -140,13 +161,13 @@ async fn a_side_effect_still_running_when_the_grace_period_ends_is_not_handed_to
             .replace("shutdown_grace: 10s", "shutdown_grace: 1s"),
     )
     .expect("config");
-    let mut procos = Procos::daemon(&work, &engine.url);
-    rest.wait_deployed("effect", Duration::from_secs(30)).await;
-    let pi = rest.start("effect", serde_json::json!({})).await;
-    assert!(
-        eventually(Duration::from_secs(20), || async { sink(&work).len() == 1 }).await,
-        "the script ran"
-    );
+    let Started {
+        engine,
+        rest,
+        work: _work,
+        mut procos,
+        pi,
+    } = started(work).await;
     procos.sigterm();
     assert_eq!(procos.exit_code(Duration::from_secs(10)).await, 0);
     let incidents = rest.incidents(&pi).await;
