@@ -21,6 +21,7 @@
 //!            engine     an in-memory Camunda-compatible engine: `procos dev` and the test suite
 //! ```
 
+pub mod backoff;
 pub mod camunda;
 pub mod cli;
 pub mod config;

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 
 use super::llm::lock;
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::backoff::Backoff;
+use crate::config::file::BackoffConfig;
 
 /// `circuit:` of an AI endpoint: when to stop calling a failing server for a while.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -137,15 +139,14 @@ impl Retry {
         Self { inner, policy }
     }
 
-    /// The wait before retry number `retry` (1-based): `backoff * 2^(retry-1)` capped at
-    /// `max_backoff`, then a random point in its upper half.
-    fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self
-            .policy
-            .backoff
-            .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1).min(16)))
-            .min(self.policy.max_backoff);
-        ceiling.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    /// The shared backoff for one call's retries: `backoff`, doubling, capped at
+    /// `max_backoff`, jittered.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(BackoffConfig {
+            initial: self.policy.backoff,
+            max: self.policy.max_backoff,
+            multiplier: 2.0,
+        })
     }
 }
 
@@ -169,6 +170,7 @@ impl Endpoint for Retry {
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let mut retry = 0;
+        let mut backoff = self.backoff();
         loop {
             let error = match self.inner.call(request).await {
                 Ok(reply) => return Ok(reply),
@@ -184,7 +186,7 @@ impl Endpoint for Retry {
             let wait = match retry_after {
                 Some(wait) if wait > self.policy.max_wait => return Err(error),
                 Some(wait) => wait,
-                None => self.backoff(retry),
+                None => backoff.next_delay(),
             };
             tracing::warn!(
                 endpoint = self.name(),
