@@ -76,7 +76,10 @@ impl Store {
             path: dir.to_path_buf(),
             message,
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        // It holds output variables of unacknowledged reports: the procos user's alone.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(|e| open_err(e.to_string()))?;
         // The ledger in memory answers every read; the file is only written and read at start,
         // so redb's page cache (1 GiB by default) is kept small.
         let db = redb::Builder::new()

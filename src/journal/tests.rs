@@ -184,3 +184,13 @@ async fn the_journaled_outcome_of_a_task_with_side_effects_is_sent_again_after_a
     let j = reopen(dir.path()).await;
     assert!(matches!(j.claim("mail", None, LOCK), Claim::Resend(..)));
 }
+
+#[tokio::test]
+async fn a_new_state_dir_is_readable_by_the_procos_user_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("state");
+    let _j = Journal::open(&dir, Duration::from_secs(60), "w").unwrap();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+}
