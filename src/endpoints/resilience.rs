@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::llm::lock;
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::pde::verdict::class;
 
 /// `circuit:` of an AI endpoint: when to stop calling a failing server for a while.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -267,7 +268,7 @@ impl CircuitBreaker {
             remaining.as_secs().max(1),
             state.last_error
         ))
-        .code("circuit_open")
+        .code(class::CIRCUIT_OPEN)
     }
 
     fn gate(&self) -> Result<Gate, EndpointError> {
