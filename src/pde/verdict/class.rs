@@ -190,10 +190,10 @@ impl fmt::Display for ErrorClass {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClassError {
     /// Neither a named class nor a pattern; perhaps a near miss of one.
-    #[error("unknown error class{}", unknown_text(*.suggestion))]
+    #[error("unknown error class{}", unknown_text(suggestion.as_deref()))]
     Unknown {
-        /// The closest named class, if one is close.
-        suggestion: Option<&'static str>,
+        /// The class it most likely meant, if one is close.
+        suggestion: Option<String>,
     },
     /// `http_…` or `smtp_…` without a status that protocol has.
     #[error(
@@ -243,14 +243,23 @@ fn valid_list() -> String {
     )
 }
 
-/// The named class closest to `text`, if it is close enough to be a misspelling of it.
-fn closest(text: &str) -> Option<&'static str> {
+/// The class `text` most likely meant: itself in lower case (`HTTP_404`), a bare status as an
+/// HTTP one (`404`), or the named class closest to it if that is close enough to be a
+/// misspelling.
+fn closest(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    // `guess != text` ends the recursion: parsing an unknown class calls this function again.
+    for guess in [lower.clone(), format!("http_{lower}")] {
+        if guess != text && guess.parse::<ErrorClass>().is_ok() {
+            return Some(guess);
+        }
+    }
     NAMED
         .iter()
-        .map(|n| (strsim::jaro_winkler(text, n), *n))
+        .map(|n| (strsim::jaro_winkler(&lower, n), *n))
         .filter(|(score, _)| *score >= 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
+        .map(|(_, n)| n.to_string())
 }
 
 impl FromStr for ErrorClass {

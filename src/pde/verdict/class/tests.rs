@@ -90,6 +90,9 @@ fn an_unknown_class_suggests_the_nearest_and_lists_the_valid_ones() {
         ("timout", TIMEOUT),
         ("rate_limit", RATE_LIMITED),
         ("Timeout", TIMEOUT),
+        ("HTTP_404", "http_404"),
+        ("404", "http_404"),
+        ("4xx", "http_4xx"),
     ] {
         let e = parse(typo).expect_err(typo).to_string();
         assert!(
@@ -103,4 +106,15 @@ fn an_unknown_class_suggests_the_nearest_and_lists_the_valid_ones() {
         assert!(e.contains(&format!("`{valid}`")), "{valid} not listed: {e}");
     }
     assert!(e.contains("`http_404`") && e.contains("`http_4xx`") && e.contains("`exit_3`"));
+}
+
+proptest::proptest! {
+    /// Whatever the text, parsing never panics, and a class prints as exactly the text it was
+    /// parsed from: a `bpmn_errors` key matches the errors whose class reads the same, no others.
+    #[test]
+    fn a_parsed_class_prints_as_the_text_it_came_from(text in "(http_|smtp_|exit_|)[0-9x+-]{0,4}|\\PC{0,20}") {
+        if let Ok(class) = parse(&text) {
+            proptest::prop_assert_eq!(class.to_string(), text);
+        }
+    }
 }
