@@ -11,6 +11,10 @@
 //!                                           └──► NAMED ──► ErrorClass::from_str ◄── bpmn_errors keys
 //!   patterns: http_<100–599>, http_<1–5>xx, smtp_<400–599>, smtp_<4–5>xx, exit_<1–255>
 //! ```
+//!
+//! Endpoints import these constants from `pde`, against the usual downward flow: the vocabulary
+//! belongs next to `EndpointError` (an `endpoints::class` re-exported here would be its home);
+//! it sits here until that move, which touches `endpoints/mod.rs`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -151,7 +155,7 @@ impl Protocol {
 /// Its `Display` is the canonical name, the same text it was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorClass {
-    /// One of [`NAMED`].
+    /// One of [`NAMED`]. Build it by parsing: a name outside that list never matches an error.
     Named(&'static str),
     /// One status code (`http_404`, `smtp_451`).
     Status(Protocol, u16),
