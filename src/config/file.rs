@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::secret::Secret;
 use crate::endpoints::EndpointConfig;
+use crate::pde::verdict::class::ErrorClass;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -178,10 +179,11 @@ pub struct TopicConfig {
     /// How the result becomes process variables, and the rules Validation checks.
     #[serde(default)]
     pub output: OutputConfig,
-    /// Error class → BPMN error code. Classes: `input_invalid`, `output_invalid`, and the codes
-    /// endpoints report (`http_404`, `http_4xx`, `http_5xx`, `timeout`, …).
+    /// Error class → BPMN error code. The classes are parsed at load (`input_invalid`,
+    /// `http_404`, `http_4xx`, `exit_3`, …; see [`ErrorClass`]), so a misspelt one is refused at
+    /// its path instead of never matching.
     #[serde(default)]
-    pub bpmn_errors: BTreeMap<String, String>,
+    pub bpmn_errors: BTreeMap<ErrorClass, String>,
 }
 
 /// What the Test block checks before any endpoint is called.

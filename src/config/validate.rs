@@ -382,7 +382,7 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
     for (class, code) in &t.bpmn_errors {
         if code.trim().is_empty() {
             out.push(Problem::new(
-                key_path(&key_path(&path, "bpmn_errors"), class),
+                key_path(&key_path(&path, "bpmn_errors"), &class.to_string()),
                 "a BPMN error code must not be empty",
             ));
         }

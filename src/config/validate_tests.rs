@@ -186,7 +186,7 @@ fn topic_output_rules_are_checked() {
 fn bpmn_error_codes_must_not_be_empty() {
     let mut c = base();
     let t = c.topics.get_mut("t").unwrap();
-    t.bpmn_errors.insert("http_404".into(), "".into());
+    t.bpmn_errors.insert("http_404".parse().unwrap(), "".into());
     assert_eq!(only_path(&c), "topics.t.bpmn_errors.http_404");
 }
 
@@ -287,4 +287,85 @@ fn the_journal_keeps_outcomes_a_month_at_the_most() {
     let mut c = base();
     c.pde_manager.journal_retention = Duration::from_secs(365 * 24 * 3600);
     assert_eq!(only_path(&c), "pde_manager.journal_retention");
+}
+
+/// The problems `load_str` reports for `yaml` (no environment), as `path: message` lines.
+fn load_problems(yaml: &str) -> Vec<(String, String)> {
+    match crate::config::load_str(yaml, std::path::Path::new("pde.yaml"), &|_| None) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .problems
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect(),
+    }
+}
+
+/// A topic `t` whose `bpmn_errors` is `map`, in an otherwise valid file.
+fn with_bpmn_errors(map: &str) -> String {
+    format!(
+        r#"
+camunda: {{}}
+pde_manager:
+  pools:
+    main: {{ max_concurrent_tasks: 8, endpoints: [a] }}
+topics:
+  t:
+    pool: main
+    endpoints: [a]
+    bpmn_errors: {map}
+endpoints:
+  a: {{ type: noop }}
+"#
+    )
+}
+
+#[test]
+fn a_misspelt_error_class_is_refused_at_its_path_with_a_suggestion() {
+    let ps = load_problems(&with_bpmn_errors("{ ouput_invalid: BAD_OUTPUT }"));
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert_eq!(ps[0].0, "topics.t.bpmn_errors.ouput_invalid");
+    assert!(
+        ps[0]
+            .1
+            .starts_with("unknown error class; did you mean `output_invalid`?"),
+        "{}",
+        ps[0].1
+    );
+    // The message lists what is valid, patterns included.
+    for valid in [
+        "`input_invalid`",
+        "`timeout`",
+        "`http_404`",
+        "`http_4xx`",
+        "`exit_3`",
+    ] {
+        assert!(ps[0].1.contains(valid), "{valid} missing from: {}", ps[0].1);
+    }
+}
+
+#[test]
+fn every_class_the_code_produces_is_accepted_as_a_bpmn_errors_key() {
+    use crate::pde::verdict::class::NAMED;
+    let numbered = [
+        "http_404", "http_4xx", "http_5xx", "smtp_451", "smtp_5xx", "exit_3",
+    ];
+    let keys: Vec<&str> = NAMED.iter().copied().chain(numbered).collect();
+    let map: Vec<String> = keys.iter().map(|k| format!("{k}: E_{k}")).collect();
+    let yaml = with_bpmn_errors(&format!("{{ {} }}", map.join(", ")));
+    let config = crate::config::load_str(&yaml, std::path::Path::new("pde.yaml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let parsed = &config.topics["t"].bpmn_errors;
+    assert_eq!(parsed.len(), keys.len());
+    for (class, code) in parsed {
+        assert_eq!(*code, format!("E_{class}"));
+    }
+}
+
+#[test]
+fn a_numbered_class_no_error_can_carry_is_refused_with_the_range() {
+    let ps = load_problems(&with_bpmn_errors("{ http_600: GONE }"));
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert_eq!(ps[0].0, "topics.t.bpmn_errors.http_600");
+    assert!(ps[0].1.contains("status from 100 to 599"), "{}", ps[0].1);
 }

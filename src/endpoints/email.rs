@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use super::template::{JsonTemplate, TemplateContext, TemplateError};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
+use crate::pde::verdict::class;
 
 mod address;
 mod compose;
@@ -365,7 +366,7 @@ impl EmailEndpoint {
                 "email endpoint `{name}` is misconfigured: {}",
                 problems.join("; ")
             ))
-            .code("config")
+            .code(class::CONFIG)
         };
         let templates = config
             .compile(&format!("endpoints.{name}."))
@@ -401,7 +402,7 @@ impl EmailEndpoint {
     /// An invalid recipient as the configured BPMN error.
     fn invalid_address(&self, error: &InvalidAddress) -> EndpointError {
         EndpointError::business(&self.invalid_address_error_code, error.to_string())
-            .code("invalid_address")
+            .code(class::INVALID_ADDRESS)
     }
 
     /// Sends `message` and turns the server's answer into a reply or a classified error.
@@ -433,7 +434,7 @@ impl EmailEndpoint {
                 self.server,
                 humantime::format_duration(self.timeout)
             ))
-            .code("timeout")),
+            .code(class::TIMEOUT)),
         }
     }
 }
@@ -483,21 +484,21 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> EndpointE
         return base.code(format!("smtp_{code}")).details(reply);
     }
     if error.is_timeout() {
-        EndpointError::transient(message).code("timeout")
+        EndpointError::transient(message).code(class::TIMEOUT)
     } else if tls_failure {
         // A certificate or protocol the server will keep presenting: a person must look.
-        EndpointError::permanent(message).code("tls")
+        EndpointError::permanent(message).code(class::TLS)
     } else if error.is_client() {
         // e.g. STARTTLS required but not offered, or no AUTH mechanism in common.
-        EndpointError::permanent(message).code("smtp_client")
+        EndpointError::permanent(message).code(class::SMTP_CLIENT)
     } else {
-        EndpointError::transient(message).code("connect")
+        EndpointError::transient(message).code(class::CONNECT)
     }
 }
 
 /// A template error: the config or the task's variables are wrong, retrying will not help.
 fn template_error(e: TemplateError) -> EndpointError {
-    EndpointError::permanent(e.to_string()).code("template")
+    EndpointError::permanent(e.to_string()).code(class::TEMPLATE)
 }
 
 #[async_trait]

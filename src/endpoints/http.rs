@@ -43,6 +43,7 @@ use self::wire::{DETAILS_LIMIT, status_error, transport_error_within};
 use super::template::{JsonTemplate, MarkedTemplate, TemplateContext, joined};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::secret::{quote, redact};
+use crate::pde::verdict::class;
 
 pub use self::config::HttpConfig;
 pub(crate) use self::wire::{head, read_capped, retry_after, transport_error};
@@ -120,7 +121,7 @@ impl HttpEndpoint {
                     "http endpoint `{name}` is misconfigured: {}",
                     list.join("; ")
                 )))
-                .code("config")
+                .code(class::CONFIG)
             })?;
         let guard = Arc::new(Guard::new(compiled.hosts, engine_url));
         let builder = || {
@@ -165,7 +166,7 @@ impl HttpEndpoint {
     fn prepare(&self, request: &EndpointRequest) -> Result<Prepared, EndpointError> {
         let ctx = TemplateContext::new(request);
         let template_error = |field: &str, e: super::template::TemplateError| {
-            EndpointError::permanent(format!("{field}: {e}")).code("template")
+            EndpointError::permanent(format!("{field}: {e}")).code(class::TEMPLATE)
         };
         let pieces = self
             .method
@@ -176,7 +177,7 @@ impl HttpEndpoint {
                 "method: {}, not an HTTP method",
                 blame(self.method.variables(), &pieces)
             ))
-            .code("invalid_method")
+            .code(class::INVALID_METHOD)
         })?;
         let built = self
             .url
@@ -189,7 +190,7 @@ impl HttpEndpoint {
                 quote(&host),
                 self.name
             ))
-            .code("host_not_allowed"));
+            .code(class::HOST_NOT_ALLOWED));
         }
         if built.host_from_variable {
             self.guard
@@ -209,22 +210,21 @@ impl HttpEndpoint {
                      outside visible ASCII)",
                     blame(header.value.variables(), &pieces)
                 ))
-                .code("invalid_header")
+                .code(class::INVALID_HEADER)
             })?;
             value.set_sensitive(true);
             headers.insert(header.name.clone(), value);
         }
-        let body = match method {
-            Method::GET | Method::HEAD => None,
-            _ => match &self.body {
-                Some(template) => Some(
-                    template
-                        .render(&ctx)
-                        .map_err(|e| EndpointError::permanent(e.to_string()).code("template"))?,
-                ),
-                None => request.variables.get("body").cloned(),
-            },
-        };
+        let body =
+            match method {
+                Method::GET | Method::HEAD => None,
+                _ => match &self.body {
+                    Some(template) => Some(template.render(&ctx).map_err(|e| {
+                        EndpointError::permanent(e.to_string()).code(class::TEMPLATE)
+                    })?),
+                    None => request.variables.get("body").cloned(),
+                },
+            };
         Ok(Prepared {
             method,
             url: built.url,
@@ -257,7 +257,7 @@ impl HttpEndpoint {
              endpoint `{}` to allow it",
             self.name
         ))
-        .code("url_forbidden")
+        .code(class::URL_FORBIDDEN)
     }
 
     /// Sends the request, following redirects itself: each new host is checked against
@@ -285,7 +285,7 @@ impl HttpEndpoint {
                     "{method} {host}: no answer within {:?}",
                     self.timeout
                 ))
-                .code("timeout"));
+                .code(class::TIMEOUT));
             }
             let mut builder = client
                 .request(method.clone(), url.clone())
@@ -311,7 +311,7 @@ impl HttpEndpoint {
                 return Err(EndpointError::permanent(format!(
                     "{method} {host}: more than {MAX_REDIRECTS} redirects"
                 ))
-                .code("redirect"));
+                .code(class::REDIRECT));
             }
             let next = url
                 .join(location)
@@ -322,7 +322,7 @@ impl HttpEndpoint {
                         "{method} {host}: redirect to `{}`, which is not an http(s) URL",
                         quote(location)
                     ))
-                    .code("redirect")
+                    .code(class::REDIRECT)
                 })?;
             let next_host = next.host_str().unwrap_or_default().to_string();
             if !self.guard.allow.allows(&next_host) {
@@ -330,7 +330,7 @@ impl HttpEndpoint {
                     "{method} {host}: redirect to host `{}` is not in allowed_hosts",
                     quote(&next_host)
                 ))
-                .code("redirect"));
+                .code(class::REDIRECT));
             }
             if next.origin() != url.origin() {
                 // The server chose this host: it gets the guard, whatever the config fixed.
@@ -360,7 +360,7 @@ impl HttpEndpoint {
                     status.as_u16(),
                     quote(&next_host)
                 ))
-                .code("redirect"));
+                .code(class::REDIRECT));
             }
             redirected_by = Some(host);
             url = next;
@@ -391,7 +391,7 @@ impl HttpEndpoint {
                 "{method} {host}: response body exceeds {} bytes",
                 self.max_response_bytes
             ))
-            .code("response_too_large"));
+            .code(class::RESPONSE_TOO_LARGE));
         };
         if !status.is_success() {
             return Err(status_error(status, retry_after, method, host, &body));
@@ -409,7 +409,7 @@ impl HttpEndpoint {
         } else {
             serde_json::from_slice(&body).map_err(|e| {
                 EndpointError::permanent(format!("{method} {host}: response is not JSON: {e}"))
-                    .code("invalid_json")
+                    .code(class::INVALID_JSON)
                     .details(head(&body, DETAILS_LIMIT))
             })?
         };

@@ -42,6 +42,7 @@ use tokio::sync::Semaphore;
 
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
+use crate::pde::verdict::class;
 
 mod lifetime;
 
@@ -211,7 +212,7 @@ impl PythonEndpoint {
                 "python endpoint `{name}` is misconfigured: {}",
                 list.join("; ")
             ))
-            .code("config"));
+            .code(class::CONFIG));
         }
         let absolute = |path: &Path| {
             std::path::absolute(path).map_err(|e| {
@@ -254,7 +255,7 @@ impl PythonEndpoint {
         };
         check_script_name(&name)
             .map(|()| name)
-            .map_err(|m| EndpointError::permanent(m).code("invalid_script"))
+            .map_err(|m| EndpointError::permanent(m).code(class::INVALID_SCRIPT))
     }
 
     fn command(&self, script: &str) -> Command {
@@ -290,9 +291,9 @@ impl PythonEndpoint {
             );
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    EndpointError::permanent(message).code("interpreter")
+                    EndpointError::permanent(message).code(class::INTERPRETER)
                 }
-                _ => EndpointError::transient(message).code("spawn"),
+                _ => EndpointError::transient(message).code(class::SPAWN),
             }
         })?;
         // Kills the script's whole process group unless it exited by itself, also when this
@@ -337,17 +338,17 @@ impl PythonEndpoint {
                     "script `{script}` ran longer than {} and was killed",
                     humantime::format_duration(self.max_execution_time)
                 ))
-                .code("timeout"),
+                .code(class::TIMEOUT),
             )),
             Outcome::Overflow => Err(with_stderr(
                 EndpointError::permanent(format!(
                     "script `{script}` printed more than {} bytes and was killed",
                     self.max_output_bytes
                 ))
-                .code("output_too_large"),
+                .code(class::OUTPUT_TOO_LARGE),
             )),
             Outcome::Failed(e) => Err(with_stderr(
-                EndpointError::transient(format!("script `{script}`: {e}")).code("io"),
+                EndpointError::transient(format!("script `{script}`: {e}")).code(class::IO),
             )),
             Outcome::Exited(status) if status.success() => parse_output(script, &stdout),
             Outcome::Exited(status) => Err(with_stderr(exit_error(script, status, &stderr))),
@@ -455,7 +456,7 @@ fn exit_error(script: &str, status: ExitStatus, stderr: &[u8]) -> EndpointError 
             "script `{script}` was killed by signal {}{last_line}",
             signal.unwrap_or_default()
         ))
-        .code("signal"),
+        .code(class::SIGNAL),
     }
 }
 
@@ -466,7 +467,7 @@ fn parse_output(script: &str, stdout: &[u8]) -> Result<EndpointReply, EndpointEr
     }
     let invalid = |why: String| {
         EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
-            .code("invalid_output")
+            .code(class::INVALID_OUTPUT)
             .details(String::from_utf8_lossy(&stdout[..stdout.len().min(EXCERPT)]).into_owned())
     };
     let value: Value = serde_json::from_slice(stdout).map_err(|e| invalid(e.to_string()))?;
@@ -515,7 +516,7 @@ impl Endpoint for PythonEndpoint {
                     "script `{}` does not exist",
                     path.display()
                 ))
-                .code("script_not_found"));
+                .code(class::SCRIPT_NOT_FOUND));
             }
         }
         let input = serde_json::to_vec(&json!({

@@ -23,6 +23,7 @@ use super::llm::lock;
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
 use crate::backoff::Backoff;
 use crate::config::file::BackoffConfig;
+use crate::pde::verdict::class;
 
 /// `circuit:` of an AI endpoint: when to stop calling a failing server for a while.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -269,7 +270,7 @@ impl CircuitBreaker {
             remaining.as_secs().max(1),
             state.last_error
         ))
-        .code("circuit_open")
+        .code(class::CIRCUIT_OPEN)
     }
 
     fn gate(&self) -> Result<Gate, EndpointError> {

@@ -439,20 +439,16 @@ fn retries_after_failure(task_retries: Option<i32>, topic: Option<&TopicRuntime>
 }
 
 /// The BPMN error code a topic maps this error's class to: the exact class (`http_404`) first,
-/// then its family (`http_4xx`).
+/// then its family (`http_4xx`). An error without a class, or with one outside the vocabulary
+/// of `verdict::class`, maps to nothing: no `bpmn_errors` key can name it.
 fn mapped_bpmn_error(
-    map: &std::collections::BTreeMap<String, String>,
+    map: &std::collections::BTreeMap<super::verdict::class::ErrorClass, String>,
     error: &EndpointError,
 ) -> Option<String> {
-    let code = error.code.as_deref()?;
-    if let Some(bpmn) = map.get(code) {
-        return Some(bpmn.clone());
-    }
-    let (prefix, tail) = code.rsplit_once('_')?;
-    let family = format!("{prefix}_{}xx", tail.chars().next()?);
-    (tail.len() == 3 && tail.chars().all(|c| c.is_ascii_digit()))
-        .then(|| map.get(&family).cloned())
-        .flatten()
+    let class: super::verdict::class::ErrorClass = error.code.as_deref()?.parse().ok()?;
+    map.get(&class)
+        .or_else(|| map.get(&class.family()?))
+        .cloned()
 }
 
 /// `errorDetails`: the decisive error, its details, and every attempt that led there.

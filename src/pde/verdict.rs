@@ -38,12 +38,6 @@ impl Verdict {
     }
 }
 
-/// Error classes the pipeline itself produces (endpoints produce their own, e.g. `http_404`).
-pub mod class {
-    /// The Test block rejected the task's input.
-    pub const INPUT_INVALID: &str = "input_invalid";
-    /// No endpoint produced a result that passed validation.
-    pub const OUTPUT_INVALID: &str = "output_invalid";
-    /// No endpoint of the route was usable.
-    pub const NO_ENDPOINT: &str = "no_endpoint";
-}
+/// Error classes: the named ones every endpoint and block uses, and [`class::ErrorClass`], their
+/// parsed form.
+pub mod class;

@@ -15,6 +15,7 @@ use super::address::mailboxes;
 use super::{EmailEndpoint, single_from, template_error};
 use crate::endpoints::template::{JsonTemplate, TemplateContext};
 use crate::endpoints::{EndpointError, EndpointRequest};
+use crate::pde::verdict::class;
 
 /// The header that carries the external task id, next to the derived `Message-ID`.
 const TASK_ID_HEADER: &str = "X-Procos-Task-Id";
@@ -65,7 +66,7 @@ pub(super) async fn message(
     let from_text = text(from_value.clone()).unwrap_or_default();
     let from = mailboxes("from", &from_value)
         .and_then(|list| single_from(&from_text, list))
-        .map_err(|e| EndpointError::permanent(e.to_string()).code("invalid_from"))?;
+        .map_err(|e| EndpointError::permanent(e.to_string()).code(class::INVALID_FROM))?;
     let to = recipients("to", &t.to)?;
     let cc = recipients("cc", &t.cc)?;
     let bcc = recipients("bcc", &t.bcc)?;
@@ -75,7 +76,7 @@ pub(super) async fn message(
             &endpoint.invalid_address_error_code,
             "the message has no recipient: `to`, `cc` and `bcc` are all empty",
         )
-        .code("invalid_address"));
+        .code(class::INVALID_ADDRESS));
     }
     // A subject is one header line: line breaks would end it.
     let subject = text(render(&t.subject)?)
@@ -92,7 +93,7 @@ pub(super) async fn message(
             return Err(EndpointError::permanent(
                 "the message has no body: neither `text` nor `html` rendered any text",
             )
-            .code("no_body"));
+            .code(class::NO_BODY));
         }
     };
     let names = attachment_names(render(&t.attachments)?)?;
@@ -141,7 +142,7 @@ pub(super) async fn message(
         builder.multipart(mixed)
     };
     let message = built.map_err(|e| {
-        EndpointError::permanent(format!("the message cannot be built: {e}")).code("message")
+        EndpointError::permanent(format!("the message cannot be built: {e}")).code(class::MESSAGE)
     })?;
     Ok((message, id))
 }
@@ -158,7 +159,7 @@ fn attachment_names(value: Value) -> Result<Vec<String>, EndpointError> {
         EndpointError::permanent(format!(
             "`attachments` must render to File variable names (a string or a list), got `{v}`"
         ))
-        .code("attachment")
+        .code(class::ATTACHMENT)
     };
     let split = |s: &str| {
         s.split(',')
@@ -184,7 +185,7 @@ fn attachment_names(value: Value) -> Result<Vec<String>, EndpointError> {
 /// One File variable as an attachment part, named and typed as the engine reported it.
 async fn attachment(request: &EndpointRequest, name: &str) -> Result<SinglePart, EndpointError> {
     let unavailable = |why: &str| {
-        EndpointError::permanent(format!("attachment `{name}`: {why}")).code("attachment")
+        EndpointError::permanent(format!("attachment `{name}`: {why}")).code(class::ATTACHMENT)
     };
     if !request.variables.contains_key(name) {
         return Err(unavailable("the task has no such variable"));

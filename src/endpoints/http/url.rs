@@ -18,6 +18,7 @@ use reqwest::Url;
 
 use super::super::template::{MarkedTemplate, Piece, TemplateContext, TemplateError};
 use crate::config::secret::quote;
+use crate::pde::verdict::class;
 
 /// Everything but RFC 3986 unreserved characters: a query or fragment value.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -118,11 +119,11 @@ impl UrlTemplate {
     /// Renders and encodes the URL for one task; checks it is an http(s) URL with a host.
     pub fn build(&self, ctx: &TemplateContext) -> Result<BuiltUrl, UrlProblem> {
         let pieces = self.template.render(ctx).map_err(|e| UrlProblem {
-            code: "template",
+            code: class::TEMPLATE,
             message: format!("url: {e}"),
         })?;
         let problem = |what: String| UrlProblem {
-            code: "invalid_url",
+            code: class::INVALID_URL,
             message: format!("url: {}, {what}", self.blame(&pieces)),
         };
         let text = encode(&pieces).map_err(|dots| {
