@@ -6,8 +6,10 @@
 //!                                                         │
 //!            exchange (permit, send, read, cancel) ◄──────┘   (each endpoint builds its body)
 //!               │ 2xx ─► endpoint parses its wire format ─► parse_reply (text | JSON, fences)
-//!               └ else ─► status_error: 401/403 auth · 429 rate_limited · 408/5xx http_5xx
-//!                          · context_length (fallback) · content_policy (BPMN error) · 4xx
+//!               └ else ─► status_error: code, type and message first (auth · quota_exceeded
+//!                          · context_length · content_policy), then the status: 401/403 auth
+//!                          · 429 rate_limited · 408/5xx http_5xx · 4xx; retry hints read by
+//!                          http::retry_after (Retry-After, retry-after-ms, x-ratelimit-reset-*)
 //! ```
 //!
 //! Prompts are minijinja templates (see [`template`](super::template)) compiled once at build.
@@ -21,11 +23,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use self::classify::status_error;
 use super::http::{head, read_capped, retry_after, transport_error};
 use super::template::{Template, TemplateContext, TemplateError};
 use super::{EndpointError, EndpointRequest, Usage};
@@ -402,106 +404,6 @@ impl Site {
     }
 }
 
-/// THE mapping from a non-2xx answer of a model server to an [`EndpointError`].
-///
-/// | answer | kind | code |
-/// |---|---|---|
-/// | 401, 403 | permanent (→ incident), says to check the key, never shows it | `auth` |
-/// | 429 | transient, honours `Retry-After` | `rate_limited` |
-/// | 429 `insufficient_quota` | fallback (retrying will not help) | `quota_exceeded` |
-/// | 408, 5xx | transient (honouring `Retry-After`) | `http_<status>` |
-/// | context length exceeded (OpenAI code, Ollama text) | fallback | `context_length` |
-/// | content policy (`content_policy_violation`, `content_filter`) | BPMN error `refusal_error_code` | `content_policy` |
-/// | Ollama 404 "model … not found" | fallback, says to `ollama pull` | `model_not_found` |
-/// | other 4xx | permanent | `http_<status>` |
-pub(crate) fn status_error(
-    site: &Site,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    body: &[u8],
-) -> EndpointError {
-    let code = status.as_u16();
-    let (api_code, api_message) = error_fields(body);
-    let api_code = api_code.unwrap_or_default().to_ascii_lowercase();
-    let lower = api_message.to_ascii_lowercase();
-    let said = if api_message.is_empty() {
-        String::new()
-    } else {
-        let short: String = api_message.chars().take(SERVER_MESSAGE_LIMIT).collect();
-        format!(": {}", site.redact(&short))
-    };
-    let answered = format!("{} answered {status}{said}", site.describe());
-    let error = match code {
-        401 | 403 => {
-            // Servers may echo (part of) the key: neither their message nor body is kept.
-            return EndpointError::permanent(format!(
-                "{} rejected the API key ({code}); check the key configured for endpoint `{}`",
-                site.describe(),
-                site.endpoint
-            ))
-            .code("auth");
-        }
-        429 if api_code == "insufficient_quota" => {
-            EndpointError::fallback(answered).code("quota_exceeded")
-        }
-        429 => EndpointError::transient(answered)
-            .retry_after(retry_after)
-            .code("rate_limited"),
-        408 | 500..=599 => EndpointError::transient(answered)
-            .retry_after(retry_after)
-            .code(format!("http_{code}")),
-        _ if is_context_length(&api_code, &lower) => {
-            EndpointError::fallback(answered).code("context_length")
-        }
-        _ if is_content_policy(&api_code) => {
-            EndpointError::business(&site.refusal_code, answered).code("content_policy")
-        }
-        404 if site.provider == Provider::Ollama && lower.contains("not found") => {
-            site.model_missing()
-        }
-        _ => EndpointError::permanent(answered).code(format!("http_{code}")),
-    };
-    if body.is_empty() {
-        error
-    } else {
-        error.details(site.redact(&head(body, DETAILS_LIMIT)))
-    }
-}
-
-fn is_context_length(code: &str, message: &str) -> bool {
-    code == "context_length_exceeded"
-        || message.contains("maximum context length")
-        || message.contains("context length")
-        || message.contains("context window")
-}
-
-fn is_content_policy(code: &str) -> bool {
-    matches!(code, "content_policy_violation" | "content_filter")
-}
-
-/// `(code, message)` of an error body: OpenAI's `{"error": {"code", "message"}}` or Ollama's
-/// `{"error": "…"}`; a body that is not JSON is its own message.
-fn error_fields(body: &[u8]) -> (Option<String>, String) {
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body).trim().to_string();
-        return (None, text);
-    };
-    let error = value.get("error").unwrap_or(&Value::Null);
-    match error {
-        Value::String(s) => (None, s.clone()),
-        Value::Object(o) => {
-            let code = o
-                .get("code")
-                .and_then(Value::as_str)
-                .or_else(|| o.get("type").and_then(Value::as_str))
-                .map(str::to_string);
-            let message = o.get("message").and_then(Value::as_str).unwrap_or_default();
-            (code, message.to_string())
-        }
-        _ => (None, String::new()),
-    }
-}
-
 /// Sends one request and returns the body of a 2xx answer; anything else is mapped by
 /// [`status_error`]. Waits for a permit of `limit` first; gives up when the task is cancelled.
 pub(crate) async fn exchange(
@@ -581,5 +483,6 @@ pub(crate) fn join(url: &reqwest::Url, segments: &str) -> reqwest::Url {
     out
 }
 
+mod classify;
 #[cfg(test)]
 mod tests;

@@ -84,7 +84,8 @@ pub struct OpenAiConfig {
     /// Extra calls after a transient failure (5xx, 429, timeout), with backoff.
     #[serde(default = "resilience::default_max_retries")]
     pub max_retries: u32,
-    /// First backoff delay; doubles per retry. `Retry-After` wins when the server sends one.
+    /// First backoff delay; doubles per retry. A server's retry hint wins when it sends one
+    /// (`Retry-After`, `retry-after-ms`, a gateway's relayed `llm_provider-retry-after`, …).
     #[serde(
         default = "resilience::default_retry_backoff",
         with = "humantime_serde"

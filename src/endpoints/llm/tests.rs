@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::endpoints::ErrorKind;
+use reqwest::StatusCode;
 use serde_json::json;
 
 const KEY: &str = "sk-test-SECRET-0123456789";
@@ -317,5 +318,160 @@ fn urls_are_checked_shown_without_credentials_and_joined() {
     assert_eq!(
         join(&url, "chat/completions").path(),
         "/v1/chat/completions"
+    );
+}
+
+/// One recorded error answer and what procos must make of it (see `fixtures/README.md`).
+#[derive(Debug, Deserialize)]
+struct Fixture {
+    name: String,
+    status: u16,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    body: Value,
+    expect: Expected,
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    kind: String,
+    code: String,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+    #[serde(default)]
+    says: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FixtureFile {
+    provider: String,
+    cases: Vec<Fixture>,
+}
+
+/// Serves `case` from a local fake server and maps the answer as an endpoint call would.
+async fn answer_of(provider: Provider, case: &Fixture) -> EndpointError {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    let server = MockServer::start().await;
+    let body = match &case.body {
+        Value::String(text) => text.clone().into_bytes(),
+        json => json.to_string().into_bytes(),
+    };
+    let mut template = ResponseTemplate::new(case.status).set_body_raw(body, "application/json");
+    for (name, value) in &case.headers {
+        template = template.insert_header(name.as_str(), value.as_str());
+    }
+    Mock::given(any())
+        .respond_with(template)
+        .mount(&server)
+        .await;
+    let builder = reqwest::Client::new().post(server.uri());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    exchange(&site(provider), builder, None, &cancel)
+        .await
+        .expect_err("an error answer")
+}
+
+fn kind_name(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Transient { .. } => "transient",
+        ErrorKind::Permanent => "permanent",
+        ErrorKind::Fallback => "fallback",
+        ErrorKind::InvalidOutput => "invalid_output",
+        ErrorKind::Business { .. } => "business",
+        ErrorKind::Cancelled => "cancelled",
+    }
+}
+
+#[tokio::test]
+async fn recorded_error_answers_of_servers_and_gateways_get_their_class_and_kind() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/endpoints/llm/fixtures");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for path in &files {
+        let file: FixtureFile =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let provider = match file.provider.as_str() {
+            "openai" => Provider::OpenAi,
+            "ollama" => Provider::Ollama,
+            other => panic!("{}: unknown provider {other}", path.display()),
+        };
+        let source = path.file_name().unwrap().to_string_lossy();
+        for case in &file.cases {
+            checked += 1;
+            let err = answer_of(provider, case).await;
+            let got_wait = match err.kind {
+                ErrorKind::Transient { retry_after } => retry_after.map(|d| d.as_millis() as u64),
+                _ => None,
+            };
+            let expect = &case.expect;
+            let wrong = kind_name(&err.kind) != expect.kind
+                || err.code.as_deref() != Some(expect.code.as_str())
+                || (expect.kind == "transient" && got_wait != expect.retry_after_ms)
+                || expect
+                    .says
+                    .as_ref()
+                    .is_some_and(|s| !err.message.contains(s))
+                || (expect.kind == "business"
+                    && err.kind
+                        != ErrorKind::Business {
+                            error_code: "CONTENT_REFUSED".into(),
+                        });
+            if wrong {
+                failures.push(format!(
+                    "{source} / {}: expected {} {} wait {:?} says {:?}; got {} {:?} wait {got_wait:?}: {}",
+                    case.name,
+                    expect.kind,
+                    expect.code,
+                    expect.retry_after_ms,
+                    expect.says,
+                    kind_name(&err.kind),
+                    err.code,
+                    err.message
+                ));
+            }
+        }
+    }
+    assert!(
+        files.len() >= 6 && checked >= 40,
+        "fixtures missing: {files:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} answers mapped wrongly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_proxy_refusing_the_key_with_a_400_says_to_check_the_key_and_the_proxy() {
+    let err = mapped(
+        Provider::OpenAi,
+        400,
+        json!({"error": {"message": format!("No connected db. key={KEY}"), "type": "no_db_connection", "param": "None", "code": "400"}}),
+    );
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert_eq!(err.code.as_deref(), Some("auth"));
+    assert!(
+        err.message
+            .contains("check the key configured for endpoint `gpt`")
+            && err.message.contains("master key"),
+        "{err}"
+    );
+    assert!(!format!("{err:?}").contains("SECRET"), "{err:?}");
+    let unnamed = mapped(
+        Provider::OpenAi,
+        529,
+        json!({"error": {"message": "Overloaded", "code": "529"}}),
+    );
+    assert!(
+        unnamed.message.contains("answered 529: Overloaded"),
+        "{unnamed}"
     );
 }

@@ -455,3 +455,52 @@ fn config_is_strict_and_validation_names_every_bad_field() {
     assert_eq!(good.policy().circuit.open_for, Duration::from_secs(60));
     assert_eq!(good.policy().circuit.failure_threshold, 5);
 }
+
+#[tokio::test]
+async fn behind_a_litellm_proxy_a_content_policy_400_raises_the_configured_bpmn_error() {
+    // LiteLLM's shape: the status as `code`, a generic `type`, the meaning in the message.
+    let server = answering(
+        400,
+        json!({"error": {"message": "litellm.ContentPolicyViolationError: litellm.ContentPolicyViolationError: AzureException - The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", "type": null, "param": null, "code": "400"}}),
+    )
+    .await;
+    let ep = OpenAiEndpoint::new(
+        "gpt",
+        &OpenAiConfig {
+            refusal_error_code: "TICKET_REFUSED".into(),
+            ..config(&server)
+        },
+    )
+    .unwrap();
+    let err = ep.call(&request(json!({"prompt": "x"}))).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Business {
+            error_code: "TICKET_REFUSED".into()
+        },
+        "{err}"
+    );
+    assert_eq!(err.code.as_deref(), Some("content_policy"));
+}
+
+#[tokio::test]
+async fn behind_a_litellm_proxy_the_relayed_retry_after_is_the_wait() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("llm_provider-retry-after", "2")
+                .set_body_json(json!({"error": {"message": "litellm.RateLimitError: AnthropicException - rate_limit_error", "type": "None", "param": "None", "code": "429"}})),
+        )
+        .mount(&server)
+        .await;
+    let ep = OpenAiEndpoint::new("gpt", &config(&server)).unwrap();
+    let err = ep.call(&request(json!({"prompt": "x"}))).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Transient {
+            retry_after: Some(Duration::from_secs(2))
+        }
+    );
+    assert_eq!(err.code.as_deref(), Some("rate_limited"));
+}
