@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::secret::Secret;
 use crate::endpoints::EndpointConfig;
-use crate::pde::verdict::class::ErrorClass;
+use crate::endpoints::class::ErrorClass;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]

@@ -229,7 +229,7 @@ impl Parser {
             pools: manager.as_ref().map_or(&no_pools, |(m, _)| &m.pools),
             pool_names: names_under(top, &["pde_manager", "pools"]),
             topics: topics.as_ref().map_or(&no_topics, |t| &t.parsed),
-            topic_count: topics.as_ref().map(|t| t.names.len()),
+            topic_names: topics.as_ref().map(|t| t.names.clone()),
             endpoints: endpoints.as_ref().map_or(&no_endpoints, |e| &e.parsed),
             endpoint_names: endpoints.as_ref().map(|e| e.names.clone()),
         };

@@ -41,7 +41,12 @@ pub(crate) fn check(parts: &Parts<'_>, out: &mut Vec<Problem>) {
     }
     for (name, meta) in &metas {
         for (i, step) in meta.steps.iter().enumerate() {
-            if !parts.topics.contains_key(&step.topic) {
+            // A topic that exists but failed to parse has its own problem reported already.
+            let exists = match &parts.topic_names {
+                Some(names) => names.contains(&step.topic),
+                None => parts.topics.contains_key(&step.topic),
+            };
+            if !exists {
                 let known = parts.topics.keys().map(String::as_str);
                 out.push(Problem::new(
                     step_path(name, i),

@@ -142,3 +142,15 @@ fn pools_waiting_for_each_other_would_deadlock() {
         "{ps:#?}"
     );
 }
+
+#[test]
+fn a_step_topic_with_a_typo_inside_is_reported_once_at_the_topic() {
+    let ps = problems(|y| {
+        y.replace(
+            "summarise: { pool: ai, endpoints: [echo] }",
+            "summarise: { pool: ai, endpoints: [echo], retires: 3 }",
+        )
+    });
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert!(ps[0].starts_with("topics.summarise.retires"), "{ps:#?}");
+}

@@ -65,7 +65,7 @@ pub fn validate(config: &FileConfig) -> Vec<Problem> {
         pools: &config.pde_manager.pools,
         pool_names: Some(config.pde_manager.pools.keys().cloned().collect()),
         topics: &config.topics,
-        topic_count: Some(config.topics.len()),
+        topic_names: Some(config.topics.keys().cloned().collect()),
         endpoints: &config.endpoints,
         endpoint_names: Some(config.endpoints.keys().cloned().collect()),
     })
@@ -82,7 +82,8 @@ pub(crate) struct Parts<'a> {
     pub pools: &'a BTreeMap<String, PoolConfig>,
     pub pool_names: Option<BTreeSet<String>>,
     pub topics: &'a BTreeMap<String, TopicConfig>,
-    pub topic_count: Option<usize>,
+    /// Every topic name in the file, parsed or not.
+    pub topic_names: Option<BTreeSet<String>>,
     pub endpoints: &'a BTreeMap<String, EndpointConfig>,
     pub endpoint_names: Option<BTreeSet<String>>,
 }
@@ -113,7 +114,7 @@ pub(crate) fn validate_parts(parts: &Parts<'_>) -> Vec<Problem> {
     for (name, pool) in parts.pools {
         self::pool(name, pool, parts.endpoint_names.as_ref(), &mut out);
     }
-    if parts.topic_count == Some(0) {
+    if parts.topic_names.as_ref().is_some_and(BTreeSet::is_empty) {
         out.push(Problem::new(
             "topics",
             "no topics: procos would fetch nothing (add at least one)",

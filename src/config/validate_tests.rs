@@ -346,7 +346,7 @@ fn a_misspelt_error_class_is_refused_at_its_path_with_a_suggestion() {
 
 #[test]
 fn every_class_the_code_produces_is_accepted_as_a_bpmn_errors_key() {
-    use crate::pde::verdict::class::NAMED;
+    use crate::endpoints::class::NAMED;
     let numbered = [
         "http_404", "http_4xx", "http_5xx", "smtp_451", "smtp_5xx", "exit_3",
     ];

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 use super::template::{JsonTemplate, TemplateContext, TemplateError};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
-use crate::pde::verdict::class;
+use crate::endpoints::class;
 
 mod address;
 mod compose;

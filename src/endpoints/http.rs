@@ -43,7 +43,7 @@ use self::wire::{DETAILS_LIMIT, status_error, transport_error_within};
 use super::template::{JsonTemplate, MarkedTemplate, TemplateContext, joined};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::secret::{quote, redact};
-use crate::pde::verdict::class;
+use crate::endpoints::class;
 
 pub use self::config::HttpConfig;
 pub(crate) use self::wire::{head, read_capped, retry_after, transport_error};

@@ -32,6 +32,7 @@ use super::http::{head, read_capped, retry_after, transport_error};
 use super::template::{Template, TemplateContext, TemplateError};
 use super::{EndpointError, EndpointRequest, Usage};
 use crate::config::Secret;
+use crate::endpoints::class;
 
 /// Extension property holding a per-task prompt template.
 pub const PROMPT_PROPERTY: &str = "pde.prompt";
@@ -183,7 +184,7 @@ impl Prompts {
 }
 
 fn template_error(e: TemplateError) -> EndpointError {
-    EndpointError::permanent(e.to_string()).code("template")
+    EndpointError::permanent(e.to_string()).code(class::TEMPLATE)
 }
 
 /// The messages in variable `name`: absent or null means none; anything but a list of
@@ -195,7 +196,7 @@ fn history(request: &EndpointRequest, name: &str) -> Result<Vec<Message>, Endpoi
     };
     let bad = |why: String| {
         EndpointError::permanent(format!("variable `{name}` (chat history) {why}"))
-            .code("input_invalid")
+            .code(class::INPUT_INVALID)
     };
     let Value::Array(items) = value else {
         return Err(bad("must be a list of {role, content} messages".into()));
@@ -267,7 +268,7 @@ pub(crate) fn parse_reply(text: &str, json: bool) -> Result<Value, EndpointError
             "the reply is not valid JSON ({e}); reply with a single JSON object only, no prose \
              and no code fences"
         ))
-        .code("invalid_json")
+        .code(class::INVALID_JSON)
         .details(head(text.as_bytes(), DETAILS_LIMIT))
     })
 }
@@ -384,7 +385,7 @@ impl Site {
             model = self.model,
             server = self.server
         ))
-        .code("model_not_found")
+        .code(class::MODEL_NOT_FOUND)
     }
 
     /// Wraps an error that is not about the server's answer, redacting it.
@@ -430,7 +431,7 @@ pub(crate) async fn exchange(
                 "{}: response body exceeds {MAX_RESPONSE_BYTES} bytes",
                 site.describe()
             ))
-            .code("response_too_large"));
+            .code(class::RESPONSE_TOO_LARGE));
         };
         if status.is_success() {
             Ok(body)
@@ -451,7 +452,7 @@ pub(crate) fn unexpected_body(site: &Site, body: &[u8], why: &str) -> EndpointEr
         "{} sent an answer procos cannot read: {why}",
         site.describe()
     ))
-    .code("invalid_response")
+    .code(class::INVALID_RESPONSE)
     .details(site.redact(&head(body, DETAILS_LIMIT)))
 }
 

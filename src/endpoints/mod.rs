@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+pub mod class;
 pub mod email;
 pub mod http;
 pub mod llm;
@@ -266,7 +267,7 @@ pub struct EndpointError {
     /// What kind of failure.
     pub kind: ErrorKind,
     /// Class of the error that a topic's `bpmn_errors` can map to a BPMN error code, e.g.
-    /// `http_404`, `http_4xx`, `timeout`, `exit_code`.
+    /// `http_404`, `http_4xx`, `timeout`, `exit_3` (see [`class`]).
     pub code: Option<String>,
     /// One line saying what failed, naming the input.
     pub message: String,

@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use super::llm::{self, PromptSources, Prompts, Provider, Site, lock};
 use super::resilience::{self, CircuitConfig, Policy};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
+use crate::endpoints::class;
 
 /// How long a health answer (`/api/tags`) is reused.
 const HEALTH_TTL: Duration = Duration::from_secs(10);
@@ -227,7 +228,7 @@ impl OllamaEndpoint {
                         "endpoint `{name}` is misconfigured: {}",
                         list.join("; ")
                     ))
-                    .code("config")
+                    .code(class::CONFIG)
                 })?;
         let client = reqwest::Client::builder()
             .user_agent(concat!("procos/", env!("CARGO_PKG_VERSION")))
@@ -237,7 +238,7 @@ impl OllamaEndpoint {
                 EndpointError::permanent(format!(
                     "ollama endpoint `{name}`: cannot build the HTTP client: {e}"
                 ))
-                .code("config")
+                .code(class::CONFIG)
             })?;
         Ok(Self {
             site: Site {

@@ -29,6 +29,7 @@ use super::llm::{self, Pricing, PromptSources, Prompts, Provider, Site};
 use super::resilience::{self, CircuitConfig, Policy};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
+use crate::endpoints::class;
 
 /// Where OpenAI itself lives; with this base URL an API key is required.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -297,7 +298,7 @@ impl OpenAiEndpoint {
                 EndpointError::permanent(format!(
                     "openai endpoint `{name}`: cannot build the HTTP client: {e}"
                 ))
-                .code("config")
+                .code(class::CONFIG)
             })?;
         Ok(Self {
             site: Site {
@@ -329,7 +330,7 @@ impl OpenAiEndpoint {
             "no API key configured for endpoint `{}` ({}); set `api_key` (e.g. \"${{OPENAI_API_KEY}}\")",
             self.site.endpoint, self.site.server
         ))
-        .code("auth")
+        .code(class::AUTH)
     }
 
     /// The request body for one task, and whether the reply is JSON.
@@ -385,7 +386,7 @@ impl OpenAiEndpoint {
                     self.site.endpoint
                 ),
             )
-            .code("content_policy"));
+            .code(class::CONTENT_POLICY));
         }
         let text = choice.message.content.unwrap_or_default();
         let output = llm::parse_reply(&text, is_json).map_err(|e| {
@@ -426,7 +427,7 @@ fn misconfigured(name: &str, problems: &[(String, String)]) -> EndpointError {
         "endpoint `{name}` is misconfigured: {}",
         list.join("; ")
     ))
-    .code("config")
+    .code(class::CONFIG)
 }
 
 /// The parts of a chat completion procos reads.

@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
-use crate::pde::verdict::class;
+use crate::endpoints::class;
 
 mod lifetime;
 

@@ -23,7 +23,7 @@ use super::llm::lock;
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
 use crate::backoff::Backoff;
 use crate::config::file::BackoffConfig;
-use crate::pde::verdict::class;
+use crate::endpoints::class;
 
 /// `circuit:` of an AI endpoint: when to stop calling a failing server for a while.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -130,7 +130,7 @@ impl FileSource for EngineFiles {
             return Err(EndpointError::permanent(format!(
                 "file variable `{name}` cannot be downloaded: the engine's web server refuses a `/` in a variable name; rename the variable"
             ))
-            .code("file_variable_name"));
+            .code(class::FILE_VARIABLE_NAME));
         }
         self.camunda
             .download_file(&self.process_instance_id, name, None)

@@ -40,4 +40,5 @@ impl Verdict {
 
 /// Error classes: the named ones every endpoint and block uses, and [`class::ErrorClass`], their
 /// parsed form.
-pub mod class;
+/// The error classes live beside `EndpointError`; the pipeline uses the same vocabulary.
+pub use crate::endpoints::class;

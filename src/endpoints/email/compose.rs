@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use super::address::mailboxes;
 use super::{EmailEndpoint, single_from, template_error};
+use crate::endpoints::class;
 use crate::endpoints::template::{JsonTemplate, TemplateContext};
 use crate::endpoints::{EndpointError, EndpointRequest};
-use crate::pde::verdict::class;
 
 /// The header that carries the external task id, next to the derived `Message-ID`.
 const TASK_ID_HEADER: &str = "X-Procos-Task-Id";

@@ -18,7 +18,7 @@ use reqwest::Url;
 
 use super::super::template::{MarkedTemplate, Piece, TemplateContext, TemplateError};
 use crate::config::secret::quote;
-use crate::pde::verdict::class;
+use crate::endpoints::class;
 
 /// Everything but RFC 3986 unreserved characters: a query or fragment value.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

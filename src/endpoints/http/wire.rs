@@ -8,6 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 
 use crate::endpoints::EndpointError;
+use crate::endpoints::class;
 
 /// How much of an error response body goes into the error's details.
 pub(crate) const DETAILS_LIMIT: usize = 4 * 1024;
@@ -86,15 +87,15 @@ pub(super) fn transport_error_within(
         false => format!("{method} {host}: {what}: {}", causes.join(": ")),
     };
     if timeout {
-        EndpointError::transient(message).code("timeout")
+        EndpointError::transient(message).code(class::TIMEOUT)
     } else if connect {
-        EndpointError::transient(message).code("connect")
+        EndpointError::transient(message).code(class::CONNECT)
     } else if redirect {
-        EndpointError::permanent(message).code("redirect")
+        EndpointError::permanent(message).code(class::REDIRECT)
     } else if builder {
-        EndpointError::permanent(message).code("request")
+        EndpointError::permanent(message).code(class::REQUEST)
     } else {
-        EndpointError::transient(message).code("request")
+        EndpointError::transient(message).code(class::REQUEST)
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::{DETAILS_LIMIT, Provider, SERVER_MESSAGE_LIMIT, Site};
 use crate::endpoints::EndpointError;
+use crate::endpoints::class;
 use crate::endpoints::http::head;
 
 /// THE mapping from a non-2xx answer of a model server to an [`EndpointError`].
@@ -76,16 +77,18 @@ pub(crate) fn status_error(
                 site.describe(),
                 site.endpoint
             ))
-            .code("auth");
+            .code(class::AUTH);
         }
-        (Meaning::Quota, _) => EndpointError::fallback(answered).code("quota_exceeded"),
-        (Meaning::ContextLength, _) => EndpointError::fallback(answered).code("context_length"),
+        (Meaning::Quota, _) => EndpointError::fallback(answered).code(class::QUOTA_EXCEEDED),
+        (Meaning::ContextLength, _) => {
+            EndpointError::fallback(answered).code(class::CONTEXT_LENGTH)
+        }
         (Meaning::ContentPolicy, _) => {
-            EndpointError::business(&site.refusal_code, answered).code("content_policy")
+            EndpointError::business(&site.refusal_code, answered).code(class::CONTENT_POLICY)
         }
         (Meaning::Status, 429) => EndpointError::transient(answered)
             .retry_after(retry_after)
-            .code("rate_limited"),
+            .code(class::RATE_LIMITED),
         (Meaning::Status, 408 | 500..=599) => EndpointError::transient(answered)
             .retry_after(retry_after)
             .code(format!("http_{code}")),

@@ -12,9 +12,8 @@
 //!   patterns: http_<100–599>, http_<1–5>xx, smtp_<400–599>, smtp_<4–5>xx, exit_<1–255>
 //! ```
 //!
-//! Endpoints import these constants from `pde`, against the usual downward flow: the vocabulary
-//! belongs next to `EndpointError` (an `endpoints::class` re-exported here would be its home);
-//! it sits here until that move, which touches `endpoints/mod.rs`.
+//! It lives beside `EndpointError`, which carries the class; `pde::verdict::class` re-exports it
+//! for the pipeline's blocks.
 
 use std::fmt;
 use std::str::FromStr;

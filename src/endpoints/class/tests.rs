@@ -118,3 +118,45 @@ proptest::proptest! {
         }
     }
 }
+
+/// Every class the code builds from a literal parses: a new `.code("…")` that is not in the
+/// vocabulary (and so could never be mapped in `bpmn_errors`) fails here.
+#[test]
+fn every_class_literal_in_the_source_is_in_the_vocabulary() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("src readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("tests.rs")
+                && !path.to_string_lossy().ends_with("_tests.rs")
+                && !path.components().any(|c| c.as_os_str() == "tests")
+            {
+                // Tests build errors with made-up classes on purpose.
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut unknown = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("source");
+        for (i, _) in text.match_indices(".code(\"") {
+            let rest = &text[i + ".code(\"".len()..];
+            let Some(end) = rest.find('"') else { continue };
+            let literal = &rest[..end];
+            if literal.parse::<ErrorClass>().is_err() {
+                unknown.push(format!("{}: {literal}", file.display()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "classes outside the vocabulary: {unknown:#?}"
+    );
+}
