@@ -184,6 +184,30 @@ pub struct TopicConfig {
     /// its path instead of never matching.
     #[serde(default)]
     pub bpmn_errors: BTreeMap<ErrorClass, String>,
+    /// Opt-in result cache: a task whose endpoint and input match a stored valid result gets it
+    /// without calling the endpoint. Refused on topics that can reach a side-effecting endpoint.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+}
+
+/// `topics.<name>.cache`: how long and how many valid results are kept, in memory only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a stored result may be served; an expired one never is.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most results kept; storing one more evicts the oldest.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_cache_entries() -> usize {
+    10_000
 }
 
 /// What the Test block checks before any endpoint is called.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::error::{Problem, index_path, key_path, name_list};
 use super::file::{
-    CamundaConfig, DeployConfig, FileConfig, ManagerConfig, OutputConfig, PoolConfig, TopicConfig,
+    CacheConfig, CamundaConfig, DeployConfig, FileConfig, ManagerConfig, OutputConfig, PoolConfig,
+    TopicConfig,
 };
 use crate::endpoints::EndpointConfig;
 
@@ -54,6 +55,12 @@ pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Most calls of one endpoint per task when its result fails validation.
 pub const MAX_ATTEMPTS: u32 = 100;
+
+/// Longest `cache.ttl`: a month; a result older than that is not worth trusting.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Most results one topic's cache keeps in memory.
+pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
 
 /// Checks a parsed config; empty when it is good to run. [`load`](super::load) calls this; it is
 /// public for code that builds a [`FileConfig`] by other means (tests, generated configs).
@@ -389,6 +396,47 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
         }
     }
     output(&t.output, &key_path(&path, "output"), out);
+    if let Some(c) = &t.cache {
+        cache(name, c, t, parts, &path, out);
+    }
+}
+
+/// `topics.<name>.cache`: bounded, and only where no endpoint the topic can reach (its list, and
+/// its pool's endpoints, which `pde.endpoint` may pick) has side effects — a cached answer would
+/// skip the effect.
+fn cache(
+    name: &str,
+    c: &CacheConfig,
+    t: &TopicConfig,
+    parts: &Parts<'_>,
+    path: &str,
+    out: &mut Vec<Problem>,
+) {
+    let path = key_path(path, "cache");
+    between(c.ttl, MAX_CACHE_TTL, &key_path(&path, "ttl"), out);
+    count(
+        c.max_entries,
+        MAX_CACHE_ENTRIES,
+        &key_path(&path, "max_entries"),
+        out,
+    );
+    let pool = parts.pools.get(&t.pool).map(|p| p.endpoints.as_slice());
+    let reachable: BTreeSet<&String> = t.endpoints.iter().chain(pool.unwrap_or_default()).collect();
+    for e in reachable {
+        if let Some(config) = parts.endpoints.get(e)
+            && config.has_side_effects()
+        {
+            out.push(Problem::new(
+                &path,
+                format!(
+                    "topic `{name}` caches results, but endpoint `{e}` ({}) has side effects \
+                     that a cached answer would skip; remove `cache:` or use only endpoints that \
+                     only read (http GET/HEAD/OPTIONS, python with `pure: true`, models, noop)",
+                    config.kind()
+                ),
+            ));
+        }
+    }
 }
 
 fn output(o: &OutputConfig, path: &str, out: &mut Vec<Problem>) {

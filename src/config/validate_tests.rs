@@ -369,3 +369,67 @@ fn a_numbered_class_no_error_can_carry_is_refused_with_the_range() {
     assert_eq!(ps[0].0, "topics.t.bpmn_errors.http_600");
     assert!(ps[0].1.contains("status from 100 to 599"), "{}", ps[0].1);
 }
+
+/// `base()` with `cache:` on topic `t` and endpoints `a`/`b` replaced by `a_yaml`/`b_yaml`.
+fn cached(cache: &str, a_yaml: &str, b_yaml: &str) -> FileConfig {
+    let mut c = base();
+    c.topics.get_mut("t").unwrap().cache = Some(serde_yaml::from_str(cache).unwrap());
+    c.endpoints
+        .insert("a".into(), serde_yaml::from_str(a_yaml).unwrap());
+    c.endpoints
+        .insert("b".into(), serde_yaml::from_str(b_yaml).unwrap());
+    c
+}
+
+#[test]
+fn a_cache_on_read_only_endpoints_is_valid() {
+    let c = cached(
+        "{ttl: 10m, max_entries: 10000}",
+        "{type: http, method: GET, url: 'http://x/{{ id }}'}",
+        "{type: python, script: s.py, pure: true}",
+    );
+    assert_eq!(check(&c), []);
+}
+
+#[test]
+fn a_cache_ttl_and_size_are_bounded() {
+    let c = cached("{ttl: 31d}", "{type: noop}", "{type: noop}");
+    assert_eq!(only_path(&c), "topics.t.cache.ttl");
+    let c = cached("{ttl: 0s}", "{type: noop}", "{type: noop}");
+    assert_eq!(only_path(&c), "topics.t.cache.ttl");
+    let c = cached("{max_entries: 0}", "{type: noop}", "{type: noop}");
+    assert_eq!(only_path(&c), "topics.t.cache.max_entries");
+    let c = cached("{max_entries: 1000001}", "{type: noop}", "{type: noop}");
+    assert_eq!(only_path(&c), "topics.t.cache.max_entries");
+}
+
+#[test]
+fn a_cache_is_refused_on_a_topic_that_can_reach_a_side_effecting_endpoint() {
+    let refused = [
+        "{type: python, script: s.py}",
+        "{type: http, method: POST, url: 'http://x/'}",
+        "{type: http, url: 'http://x/'}", // method from a variable: may write
+        "{type: email, host: localhost, from: a@x.org}",
+    ];
+    for b in refused {
+        let c = cached("{}", "{type: noop}", b);
+        let ps = check(&c);
+        assert_eq!(ps.len(), 1, "{b}: {ps:#?}");
+        assert_eq!(ps[0].0, "topics.t.cache", "{b}");
+        assert!(
+            ps[0].1.contains("topic `t`") && ps[0].1.contains("endpoint `b`"),
+            "{b}: {}",
+            ps[0].1
+        );
+    }
+    // Not listed by the topic but in its pool: `pde.endpoint` can pick it.
+    let mut c = cached("{}", "{type: noop}", "{type: noop}");
+    c.topics.get_mut("t").unwrap().endpoints = vec!["a".into()];
+    c.endpoints.insert(
+        "b".into(),
+        serde_yaml::from_str("{type: python, script: s.py}").unwrap(),
+    );
+    let ps = check(&c);
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert!(ps[0].1.contains("endpoint `b`"), "{}", ps[0].1);
+}

@@ -68,6 +68,24 @@ impl EndpointConfig {
         }
     }
 
+    /// Whether the endpoint built from this config changes something outside procos: the same
+    /// answer as the built endpoint's [`Endpoint::side_effects`], known before building, so that
+    /// `procos validate` can refuse what must never run twice or be cached. `email` and `sub_pde`
+    /// always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
+    /// `HEAD` or `OPTIONS` (a method from a template may be anything).
+    pub fn has_side_effects(&self) -> bool {
+        match self {
+            EndpointConfig::Http(c) => !["GET", "HEAD", "OPTIONS"]
+                .iter()
+                .any(|m| c.method.trim().eq_ignore_ascii_case(m)),
+            EndpointConfig::Python(c) => !c.pure,
+            EndpointConfig::Noop(_) | EndpointConfig::Openai(_) | EndpointConfig::Ollama(_) => {
+                false
+            }
+            EndpointConfig::Email(_) | EndpointConfig::SubPde(_) => true,
+        }
+    }
+
     /// Every problem of this endpoint's config as (path suffix under `endpoints.<name>.`,
     /// message), e.g. `("url", "template `url` does not compile: …")`. Pure: no network, no
     /// filesystem; config validation prefixes the paths.
@@ -407,5 +425,41 @@ mod redaction_tests {
         assert!(e.message.ends_with("bytes in all)"));
         let details = e.details.expect("details");
         assert!(!details.contains("s3cr3t") && details.contains("Bearer ***"));
+    }
+}
+
+#[cfg(test)]
+mod side_effect_tests {
+    use super::*;
+
+    /// The config's answer is the built endpoint's answer, for every kind and each rule's edge.
+    #[test]
+    fn has_side_effects_agrees_with_the_built_endpoint_for_every_kind() {
+        let cases = [
+            ("{type: noop}", false),
+            ("{type: openai, model: m, api_key: k}", false),
+            ("{type: ollama, model: m}", false),
+            ("{type: python, script: s.py}", true),
+            ("{type: python, script: s.py, pure: true}", false),
+            ("{type: http, url: 'http://x/'}", true),
+            ("{type: http, method: GET, url: 'http://x/'}", false),
+            ("{type: http, method: ' head ', url: 'http://x/'}", false),
+            ("{type: http, method: OPTIONS, url: 'http://x/'}", false),
+            ("{type: http, method: POST, url: 'http://x/'}", true),
+            ("{type: http, method: DELETE, url: 'http://x/'}", true),
+            ("{type: email, host: localhost, from: a@x.org}", true),
+            ("{type: sub_pde, steps: [{name: x, topic: t}]}", true),
+        ];
+        let mut kinds = std::collections::BTreeSet::new();
+        for (yaml, expected) in cases {
+            let config: EndpointConfig = serde_yaml::from_str(yaml).expect(yaml);
+            kinds.insert(config.kind());
+            let built = config
+                .build("e", &BuildContext::default())
+                .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            assert_eq!(config.has_side_effects(), expected, "{yaml}");
+            assert_eq!(built.side_effects(), expected, "{yaml} (built)");
+        }
+        assert_eq!(kinds.len(), 7, "every kind is covered: {kinds:?}");
     }
 }
