@@ -23,6 +23,7 @@ use crate::camunda::{CamundaClient, LockedTask};
 use crate::endpoints::SubTasks;
 use crate::journal::Journal;
 
+pub mod cache;
 pub mod completion;
 pub mod gateway;
 pub mod lease;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::cache::ResultCache;
 use crate::config::file::TopicConfig;
 use crate::endpoints::Endpoint;
 
@@ -27,6 +28,8 @@ pub struct TopicRuntime {
     pub schema_value: Option<Arc<Value>>,
     /// Lock duration for this topic's tasks.
     pub lock_duration: Duration,
+    /// Valid results kept for `cache:` (built once here; `None` when the topic has no cache).
+    pub cache: Option<ResultCache>,
 }
 
 /// A topic that cannot be built (the config validation normally catches these first).
@@ -84,6 +87,7 @@ impl TopicRuntime {
             schema,
             schema_value: config.output.schema.clone().map(Arc::new),
             lock_duration: config.lock_duration.unwrap_or(default_lock),
+            cache: config.cache.as_ref().map(|c| ResultCache::new(name, c)),
         })
     }
 }

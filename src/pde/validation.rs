@@ -6,6 +6,10 @@
 //! correct themselves do); then fall back to the next endpoint. An endpoint error that another
 //! endpoint might not have (transient, fallback) moves on to the next endpoint too; a permanent or
 //! business error, or cancellation, ends the task at once.
+//!
+//! With `cache:` on the topic, a first attempt asks the topic's result cache before calling an
+//! endpoint (a hit is validated like any result and skips the call), and a valid result of a
+//! first attempt is stored (see [`super::cache`]).
 
 use std::time::Instant;
 
@@ -27,6 +31,25 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
         for attempt in 1..=attempts {
             if request.cancel.is_cancelled() {
                 return Verdict::Cancelled;
+            }
+            // The cache answers for the input as the task gave it; a retry carries feedback.
+            let cache = topic.cache.as_ref().filter(|_| request.feedback.is_none());
+            if let Some(cache) = cache
+                && let Some(output) = cache.lookup(endpoint.as_ref(), &request)
+            {
+                if check_output(topic, &output).is_ok() {
+                    tracing::info!(
+                        endpoint = endpoint.name(),
+                        attempt,
+                        "Result served from the cache; result valid."
+                    );
+                    return Verdict::Done {
+                        output,
+                        endpoint: endpoint.name().to_string(),
+                        usage: None,
+                    };
+                }
+                cache.forget(endpoint.as_ref(), &request);
             }
             let started = Instant::now();
             // Every error is redacted once, here, before anything logs or reports it.
@@ -59,6 +82,9 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
             match result {
                 Ok((reply, checked)) => match checked {
                     Ok(()) => {
+                        if let Some(cache) = cache {
+                            cache.store(endpoint.as_ref(), &request, &reply.output);
+                        }
                         tracing::info!(
                             endpoint = endpoint.name(),
                             attempt,

@@ -15,6 +15,7 @@
 //! | `procos_fetches_total` | counter | result (`ok`, `error`) |
 //! | `procos_fetched_tasks_total` | counter | — |
 //! | `procos_pool_busy_slots` | gauge | pool |
+//! | `procos_cache_lookups_total` | counter | topic, result (`hit`, `miss`) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +34,7 @@ const LLM_COST: &str = "procos_llm_cost_micros_total";
 const FETCHES: &str = "procos_fetches_total";
 const FETCHED_TASKS: &str = "procos_fetched_tasks_total";
 const POOL_BUSY: &str = "procos_pool_busy_slots";
+const CACHE_LOOKUPS: &str = "procos_cache_lookups_total";
 
 /// Serves `/metrics` on `listen` (Prometheus text format). Call inside the tokio runtime.
 pub fn serve(listen: SocketAddr) -> Result<(), String> {
@@ -63,10 +65,19 @@ fn describe() {
     );
     describe_counter!(FETCHES, "fetchAndLock calls, by result.");
     describe_counter!(FETCHED_TASKS, "Tasks handed out by fetchAndLock.");
+    describe_counter!(
+        CACHE_LOOKUPS,
+        "Result cache lookups, by topic and result (hit skips the endpoint)."
+    );
     describe_gauge!(
         POOL_BUSY,
         "Slots of a pool running tasks or sub-tasks (slots held for the pending poll are free)."
     );
+}
+
+/// A topic's result cache was asked; `result` is `hit` or `miss`.
+pub fn cache_lookup(topic: &str, result: &'static str) {
+    counter!(CACHE_LOOKUPS, "topic" => topic.to_string(), "result" => result).increment(1);
 }
 
 /// A task was reported (or given up).
