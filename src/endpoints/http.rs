@@ -81,7 +81,7 @@ pub struct HttpEndpoint {
 }
 
 /// Is `method` (as written in the config) a fixed method that only reads?
-fn reads_only(method: &str) -> bool {
+pub(crate) fn reads_only(method: &str) -> bool {
     ["GET", "HEAD", "OPTIONS"]
         .iter()
         .any(|m| method.trim().eq_ignore_ascii_case(m))

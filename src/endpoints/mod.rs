@@ -75,9 +75,7 @@ impl EndpointConfig {
     /// `HEAD` or `OPTIONS` (a method from a template may be anything).
     pub fn has_side_effects(&self) -> bool {
         match self {
-            EndpointConfig::Http(c) => !["GET", "HEAD", "OPTIONS"]
-                .iter()
-                .any(|m| c.method.trim().eq_ignore_ascii_case(m)),
+            EndpointConfig::Http(c) => !http::reads_only(&c.method),
             EndpointConfig::Python(c) => !c.pure,
             EndpointConfig::Noop(_) | EndpointConfig::Openai(_) | EndpointConfig::Ollama(_) => {
                 false
