@@ -131,13 +131,17 @@ pub struct ManagerConfig {
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
     /// How long a journaled outcome is kept after the engine acknowledged it; never less than
-    /// the longest lock duration, so that a late duplicate delivery is recognised.
+    /// twice the longest lock duration or the long poll plus a minute, so that a late duplicate
+    /// delivery is recognised.
     #[serde(default = "default_journal_retention", with = "humantime_serde")]
     pub journal_retention: Duration,
 }
 
+/// A stale second delivery of a task arrives within a lock duration (or a long poll) of its
+/// report; five minutes covers the defaults several times over, and keeps the ledger at about
+/// 0.7 KiB × the tasks finished in five minutes.
 fn default_journal_retention() -> Duration {
-    Duration::from_secs(3600)
+    Duration::from_secs(300)
 }
 
 /// A pool of Process Definition Executors.

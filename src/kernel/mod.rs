@@ -80,7 +80,12 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
         .values()
         .filter_map(|t| t.lock_duration)
         .fold(config.camunda.lock_duration, Duration::max);
-    let retention = config.pde_manager.journal_retention.max(longest_lock);
+    let late_reply = config.camunda.long_poll + Duration::from_secs(60);
+    let retention = config
+        .pde_manager
+        .journal_retention
+        .max(longest_lock * 2)
+        .max(late_reply);
     let Some(dir) = &config.pde_manager.state_dir else {
         return Ok((Journal::in_memory(retention), fresh));
     };

@@ -95,6 +95,8 @@ pub struct Manager {
 /// How often the re-sender looks for journaled reports the engine has not taken yet (and
 /// forgets expired journal entries).
 const RESEND_EVERY: Duration = Duration::from_secs(2);
+/// How often expired journal entries are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Reports the re-sender sends at once (after an outage there may be thousands).
 const RESEND_CONCURRENCY: usize = 16;
 
@@ -263,12 +265,17 @@ impl Manager {
         let mut engine = Backoff::new(self.settings.backoff.clone());
         let mut retry_at = HashMap::new();
         let mut wait = Duration::ZERO;
+        let mut swept = Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
-            self.journal.sweep();
+            // The sweep scans the whole ledger under its lock: not on every pass.
+            if swept.elapsed() >= SWEEP_EVERY {
+                self.journal.sweep();
+                swept = Instant::now();
+            }
             wait = if self.resend_pass(&mut retry_at, shutdown).await {
                 engine.next_delay().max(RESEND_EVERY)
             } else {
