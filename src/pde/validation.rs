@@ -228,7 +228,7 @@ fn judge_name(topic: &TopicRuntime) -> &str {
 }
 
 /// Asks the topic's validator about `result`: it is called with the task's variables plus
-/// `result`, and must answer `{pass: bool, score: 0..1, reason: string}` (`reason` optional).
+/// `result` (without the task's extension properties), and must answer `{pass: bool, score: 0..1, reason: string}` (`reason` optional).
 async fn judge(ctx: &TaskContext, topic: &TopicRuntime, result: &Value) -> Judged {
     let Some(validator) = &topic.validator else {
         return Judged::Unjudged;
@@ -236,7 +236,10 @@ async fn judge(ctx: &TaskContext, topic: &TopicRuntime, result: &Value) -> Judge
     let name = validator.name();
     let mut request: EndpointRequest = ctx.request.clone();
     request.variables.insert("result".into(), result.clone());
-    // The judge answers in its own shape, not the topic's.
+    // The judge answers in its own shape, not the topic's, and with its own rubric: the task's
+    // `pde.*` properties (`pde.prompt`, which would override an LLM judge's prompt) are the
+    // writer's.
+    request.properties.clear();
     request.output_schema = None;
     request.feedback = None;
     let started = Instant::now();

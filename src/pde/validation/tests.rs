@@ -21,6 +21,8 @@ struct Scripted {
     feedback: Mutex<Vec<Option<String>>>,
     /// The variables of every call (a judge sees the candidate as `result`).
     seen: Mutex<Vec<serde_json::Map<String, Value>>>,
+    /// The extension properties of every call.
+    properties: Mutex<Vec<BTreeMap<String, String>>>,
 }
 
 impl Scripted {
@@ -31,6 +33,7 @@ impl Scripted {
             replies: Mutex::new(replies),
             feedback: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            properties: Mutex::new(Vec::new()),
         })
     }
     fn calls(&self) -> usize {
@@ -49,6 +52,10 @@ impl Endpoint for Scripted {
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         self.feedback.lock().unwrap().push(request.feedback.clone());
         self.seen.lock().unwrap().push(request.variables.clone());
+        self.properties
+            .lock()
+            .unwrap()
+            .push(request.properties.clone());
         let next = self.replies.lock().unwrap().pop().expect("scripted reply");
         next.map(EndpointReply::new)
     }
@@ -229,6 +236,10 @@ async fn a_failed_judgement_is_retried_with_the_reason_as_feedback() {
     );
     let mut ctx = ctx();
     ctx.request.variables.insert("text".into(), json!("source"));
+    // The writer's prompt is the task's; the judge keeps its own rubric.
+    ctx.request
+        .properties
+        .insert("pde.prompt".into(), "Summarize {{ text }}".into());
     let verdict = execute(&ctx, &t, &route(vec![writer.clone()])).await;
     assert_eq!(
         verdict,
@@ -254,6 +265,21 @@ async fn a_failed_judgement_is_retried_with_the_reason_as_feedback() {
     assert_eq!(seen[0]["result"], json!({"summary": "v1"}));
     assert_eq!(seen[0]["text"], json!("source"), "the task's variables too");
     assert_eq!(seen[1]["result"], json!({"summary": "v2"}));
+    assert_eq!(
+        writer.properties.lock().unwrap()[0]
+            .get("pde.prompt")
+            .map(String::as_str),
+        Some("Summarize {{ text }}")
+    );
+    assert!(
+        judge
+            .properties
+            .lock()
+            .unwrap()
+            .iter()
+            .all(BTreeMap::is_empty),
+        "the task's `pde.*` properties (its prompt) do not reach the judge"
+    );
 }
 
 #[tokio::test]
