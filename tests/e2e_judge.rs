@@ -73,3 +73,49 @@ async fn a_result_judged_bad_is_retried_with_the_reason_and_the_second_completes
     assert_eq!(finished["judge_score"], json!(0.875), "{finished}");
     assert_eq!(finished["outcome"], json!("completed"), "{finished}");
 }
+
+/// Fails every result.
+const STRICT_JUDGE: &str = r#"import json, sys
+task = json.load(sys.stdin)
+summary = task["variables"]["result"]["summary"]
+print(json.dumps({"pass": False, "score": 0.1, "reason": "not good enough: " + summary}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_judged_bad_every_time_end_in_an_incident_whose_details_list_each_attempt() {
+    let cfg = config(
+        "",
+        &["writer", "judge"],
+        "  summarize:\n    pool: gp\n    endpoints: [writer]\n    retries: 1\n    output:\n      attempts: 2\n      validator: judge\n",
+        "  writer: { type: python, script: writer.py }\n  judge: { type: python, script: judge.py, pure: true }\n",
+    );
+    let s = stage(&cfg, "never_good_p", "summarize").await;
+    s.work.script("writer.py", WRITER);
+    s.work.script("judge.py", STRICT_JUDGE);
+
+    let pi = s.rest.start("never_good_p", json!({"subject": "x"})).await;
+    let found = support::eventually(Duration::from_secs(30), || async {
+        !s.rest.incidents(&pi).await.is_empty()
+    })
+    .await;
+    assert!(found, "an incident once the only retry is spent");
+    let task = &s
+        .rest
+        .get(&format!("/external-task?processInstanceId={pi}"))
+        .await[0];
+    let details = s
+        .rest
+        .text(&format!(
+            "/external-task/{}/errorDetails",
+            task["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert!(
+        details.contains("writer (attempt 1)")
+            && details.contains("not good enough: draft")
+            && details.contains("writer (attempt 2)")
+            && details.contains("not good enough: fixed after: not good enough: draft"),
+        "every attempt and the judge's reason: {details}"
+    );
+    assert!(details.contains("validator `judge`"), "{details}");
+}
