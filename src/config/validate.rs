@@ -519,7 +519,7 @@ fn checks(checks: &[CheckConfig], path: &str, out: &mut Vec<Problem>) {
         {
             out.push(Problem::new(
                 key_path(&at, "regex"),
-                format!("`{r}` is not a regular expression: {e}"),
+                format!("`{r}` is not a regular expression: {}", one_line(&e)),
             ));
         }
         if let (Some(lo), Some(hi)) = (c.min_length, c.max_length)
@@ -544,6 +544,17 @@ fn checks(checks: &[CheckConfig], path: &str, out: &mut Vec<Problem>) {
             ));
         }
     }
+}
+
+/// The regex crate's error without its multi-line drawing: its last line says what is wrong.
+fn one_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_string()
 }
 
 /// `output.validator`: an endpoint of the topic's pool (the runtime resolves it there) whose
