@@ -267,6 +267,40 @@ pub struct OutputConfig {
     /// reports none) into this variable as JSON.
     #[serde(default)]
     pub usage_variable: Option<String>,
+    /// Rules on values of the result, each at a JSON pointer (`regex`, length and numeric
+    /// bounds); a result breaking one is invalid like one failing the schema.
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
+    /// An endpoint of the topic's pool that judges each valid result: called with the task's
+    /// variables plus `result`, it answers `{pass, score, reason}`. A failed judgement is an
+    /// invalid result (retried with the reason as feedback, then the next endpoint).
+    #[serde(default)]
+    pub validator: Option<String>,
+}
+
+/// `output.checks[]`: rules on the value at `pointer`. Every rule given must hold; a missing
+/// value, or one of the wrong type for a rule, breaks it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// JSON pointer into the result (RFC 6901, e.g. `/label`).
+    pub pointer: String,
+    /// A string value must match this regular expression (`regex` crate syntax; unanchored
+    /// unless written with `^…$`).
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Fewest characters of a string, or items of an array.
+    #[serde(default)]
+    pub min_length: Option<usize>,
+    /// Most characters of a string, or items of an array.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// Smallest number allowed (inclusive).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Largest number allowed (inclusive).
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 fn default_url() -> String {
@@ -347,6 +381,8 @@ impl Default for OutputConfig {
             local: false,
             attempts: default_attempts(),
             usage_variable: None,
+            checks: Vec::new(),
+            validator: None,
         }
     }
 }

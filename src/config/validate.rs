@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::error::{Problem, index_path, key_path, name_list};
 use super::file::{
-    CacheConfig, CamundaConfig, DeployConfig, FileConfig, ManagerConfig, OutputConfig, PoolConfig,
-    TopicConfig,
+    CacheConfig, CamundaConfig, CheckConfig, DeployConfig, FileConfig, ManagerConfig, OutputConfig,
+    PoolConfig, TopicConfig,
 };
 use crate::endpoints::EndpointConfig;
 
@@ -396,6 +396,7 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
         }
     }
     output(&t.output, &key_path(&path, "output"), out);
+    validator(name, t, parts, &key_path(&path, "output.validator"), out);
     if let Some(c) = &t.cache {
         cache(name, c, t, parts, &path, out);
     }
@@ -483,10 +484,111 @@ fn output(o: &OutputConfig, path: &str, out: &mut Vec<Problem>) {
             format!("not a valid JSON Schema{at}: {e}"),
         ));
     }
+    checks(&o.checks, &key_path(path, "checks"), out);
     if !(1..=MAX_ATTEMPTS).contains(&o.attempts) {
         out.push(Problem::new(
             key_path(path, "attempts"),
             format!("must be from 1 to {MAX_ATTEMPTS}"),
+        ));
+    }
+}
+
+/// `output.checks[]`: a valid pointer, at least one rule, a regex that compiles, bounds in order.
+fn checks(checks: &[CheckConfig], path: &str, out: &mut Vec<Problem>) {
+    for (i, c) in checks.iter().enumerate() {
+        let at = index_path(path, i);
+        if let Err(why) = check_pointer(&c.pointer) {
+            out.push(Problem::new(
+                key_path(&at, "pointer"),
+                format!("`{}` is not a JSON pointer: {why}", c.pointer),
+            ));
+        }
+        if c.regex.is_none()
+            && c.min_length.is_none()
+            && c.max_length.is_none()
+            && c.min.is_none()
+            && c.max.is_none()
+        {
+            out.push(Problem::new(
+                &at,
+                "a check needs a rule: regex, min_length, max_length, min or max",
+            ));
+        }
+        if let Some(r) = &c.regex
+            && let Err(e) = regex::Regex::new(r)
+        {
+            out.push(Problem::new(
+                key_path(&at, "regex"),
+                format!("`{r}` is not a regular expression: {}", one_line(&e)),
+            ));
+        }
+        if let (Some(lo), Some(hi)) = (c.min_length, c.max_length)
+            && lo > hi
+        {
+            out.push(Problem::new(
+                key_path(&at, "min_length"),
+                format!("{lo} is more than max_length {hi}"),
+            ));
+        }
+        for (key, bound) in [("min", c.min), ("max", c.max)] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                out.push(Problem::new(key_path(&at, key), "must be a finite number"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (c.min, c.max)
+            && lo > hi
+        {
+            out.push(Problem::new(
+                key_path(&at, "min"),
+                format!("{lo} is more than max {hi}"),
+            ));
+        }
+    }
+}
+
+/// The regex crate's error without its multi-line drawing: its last line says what is wrong.
+fn one_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_string()
+}
+
+/// `output.validator`: an endpoint of the topic's pool (the runtime resolves it there) whose
+/// calls have no side effects — it runs once per candidate result, retries included.
+fn validator(name: &str, t: &TopicConfig, parts: &Parts<'_>, path: &str, out: &mut Vec<Problem>) {
+    let Some(v) = &t.output.validator else {
+        return;
+    };
+    let Some(pool) = parts.pools.get(&t.pool) else {
+        return; // the unknown pool is reported at `topics.<name>.pool`
+    };
+    if !pool.endpoints.contains(v) {
+        out.push(Problem::new(
+            path,
+            format!(
+                "validator `{v}` of topic `{name}` is not an endpoint of its pool `{}` (pool \
+                 endpoints: {})",
+                t.pool,
+                name_list(pool.endpoints.iter().map(String::as_str))
+            ),
+        ));
+        return;
+    }
+    if let Some(config) = parts.endpoints.get(v)
+        && config.has_side_effects()
+    {
+        out.push(Problem::new(
+            path,
+            format!(
+                "validator `{v}` ({}) has side effects, and a judge runs for every candidate \
+                 result; use an endpoint that only reads (python with `pure: true`, a model, http \
+                 GET)",
+                config.kind()
+            ),
         ));
     }
 }

@@ -433,3 +433,64 @@ fn a_cache_is_refused_on_a_topic_that_can_reach_a_side_effecting_endpoint() {
     assert_eq!(ps.len(), 1, "{ps:#?}");
     assert!(ps[0].1.contains("endpoint `b`"), "{}", ps[0].1);
 }
+
+/// `output.checks` and `output.validator` over the base config: the topic `t` in pool `main`.
+fn with_output(yaml: &str) -> FileConfig {
+    let mut c = base();
+    let t = c.topics.get_mut("t").unwrap();
+    let extra: OutputConfig = serde_yaml::from_str(yaml).unwrap();
+    t.output.checks = extra.checks;
+    t.output.validator = extra.validator;
+    c
+}
+
+#[test]
+fn good_checks_and_a_pure_validator_of_the_pool_are_accepted() {
+    let c = with_output(
+        "{checks: [{pointer: /label, regex: '^[a-z]+$', min_length: 1, max_length: 9}, \
+         {pointer: /score, min: 0, max: 1}], validator: b}",
+    );
+    assert_eq!(check(&c), []);
+}
+
+#[test]
+fn bad_check_rules_are_refused_at_their_path() {
+    let c = with_output(
+        "{checks: [{pointer: /a, regex: '(unclosed'}, {pointer: /b, min: 2, max: 1}, \
+         {pointer: /c, min_length: 5, max_length: 2}, {pointer: nope, min: 0}, {pointer: /e}]}",
+    );
+    let ps = check(&c);
+    let paths: Vec<&str> = ps.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "topics.t.output.checks[0].regex",
+            "topics.t.output.checks[1].min",
+            "topics.t.output.checks[2].min_length",
+            "topics.t.output.checks[3].pointer",
+            "topics.t.output.checks[4]",
+        ],
+        "{ps:#?}"
+    );
+    assert!(ps[0].1.contains("(unclosed"), "{ps:#?}");
+    assert!(ps[1].1.contains("2") && ps[1].1.contains("1"), "{ps:#?}");
+}
+
+#[test]
+fn a_validator_outside_the_pool_or_with_side_effects_is_refused() {
+    let c = with_output("{validator: ghost}");
+    let ps = check(&c);
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert_eq!(ps[0].0, "topics.t.output.validator");
+    assert!(ps[0].1.contains("`ghost`"), "{ps:#?}");
+
+    let mut c = with_output("{validator: c}");
+    // `c` (an http POST) is in pool `side`; move the topic there so only the side effect is wrong.
+    let t = c.topics.get_mut("t").unwrap();
+    t.pool = "side".into();
+    t.endpoints = vec!["c".into()];
+    let ps = check(&c);
+    assert_eq!(ps.len(), 1, "{ps:#?}");
+    assert_eq!(ps[0].0, "topics.t.output.validator");
+    assert!(ps[0].1.contains("side effects"), "{ps:#?}");
+}

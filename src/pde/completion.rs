@@ -376,6 +376,7 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
             output,
             usage,
             endpoint,
+            ..
         } => {
             let (mut variables, mut local_variables) = map_output(&topic.config.output, output);
             if let Some(name) = &topic.config.output.usage_variable {

@@ -200,6 +200,10 @@ impl Pipeline {
         mut timings: StageTimings,
         lease: &Lease,
     ) -> Outcome {
+        let judge_score = match &verdict {
+            Verdict::Done { judge: Some(j), .. } => Some(j.score),
+            _ => None,
+        };
         let t = Instant::now();
         let outcome = self.completion.finish(task, topic, verdict, lease).await;
         timings.completion_ms = ms_since(t);
@@ -220,6 +224,7 @@ impl Pipeline {
             gateway_ms = timings.gateway_ms,
             validation_ms = timings.validation_ms,
             completion_ms = timings.completion_ms,
+            judge_score,
             "Task finished."
         );
         outcome

@@ -1,5 +1,5 @@
-//! A topic's runtime view, built once at start-up: its config, resolved endpoints and compiled
-//! output schema, so that no per-task work repeats what can be done once.
+//! A topic's runtime view, built once at start-up: its config, resolved endpoints and validator,
+//! compiled output schema and checks, so that no per-task work repeats what can be done once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::cache::ResultCache;
+use super::validation::Check;
 use crate::config::file::TopicConfig;
 use crate::endpoints::Endpoint;
 
@@ -28,6 +29,10 @@ pub struct TopicRuntime {
     pub schema_value: Option<Arc<Value>>,
     /// Lock duration for this topic's tasks.
     pub lock_duration: Duration,
+    /// `output.checks`, their regexes compiled once here.
+    pub checks: Vec<Check>,
+    /// The `output.validator` endpoint, resolved in the topic's pool.
+    pub validator: Option<Arc<dyn Endpoint>>,
     /// Valid results kept for `cache:` (built once here; `None` when the topic has no cache).
     pub cache: Option<ResultCache>,
 }
@@ -38,6 +43,16 @@ pub enum TopicError {
     /// The topic or its pool names an endpoint that does not exist.
     #[error("topic `{topic}`: endpoint `{endpoint}` does not exist")]
     UnknownEndpoint { topic: String, endpoint: String },
+    /// An `output.checks[]` regex does not compile.
+    #[error("topic `{topic}`: output.checks[{index}].regex does not compile: {message}")]
+    Check {
+        topic: String,
+        index: usize,
+        message: String,
+    },
+    /// `output.validator` is not an endpoint of the topic's pool.
+    #[error("topic `{topic}`: validator `{endpoint}` is not an endpoint of its pool")]
+    UnknownValidator { topic: String, endpoint: String },
     /// The output schema does not compile.
     #[error("topic `{topic}`: output.schema is not a valid JSON Schema: {message}")]
     Schema { topic: String, message: String },
@@ -79,6 +94,28 @@ impl TopicRuntime {
             ),
             None => None,
         };
+        let checks = config
+            .output
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                Check::compile(c).map_err(|e| TopicError::Check {
+                    topic: name.to_string(),
+                    index,
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let validator = match &config.output.validator {
+            Some(v) => Some(pool_endpoints.get(v).cloned().ok_or_else(|| {
+                TopicError::UnknownValidator {
+                    topic: name.to_string(),
+                    endpoint: v.clone(),
+                }
+            })?),
+            None => None,
+        };
         Ok(Self {
             name: name.to_string(),
             config: config.clone(),
@@ -87,6 +124,8 @@ impl TopicRuntime {
             schema,
             schema_value: config.output.schema.clone().map(Arc::new),
             lock_duration: config.lock_duration.unwrap_or(default_lock),
+            checks,
+            validator,
             cache: config.cache.as_ref().map(|c| ResultCache::new(name, c)),
         })
     }

@@ -1,11 +1,20 @@
 //! Validation block: calls the route's endpoints and checks each result against the topic's
-//! output rules (required keys, JSON Schema).
+//! output rules (required keys, JSON Schema, `checks:`), then lets the topic's `validator:`
+//! judge it.
+//!
+//! ```text
+//! endpoint ─► result ─► required / schema / checks ─► validator (judge) ─► Done { judge }
+//!                 ▲              │ invalid                 │ pass: false
+//!                 └── feedback ◄─┴─────────────────────────┘  (up to `attempts`, then next endpoint)
+//! ```
 //!
 //! For each endpoint in route order: call it up to `output.attempts` times while its result fails
-//! validation (each retry carries the validation error as `feedback`, so endpoints that can
-//! correct themselves do); then fall back to the next endpoint. An endpoint error that another
-//! endpoint might not have (transient, fallback) moves on to the next endpoint too; a permanent or
-//! business error, or cancellation, ends the task at once.
+//! validation or judgement (each retry carries the validation error or the judge's reason as
+//! `feedback`, so endpoints that can correct themselves do); then fall back to the next endpoint.
+//! An endpoint error that another endpoint might not have (transient, fallback) moves on to the
+//! next endpoint too; a permanent or business error, or cancellation, ends the task at once. A
+//! judge that fails or answers something other than `{pass, score, reason}` is a transient error
+//! naming the validator, not a verdict on the result.
 //!
 //! With `cache:` on the topic, a first attempt asks the topic's result cache before calling an
 //! endpoint (a hit is validated like any result and skips the call), and a valid result of a
@@ -18,8 +27,10 @@ use serde_json::Value;
 use super::gateway::Route;
 use super::start::TaskContext;
 use super::topic::TopicRuntime;
-use super::verdict::{Verdict, class};
-use crate::endpoints::{EndpointError, EndpointReply, ErrorKind};
+use super::verdict::{Judgement, Verdict, class};
+use crate::config::file::CheckConfig;
+use crate::config::secret::quote;
+use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, ErrorKind};
 
 /// Calls endpoints along the route until one produces a valid result.
 pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
@@ -47,6 +58,8 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                         output,
                         endpoint: endpoint.name().to_string(),
                         usage: None,
+                        // Judged (and passed) when it was stored.
+                        judge: None,
                     };
                 }
                 cache.forget(endpoint.as_ref(), &request);
@@ -82,19 +95,67 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
             match result {
                 Ok((reply, checked)) => match checked {
                     Ok(()) => {
+                        let judge = match judge(ctx, topic, &reply.output).await {
+                            Judged::Unjudged => None,
+                            Judged::Pass(j) => Some(Box::new(j)),
+                            Judged::Fail(j) => {
+                                let reason = quote(&j.reason);
+                                tracing::warn!(
+                                    endpoint = endpoint.name(),
+                                    attempt,
+                                    elapsed_ms,
+                                    judge_score = j.score,
+                                    reason = %reason,
+                                    "Result judged invalid."
+                                );
+                                let problems = format!(
+                                    "judged invalid by validator `{}` (score {}): {}",
+                                    judge_name(topic),
+                                    j.score,
+                                    reason
+                                );
+                                chain.push(format!(
+                                    "{} (attempt {attempt}): result {problems}",
+                                    endpoint.name()
+                                ));
+                                // The judge's own words (capped, redacted): what a model can correct.
+                                request.feedback = Some(reason);
+                                last = Some(
+                                    EndpointError::transient(format!(
+                                        "result of endpoint `{}` is {problems}",
+                                        endpoint.name()
+                                    ))
+                                    .code(class::OUTPUT_INVALID),
+                                );
+                                continue;
+                            }
+                            Judged::Broken(error) => {
+                                tracing::warn!(endpoint = endpoint.name(), attempt, error = %error, "Validator failed.");
+                                chain.push(format!(
+                                    "{} (attempt {attempt}): {error}",
+                                    endpoint.name()
+                                ));
+                                last = Some(error);
+                                break; // not a verdict on the result: next fallback
+                            }
+                            Judged::Cancelled => return Verdict::Cancelled,
+                        };
                         if let Some(cache) = cache {
                             cache.store(endpoint.as_ref(), &request, &reply.output);
                         }
+                        let judge_score = judge.as_ref().map(|j| j.score);
                         tracing::info!(
                             endpoint = endpoint.name(),
                             attempt,
                             elapsed_ms,
+                            judge_score,
                             "Endpoint answered; result valid."
                         );
                         return Verdict::Done {
                             output: reply.output,
                             endpoint: endpoint.name().to_string(),
                             usage: reply.usage,
+                            judge,
                         };
                     }
                     Err(Invalid { problems, places }) => {
@@ -147,6 +208,198 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
     Verdict::Failed { error, chain }
 }
 
+/// What the topic's validator made of a result.
+enum Judged {
+    /// The topic has no validator.
+    Unjudged,
+    /// The judge passed it.
+    Pass(Judgement),
+    /// The judge failed it: an invalid result.
+    Fail(Judgement),
+    /// The judge could not judge (its call failed, or its answer is not a judgement): a
+    /// transient error naming the validator.
+    Broken(EndpointError),
+    /// The task is gone.
+    Cancelled,
+}
+
+fn judge_name(topic: &TopicRuntime) -> &str {
+    topic.validator.as_ref().map_or("", |v| v.name())
+}
+
+/// Asks the topic's validator about `result`: it is called with the task's variables plus
+/// `result` (without the task's extension properties), and must answer `{pass: bool, score: 0..1, reason: string}` (`reason` optional).
+async fn judge(ctx: &TaskContext, topic: &TopicRuntime, result: &Value) -> Judged {
+    let Some(validator) = &topic.validator else {
+        return Judged::Unjudged;
+    };
+    let name = validator.name();
+    let mut request: EndpointRequest = ctx.request.clone();
+    request.variables.insert("result".into(), result.clone());
+    // The judge answers in its own shape, not the topic's, and with its own rubric: the task's
+    // `pde.*` properties (`pde.prompt`, which would override an LLM judge's prompt) are the
+    // writer's.
+    request.properties.clear();
+    request.output_schema = None;
+    request.feedback = None;
+    let started = Instant::now();
+    let answer = validator
+        .call(&request)
+        .await
+        .map_err(EndpointError::redacted);
+    let took = started.elapsed();
+    let judged = match answer {
+        Err(e) if e.kind == ErrorKind::Cancelled => return Judged::Cancelled,
+        Err(e) => Judged::Broken(EndpointError::transient(format!(
+            "validator `{name}` failed: {e}"
+        ))),
+        Ok(reply) => match parse_judgement(&reply.output) {
+            Ok((true, j)) => Judged::Pass(j),
+            Ok((false, j)) => Judged::Fail(j),
+            Err(why) => Judged::Broken(EndpointError::transient(format!(
+                "validator `{name}` answered no judgement ({why}): {}",
+                quote(&reply.output.to_string())
+            ))),
+        },
+    };
+    let label = match &judged {
+        Judged::Pass(_) => "ok",
+        Judged::Fail(_) => "rejected",
+        _ => "error",
+    };
+    crate::telemetry::metrics::endpoint_called(name, label, took);
+    judged
+}
+
+/// `{pass: bool, score: 0..1, reason?: string}` → (pass, judgement).
+fn parse_judgement(answer: &Value) -> Result<(bool, Judgement), &'static str> {
+    let pass = answer
+        .get("pass")
+        .and_then(Value::as_bool)
+        .ok_or("`pass` must be true or false")?;
+    let score = answer
+        .get("score")
+        .and_then(Value::as_f64)
+        .filter(|s| (0.0..=1.0).contains(s))
+        .ok_or("`score` must be a number from 0 to 1")?;
+    let reason = match answer.get("reason") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(r)) => r.clone(),
+        Some(_) => return Err("`reason` must be a string"),
+    };
+    Ok((pass, Judgement { score, reason }))
+}
+
+/// One `output.checks[]` entry, its regex compiled once when the topic is built.
+#[derive(Debug, Clone)]
+pub struct Check {
+    config: CheckConfig,
+    regex: Option<regex::Regex>,
+}
+
+impl Check {
+    /// Compiles the entry's regex (config validation has refused a bad one already).
+    pub fn compile(config: &CheckConfig) -> Result<Self, regex::Error> {
+        let regex = config.regex.as_deref().map(regex::Regex::new).transpose()?;
+        Ok(Self {
+            config: config.clone(),
+            regex,
+        })
+    }
+
+    /// The first rule `output` breaks at this pointer, as `` `/x`: … (`rule` …) ``.
+    fn problem(&self, output: &Value) -> Option<String> {
+        let c = &self.config;
+        let at = &c.pointer;
+        let rules = [
+            c.regex.as_ref().map(|_| "regex"),
+            c.min_length.map(|_| "min_length"),
+            c.max_length.map(|_| "max_length"),
+            c.min.map(|_| "min"),
+            c.max.map(|_| "max"),
+        ];
+        let Some(value) = output.pointer(at).filter(|v| !v.is_null()) else {
+            let first = rules.iter().flatten().next().unwrap_or(&"check");
+            return Some(format!("`{at}`: missing (rule `{first}`)"));
+        };
+        let shown = || match value {
+            Value::String(s) => quote(s),
+            other => quote(&other.to_string()),
+        };
+        if let Some(re) = &self.regex {
+            match value.as_str() {
+                Some(s) if re.is_match(s) => {}
+                Some(_) => {
+                    return Some(format!(
+                        "`{at}`: `{}` does not match rule `regex` `{}`",
+                        shown(),
+                        re.as_str()
+                    ));
+                }
+                None => {
+                    return Some(format!(
+                        "`{at}`: `{}` is not a string (rule `regex`)",
+                        shown()
+                    ));
+                }
+            }
+        }
+        if c.min_length.is_some() || c.max_length.is_some() {
+            let len = match value {
+                Value::String(s) => s.chars().count(),
+                Value::Array(a) => a.len(),
+                _ => {
+                    let rule = if c.min_length.is_some() {
+                        "min_length"
+                    } else {
+                        "max_length"
+                    };
+                    return Some(format!(
+                        "`{at}`: `{}` is neither a string nor an array (rule `{rule}`)",
+                        shown()
+                    ));
+                }
+            };
+            if let Some(min) = c.min_length
+                && len < min
+            {
+                return Some(format!(
+                    "`{at}`: length {len} is under rule `min_length` {min}: `{}`",
+                    shown()
+                ));
+            }
+            if let Some(max) = c.max_length
+                && len > max
+            {
+                return Some(format!(
+                    "`{at}`: length {len} is over rule `max_length` {max}: `{}`",
+                    shown()
+                ));
+            }
+        }
+        if c.min.is_some() || c.max.is_some() {
+            let Some(n) = value.as_f64() else {
+                let rule = if c.min.is_some() { "min" } else { "max" };
+                return Some(format!(
+                    "`{at}`: `{}` is not a number (rule `{rule}`)",
+                    shown()
+                ));
+            };
+            if let Some(min) = c.min
+                && n < min
+            {
+                return Some(format!("`{at}`: {n} is under rule `min` {min}"));
+            }
+            if let Some(max) = c.max
+                && n > max
+            {
+                return Some(format!("`{at}`: {n} is over rule `max` {max}"));
+            }
+        }
+        None
+    }
+}
+
 /// Why a result failed validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invalid {
@@ -156,7 +409,7 @@ pub struct Invalid {
     pub places: Vec<String>,
 }
 
-/// Checks a result against the topic's required keys and schema.
+/// Checks a result against the topic's required keys, schema and `checks:`.
 pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), Invalid> {
     let mut problems = Vec::new();
     let mut places = Vec::new();
@@ -183,6 +436,12 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), Invalid>
             places.push(at);
         }
     }
+    for check in &topic.checks {
+        if let Some(problem) = check.problem(output) {
+            problems.push(problem);
+            places.push(check.config.pointer.clone());
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -194,145 +453,4 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), Invalid>
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use async_trait::async_trait;
-    use serde_json::json;
-
-    use super::*;
-    use crate::config::file::TopicConfig;
-    use crate::endpoints::{Endpoint, EndpointReply, EndpointRequest};
-    use crate::pde::start::TaskContext;
-
-    /// Answers from a script, one reply per call, and records the feedback it was given.
-    #[derive(Debug)]
-    struct Scripted {
-        name: &'static str,
-        replies: Mutex<Vec<Result<Value, EndpointError>>>,
-        feedback: Mutex<Vec<Option<String>>>,
-    }
-
-    impl Scripted {
-        fn new(name: &'static str, mut replies: Vec<Result<Value, EndpointError>>) -> Arc<Self> {
-            replies.reverse();
-            Arc::new(Self {
-                name,
-                replies: Mutex::new(replies),
-                feedback: Mutex::new(Vec::new()),
-            })
-        }
-        fn calls(&self) -> usize {
-            self.feedback.lock().unwrap().len()
-        }
-    }
-
-    #[async_trait]
-    impl Endpoint for Scripted {
-        fn name(&self) -> &str {
-            self.name
-        }
-        fn kind(&self) -> &'static str {
-            "scripted"
-        }
-        async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-            self.feedback.lock().unwrap().push(request.feedback.clone());
-            let next = self.replies.lock().unwrap().pop().expect("scripted reply");
-            next.map(EndpointReply::new)
-        }
-    }
-
-    fn topic(yaml: &str) -> TopicRuntime {
-        let config: TopicConfig = serde_yaml::from_str(yaml).expect("yaml");
-        TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30))
-            .expect("builds")
-    }
-
-    fn ctx() -> TaskContext {
-        TaskContext {
-            request: EndpointRequest::default(),
-        }
-    }
-
-    fn route(endpoints: Vec<Arc<Scripted>>) -> Route {
-        Route {
-            endpoints: endpoints
-                .into_iter()
-                .map(|e| e as Arc<dyn Endpoint>)
-                .collect(),
-        }
-    }
-
-    const SCHEMA_TOPIC: &str = "{pool: p, endpoints: [], output: {attempts: 2, required: [label], schema: {type: object, properties: {label: {enum: [a, b]}}}}}";
-
-    #[tokio::test]
-    async fn invalid_result_is_retried_with_feedback_then_falls_back() {
-        let t = topic(SCHEMA_TOPIC);
-        let first = Scripted::new(
-            "first",
-            vec![Ok(json!({"label": "zzz"})), Ok(json!({"nope": 1}))],
-        );
-        let second = Scripted::new("second", vec![Ok(json!({"label": "b"}))]);
-        let verdict = execute(&ctx(), &t, &route(vec![first.clone(), second.clone()])).await;
-        assert_eq!(
-            verdict,
-            Verdict::Done {
-                output: json!({"label": "b"}),
-                endpoint: "second".into(),
-                usage: None
-            }
-        );
-        assert_eq!(first.calls(), 2, "attempts: 2 on the first endpoint");
-        let feedback = first.feedback.lock().unwrap().clone();
-        assert_eq!(feedback[0], None);
-        assert!(
-            feedback[1].as_deref().unwrap_or("").contains("/label"),
-            "the schema error is fed back: {feedback:?}"
-        );
-        assert_eq!(second.calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn all_results_invalid_is_an_output_invalid_failure_with_every_attempt() {
-        let t = topic(SCHEMA_TOPIC);
-        let only = Scripted::new("only", vec![Ok(json!({})), Ok(json!({"label": 3}))]);
-        let Verdict::Failed { error, chain } = execute(&ctx(), &t, &route(vec![only])).await else {
-            panic!("expected failure");
-        };
-        assert_eq!(error.code.as_deref(), Some(class::OUTPUT_INVALID));
-        assert_eq!(chain.len(), 2);
-        assert!(
-            chain[0].contains("required key `label` is missing"),
-            "{chain:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn transient_error_falls_back_but_permanent_error_stops() {
-        let t = topic("{pool: p, endpoints: []}");
-        let flaky = Scripted::new("flaky", vec![Err(EndpointError::transient("503"))]);
-        let good = Scripted::new("good", vec![Ok(json!({"ok": true}))]);
-        let verdict = execute(&ctx(), &t, &route(vec![flaky, good])).await;
-        assert!(
-            matches!(verdict, Verdict::Done { ref endpoint, .. } if endpoint == "good"),
-            "{verdict:?}"
-        );
-
-        let denied = Scripted::new(
-            "denied",
-            vec![Err(EndpointError::permanent("401: check the API key"))],
-        );
-        let never = Scripted::new("never", vec![]);
-        let verdict = execute(&ctx(), &t, &route(vec![denied, never.clone()])).await;
-        assert!(
-            matches!(verdict, Verdict::Failed { ref error, .. } if error.kind == ErrorKind::Permanent)
-        );
-        assert_eq!(
-            never.calls(),
-            0,
-            "a permanent error is not retried elsewhere"
-        );
-    }
-}
+mod tests;

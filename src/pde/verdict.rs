@@ -15,6 +15,10 @@ pub enum Verdict {
         endpoint: String,
         /// Its usage figures, if any.
         usage: Option<Usage>,
+        /// The `output.validator`'s judgement of the result, when the topic has one: the quality
+        /// signal for the final log line (`judge_score`) and the learner. Boxed: rare, and it
+        /// would make every `Verdict` larger.
+        judge: Option<Box<Judgement>>,
     },
     /// The task could not be done. `error.code` carries the class the topic's `bpmn_errors` may
     /// map (`input_invalid`, `output_invalid`, `http_404`, …).
@@ -26,6 +30,15 @@ pub enum Verdict {
     },
     /// The task is gone or procos is stopping hard: report nothing.
     Cancelled,
+}
+
+/// What an `output.validator` concluded about a result it passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// Quality from 0 (worst) to 1 (best), as the judge answered it.
+    pub score: f64,
+    /// The judge's reason, as it answered it (quote it before logging).
+    pub reason: String,
 }
 
 impl Verdict {

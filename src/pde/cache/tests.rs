@@ -206,6 +206,7 @@ async fn a_second_identical_task_does_not_call_the_endpoint() {
         output: json!({"label": "a", "call": 1}),
         endpoint: "e".into(),
         usage: None,
+        judge: None,
     };
     assert_eq!(first, expected);
     assert_eq!(second, expected, "the same result, the same endpoint named");
