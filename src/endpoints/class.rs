@@ -37,6 +37,8 @@ named_classes! {
     OUTPUT_INVALID = "output_invalid",
     /// No endpoint of the route was usable.
     NO_ENDPOINT = "no_endpoint",
+    /// The output validator (`output.validator`) could not judge the result.
+    VALIDATOR = "validator",
     /// A file variable's name cannot be used as a file name.
     FILE_VARIABLE_NAME = "file_variable_name",
     /// An endpoint's circuit breaker is open: it was not called.

@@ -376,7 +376,7 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
             output,
             usage,
             endpoint,
-            ..
+            judge,
         } => {
             let (mut variables, mut local_variables) = map_output(&topic.config.output, output);
             if let Some(name) = &topic.config.output.usage_variable {
@@ -386,9 +386,13 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
                 } else {
                     &mut variables
                 };
+                let mut json = usage.to_json(&endpoint);
+                if let (Some(judge), Some(fields)) = (&judge, json.as_object_mut()) {
+                    fields.insert("judge_score".into(), judge.score.into());
+                }
                 target.insert(
                     name.clone(),
-                    crate::camunda::Variable::from_json(usage.to_json(&endpoint)).encode(),
+                    crate::camunda::Variable::from_json(json).encode(),
                 );
             }
             return Some(Report::Complete {
@@ -950,5 +954,42 @@ mod engine_answer_tests {
         let outcome = completion.deliver(KEY, Some(&topic()), complete()).await;
         assert_eq!(outcome, Outcome::Deferred);
         assert_eq!(completion.journal().unsettled(), vec!["t1".to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::file::TopicConfig;
+    use crate::pde::verdict::Judgement;
+
+    #[test]
+    fn the_usage_variable_carries_the_judge_score() {
+        let config: TopicConfig = serde_yaml::from_str(
+            "{pool: p, endpoints: [], output: {variable: answer, usage_variable: pde_usage}}",
+        )
+        .expect("topic");
+        let topic =
+            TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30))
+                .expect("topic builds");
+        let verdict = Verdict::Done {
+            output: json!({"text": "ok"}),
+            usage: None,
+            endpoint: "gpt".into(),
+            judge: Some(Box::new(Judgement {
+                score: 0.75,
+                reason: "fine".into(),
+            })),
+        };
+        let Some(Report::Complete { variables, .. }) = decide(None, &topic, verdict) else {
+            panic!("expected complete");
+        };
+        let usage = Variable::decode("pde_usage", &variables["pde_usage"]).expect("decodes");
+        assert_eq!(usage.value["judge_score"], json!(0.75));
+        assert_eq!(usage.value["endpoint"], json!("gpt"));
     }
 }

@@ -250,16 +250,20 @@ async fn judge(ctx: &TaskContext, topic: &TopicRuntime, result: &Value) -> Judge
     let took = started.elapsed();
     let judged = match answer {
         Err(e) if e.kind == ErrorKind::Cancelled => return Judged::Cancelled,
-        Err(e) => Judged::Broken(EndpointError::transient(format!(
-            "validator `{name}` failed: {e}"
-        ))),
+        Err(e) => Judged::Broken(
+            EndpointError::transient(format!("validator `{name}` failed: {e}"))
+                .code(class::VALIDATOR),
+        ),
         Ok(reply) => match parse_judgement(&reply.output) {
             Ok((true, j)) => Judged::Pass(j),
             Ok((false, j)) => Judged::Fail(j),
-            Err(why) => Judged::Broken(EndpointError::transient(format!(
-                "validator `{name}` answered no judgement ({why}): {}",
-                quote(&reply.output.to_string())
-            ))),
+            Err(why) => Judged::Broken(
+                EndpointError::transient(format!(
+                    "validator `{name}` answered no judgement ({why}): {}",
+                    quote(&reply.output.to_string())
+                ))
+                .code(class::VALIDATOR),
+            ),
         },
     };
     let label = match &judged {
