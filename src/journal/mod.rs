@@ -120,13 +120,6 @@ pub struct Running {
     id: String,
 }
 
-impl Running {
-    /// The task id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
 impl Drop for Running {
     fn drop(&mut self) {
         self.journal.ledger().running.remove(&self.id);
@@ -151,6 +144,21 @@ struct Inner {
 struct Ledger {
     running: HashSet<String>,
     entries: HashMap<String, Entry>,
+    /// Ids whose entry is `Pending`: what the re-sender looks at every pass, without scanning
+    /// every acknowledged entry of the retention window.
+    pending: HashSet<String>,
+}
+
+impl Ledger {
+    /// Stores `entry` for `id`, keeping the pending index in step.
+    fn insert(&mut self, id: &str, entry: Entry) {
+        if matches!(entry.state, State::Pending { .. }) {
+            self.pending.insert(id.to_string());
+        } else {
+            self.pending.remove(id);
+        }
+        self.entries.insert(id.to_string(), entry);
+    }
 }
 
 /// The least time a `started` mark is kept for a task not running here.
@@ -187,22 +195,22 @@ impl Journal {
                 }
             }
         }
-        let pending = entries
-            .values()
-            .filter(|e| matches!(e.state, State::Pending { .. }))
-            .count();
-        tracing::info!(
-            dir = %dir.display(),
-            entries = entries.len(),
-            pending,
-            "Outcome journal opened."
-        );
-        Ok(Self::with(
+        let journal = Self::with(
             Some(opened.store),
             entries,
             retention,
             Some(opened.worker_id),
-        ))
+        );
+        {
+            let ledger = journal.ledger();
+            tracing::info!(
+                dir = %dir.display(),
+                entries = ledger.entries.len(),
+                pending = ledger.pending.len(),
+                "Outcome journal opened."
+            );
+        }
+        Ok(journal)
     }
 
     fn with(
@@ -215,6 +223,11 @@ impl Journal {
             inner: Arc::new(Inner {
                 ledger: Mutex::new(Ledger {
                     running: HashSet::new(),
+                    pending: entries
+                        .iter()
+                        .filter(|(_, e)| matches!(e.state, State::Pending { .. }))
+                        .map(|(id, _)| id.clone())
+                        .collect(),
                     entries,
                 }),
                 store,
@@ -339,6 +352,7 @@ impl Journal {
         };
         entry.at_ms = now_ms();
         let op = self.inner.store.as_ref().map(|_| encode(id, entry));
+        ledger.pending.remove(id);
         drop(ledger);
         if let (Some(store), Some(op)) = (&self.inner.store, op) {
             store.queue(vec![op]);
@@ -350,12 +364,10 @@ impl Journal {
     pub fn unsettled(&self) -> Vec<String> {
         let ledger = self.ledger();
         ledger
-            .entries
+            .pending
             .iter()
-            .filter(|(id, e)| {
-                matches!(e.state, State::Pending { .. }) && !ledger.running.contains(*id)
-            })
-            .map(|(id, _)| id.clone())
+            .filter(|id| !ledger.running.contains(*id))
+            .cloned()
             .collect()
     }
 
@@ -413,7 +425,9 @@ impl Journal {
         let started_cutoff =
             now_ms() - self.inner.retention.max(STARTED_RETENTION).as_millis() as i64;
         let mut ledger = self.ledger();
-        let Ledger { running, entries } = &mut *ledger;
+        let Ledger {
+            running, entries, ..
+        } = &mut *ledger;
         let expired: Vec<String> = entries
             .iter()
             .filter(|(id, e)| match e.state {
@@ -474,7 +488,7 @@ impl Journal {
                 state,
             };
             let op = self.inner.store.as_ref().map(|_| encode(id, &entry));
-            ledger.entries.insert(id.to_string(), entry);
+            ledger.insert(id, entry);
             (op, durable)
         };
         match (&self.inner.store, op) {

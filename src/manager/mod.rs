@@ -34,7 +34,7 @@ use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTas
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{BuildContext, Endpoint, EndpointError};
-use crate::journal::{Claim, Journal};
+use crate::journal::{Claim, Journal, Resend};
 use crate::pde::{Completion, Outcome, Pipeline, SubTaskRunner, TaskKey, TopicRuntime};
 
 pub mod heartbeat;
@@ -294,7 +294,8 @@ impl Manager {
         stop: &CancellationToken,
     ) -> bool {
         let pending = self.journal.unsettled();
-        retry_at.retain(|id, _| pending.contains(id));
+        let still: HashSet<&String> = pending.iter().collect();
+        retry_at.retain(|id, _| still.contains(id));
         let now = Instant::now();
         let due = pending
             .into_iter()
@@ -308,17 +309,22 @@ impl Manager {
                     if unreachable.load(Ordering::Relaxed) {
                         return None;
                     }
-                    let claimed = self.journal.claim_pending(&id)?;
+                    let Resend {
+                        running,
+                        retries,
+                        topic,
+                        report,
+                    } = self.journal.claim_pending(&id)?;
                     let key = TaskKey {
                         id: &id,
-                        retries: claimed.retries,
-                        topic: &claimed.topic,
+                        retries,
+                        topic: &topic,
                     };
-                    let topic = self.pipeline.topics().get(&claimed.topic).cloned();
+                    let runtime = self.pipeline.topics().get(&topic);
                     let (outcome, down) = completion
-                        .deliver_once(key, topic.as_deref(), claimed.report.clone())
+                        .deliver_once(key, runtime.map(Arc::as_ref), report)
                         .await;
-                    drop(claimed);
+                    drop(running);
                     if down {
                         unreachable.store(true, Ordering::Relaxed);
                     }
