@@ -30,6 +30,7 @@ use super::error::{CamundaError, describe_transport};
 use super::models::*;
 use super::variables::VariableMap;
 use crate::config::file::AuthConfig;
+use crate::config::secret::redact_url;
 
 /// Idle pooled connections are dropped before typical server keep-alive timeouts (60 s on
 /// Tomcat/Camunda Run), so a reused connection is never one the engine already closed.
@@ -163,7 +164,7 @@ impl CamundaClient {
 
     /// The engine-rest base URL (never carries credentials), for logs and the status API.
     pub fn base_url(&self) -> String {
-        crate::config::secret::redact_url(self.base.as_str())
+        redact_url(self.base.as_str())
     }
 
     /// `GET /version`: the engine's version; doubles as the readiness probe.
@@ -499,19 +500,6 @@ fn auth_header(auth: &AuthConfig) -> Result<HeaderValue, CamundaError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// The URL with any password replaced by `***` (for Debug output and errors).
-fn redact_url(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for cannot-be-a-base URLs, which have no password to hide.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => "<not a URL>".to_owned(),
-    }
 }
 
 /// At most `max` bytes of `text` (plus `…` when cut), cut at a character boundary.

@@ -90,10 +90,9 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
         return Ok((Journal::in_memory(retention), fresh));
     };
     let journal = Journal::open(dir, retention, &fresh)?;
-    let id = match (&config.camunda.worker_id, journal.worker_id()) {
-        (Some(configured), _) => configured.clone(),
-        (None, Some(kept)) => kept.to_string(),
-        (None, None) => fresh,
+    let id = match journal.worker_id() {
+        Some(kept) if config.camunda.worker_id.is_none() => kept.to_string(),
+        _ => fresh,
     };
     Ok((journal, id))
 }
@@ -108,9 +107,8 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
-    // The URL may carry `${VAR}` credentials (user info, a token in the query or path).
-    let url = crate::config::secret::redact_url(&config.camunda.url);
-    tracing::info!(url = %url, worker_id = camunda.worker_id(), "procos starting.");
+    // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
+    tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
     match boot::wait_for_engine(
         &camunda,
         config.camunda.boot_timeout,
