@@ -6,7 +6,7 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 
 use super::error::CamundaError;
-pub use crate::backoff::Backoff;
+use crate::backoff::Backoff;
 
 /// Runs `f` until it succeeds, fails with an error that is not
 /// [retryable](CamundaError::is_retryable), or `max_attempts` attempts (at least one) have failed,

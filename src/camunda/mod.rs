@@ -15,7 +15,7 @@ pub mod variables;
 #[cfg(test)]
 mod props;
 
-pub use backoff::{Backoff, with_retries};
+pub use backoff::with_retries;
 pub use client::{CamundaClient, ClientSettings};
 pub use error::CamundaError;
 pub use models::*;

@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::camunda::{Backoff, CamundaClient};
+use crate::backoff::Backoff;
+use crate::camunda::CamundaClient;
 use crate::config::file::BackoffConfig;
 
 /// The engine never answered.

@@ -25,7 +25,8 @@ use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::camunda::{Backoff, CamundaClient, CamundaError, DeploymentRequest, Resource};
+use crate::backoff::Backoff;
+use crate::camunda::{CamundaClient, CamundaError, DeploymentRequest, Resource};
 use crate::config::file::{BackoffConfig, DeployConfig};
 
 /// File endings the engine deploys.

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camunda::{Backoff, CamundaClient, FetchAndLock, FetchTopic, LockedTask};
+use crate::backoff::Backoff;
+use crate::camunda::{CamundaClient, FetchAndLock, FetchTopic, LockedTask};
 use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{BuildContext, Endpoint, EndpointError};

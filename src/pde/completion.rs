@@ -31,10 +31,11 @@ use tokio_util::sync::CancellationToken;
 use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
+use crate::backoff::Backoff;
 use crate::camunda::variables::{encode_json_map, format_date, parse_date};
 use crate::camunda::{
-    Backoff, CamundaClient, CamundaError, LockedTask, Report, TypedValue, VarType, Variable,
-    VariableMap, with_retries,
+    CamundaClient, CamundaError, LockedTask, Report, TypedValue, VarType, Variable, VariableMap,
+    with_retries,
 };
 use crate::config::file::{BackoffConfig, OutputConfig};
 use crate::endpoints::{EndpointError, ErrorKind};
