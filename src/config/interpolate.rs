@@ -39,32 +39,15 @@ pub(crate) struct Sensitive {
     values: Vec<String>,
 }
 
-/// Raw occurrences of values at least this long are scrubbed anywhere in a message; shorter ones
-/// only where they appear quoted (`"v"` or `` `v` ``), which is how serde echoes values. A
-/// shorter raw match would mangle ordinary words of the message.
-const MIN_RAW_SCRUB_LEN: usize = 6;
-
 impl Sensitive {
     fn add(&mut self, value: &str) {
-        if !value.is_empty() && !self.values.iter().any(|v| v == value) {
-            self.values.push(value.to_string());
-            // Longest first, so a value containing another is replaced whole.
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        }
+        super::secret::remember(&mut self.values, value);
     }
 
-    /// `message` with every environment value replaced by `***`.
+    /// `message` with every environment value replaced by `***` (the same rules as
+    /// [`super::secret::redact`]).
     pub fn scrub(&self, message: &str) -> String {
-        let mut out = message.to_string();
-        for value in &self.values {
-            out = out
-                .replace(&format!("{value:?}"), "\"***\"")
-                .replace(&format!("`{value}`"), "`***`");
-            if value.chars().count() >= MIN_RAW_SCRUB_LEN {
-                out = out.replace(value.as_str(), "***");
-            }
-        }
-        out
+        super::secret::redact_with(&self.values, message)
     }
 }
 

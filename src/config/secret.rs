@@ -121,12 +121,14 @@ pub const QUOTE_LIMIT: usize = 200;
 /// Remembers `value` as a secret: from now on [`redact`] hides it. Empty values are ignored.
 /// Called for every `${VAR}` value interpolated into the config and every [`Secret`] field.
 pub fn register(value: &str) {
-    if value.is_empty() {
-        return;
-    }
     // A poisoned lock only means a panic elsewhere while pushing; the list itself is intact.
-    let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
-    if !known.iter().any(|v| v == value) {
+    remember(&mut KNOWN.write().unwrap_or_else(|e| e.into_inner()), value);
+}
+
+/// Adds `value` to a list of secrets kept longest first (so a value containing another is
+/// replaced whole), without duplicates or empty values: the shape [`redact_with`] expects.
+pub(crate) fn remember(known: &mut Vec<String>, value: &str) {
+    if !value.is_empty() && !known.iter().any(|v| v == value) {
         known.push(value.to_string());
         known.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
@@ -139,9 +141,16 @@ pub fn redact(text: &str) -> String {
     redact_with(&known, text)
 }
 
-fn redact_with(known: &[String], text: &str) -> String {
+/// `text` with every value of `known` (kept by [`remember`]) replaced by `***`: anywhere for
+/// values of [`MIN_RAW_REDACT_LEN`] characters or more, else where quoted or alone; the
+/// Debug-escaped form serde uses to echo a value is replaced too.
+pub(crate) fn redact_with(known: &[String], text: &str) -> String {
     let mut out = text.to_string();
     for value in known {
+        let escaped = format!("{value:?}");
+        if out.contains(escaped.as_str()) {
+            out = out.replace(escaped.as_str(), "\"***\"");
+        }
         if !out.contains(value.as_str()) {
             continue;
         }

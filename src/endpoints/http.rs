@@ -49,7 +49,7 @@ pub use self::config::HttpConfig;
 pub(crate) use self::wire::{head, read_capped, retry_after, transport_error};
 
 mod config;
-pub mod net_guard;
+mod net_guard;
 mod url;
 mod wire;
 
@@ -435,14 +435,6 @@ fn is_followed_redirect(status: StatusCode) -> bool {
     )
 }
 
-/// Every error the endpoint returns, with every known secret redacted from its message and
-/// details (a server may echo a key in its error body).
-fn redacted(mut error: EndpointError) -> EndpointError {
-    error.message = redact(&error.message);
-    error.details = error.details.as_deref().map(redact);
-    error
-}
-
 #[async_trait]
 impl Endpoint for HttpEndpoint {
     fn name(&self) -> &str {
@@ -458,7 +450,8 @@ impl Endpoint for HttpEndpoint {
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-        let prepared = self.prepare(request).map_err(redacted)?;
+        // Errors are redacted once, by the pipeline (`EndpointError::redacted`).
+        let prepared = self.prepare(request)?;
         let work = async {
             let _permit = match &self.limit {
                 Some(limit) => Some(limit.acquire().await.map_err(|_| {
@@ -471,7 +464,7 @@ impl Endpoint for HttpEndpoint {
         tokio::select! {
             biased;
             _ = request.cancel.cancelled() => Err(EndpointError::cancelled()),
-            result = work => result.map_err(redacted),
+            result = work => result,
         }
     }
 }

@@ -467,20 +467,10 @@ impl MarkedTemplate {
         })
     }
 
-    /// The template's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The top-level names the template reads (`customer` for `{{ customer.id }}`), sorted:
     /// what a message names when a rendered value is wrong.
     pub fn variables(&self) -> &[String] {
         &self.variables
-    }
-
-    /// Does the template print anything from the task (any `{{ … }}` at all)?
-    pub fn is_literal(&self) -> bool {
-        self.variables.is_empty()
     }
 
     /// Renders over one task's context into pieces.

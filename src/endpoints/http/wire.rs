@@ -108,6 +108,10 @@ const RELAYED: &str = "llm_provider-";
 
 /// The server-advised wait of a response, if any: see [`retry_hint`].
 pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    // Only a failed answer's hint is read; a success pays nothing for it.
+    if response.status().is_success() {
+        return None;
+    }
     retry_hint(response.headers(), response.status(), SystemTime::now())
 }
 
