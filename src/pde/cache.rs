@@ -55,21 +55,26 @@ impl Entries {
         }
     }
 
+    /// Drops the oldest entry; false when empty. `order` and `by_key` always change together.
+    fn pop_oldest(&mut self) -> bool {
+        match self.order.pop_first() {
+            Some((_, key)) => {
+                self.by_key.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Drops the entries older than `ttl` (oldest first; stops at the first younger one).
     fn drop_expired(&mut self, ttl: Duration, now: Instant) {
         while let Some((_, key)) = self.order.first_key_value() {
             let expired = self
                 .by_key
                 .get(key)
-                .is_none_or(|e| now.duration_since(e.stored) >= ttl);
-            if !expired {
+                .is_some_and(|e| now.duration_since(e.stored) >= ttl);
+            if !expired || !self.pop_oldest() {
                 break;
-            }
-            let key = key.clone();
-            if self.by_key.contains_key(&key) {
-                self.remove(&key);
-            } else {
-                self.order.pop_first();
             }
         }
     }
@@ -122,12 +127,7 @@ impl ResultCache {
         let mut entries = self.lock();
         entries.drop_expired(self.ttl, now);
         entries.remove(&key);
-        while entries.by_key.len() >= self.max_entries {
-            let Some((_, oldest)) = entries.order.pop_first() else {
-                break;
-            };
-            entries.by_key.remove(&oldest);
-        }
+        while entries.by_key.len() >= self.max_entries && entries.pop_oldest() {}
         let seq = entries.next;
         entries.next += 1;
         entries.order.insert(seq, key.clone());
@@ -162,25 +162,13 @@ impl ResultCache {
     }
 }
 
-/// The cache key: endpoint name, canonical variables, properties — as one JSON text, so no two
-/// different inputs can meet.
+/// The cache key: endpoint name, variables, properties — as one JSON text, so no two different
+/// inputs can meet. It is canonical as it stands: serde_json's maps are sorted by key (the crate
+/// runs without `preserve_order`) and the properties are a `BTreeMap`.
 fn key(endpoint: &str, request: &EndpointRequest) -> String {
-    let variables = canonical(&Value::Object(request.variables.clone()));
-    // BTreeMap: the properties serialise in key order already.
-    serde_json::json!([endpoint, variables, request.properties]).to_string()
-}
-
-/// `value` with every object's keys sorted (whatever order serde_json keeps).
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, Value> =
-                map.iter().map(|(k, v)| (k, canonical(v))).collect();
-            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
+    // Invariant: JSON values with string keys always serialise.
+    serde_json::to_string(&(endpoint, &request.variables, &request.properties))
+        .expect("JSON values serialise")
 }
 
 #[cfg(test)]
