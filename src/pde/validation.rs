@@ -108,25 +108,17 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                                     reason = %reason,
                                     "Result judged invalid."
                                 );
-                                let problems = format!(
+                                let what = format!(
                                     "judged invalid by validator `{}` (score {}): {}",
                                     judge_name(topic),
                                     j.score,
                                     reason
                                 );
-                                chain.push(format!(
-                                    "{} (attempt {attempt}): result {problems}",
-                                    endpoint.name()
-                                ));
+                                let (step, error) = rejected(endpoint.name(), attempt, &what);
+                                chain.push(step);
                                 // The judge's own words (capped, redacted): what a model can correct.
                                 request.feedback = Some(reason);
-                                last = Some(
-                                    EndpointError::transient(format!(
-                                        "result of endpoint `{}` is {problems}",
-                                        endpoint.name()
-                                    ))
-                                    .code(class::OUTPUT_INVALID),
-                                );
+                                last = Some(error);
                                 continue;
                             }
                             Judged::Broken(error) => {
@@ -161,18 +153,11 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                     Err(Invalid { problems, places }) => {
                         // Where, not what: schema messages quote the offending values.
                         tracing::warn!(endpoint = endpoint.name(), attempt, elapsed_ms, at = %places.join(", "), "Result failed validation.");
-                        chain.push(format!(
-                            "{} (attempt {attempt}): result invalid: {problems}",
-                            endpoint.name()
-                        ));
-                        request.feedback = Some(problems.clone());
-                        last = Some(
-                            EndpointError::transient(format!(
-                                "result of endpoint `{}` is invalid: {problems}",
-                                endpoint.name()
-                            ))
-                            .code(class::OUTPUT_INVALID),
-                        );
+                        let (step, error) =
+                            rejected(endpoint.name(), attempt, &format!("invalid: {problems}"));
+                        chain.push(step);
+                        request.feedback = Some(problems);
+                        last = Some(error);
                     }
                 },
                 Err(error) => {
@@ -221,6 +206,16 @@ enum Judged {
     Broken(EndpointError),
     /// The task is gone.
     Cancelled,
+}
+
+/// A result that was rejected (`what`: why): its line in the attempt history, and the invalid-
+/// output error that stands if no later attempt does better.
+fn rejected(endpoint: &str, attempt: u32, what: &str) -> (String, EndpointError) {
+    (
+        format!("{endpoint} (attempt {attempt}): result {what}"),
+        EndpointError::transient(format!("result of endpoint `{endpoint}` is {what}"))
+            .code(class::OUTPUT_INVALID),
+    )
 }
 
 fn judge_name(topic: &TopicRuntime) -> &str {
@@ -433,10 +428,7 @@ pub fn check_output(topic: &TopicRuntime, output: &Value) -> Result<(), Invalid>
             let at = e.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
             // jsonschema quotes the offending value, which may be huge or hold a secret.
-            problems.push(format!(
-                "schema: {at}: {}",
-                crate::config::secret::quote(&e.to_string())
-            ));
+            problems.push(format!("schema: {at}: {}", quote(&e.to_string())));
             places.push(at);
         }
     }
