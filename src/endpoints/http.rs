@@ -241,14 +241,7 @@ impl HttpEndpoint {
             Some(previous) => format!("a redirect from `{}`", quote(previous)),
             None => match self.url.variables() {
                 [] => "the URL".to_string(),
-                [one] => format!("variable `{one}`"),
-                many => format!(
-                    "variables {}",
-                    many.iter()
-                        .map(|v| format!("`{v}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                variables => url::names(variables),
             },
         };
         EndpointError::permanent(format!(

@@ -199,7 +199,7 @@ pub(super) fn blame(variables: &[String], pieces: &[Piece]) -> String {
 }
 
 /// "variable `a`" / "variables `a`, `b`" / "expressions" (a template reading no variable).
-fn names(variables: &[String]) -> String {
+pub(super) fn names(variables: &[String]) -> String {
     let list: Vec<String> = variables.iter().map(|v| format!("`{v}`")).collect();
     match list.len() {
         0 => "its expressions".to_string(),
