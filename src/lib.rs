@@ -14,6 +14,8 @@
 //!              └► manager   PDE pools, the single fetch loop, TaskRun (one owner per task), heartbeat
 //!                   └► pde        Pipeline::run = Start → Test → Gateway → Validation → Completion
 //!                        └► endpoints  trait Endpoint + http, python, noop (+ AI, email, sub-PDE)
+//!            learner    per (topic, endpoint, class) statistics that routing learns from (used by
+//!                       pde; persisted by journal's store)
 //!            journal    outcome journal (embedded store under state_dir): nothing runs twice, no
 //!                       outcome lost (used by kernel, manager and pde; uses only camunda)
 //!            camunda    the engine's REST API: client, models, typed variables, errors
@@ -29,6 +31,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod journal;
 pub mod kernel;
+pub mod learner;
 pub mod manager;
 pub mod pde;
 pub mod telemetry;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod class;
 pub mod email;
+pub mod health;
 pub mod http;
 pub mod llm;
 pub mod noop;

@@ -1,0 +1,76 @@
+//! The shared health of every endpoint: breaker state and the last probe, written by the layer
+//! stack (breaker, probes) and read by the Test block, the learner's flush and `procos stats`.
+//! Reads are a short lock, never I/O.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+/// A circuit breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls pass.
+    #[default]
+    Closed,
+    /// Calls are refused until the cooldown ends (or a probe passes).
+    Open,
+    /// One trial call is let through.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open`, `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// What is known about one endpoint's health.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointHealth {
+    /// The breaker's state.
+    pub breaker: BreakerState,
+    /// Since when (unix seconds).
+    pub since: f64,
+    /// Why it is not closed, or the last probe failure (redacted).
+    pub last_error: Option<String>,
+    /// The last probe: (unix seconds, passed).
+    pub last_probe: Option<(f64, bool)>,
+}
+
+/// Every endpoint's health, by endpoint name. One per daemon, shared through the build context.
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    map: Mutex<BTreeMap<String, EndpointHealth>>,
+}
+
+impl HealthRegistry {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, EndpointHealth>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The health of `endpoint` (closed and never probed when unknown).
+    pub fn get(&self, endpoint: &str) -> EndpointHealth {
+        self.lock().get(endpoint).cloned().unwrap_or_default()
+    }
+
+    /// Changes the health of `endpoint`.
+    pub fn update(&self, endpoint: &str, f: impl FnOnce(&mut EndpointHealth)) {
+        f(self.lock().entry(endpoint.to_string()).or_default());
+    }
+
+    /// Every endpoint's health, sorted by name.
+    pub fn snapshot(&self) -> Vec<(String, EndpointHealth)> {
+        self.lock()
+            .iter()
+            .map(|(n, h)| (n.clone(), h.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,187 @@
+//! The learner: what procos has seen each endpoint do, per (topic, endpoint, task class).
+//!
+//! ```text
+//!  Validation ──observe(Sample)──► Learner (in memory, one per daemon) ──► routers rank with it
+//!  Gateway ────routed()─────────►     │ dirty keys
+//!                                     ▼ every few seconds and at exit (off the hot path)
+//!                                 StatsStore (redb table next to the outcome journal)
+//!                                     │ load at boot          ▲ `procos stats` reads it
+//! ```
+//!
+//! Reads and writes take one short lock; nothing here does I/O. Persistence is behind
+//! [`StatsStore`], so the learner works the same with and without a `state_dir`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub mod stats;
+
+pub use stats::{CallOutcome, Sample, Stats};
+
+/// Default decay half-life of the learner's rates.
+pub const DEFAULT_HALF_LIFE: Duration = Duration::from_secs(3600);
+
+/// What the statistics are kept per.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    /// The topic.
+    pub topic: String,
+    /// The endpoint's name in `pde.yaml`.
+    pub endpoint: String,
+    /// The task class (from the Test block's task profile), e.g. `s`, `m`, `l`.
+    pub class: String,
+}
+
+impl Key {
+    /// A key.
+    pub fn new(topic: &str, endpoint: &str, class: &str) -> Self {
+        Self {
+            topic: topic.to_string(),
+            endpoint: endpoint.to_string(),
+            class: class.to_string(),
+        }
+    }
+}
+
+/// Where the learner's statistics persist (a redb table under `state_dir`). Implementations
+/// batch and write off the caller's thread.
+pub trait StatsStore: Send + Sync + std::fmt::Debug {
+    /// Every stored (key, stats), read at boot.
+    fn load(&self) -> Result<Vec<(Key, Stats)>, String>;
+    /// Queues these (key, stats) to be written (replacing what is stored under the keys).
+    fn save(&self, batch: Vec<(Key, Stats)>);
+}
+
+/// The statistics of every (topic, endpoint, class), shared by the whole daemon.
+#[derive(Debug)]
+pub struct Learner {
+    stats: Mutex<HashMap<Key, Stats>>,
+    dirty: Mutex<HashSet<Key>>,
+    half_lives: HashMap<String, f64>,
+    default_half_life: f64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wall-clock seconds since the epoch: the learner's time persists across restarts.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Default for Learner {
+    fn default() -> Self {
+        Self::new(DEFAULT_HALF_LIFE, HashMap::new())
+    }
+}
+
+impl Learner {
+    /// An empty learner; `half_lives` overrides the decay half-life per topic.
+    pub fn new(default_half_life: Duration, half_lives: HashMap<String, Duration>) -> Self {
+        Self {
+            stats: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+            half_lives: half_lives
+                .into_iter()
+                .map(|(t, d)| (t, d.as_secs_f64()))
+                .collect(),
+            default_half_life: default_half_life.as_secs_f64(),
+        }
+    }
+
+    fn half_life(&self, topic: &str) -> f64 {
+        self.half_lives
+            .get(topic)
+            .copied()
+            .unwrap_or(self.default_half_life)
+    }
+
+    /// Adds what was stored (at boot). Keys already present are replaced.
+    pub fn load(&self, entries: Vec<(Key, Stats)>) {
+        lock(&self.stats).extend(entries);
+    }
+
+    /// Records one call at wall-clock time.
+    pub fn observe(&self, key: &Key, sample: &Sample) {
+        self.observe_at(key, sample, now_secs());
+    }
+
+    /// Records one call at `now` (unix seconds; tests and benchmarks drive their own clock).
+    pub fn observe_at(&self, key: &Key, sample: &Sample, now: f64) {
+        let half_life = self.half_life(&key.topic);
+        lock(&self.stats)
+            .entry(key.clone())
+            .or_default()
+            .observe(sample, now, half_life);
+        lock(&self.dirty).insert(key.clone());
+    }
+
+    /// Records that a task's route put `key.endpoint` first.
+    pub fn routed(&self, key: &Key) {
+        lock(&self.stats).entry(key.clone()).or_default().routed += 1;
+        lock(&self.dirty).insert(key.clone());
+    }
+
+    /// The figures of `key`, decayed to `now`.
+    pub fn get_at(&self, key: &Key, now: f64) -> Option<Stats> {
+        let mut s = lock(&self.stats).get(key)?.clone();
+        s.decay(now, self.half_life(&key.topic));
+        Some(s)
+    }
+
+    /// The figures of `key`, decayed to the wall-clock time.
+    pub fn get(&self, key: &Key) -> Option<Stats> {
+        self.get_at(key, now_secs())
+    }
+
+    /// Every key's figures as stored (not decayed), sorted by key.
+    pub fn snapshot(&self) -> Vec<(Key, Stats)> {
+        let mut all: Vec<_> = lock(&self.stats)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The keys changed since the last call, with their figures: what a flush writes.
+    pub fn take_dirty(&self) -> Vec<(Key, Stats)> {
+        let keys: Vec<Key> = lock(&self.dirty).drain().collect();
+        let stats = lock(&self.stats);
+        keys.into_iter()
+            .filter_map(|k| stats.get(&k).map(|s| (k, s.clone())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_are_kept_per_key_and_flushed_once() {
+        let learner = Learner::default();
+        let key = Key::new("t", "a", "s");
+        let ok = Sample {
+            outcome: CallOutcome::Valid,
+            latency_ms: 5.0,
+            judge_score: Some(0.8),
+            cost: Some(0.01),
+            tokens: Some(100),
+        };
+        learner.observe_at(&key, &ok, 100.0);
+        learner.observe_at(&Key::new("t", "b", "s"), &ok, 100.0);
+        assert_eq!(learner.get_at(&key, 100.0).expect("kept").calls, 1);
+        assert_eq!(learner.take_dirty().len(), 2);
+        assert!(learner.take_dirty().is_empty(), "flushed keys are clean");
+        learner.routed(&key);
+        assert_eq!(learner.take_dirty()[0].1.routed, 1);
+    }
+}
