@@ -51,8 +51,11 @@ named_classes! {
     TEMPLATE = "template",
     /// The call took longer than its timeout.
     TIMEOUT = "timeout",
-    /// No connection to the server.
+    /// No connection to the server could be made (refused, unreachable, TLS handshake failed):
+    /// nothing was sent, so even an endpoint with side effects may be retried.
     CONNECT = "connect",
+    /// The connection broke during the exchange: what was sent may have been taken.
+    NETWORK = "network",
     /// The reply was larger than the endpoint accepts.
     RESPONSE_TOO_LARGE = "response_too_large",
     /// A reply that should be JSON is not.

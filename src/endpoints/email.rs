@@ -7,7 +7,8 @@
 //!   250 ─► Ok {"message_id": "<…>", "accepted": ["a@x", …]}
 //!   4xx ─► Transient `smtp_<code>` (e.g. `smtp_451`; `bpmn_errors` may map the family `smtp_4xx`)
 //!   5xx ─► Permanent `smtp_<code>`, the server's reply in details
-//!   connection refused / closed ─► Transient `connect`; no answer in `timeout` ─► Transient `timeout`
+//!   connection refused / not made ─► Transient `connect` (nothing sent) · closed during the
+//!   exchange ─► Transient `network`; no answer in `timeout` ─► Transient `timeout`
 //!   TLS handshake fails / STARTTLS not offered ─► Permanent `tls` / `smtp_client` (no plain text)
 //! ```
 //!
@@ -17,7 +18,7 @@
 //! What a rendered recipient field may hold: see `email/address.rs`.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,8 +29,8 @@ use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy};
 use super::template::{JsonTemplate, TemplateContext, TemplateError};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
@@ -121,6 +122,22 @@ pub struct EmailConfig {
     /// Right-hand side of the derived `Message-ID: <task-id@domain>`.
     #[serde(default = "default_message_id_domain")]
     pub message_id_domain: String,
+    /// Extra sends after a failure (default 0): only when the connection was refused before
+    /// anything was sent — a mail must never go out twice.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// First backoff delay; doubles per retry.
+    #[serde(default = "stack::default_retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// How many retries the calls may add (a share of the calls).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    /// When to pause sending through a failing server.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// The background probe: connect and SMTP `NOOP` (on by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 fn default_reply_to() -> String {
@@ -183,6 +200,17 @@ fn has_syntax(s: &str) -> bool {
 }
 
 impl EmailConfig {
+    /// How the stack wraps this endpoint: `max_concurrency` also sizes the SMTP pool.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: Some(self.timeout + stack::TIMEOUT_GRACE),
+            max_concurrency: Some(self.max_concurrency),
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::new(self.max_retries, self.retry_backoff, &self.retry_budget),
+            probe: self.probe.schedule(true),
+        }
+    }
+
     /// Every problem of this config (templates compile, host/port/limits/credentials are sane, a
     /// literal `from` is an address), as (path suffix, message). Pure: no network.
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -220,11 +248,14 @@ impl EmailConfig {
         {
             problem("from", e.to_string());
         }
-        if self.timeout.is_zero() {
-            problem("timeout", "must be greater than zero".into());
-        }
-        if self.max_concurrency == 0 {
-            problem("max_concurrency", "must be at least 1".into());
+        for (field, message) in stack::validate(
+            Some(("timeout", self.timeout)),
+            Some(self.max_concurrency),
+            &self.circuit,
+            &self.probe,
+            Some(&self.retry_budget),
+        ) {
+            problem(&field, message);
         }
         let code = &self.invalid_address_error_code;
         if code.trim().is_empty() || code.contains(char::is_whitespace) {
@@ -342,7 +373,6 @@ pub struct EmailEndpoint {
     builder: AsyncSmtpTransportBuilder,
     transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
     timeout: Duration,
-    limit: Arc<Semaphore>,
     invalid_address_error_code: String,
     message_id_domain: String,
 }
@@ -388,7 +418,6 @@ impl EmailEndpoint {
             builder,
             transport: OnceLock::new(),
             timeout: config.timeout,
-            limit: Arc::new(Semaphore::new(config.max_concurrency)),
             invalid_address_error_code: config.invalid_address_error_code.clone(),
             message_id_domain: config.message_id_domain.clone(),
         })
@@ -458,6 +487,9 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> EndpointE
     // lettre's Display includes some of its sources already; add only what is new.
     let mut chain = error.to_string();
     let mut tls_failure = error.is_tls();
+    // lettre's `Connection` kind (its Display starts so) is an error while connecting, before
+    // any command; a refused connection is one too. Nothing of the message left procos.
+    let mut refused = chain.starts_with("Connection error");
     let mut source = std::error::Error::source(error);
     while let Some(s) = source {
         let text = s.to_string();
@@ -469,6 +501,9 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> EndpointE
         tls_failure |= s
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+        refused |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         source = s.source();
     }
     let message = format!("SMTP {server}: {chain}");
@@ -491,8 +526,11 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> EndpointE
     } else if error.is_client() {
         // e.g. STARTTLS required but not offered, or no AUTH mechanism in common.
         EndpointError::permanent(message).code(class::SMTP_CLIENT)
-    } else {
+    } else if refused {
         EndpointError::transient(message).code(class::CONNECT)
+    } else {
+        // The connection broke during the exchange: the message may have been taken.
+        EndpointError::transient(message).code(class::NETWORK)
     }
 }
 
@@ -511,13 +549,24 @@ impl Endpoint for EmailEndpoint {
         "email"
     }
 
+    /// Connects and sends `NOOP` (lettre's `test_connection`).
+    async fn probe(&self) -> Result<(), EndpointError> {
+        match self.transport().test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EndpointError::transient(format!(
+                "SMTP {}: the server did not answer NOOP",
+                self.server
+            ))
+            .code(class::CONNECT)),
+            Err(e) => Err(smtp_error(&self.server, &e)),
+        }
+    }
+
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let ctx = TemplateContext::new(request);
+        // The stack's limit (`max_concurrency`) is taken before this call: tasks queued for a
+        // slot do not each hold their attachments in memory.
         let work = async {
-            // The slot first: tasks queued for it must not each hold their attachments in memory.
-            let _permit = self.limit.acquire().await.map_err(|_| {
-                EndpointError::transient(format!("endpoint `{}` is closed", self.name))
-            })?;
             let (message, message_id) = compose::message(self, request, &ctx).await?;
             self.send(message, message_id).await
         };

@@ -43,6 +43,16 @@ pub struct EndpointHealth {
     pub last_error: Option<String>,
     /// The last probe: (unix seconds, passed).
     pub last_probe: Option<(f64, bool)>,
+    /// While open: when it lets a trial call through (unix seconds); a probe that keeps
+    /// failing pushes it on.
+    pub retry_at: Option<f64>,
+}
+
+impl EndpointHealth {
+    /// Is the endpoint refused at `now` (unix seconds): open, and its cooldown not over?
+    pub fn unusable_at(&self, now: f64) -> bool {
+        self.breaker == BreakerState::Open && self.retry_at.is_none_or(|at| now < at)
+    }
 }
 
 /// Every endpoint's health, by endpoint name. One per daemon, shared through the build context.

@@ -34,7 +34,6 @@ use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use self::config::{ConfiguredHeader, parse_method};
 use self::net_guard::{Forbidden, Guard, GuardedResolver, forbidden_in};
@@ -72,7 +71,8 @@ pub struct HttpEndpoint {
     body: Option<JsonTemplate>,
     guard: Arc<Guard>,
     timeout: Duration,
-    limit: Option<Arc<Semaphore>>,
+    /// `health_url`, what the probe GETs.
+    health_url: Option<Url>,
     expect_json: Option<bool>,
     max_response_bytes: usize,
     /// The config fixes a method that only reads (GET, HEAD, OPTIONS): a call changes nothing, so
@@ -154,7 +154,7 @@ impl HttpEndpoint {
             body: compiled.body,
             guard,
             timeout: config.timeout,
-            limit: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
+            health_url: compiled.health_url,
             expect_json: config.expect_json,
             max_response_bytes: config.max_response_bytes,
             reads_only: reads_only(&config.method),
@@ -445,19 +445,51 @@ impl Endpoint for HttpEndpoint {
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         // Errors are redacted once, by the pipeline (`EndpointError::redacted`).
         let prepared = self.prepare(request)?;
-        let work = async {
-            let _permit = match &self.limit {
-                Some(limit) => Some(limit.acquire().await.map_err(|_| {
-                    EndpointError::transient(format!("endpoint `{}` is closed", self.name))
-                })?),
-                None => None,
-            };
-            self.exchange(prepared).await
-        };
         tokio::select! {
             biased;
             _ = request.cancel.cancelled() => Err(EndpointError::cancelled()),
-            result = work => result,
+            result = self.exchange(prepared) => result,
+        }
+    }
+
+    /// `GET health_url` through the SSRF guard (the host must pass `allowed_hosts` and the
+    /// guard like a host a variable chose); any 2xx passes, redirects are not followed.
+    async fn probe(&self) -> Result<(), EndpointError> {
+        let Some(url) = &self.health_url else {
+            return Ok(());
+        };
+        let host = url.host_str().unwrap_or_default();
+        if !self.guard.allow.allows(host) {
+            return Err(EndpointError::permanent(format!(
+                "health_url: host `{}` is not in allowed_hosts",
+                quote(host)
+            ))
+            .code(class::HOST_NOT_ALLOWED));
+        }
+        if let Err(f) = self.guard.check_host(host) {
+            return Err(self.forbidden(&f, None));
+        }
+        let response = self
+            .guarded
+            .get(url.clone())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| match forbidden_in(&e) {
+                Some(f) => self.forbidden(&f, None),
+                None => transport_error_within(e, &Method::GET, host, Some(self.timeout)),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let error = format!("GET {host} (health_url) answered {status}");
+            let error = if status.is_server_error() || status.as_u16() == 429 {
+                EndpointError::transient(error)
+            } else {
+                EndpointError::permanent(error)
+            };
+            Err(error.code(format!("http_{}", status.as_u16())))
         }
     }
 }

@@ -20,12 +20,11 @@
 //! endpoint's API key and header values in case a server echoes them back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
 use self::classify::status_error;
 use super::http::{head, read_capped, retry_after, transport_error};
@@ -406,20 +405,13 @@ impl Site {
 }
 
 /// Sends one request and returns the body of a 2xx answer; anything else is mapped by
-/// [`status_error`]. Waits for a permit of `limit` first; gives up when the task is cancelled.
+/// [`status_error`]. Gives up when the task is cancelled (the concurrency limit is the stack's).
 pub(crate) async fn exchange(
     site: &Site,
     builder: reqwest::RequestBuilder,
-    limit: Option<&Arc<Semaphore>>,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<u8>, EndpointError> {
     let work = async {
-        let _permit = match limit {
-            Some(limit) => Some(limit.acquire().await.map_err(|_| {
-                EndpointError::transient(format!("endpoint `{}` is closed", site.endpoint))
-            })?),
-            None => None,
-        };
         let mut response = builder.send().await.map_err(|e| site.transport(e))?;
         let status = response.status();
         let retry_after = retry_after(&response);

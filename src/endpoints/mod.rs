@@ -9,6 +9,11 @@
 //! answers with an [`EndpointReply`] (a JSON result plus usage figures) or an [`EndpointError`]
 //! that says *what kind* of failure it was. What that kind means for Camunda (retry, fallback,
 //! BPMN error, incident) is decided in one place: `pde::completion`.
+//!
+//! Every kind is built inside the same layer stack ([`stack`]: timeout, concurrency limit,
+//! circuit breaker, retry with a budget, observation), applied in one place,
+//! [`EndpointConfig::build`], with a [`BuildContext`] that gives background work (probes) its
+//! home and shares the daemon's [`health::HealthRegistry`] and HTTP client.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub mod class;
 pub mod email;
@@ -28,10 +34,11 @@ pub mod noop;
 pub mod ollama;
 pub mod openai;
 pub mod python;
-pub mod resilience;
+pub mod stack;
 pub mod sub_pde;
 pub mod template;
 
+pub use health::HealthRegistry;
 pub use template::{JsonTemplate, Template, TemplateContext, TemplateError};
 
 /// One endpoint kind per variant; the `type` key picks it.
@@ -92,7 +99,7 @@ impl EndpointConfig {
         match self {
             EndpointConfig::Http(c) => c.validate(),
             EndpointConfig::Python(c) => c.validate(),
-            EndpointConfig::Noop(_) => Vec::new(),
+            EndpointConfig::Noop(c) => c.validate(),
             EndpointConfig::Openai(c) => c.validate(),
             EndpointConfig::Ollama(c) => c.validate(),
             EndpointConfig::Email(c) => c.validate(),
@@ -100,9 +107,24 @@ impl EndpointConfig {
         }
     }
 
-    /// Builds the endpoint (I/O allowed: clients, compiled templates).
+    /// How the stack wraps this endpoint: each kind's `timeout`, `max_concurrency`, `circuit`,
+    /// `probe` and retry settings, resolved with the kind's defaults.
+    pub fn policy(&self) -> stack::Policy {
+        match self {
+            EndpointConfig::Http(c) => c.policy(),
+            EndpointConfig::Python(c) => c.policy(),
+            EndpointConfig::Noop(c) => c.policy(),
+            EndpointConfig::Openai(c) => c.policy(),
+            EndpointConfig::Ollama(c) => c.policy(),
+            EndpointConfig::Email(c) => c.policy(),
+            EndpointConfig::SubPde(c) => c.policy(),
+        }
+    }
+
+    /// Builds the endpoint (I/O allowed: clients, compiled templates) inside the layer stack,
+    /// and starts its probe on the context's tracker. The one place endpoints are stacked.
     pub fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Endpoint>, EndpointError> {
-        Ok(match self {
+        let bare: Arc<dyn Endpoint> = match self {
             EndpointConfig::Http(c) => Arc::new(http::HttpEndpoint::with_engine(
                 name,
                 c,
@@ -110,26 +132,118 @@ impl EndpointConfig {
             )?),
             EndpointConfig::Python(c) => Arc::new(python::PythonEndpoint::new(name, c)?),
             EndpointConfig::Noop(c) => Arc::new(noop::NoopEndpoint::new(name, c)),
-            // AI endpoints call remote servers that rate-limit and go away: retry + breaker.
             EndpointConfig::Openai(c) => {
-                resilience::wrap(Arc::new(openai::OpenAiEndpoint::new(name, c)?), &c.policy())
+                Arc::new(openai::OpenAiEndpoint::with_client(name, c, cx.client())?)
             }
             EndpointConfig::Ollama(c) => {
-                resilience::wrap(Arc::new(ollama::OllamaEndpoint::new(name, c)?), &c.policy())
+                Arc::new(ollama::OllamaEndpoint::with_client(name, c, cx.client())?)
             }
             EndpointConfig::Email(c) => Arc::new(email::EmailEndpoint::new(name, c)?),
-            EndpointConfig::SubPde(c) => Arc::new(sub_pde::SubPdeEndpoint::new(name, c)?),
-        })
+            EndpointConfig::SubPde(c) => {
+                Arc::new(sub_pde::SubPdeEndpoint::with_context(name, c, cx)?)
+            }
+        };
+        let mut policy = self.policy();
+        // The built endpoint knows best (an http method from a template may be anything).
+        policy.retry.side_effects = bare.side_effects();
+        Ok(stack::apply(bare, &policy, cx))
     }
 }
 
-/// What building an endpoint may use beyond its own config: shared facts of the daemon (the
-/// idea of Vector's `SourceConfig::build(cx)`; background work such as probes will get its home
-/// here).
-#[derive(Debug, Clone, Default)]
+/// What building an endpoint may use beyond its own config: the daemon's shutdown signal and
+/// task tracker (the home of background work such as probes), the shared health registry, one
+/// shared HTTP client, and facts of the config — the idea of Vector's `SourceConfig::build(cx)`.
+///
+/// One per daemon; cheap to clone (every handle is shared).
+#[derive(Debug, Clone)]
 pub struct BuildContext {
     /// `camunda.url`: URLs that variables choose must not reach the engine's own API.
     pub engine_url: Option<String>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    health: Arc<HealthRegistry>,
+    client: reqwest::Client,
+    /// Topic → its endpoints' names, for `sub_pde` probes (a step's health is its topic's).
+    topics: Arc<BTreeMap<String, Vec<String>>>,
+}
+
+impl BuildContext {
+    /// A context whose background work stops on `shutdown` and runs on `tracker` (the caller
+    /// waits for it at exit), with a fresh health registry.
+    pub fn new(shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        Self {
+            engine_url: None,
+            shutdown,
+            tracker,
+            health: Arc::new(HealthRegistry::default()),
+            client: shared_client(),
+            topics: Arc::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same context with `camunda.url` set.
+    pub fn with_engine_url(mut self, url: impl Into<String>) -> Self {
+        self.engine_url = Some(url.into());
+        self
+    }
+
+    /// The same context knowing which endpoints serve each topic.
+    pub fn with_topics(mut self, topics: BTreeMap<String, Vec<String>>) -> Self {
+        self.topics = Arc::new(topics);
+        self
+    }
+
+    /// Cancelled when procos stops: background work ends.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Where background work runs; the kernel waits for it at exit.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// Every endpoint's health (breaker state, last probe): the registry the stack writes and
+    /// the Test block, the learner and `procos stats` read.
+    pub fn health(&self) -> &Arc<HealthRegistry> {
+        &self.health
+    }
+
+    /// The HTTP client shared by the kinds that need no client of their own (the AI kinds; the
+    /// `http` kind keeps its own, because its SSRF guard lives in its DNS resolver and it follows
+    /// redirects itself).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The endpoints of `topic` (empty when unknown).
+    pub fn endpoints_of(&self, topic: &str) -> &[String] {
+        self.topics
+            .get(topic)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+impl Default for BuildContext {
+    /// A context of its own (tests, tools): a fresh token, tracker and registry.
+    fn default() -> Self {
+        Self::new(CancellationToken::new(), TaskTracker::new())
+    }
+}
+
+/// The shared client: rustls, procos's user agent, no redirects (an API never redirects, and
+/// following one could carry a key elsewhere), a bounded connect.
+pub(crate) fn shared_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .user_agent(concat!("procos/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        // The builder fails only when the TLS backend cannot start; the default client then
+        // fails the same way, so there is nothing better to fall back on.
+        .unwrap_or_default()
 }
 
 /// Everything an endpoint may use from the task. Built once per task by the Start block.
@@ -369,6 +483,13 @@ impl EndpointError {
         self
     }
 
+    /// Does the error prove the request never left procos? Its class is `connect`: no
+    /// connection could be made (refused, unreachable, TLS handshake failed), so nothing was
+    /// sent, and even an endpoint with side effects may be called again.
+    pub fn never_sent(&self) -> bool {
+        self.code.as_deref() == Some(class::CONNECT)
+    }
+
     /// Sets a server-advised wait on a transient error.
     pub fn retry_after(mut self, wait: Option<Duration>) -> Self {
         if let ErrorKind::Transient { retry_after } = &mut self.kind {
@@ -387,9 +508,18 @@ pub trait Endpoint: Send + Sync + std::fmt::Debug {
     /// The endpoint's kind (`http`, `python`, …).
     fn kind(&self) -> &'static str;
 
-    /// Is the endpoint usable right now? Cheap; called by the Test block before routing.
-    /// Endpoints with a remote health probe cache its answer; the default is "yes".
-    async fn health(&self) -> Result<(), EndpointError> {
+    /// Is the endpoint usable right now, as far as procos knows without any I/O? Read by the
+    /// Test block for every task: the stack answers from the endpoint's circuit breaker (whose
+    /// state it publishes to the shared [`HealthRegistry`]), a kind only for what its config
+    /// rules out (an openai endpoint without a key). Never does I/O; the default is "yes".
+    fn usable(&self) -> Result<(), EndpointError> {
+        Ok(())
+    }
+
+    /// The kind's own cheap active health check (openai `GET /models`, ollama `/api/tags`, SMTP
+    /// `NOOP`, …). Run only by the stack's background probe on a schedule, never per task; the
+    /// default has nothing to check.
+    async fn probe(&self) -> Result<(), EndpointError> {
         Ok(())
     }
 

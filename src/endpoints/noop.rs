@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryPolicy};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 
 /// `type: noop`.
@@ -16,6 +17,42 @@ pub struct NoopConfig {
     /// Wait this long before answering (simulates slow work).
     #[serde(default, with = "humantime_serde")]
     pub delay: Option<Duration>,
+    /// Bound on one call; unbounded when absent.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Bound on calls in flight; unbounded when absent.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// The breaker (a noop only fails by its timeout).
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// The probe (nothing to check; off by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
+}
+
+impl NoopConfig {
+    /// How the stack wraps this endpoint (never retried: it cannot fail but by its timeout).
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: self.timeout,
+            max_concurrency: self.max_concurrency,
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::none(),
+            probe: self.probe.schedule(false),
+        }
+    }
+
+    /// Every problem as (path suffix, message).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        stack::validate(
+            self.timeout.map(|t| ("timeout", t)),
+            self.max_concurrency,
+            &self.circuit,
+            &self.probe,
+            None,
+        )
+    }
 }
 
 /// The echo endpoint.
@@ -71,6 +108,7 @@ mod tests {
             "echo",
             &NoopConfig {
                 delay: Some(Duration::from_secs(5)),
+                ..NoopConfig::default()
             },
         );
         let mut req = EndpointRequest::default();
@@ -87,6 +125,7 @@ mod tests {
             "echo",
             &NoopConfig {
                 delay: Some(Duration::from_secs(60)),
+                ..NoopConfig::default()
             },
         );
         let req = EndpointRequest::default();

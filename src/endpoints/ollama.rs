@@ -6,31 +6,26 @@
 //!                                         │ 2xx: message.content, prompt_eval_count, eval_count
 //!   no format ─► text  ·  format json / schema / {…} ─► parsed JSON (fences stripped)
 //!
-//! health(): GET {url}/api/tags (cached for 10 s) — unreachable, or the model not pulled:
+//! probe(): GET {url}/api/tags — unreachable, or the model not pulled:
 //!   "model llama3 is not available on http://…; run `ollama pull llama3`"
 //! ```
 //!
 //! Errors are mapped once, in [`llm::status_error`]; an unreachable server is a transient
-//! `connect` error, which the circuit breaker (see [`resilience`]) turns into a paused endpoint
-//! that the pipeline routes around.
+//! `connect` error, which the circuit breaker (see [`super::stack`]) turns into a paused
+//! endpoint that the pipeline routes around. The probe runs in the background (`probe:`), never
+//! per task.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::Semaphore;
 
-use super::llm::{self, PromptSources, Prompts, Provider, Site, lock};
-use super::resilience::{self, CircuitConfig, Policy};
+use super::llm::{self, PromptSources, Prompts, Provider, Site};
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::endpoints::class;
-
-/// How long a health answer (`/api/tags`) is reused.
-const HEALTH_TTL: Duration = Duration::from_secs(10);
-/// Bound on the health probe.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `type: ollama`.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,17 +62,20 @@ pub struct OllamaConfig {
     #[serde(default)]
     pub max_concurrency: Option<usize>,
     /// Extra calls after a transient failure, with backoff.
-    #[serde(default = "resilience::default_max_retries")]
+    #[serde(default = "stack::default_ai_max_retries")]
     pub max_retries: u32,
     /// First backoff delay; doubles per retry.
-    #[serde(
-        default = "resilience::default_retry_backoff",
-        with = "humantime_serde"
-    )]
+    #[serde(default = "stack::default_retry_backoff", with = "humantime_serde")]
     pub retry_backoff: Duration,
+    /// How many retries the calls may add (a share of the calls).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
     /// When to pause calling an unreachable or failing server.
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// The background probe: `GET {url}/api/tags`, the model listed (on by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 fn default_url() -> String {
@@ -130,15 +128,23 @@ impl OllamaConfig {
             history_variable: None,
             timeout: default_timeout(),
             max_concurrency: None,
-            max_retries: resilience::default_max_retries(),
-            retry_backoff: resilience::default_retry_backoff(),
+            max_retries: stack::default_ai_max_retries(),
+            retry_backoff: stack::default_retry_backoff(),
+            retry_budget: RetryBudgetConfig::default(),
             circuit: CircuitConfig::default(),
+            probe: ProbeConfig::default(),
         }
     }
 
-    /// The retry and circuit-breaker policy this endpoint is wrapped in.
+    /// How the stack wraps this endpoint.
     pub fn policy(&self) -> Policy {
-        resilience::policy(self.max_retries, self.retry_backoff, &self.circuit)
+        Policy {
+            timeout: Some(self.timeout + stack::TIMEOUT_GRACE),
+            max_concurrency: self.max_concurrency,
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::new(self.max_retries, self.retry_backoff, &self.retry_budget),
+            probe: self.probe.schedule(true),
+        }
     }
 
     /// Every problem of this config as (path suffix, message). Pure.
@@ -170,13 +176,13 @@ impl OllamaConfig {
                 "must be a duration such as `5m`, or a number of seconds".into(),
             ));
         }
-        if self.timeout.is_zero() {
-            problems.push(("timeout".into(), "must be greater than zero".into()));
-        }
-        if self.max_concurrency == Some(0) {
-            problems.push(("max_concurrency".into(), "must be at least 1".into()));
-        }
-        problems.extend(self.circuit.validate());
+        problems.extend(stack::validate(
+            Some(("timeout", self.timeout)),
+            self.max_concurrency,
+            &self.circuit,
+            &self.probe,
+            Some(&self.retry_budget),
+        ));
         let prompts = Prompts::compile(
             prefix,
             PromptSources {
@@ -194,7 +200,7 @@ impl OllamaConfig {
     }
 }
 
-/// The ollama endpoint: one pooled client, compiled prompts, a cached health answer.
+/// The ollama endpoint: the shared client, compiled prompts.
 #[derive(Debug)]
 pub struct OllamaEndpoint {
     site: Site,
@@ -207,17 +213,20 @@ pub struct OllamaEndpoint {
     keep_alive: Option<Value>,
     prompts: Prompts,
     timeout: Duration,
-    limit: Option<Arc<Semaphore>>,
-    /// The last health answer and when it was taken. Never held across an await.
-    health: Mutex<Option<(tokio::time::Instant, Result<(), EndpointError>)>>,
-    /// One probe at a time: when the cached answer expires, concurrent tasks wait for the probe
-    /// in flight instead of each sending their own.
-    probing: tokio::sync::Mutex<()>,
 }
 
 impl OllamaEndpoint {
-    /// Builds it from its config (no network).
+    /// Builds it from its config (no network), with a client of its own.
     pub fn new(name: &str, config: &OllamaConfig) -> Result<Self, EndpointError> {
+        Self::with_client(name, config, &super::shared_client())
+    }
+
+    /// Builds it from its config (no network) over `client`, the daemon's shared one.
+    pub fn with_client(
+        name: &str,
+        config: &OllamaConfig,
+        client: &reqwest::Client,
+    ) -> Result<Self, EndpointError> {
         let (url, format, prompts) =
             config
                 .compile(&format!("endpoints.{name}."))
@@ -230,16 +239,7 @@ impl OllamaEndpoint {
                     ))
                     .code(class::CONFIG)
                 })?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("procos/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| {
-                EndpointError::permanent(format!(
-                    "ollama endpoint `{name}`: cannot build the HTTP client: {e}"
-                ))
-                .code(class::CONFIG)
-            })?;
+        let client = client.clone();
         Ok(Self {
             site: Site {
                 endpoint: name.to_string(),
@@ -258,9 +258,6 @@ impl OllamaEndpoint {
             keep_alive: config.keep_alive.clone(),
             prompts,
             timeout: config.timeout,
-            limit: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
-            health: Mutex::new(None),
-            probing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -293,14 +290,11 @@ impl OllamaEndpoint {
         Ok((body, is_json))
     }
 
-    /// Asks the server which models it has.
-    async fn probe(&self) -> Result<(), EndpointError> {
-        let builder = self
-            .client
-            .get(self.tags_url.clone())
-            .timeout(HEALTH_TIMEOUT);
+    /// Asks the server which models it has; the configured one must be among them.
+    async fn list_tags(&self) -> Result<(), EndpointError> {
+        let builder = self.client.get(self.tags_url.clone());
         let never = tokio_util::sync::CancellationToken::new();
-        let body = llm::exchange(&self.site, builder, None, &never).await?;
+        let body = llm::exchange(&self.site, builder, &never).await?;
         let tags: Tags = serde_json::from_slice(&body)
             .map_err(|e| llm::unexpected_body(&self.site, &body, &e.to_string()))?;
         let listed = tags
@@ -371,23 +365,9 @@ impl Endpoint for OllamaEndpoint {
         false
     }
 
-    async fn health(&self) -> Result<(), EndpointError> {
-        let cached = || {
-            lock(&self.health)
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < HEALTH_TTL)
-                .map(|(_, answer)| answer.clone())
-        };
-        if let Some(answer) = cached() {
-            return answer;
-        }
-        let _probe = self.probing.lock().await;
-        if let Some(answer) = cached() {
-            return answer; // another task probed while this one waited
-        }
-        let answer = self.probe().await;
-        *lock(&self.health) = Some((tokio::time::Instant::now(), answer.clone()));
-        answer
+    /// `GET {url}/api/tags`: the server answers and has the model.
+    async fn probe(&self) -> Result<(), EndpointError> {
+        self.list_tags().await
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
@@ -398,8 +378,7 @@ impl Endpoint for OllamaEndpoint {
             .timeout(self.timeout)
             .json(&body);
         let started = Instant::now();
-        let bytes =
-            llm::exchange(&self.site, builder, self.limit.as_ref(), &request.cancel).await?;
+        let bytes = llm::exchange(&self.site, builder, &request.cancel).await?;
         let answer: ChatResponse = serde_json::from_slice(&bytes)
             .map_err(|e| llm::unexpected_body(&self.site, &bytes, &e.to_string()))?;
         let Some(message) = answer.message else {

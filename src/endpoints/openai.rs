@@ -23,10 +23,9 @@ use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use super::llm::{self, Pricing, PromptSources, Prompts, Provider, Site};
-use super::resilience::{self, CircuitConfig, Policy};
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
 use crate::endpoints::class;
@@ -67,10 +66,10 @@ pub struct OpenAiConfig {
     /// Schema for `json_schema`; by default the topic's `output.schema`.
     #[serde(default)]
     pub schema: Option<Value>,
-    /// Bound on one HTTP call (connect, send, read).
+    /// Bound on one HTTP call (connect, send, read); the stack's timeout layer backs it.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Bound on calls in flight through this endpoint; unbounded when absent.
+    /// Bound on calls in flight through this endpoint (the stack's limit); unbounded when absent.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
     /// Prices per 1 000 tokens, for the cost in usage figures.
@@ -83,18 +82,21 @@ pub struct OpenAiConfig {
     #[serde(default = "default_refusal_error_code")]
     pub refusal_error_code: String,
     /// Extra calls after a transient failure (5xx, 429, timeout), with backoff.
-    #[serde(default = "resilience::default_max_retries")]
+    #[serde(default = "stack::default_ai_max_retries")]
     pub max_retries: u32,
     /// First backoff delay; doubles per retry. A server's retry hint wins when it sends one
     /// (`Retry-After`, `retry-after-ms`, a gateway's relayed `llm_provider-retry-after`, …).
-    #[serde(
-        default = "resilience::default_retry_backoff",
-        with = "humantime_serde"
-    )]
+    #[serde(default = "stack::default_retry_backoff", with = "humantime_serde")]
     pub retry_backoff: Duration,
+    /// How many retries the calls may add (a share of the calls).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
     /// When to pause calling a failing server.
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// The background probe: `GET {base_url}/models` with the key (on by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 /// How the model is asked to answer.
@@ -140,15 +142,23 @@ impl OpenAiConfig {
             price_per_1k: None,
             headers: BTreeMap::new(),
             refusal_error_code: default_refusal_error_code(),
-            max_retries: resilience::default_max_retries(),
-            retry_backoff: resilience::default_retry_backoff(),
+            max_retries: stack::default_ai_max_retries(),
+            retry_backoff: stack::default_retry_backoff(),
+            retry_budget: RetryBudgetConfig::default(),
             circuit: CircuitConfig::default(),
+            probe: ProbeConfig::default(),
         }
     }
 
-    /// The retry and circuit-breaker policy this endpoint is wrapped in.
+    /// How the stack wraps this endpoint.
     pub fn policy(&self) -> Policy {
-        resilience::policy(self.max_retries, self.retry_backoff, &self.circuit)
+        Policy {
+            timeout: Some(self.timeout + stack::TIMEOUT_GRACE),
+            max_concurrency: self.max_concurrency,
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::new(self.max_retries, self.retry_backoff, &self.retry_budget),
+            probe: self.probe.schedule(true),
+        }
     }
 
     /// Every problem of this config as (path suffix, message). Pure; never echoes a value.
@@ -176,19 +186,19 @@ impl OpenAiConfig {
         if self.schema.as_ref().is_some_and(|s| !s.is_object()) {
             problems.push(("schema".into(), "must be a JSON Schema object".into()));
         }
-        if self.timeout.is_zero() {
-            problems.push(("timeout".into(), "must be greater than zero".into()));
-        }
-        if self.max_concurrency == Some(0) {
-            problems.push(("max_concurrency".into(), "must be at least 1".into()));
-        }
+        problems.extend(stack::validate(
+            Some(("timeout", self.timeout)),
+            self.max_concurrency,
+            &self.circuit,
+            &self.probe,
+            Some(&self.retry_budget),
+        ));
         if self.refusal_error_code.trim().is_empty() {
             problems.push(("refusal_error_code".into(), "must not be empty".into()));
         }
         if let Some(p) = &self.price_per_1k {
             problems.extend(p.validate());
         }
-        problems.extend(self.circuit.validate());
         let headers = header_map(&self.headers, &mut problems);
         let prompts = Prompts::compile(
             prefix,
@@ -261,13 +271,23 @@ pub struct OpenAiEndpoint {
     format: ResponseFormat,
     schema: Option<Arc<Value>>,
     timeout: Duration,
-    limit: Option<Arc<Semaphore>>,
     pricing: Option<Pricing>,
+    /// `{base_url}/models`, what the probe asks.
+    models_url: reqwest::Url,
 }
 
 impl OpenAiEndpoint {
-    /// Builds it from its config (no network).
+    /// Builds it from its config (no network), with a client of its own.
     pub fn new(name: &str, config: &OpenAiConfig) -> Result<Self, EndpointError> {
+        Self::with_client(name, config, &super::shared_client())
+    }
+
+    /// Builds it from its config (no network) over `client`, the daemon's shared one.
+    pub fn with_client(
+        name: &str,
+        config: &OpenAiConfig,
+        client: &reqwest::Client,
+    ) -> Result<Self, EndpointError> {
         let compiled = config
             .compile(&format!("endpoints.{name}."))
             .map_err(|problems| misconfigured(name, &problems))?;
@@ -287,19 +307,7 @@ impl OpenAiEndpoint {
         let default_server = compiled.url.host_str() == Some("api.openai.com");
         let mut secrets: Vec<Secret> = config.headers.values().cloned().collect();
         secrets.extend(key.clone());
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!("procos/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            // An API never redirects; following one could carry the key elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                EndpointError::permanent(format!(
-                    "openai endpoint `{name}`: cannot build the HTTP client: {e}"
-                ))
-                .code(class::CONFIG)
-            })?;
+        let client = client.clone();
         Ok(Self {
             site: Site {
                 endpoint: name.to_string(),
@@ -320,8 +328,8 @@ impl OpenAiEndpoint {
             format: config.response_format,
             schema: config.schema.clone().map(Arc::new),
             timeout: config.timeout,
-            limit: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             pricing: config.price_per_1k.clone(),
+            models_url: llm::join(&compiled.url, "models"),
         })
     }
 
@@ -479,11 +487,28 @@ impl Endpoint for OpenAiEndpoint {
         false
     }
 
-    async fn health(&self) -> Result<(), EndpointError> {
+    /// Without a key for OpenAI itself, it cannot work: known from the config, no I/O.
+    fn usable(&self) -> Result<(), EndpointError> {
         if self.missing_key {
             return Err(self.no_key());
         }
         Ok(())
+    }
+
+    /// `GET {base_url}/models` with the key: the server answers and takes the key. A server that
+    /// does not list models (404, 405) has nothing to say about its health here: passes.
+    async fn probe(&self) -> Result<(), EndpointError> {
+        self.usable()?;
+        let builder = self
+            .client
+            .get(self.models_url.clone())
+            .headers(self.headers.clone());
+        let never = tokio_util::sync::CancellationToken::new();
+        match llm::exchange(&self.site, builder, &never).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code.as_deref(), Some("http_404" | "http_405")) => Ok(()),
+            Err(e) => Err(self.site.scrub(e)),
+        }
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
@@ -505,8 +530,7 @@ impl OpenAiEndpoint {
             .timeout(self.timeout)
             .json(&body);
         let started = Instant::now();
-        let bytes =
-            llm::exchange(&self.site, builder, self.limit.as_ref(), &request.cancel).await?;
+        let bytes = llm::exchange(&self.site, builder, &request.cancel).await?;
         let reply = self.reply(&bytes, is_json)?;
         if let Some(usage) = &reply.usage {
             llm::log_usage(&self.site.endpoint, usage, started.elapsed());

@@ -30,7 +30,6 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -38,8 +37,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
-use tokio::sync::Semaphore;
 
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy};
 use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
 use crate::endpoints::class;
@@ -94,6 +93,23 @@ pub struct PythonConfig {
     /// (the default, the safe assumption) never runs twice for one task.
     #[serde(default)]
     pub pure: bool,
+    /// Extra runs after a transient failure (default 0). An impure script is never run again
+    /// for a failure (it may have done its work before failing).
+    #[serde(default)]
+    pub max_retries: u32,
+    /// First backoff delay; doubles per retry.
+    #[serde(default = "stack::default_retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// How many retries the calls may add (a share of the calls).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    /// When to pause an endpoint whose scripts keep failing (time-outs, crashes).
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// The background probe: the interpreter starts, and the script file (when `script` fixes
+    /// one) or `scripts_dir` is readable. Off by default (a local check); `probe: {enabled: true}`.
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 fn default_scripts_dir() -> PathBuf {
@@ -123,11 +139,28 @@ impl Default for PythonConfig {
             max_output_bytes: default_max_output_bytes(),
             env: BTreeMap::new(),
             pure: false,
+            max_retries: 0,
+            retry_backoff: stack::default_retry_backoff(),
+            retry_budget: RetryBudgetConfig::default(),
+            circuit: CircuitConfig::default(),
+            probe: ProbeConfig::default(),
         }
     }
 }
 
 impl PythonConfig {
+    /// How the stack wraps this endpoint: `max_execution_time` is its timeout and
+    /// `worker_pool_size` its concurrency limit.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: Some(self.max_execution_time + stack::TIMEOUT_GRACE),
+            max_concurrency: Some(self.worker_pool_size),
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::new(self.max_retries, self.retry_backoff, &self.retry_budget),
+            probe: self.probe.schedule(false),
+        }
+    }
+
     /// Every problem of this config as (path suffix, message). Pure: the filesystem is not
     /// touched (a missing script is reported per task, naming its path).
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -169,6 +202,13 @@ impl PythonConfig {
                 problem(&format!("env.{key}"), "is not a valid variable name".into());
             }
         }
+        problems.extend(stack::validate(
+            None,
+            None,
+            &self.circuit,
+            &self.probe,
+            Some(&self.retry_budget),
+        ));
         problems
     }
 }
@@ -194,7 +234,6 @@ pub struct PythonEndpoint {
     scripts_dir: PathBuf,
     script: Option<String>,
     python: PathBuf,
-    pool: Arc<Semaphore>,
     max_execution_time: Duration,
     max_output_bytes: usize,
     env: Vec<(String, Secret)>,
@@ -234,7 +273,6 @@ impl PythonEndpoint {
             scripts_dir: absolute(&config.scripts_dir)?,
             script: config.script.clone(),
             python,
-            pool: Arc::new(Semaphore::new(config.worker_pool_size)),
             max_execution_time: config.max_execution_time,
             max_output_bytes: config.max_output_bytes,
             env: config
@@ -506,6 +544,51 @@ impl Endpoint for PythonEndpoint {
         !self.pure
     }
 
+    /// The interpreter starts (`python -c pass`, in `scripts_dir`), and the fixed script file —
+    /// or, when the script is chosen per task, `scripts_dir` — can be read.
+    async fn probe(&self) -> Result<(), EndpointError> {
+        let target = match &self.script {
+            Some(script) => self.scripts_dir.join(script),
+            None => self.scripts_dir.clone(),
+        };
+        let readable = match &self.script {
+            Some(_) => tokio::fs::File::open(&target).await.map(drop),
+            None => tokio::fs::read_dir(&target).await.map(drop),
+        };
+        readable.map_err(|e| {
+            EndpointError::permanent(format!("cannot read `{}`: {e}", target.display()))
+                .code(class::SCRIPT_NOT_FOUND)
+        })?;
+        let status = tokio::process::Command::new(&self.python)
+            .args(["-c", "pass"])
+            .current_dir(&self.scripts_dir)
+            .env_clear()
+            .env("PATH", SAFE_PATH)
+            .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(|e| {
+                EndpointError::permanent(format!(
+                    "interpreter `{}` cannot be started: {e}",
+                    self.python.display()
+                ))
+                .code(class::INTERPRETER)
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(EndpointError::permanent(format!(
+                "interpreter `{}` exited with {status}",
+                self.python.display()
+            ))
+            .code(class::INTERPRETER))
+        }
+    }
+
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let script = self.script_for(request)?;
         let path = self.scripts_dir.join(&script);
@@ -532,13 +615,9 @@ impl Endpoint for PythonEndpoint {
             "feedback": request.feedback,
         }))
         .map_err(|e| EndpointError::permanent(format!("cannot encode the task as JSON: {e}")))?;
-        let _permit = tokio::select! {
-            biased;
-            _ = request.cancel.cancelled() => return Err(EndpointError::cancelled()),
-            permit = self.pool.acquire() => permit.map_err(|_| {
-                EndpointError::transient(format!("endpoint `{}` is closed", self.name))
-            })?,
-        };
+        if request.cancel.is_cancelled() {
+            return Err(EndpointError::cancelled());
+        }
         self.run(&script, input, request).await
     }
 }

@@ -24,6 +24,8 @@
 //! under its step's name. Usage figures are summed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -31,8 +33,13 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::class;
+use super::health::HealthRegistry;
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryPolicy};
 use super::template::{JsonTemplate, TemplateContext};
-use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind, Usage};
+use super::{
+    BuildContext, Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind, Usage,
+};
 
 /// `type: sub_pde`.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +57,19 @@ pub struct SubPdeConfig {
     /// `procos validate` over the step topics and again at run time.
     #[serde(default = "default_max_depth")]
     pub max_depth: u32,
+    /// Bound on the whole Meta-PDE call (every step); unbounded when absent.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Bound on Meta-PDE calls in flight; unbounded when absent (each step's pool bounds it).
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// The breaker of the Meta-PDE as a whole (never retried: its steps have side effects).
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// The background probe: every step's topic has an endpoint whose circuit is not open (read
+    /// from the health registry; on by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 /// One step of a Meta-PDE.
@@ -86,6 +106,19 @@ fn default_parallel() -> bool {
 }
 fn default_max_depth() -> u32 {
     3
+}
+
+impl SubPdeConfig {
+    /// How the stack wraps this endpoint: never retried (a retry would run every step again).
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: self.timeout,
+            max_concurrency: self.max_concurrency,
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::none(),
+            probe: self.probe.schedule(true),
+        }
+    }
 }
 
 /// Names of the steps a template mentions as `steps.<name>`, `steps["<name>"]` or
@@ -203,7 +236,13 @@ impl SubPdeConfig {
     /// `steps.<name>` mentions naming steps, no dependency cycle, inputs compile, depth ≥ 1.
     /// Whether the step topics exist is checked by config validation, which knows the topics.
     pub fn validate(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut out = stack::validate(
+            self.timeout.map(|t| ("timeout", t)),
+            self.max_concurrency,
+            &self.circuit,
+            &self.probe,
+            None,
+        );
         if self.steps.is_empty() {
             out.push(("steps".into(), "a Meta-PDE needs at least one step".into()));
         }
@@ -319,6 +358,8 @@ pub struct SubPdeEndpoint {
     name: String,
     steps: Vec<Step>,
     combine: Combine,
+    /// The daemon's health registry and each step topic's endpoints, for the probe.
+    health: Option<(Arc<HealthRegistry>, Vec<Vec<String>>)>,
 }
 
 impl SubPdeEndpoint {
@@ -355,7 +396,25 @@ impl SubPdeEndpoint {
             name: name.to_string(),
             steps,
             combine: config.combine,
+            health: None,
         })
+    }
+
+    /// Like [`SubPdeEndpoint::new`], probing its steps' health through the context's registry
+    /// (a step's endpoints are its topic's, as the context knows them).
+    pub fn with_context(
+        name: &str,
+        config: &SubPdeConfig,
+        cx: &BuildContext,
+    ) -> Result<Self, EndpointError> {
+        let mut endpoint = Self::new(name, config)?;
+        let of_steps = endpoint
+            .steps
+            .iter()
+            .map(|s| cx.endpoints_of(&s.topic).to_vec())
+            .collect();
+        endpoint.health = Some((cx.health().clone(), of_steps));
+        Ok(endpoint)
     }
 
     /// The variables of step `i`: its input rendered over the task and the results so far.
@@ -475,6 +534,32 @@ impl Endpoint for SubPdeEndpoint {
 
     fn kind(&self) -> &'static str {
         "sub_pde"
+    }
+
+    /// Every step's topic has at least one endpoint whose circuit is not open (an open one
+    /// whose cooldown is over counts as usable: it takes a trial call).
+    async fn probe(&self) -> Result<(), EndpointError> {
+        let Some((registry, of_steps)) = &self.health else {
+            return Ok(());
+        };
+        let now = super::stack::breaker::unix_now();
+        for (step, endpoints) in self.steps.iter().zip(of_steps) {
+            let open: Vec<&str> = endpoints
+                .iter()
+                .filter(|e| registry.get(e).unusable_at(now))
+                .map(String::as_str)
+                .collect();
+            if !endpoints.is_empty() && open.len() == endpoints.len() {
+                return Err(EndpointError::transient(format!(
+                    "step `{}` (topic `{}`): every endpoint's circuit is open: {}",
+                    step.name,
+                    step.topic,
+                    open.join(", ")
+                ))
+                .code(class::CIRCUIT_OPEN));
+            }
+        }
+        Ok(())
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {

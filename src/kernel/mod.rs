@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::camunda::{CamundaClient, CamundaError, ClientSettings};
 use crate::config::FileConfig;
+use crate::endpoints::BuildContext;
 use crate::journal::Journal;
 use crate::manager::{Manager, ManagerError, build_endpoints};
 
@@ -105,7 +106,13 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         .await
         .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
     let camunda = client_as(&config, worker_id)?;
-    let endpoints = build_endpoints(&config)?;
+    // Background work (the endpoints' probes, the deploy watcher) runs on this tracker and stops
+    // with `shutdown`, or with this function on an early return (the guard cancels the child).
+    let background = TaskTracker::new();
+    let stop = shutdown.child_token();
+    let _stop_on_return = stop.clone().drop_guard();
+    let cx = BuildContext::new(stop.clone(), background.clone());
+    let endpoints = build_endpoints(&config, &cx)?;
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
@@ -121,7 +128,6 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         Err(boot::BootError::Stopped) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    let background = TaskTracker::new();
     let deployer = Deployer::new(
         camunda.clone(),
         config.deploy.clone(),
@@ -132,6 +138,7 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         background.spawn(deployer.watch(shutdown.clone()));
     }
     manager.run(shutdown.clone()).await;
+    stop.cancel();
     background.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
     tracing::info!("procos stopped.");

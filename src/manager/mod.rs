@@ -101,13 +101,22 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Reports the re-sender sends at once (after an outage there may be thousands).
 const RESEND_CONCURRENCY: usize = 16;
 
-/// Builds every endpoint of the config once.
+/// Builds every endpoint of the config once, each inside its layer stack, with the daemon's
+/// build context (its shutdown token and tracker run the probes; its health registry is the one
+/// the Test block reads). The context learns `camunda.url` and each topic's endpoints here.
 pub fn build_endpoints(
     config: &FileConfig,
+    cx: &BuildContext,
 ) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
-    let cx = BuildContext {
-        engine_url: Some(config.camunda.url.clone()),
-    };
+    let topics = config
+        .topics
+        .iter()
+        .map(|(name, t)| (name.clone(), t.endpoints.clone()))
+        .collect();
+    let cx = cx
+        .clone()
+        .with_engine_url(config.camunda.url.clone())
+        .with_topics(topics);
     config
         .endpoints
         .iter()

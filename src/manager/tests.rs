@@ -28,7 +28,8 @@ fn manager() -> Manager {
         request_timeout: Duration::from_secs(1),
     })
     .expect("client");
-    let endpoints = build_endpoints(&config).expect("endpoints");
+    let endpoints =
+        build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints");
     Manager::new(
         &config,
         camunda,
@@ -82,7 +83,7 @@ fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
     let m = Manager::new(
         &config,
         camunda,
-        &build_endpoints(&config).expect("endpoints"),
+        &build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints"),
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
     )
     .expect("manager");

@@ -62,7 +62,8 @@ fn manager() -> Manager {
         request_timeout: Duration::from_secs(1),
     })
     .expect("client");
-    let endpoints = build_endpoints(&config).expect("endpoints");
+    let endpoints =
+        build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints");
     Manager::new(
         &config,
         camunda,

@@ -1,11 +1,17 @@
-//! Test block (built-in test): checks the task's inputs against the topic's `input` rules and asks
-//! the candidate endpoints whether they are usable, before any work is done.
+//! Test block (built-in test): checks the task's inputs against the topic's `input` rules and
+//! reads the candidate endpoints' shared health, before any work is done.
+//!
+//! The health is what the endpoints' layer stacks keep — each circuit breaker, fed by every call
+//! of every pool and Meta-PDE step and by the background probes, and published to the daemon's
+//! `HealthRegistry` — read through [`Endpoint::usable`]: no I/O per task. An open circuit is
+//! unusable (the Gateway routes around it); a half-open one is usable (it takes a trial call).
 //!
 //! A failing input check ends the task with an error of class `input_invalid` whose message names
 //! the input; the topic's `bpmn_errors.input_invalid` turns it into a BPMN error, otherwise it is
 //! a failure with no retries (the same input would fail again).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -13,16 +19,16 @@ use super::start::TaskContext;
 use super::topic::TopicRuntime;
 use super::verdict::{Verdict, class};
 use crate::config::file::{InputConfig, JsonType};
-use crate::endpoints::EndpointError;
+use crate::endpoints::{Endpoint, EndpointError};
 
 /// What the Test block found out about the endpoints.
 #[derive(Debug, Default)]
 pub struct TestReport {
-    /// Endpoints that said they are not usable now, with why.
+    /// Endpoints that are not usable now (open circuit, or ruled out by their config), with why.
     pub unhealthy: BTreeMap<String, EndpointError>,
 }
 
-/// Runs the input checks, then the health checks of every endpoint the task may be routed to.
+/// Runs the input checks, then reads the health of every endpoint the task may be routed to.
 pub async fn run(ctx: &TaskContext, topic: &TopicRuntime) -> Result<TestReport, Verdict> {
     let problems = check_inputs(&topic.config.input, &ctx.request.variables);
     if !problems.is_empty() {
@@ -37,15 +43,20 @@ pub async fn run(ctx: &TaskContext, topic: &TopicRuntime) -> Result<TestReport, 
             .get(super::gateway::ENDPOINT_PROPERTY)
             .and_then(|n| topic.pool_endpoints.get(n)),
     );
-    let checks = candidates.map(|e| async move { (e.name().to_string(), e.health().await) });
+    Ok(health_report(candidates))
+}
+
+/// What the shared health says about `endpoints`: the unusable ones, with why. No I/O.
+pub fn health_report<'a>(endpoints: impl Iterator<Item = &'a Arc<dyn Endpoint>>) -> TestReport {
     let mut report = TestReport::default();
-    for (name, health) in futures::future::join_all(checks).await {
-        if let Err(e) = health {
+    for endpoint in endpoints {
+        if let Err(e) = endpoint.usable() {
+            let name = endpoint.name().to_string();
             tracing::warn!(endpoint = %name, error = %e, "Endpoint is not usable; routing around it.");
             report.unhealthy.insert(name, e);
         }
     }
-    Ok(report)
+    report
 }
 
 /// Every problem with the inputs, each naming the variable.
@@ -144,5 +155,69 @@ mod tests {
         };
         assert!(check_inputs(&rules, &vars(json!({"n": 3}))).is_empty());
         assert_eq!(check_inputs(&rules, &vars(json!({"n": 3.5}))).len(), 1);
+    }
+
+    /// An endpoint that counts its probes and fails every call (a server that is down).
+    #[derive(Debug, Default)]
+    struct Down {
+        probes: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Endpoint for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn probe(&self) -> Result<(), EndpointError> {
+            self.probes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        async fn call(
+            &self,
+            _: &crate::endpoints::EndpointRequest,
+        ) -> Result<crate::endpoints::EndpointReply, EndpointError> {
+            Err(EndpointError::transient("connection refused").code("connect"))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_is_routed_around_without_asking_the_endpoint_per_task() {
+        use crate::endpoints::stack::{self, CircuitConfig, Policy, RetryPolicy};
+        let down = Arc::new(Down::default());
+        let policy = Policy {
+            timeout: None,
+            max_concurrency: None,
+            circuit: CircuitConfig {
+                failure_threshold: 2,
+                ..CircuitConfig::default()
+            },
+            retry: RetryPolicy::none(),
+            probe: None,
+        };
+        let cx = crate::endpoints::BuildContext::default();
+        let stacked = stack::apply(down.clone(), &policy, &cx);
+        let endpoints = [stacked.clone()];
+        assert!(health_report(endpoints.iter()).unhealthy.is_empty());
+        // Two tasks' calls fail (another pool, a Meta-PDE step: the same Arc endpoint).
+        for _ in 0..2 {
+            let _ = stacked.call(&Default::default()).await;
+        }
+        for _ in 0..100 {
+            let report = health_report(endpoints.iter());
+            let why = &report.unhealthy["down"];
+            assert_eq!(why.code.as_deref(), Some("circuit_open"));
+        }
+        assert_eq!(
+            down.probes.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a hundred tasks, no health I/O"
+        );
+        // After the cooldown it is half-open: usable, for a trial call.
+        tokio::time::advance(std::time::Duration::from_secs(31)).await;
+        assert!(health_report(endpoints.iter()).unhealthy.is_empty());
     }
 }

@@ -122,6 +122,87 @@ pub fn pool_busy(pool: &str, busy: usize) {
     gauge!(POOL_BUSY, "pool" => pool.to_string()).set(busy as f64);
 }
 
+// The endpoint layer stack (endpoints/stack): attempts, retries, breakers, probes.
+const ENDPOINT_ATTEMPTS: &str = "procos_endpoint_attempts_total";
+const ENDPOINT_ATTEMPT_LATENCY: &str = "procos_endpoint_attempt_seconds";
+const ENDPOINT_RETRIES: &str = "procos_endpoint_retries_total";
+const BREAKER_STATE: &str = "procos_breaker_state";
+const BREAKER_TRANSITIONS: &str = "procos_breaker_transitions_total";
+const PROBES: &str = "procos_probes_total";
+
+/// Describes the stack's metrics once, on first use (`serve` describes the others).
+fn describe_stack() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        describe_counter!(
+            ENDPOINT_ATTEMPTS,
+            "Endpoint attempts (each retry counts), by endpoint and outcome."
+        );
+        describe_histogram!(
+            ENDPOINT_ATTEMPT_LATENCY,
+            "Endpoint attempt latency in seconds."
+        );
+        describe_counter!(
+            ENDPOINT_RETRIES,
+            "Retries by endpoint: `retried`, or `budget_spent` when the retry budget refused one."
+        );
+        describe_gauge!(
+            BREAKER_STATE,
+            "Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open."
+        );
+        describe_counter!(
+            BREAKER_TRANSITIONS,
+            "Circuit breaker state changes, by endpoint and new state."
+        );
+        describe_counter!(PROBES, "Endpoint probes, by endpoint and result.");
+    });
+}
+
+/// One attempt of an endpoint (a call's retries are attempts too) ended with `outcome` (`ok`,
+/// `transient`, `permanent`, …) after `took`.
+pub fn endpoint_attempt(endpoint: &str, outcome: &'static str, took: Duration) {
+    describe_stack();
+    counter!(ENDPOINT_ATTEMPTS, "endpoint" => endpoint.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!(ENDPOINT_ATTEMPT_LATENCY, "endpoint" => endpoint.to_string())
+        .record(took.as_secs_f64());
+}
+
+/// The retry layer retried a call of `endpoint`.
+pub fn retried(endpoint: &str) {
+    describe_stack();
+    counter!(ENDPOINT_RETRIES, "endpoint" => endpoint.to_string(), "result" => "retried")
+        .increment(1);
+}
+
+/// The retry budget of `endpoint` refused a retry.
+pub fn retry_refused(endpoint: &str) {
+    describe_stack();
+    counter!(ENDPOINT_RETRIES, "endpoint" => endpoint.to_string(), "result" => "budget_spent")
+        .increment(1);
+}
+
+/// The circuit breaker of `endpoint` changed state: the gauge is 0 closed, 1 half-open, 2 open.
+pub fn breaker_state(endpoint: &str, state: crate::endpoints::health::BreakerState) {
+    describe_stack();
+    use crate::endpoints::health::BreakerState;
+    let value = match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+    };
+    gauge!(BREAKER_STATE, "endpoint" => endpoint.to_string()).set(value);
+    counter!(BREAKER_TRANSITIONS, "endpoint" => endpoint.to_string(), "state" => state.as_str())
+        .increment(1);
+}
+
+/// A probe of `endpoint` passed or failed.
+pub fn probed(endpoint: &str, passed: bool) {
+    describe_stack();
+    let result = if passed { "pass" } else { "fail" };
+    counter!(PROBES, "endpoint" => endpoint.to_string(), "result" => result).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

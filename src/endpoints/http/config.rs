@@ -12,6 +12,9 @@ use super::net_guard::HostAllowList;
 use super::url::UrlTemplate;
 use crate::config::Secret;
 use crate::config::secret::{quote, redact};
+use crate::endpoints::stack::{
+    self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy,
+};
 use crate::endpoints::template::{JsonTemplate, MarkedTemplate};
 
 /// `type: http`.
@@ -50,6 +53,27 @@ pub struct HttpConfig {
     /// Largest response body read; a bigger one is a permanent `response_too_large` error.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// A fixed URL the background probe GETs (any 2xx passes); probes run only when it is set.
+    /// The SSRF guard applies: a loopback or private host must be named in `allowed_hosts`.
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// Extra calls after a transient failure (default 0). A method that changes something
+    /// (anything but a fixed GET, HEAD or OPTIONS) is retried only when the connection was
+    /// refused before anything was sent.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// First backoff delay; doubles per retry. A server's `Retry-After` wins.
+    #[serde(default = "stack::default_retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// How many retries the calls may add (a share of the calls).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    /// When to pause calling a failing server.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// The background probe of `health_url`.
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -66,6 +90,12 @@ impl std::fmt::Debug for HttpConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("expect_json", &self.expect_json)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("health_url", &self.health_url.as_deref().map(redact))
+            .field("max_retries", &self.max_retries)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("retry_budget", &self.retry_budget)
+            .field("circuit", &self.circuit)
+            .field("probe", &self.probe)
             .finish()
     }
 }
@@ -95,6 +125,12 @@ impl Default for HttpConfig {
             max_concurrency: None,
             expect_json: None,
             max_response_bytes: default_max_response_bytes(),
+            health_url: None,
+            max_retries: 0,
+            retry_backoff: stack::default_retry_backoff(),
+            retry_budget: RetryBudgetConfig::default(),
+            circuit: CircuitConfig::default(),
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -109,6 +145,7 @@ pub(super) struct Compiled {
     pub headers: Vec<ConfiguredHeader>,
     pub body: Option<JsonTemplate>,
     pub hosts: HostAllowList,
+    pub health_url: Option<Url>,
 }
 
 /// A header from `headers:`: its name as written (for messages), on the wire, and its template.
@@ -123,6 +160,17 @@ pub(super) struct ConfiguredHeader {
 }
 
 impl HttpConfig {
+    /// How the stack wraps this endpoint: probes only with a `health_url`.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: Some(self.timeout + stack::TIMEOUT_GRACE),
+            max_concurrency: self.max_concurrency,
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::new(self.max_retries, self.retry_backoff, &self.retry_budget),
+            probe: self.probe.schedule(self.health_url.is_some()),
+        }
+    }
+
     /// Every problem of this config (templates compile, method/timeout/hosts/limits are sane),
     /// as (path suffix, message). Pure: no network, no filesystem.
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -178,11 +226,24 @@ impl HttpConfig {
             .map(|b| JsonTemplate::compile(&format!("{prefix}body"), b))
             .transpose();
         check("body", body.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        if self.timeout.is_zero() {
-            check("timeout", Err("must be greater than zero".into()));
+        for (field, message) in stack::validate(
+            Some(("timeout", self.timeout)),
+            self.max_concurrency,
+            &self.circuit,
+            &self.probe,
+            Some(&self.retry_budget),
+        ) {
+            check(&field, Err(message));
         }
-        if self.max_concurrency == Some(0) {
-            check("max_concurrency", Err("must be at least 1".into()));
+        let health_url = self.health_url.as_deref().map(parse_url).transpose();
+        if let Err(message) = &health_url {
+            check("health_url", Err(message.clone()));
+        }
+        if self.probe.enabled == Some(true) && self.health_url.is_none() {
+            check(
+                "probe.enabled",
+                Err("an http endpoint probes its `health_url`; set one".into()),
+            );
         }
         if self.max_response_bytes == 0 {
             check("max_response_bytes", Err("must be at least 1".into()));
@@ -191,14 +252,17 @@ impl HttpConfig {
         if let Err((index, message)) = &hosts {
             check(&format!("allowed_hosts[{index}]"), Err(message.clone()));
         }
-        match (method, url, body, hosts) {
-            (Ok(method), Ok(url), Ok(body), Ok(hosts)) if problems.is_empty() => Ok(Compiled {
-                method,
-                url,
-                headers,
-                body,
-                hosts,
-            }),
+        match (method, url, body, hosts, health_url) {
+            (Ok(method), Ok(url), Ok(body), Ok(hosts), Ok(health_url)) if problems.is_empty() => {
+                Ok(Compiled {
+                    method,
+                    url,
+                    headers,
+                    body,
+                    hosts,
+                    health_url,
+                })
+            }
             _ => Err(problems),
         }
     }

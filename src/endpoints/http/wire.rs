@@ -86,6 +86,9 @@ pub(super) fn transport_error_within(
         true => format!("{method} {host}: {what}"),
         false => format!("{method} {host}: {what}: {}", causes.join(": ")),
     };
+    // `connect` only for reqwest's connect phase (refused, unreachable, TLS handshake): the
+    // request provably never left (see `EndpointError::never_sent`). A connect that timed out
+    // is a `timeout`, and never retried for a side-effecting call.
     if timeout {
         EndpointError::transient(message).code(class::TIMEOUT)
     } else if connect {

@@ -366,7 +366,7 @@ async fn answer_of(provider: Provider, case: &Fixture) -> EndpointError {
         .await;
     let builder = reqwest::Client::new().post(server.uri());
     let cancel = tokio_util::sync::CancellationToken::new();
-    exchange(&site(provider), builder, None, &cancel)
+    exchange(&site(provider), builder, &cancel)
         .await
         .expect_err("an error answer")
 }

@@ -142,10 +142,10 @@ async fn a_malformed_json_reply_is_invalid_output() {
 }
 
 #[tokio::test]
-async fn health_lists_tags_and_a_missing_model_says_to_pull_it() {
+async fn the_probe_lists_tags_and_a_missing_model_says_to_pull_it() {
     let server = server_with(200, chat("x"), tags(&["llama3:latest", "qwen2.5:7b"])).await;
     let ok = OllamaEndpoint::new("local", &config(&server)).unwrap();
-    assert!(ok.health().await.is_ok(), "llama3 means llama3:latest");
+    assert!(ok.probe().await.is_ok(), "llama3 means llama3:latest");
 
     let missing = OllamaEndpoint::new(
         "local",
@@ -155,7 +155,7 @@ async fn health_lists_tags_and_a_missing_model_says_to_pull_it() {
         },
     )
     .unwrap();
-    let err = missing.health().await.unwrap_err();
+    let err = missing.probe().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Fallback);
     assert_eq!(
         err.message,
@@ -167,38 +167,24 @@ async fn health_lists_tags_and_a_missing_model_says_to_pull_it() {
 }
 
 #[tokio::test]
-async fn health_is_cached() {
+async fn tasks_never_ask_the_server_only_the_probe_does() {
     let server = server_with(200, chat("x"), tags(&["llama3:latest"])).await;
     let ep = OllamaEndpoint::new("local", &config(&server)).unwrap();
-    for _ in 0..3 {
-        ep.health().await.unwrap();
+    for _ in 0..8 {
+        ep.usable().unwrap();
     }
-    let probes = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/api/tags")
-        .count();
-    assert_eq!(probes, 1);
-}
-
-#[tokio::test]
-async fn concurrent_health_checks_share_one_probe() {
-    let server = server_with(200, chat("x"), tags(&["llama3:latest"])).await;
-    let ep = OllamaEndpoint::new("local", &config(&server)).unwrap();
-    let checks = (0..8).map(|_| ep.health());
-    for answer in futures::future::join_all(checks).await {
-        answer.unwrap();
-    }
-    let probes = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/api/tags")
-        .count();
-    assert_eq!(probes, 1, "eight tasks at once, one probe");
+    let tags_asked = || async {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/api/tags")
+            .count()
+    };
+    assert_eq!(tags_asked().await, 0, "usable() is no I/O");
+    ep.probe().await.unwrap();
+    assert_eq!(tags_asked().await, 1);
 }
 
 #[tokio::test]
@@ -234,7 +220,7 @@ async fn an_unreachable_server_is_a_transient_connect_error() {
         "{err}"
     );
     assert_eq!(
-        ep.health().await.unwrap_err().code.as_deref(),
+        ep.probe().await.unwrap_err().code.as_deref(),
         Some("connect")
     );
 }
@@ -247,6 +233,12 @@ async fn an_unreachable_server_opens_the_circuit_and_is_routed_around() {
         circuit: CircuitConfig {
             failure_threshold: 2,
             open_for: Duration::from_secs(60),
+            ..CircuitConfig::default()
+        },
+        // Calls alone open it here (a probe would at once).
+        probe: crate::endpoints::stack::ProbeConfig {
+            enabled: Some(false),
+            ..Default::default()
         },
         ..OllamaConfig::for_model("llama3")
     };
@@ -264,7 +256,7 @@ async fn an_unreachable_server_opens_the_circuit_and_is_routed_around() {
     assert_eq!(err.kind, ErrorKind::Fallback);
     assert_eq!(err.code.as_deref(), Some("circuit_open"));
     assert_eq!(
-        ep.health().await.unwrap_err().code.as_deref(),
+        ep.usable().unwrap_err().code.as_deref(),
         Some("circuit_open")
     );
 }

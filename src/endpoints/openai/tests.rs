@@ -361,7 +361,7 @@ async fn no_key_for_openai_itself_is_unhealthy_but_a_local_server_needs_none() {
         },
     )
     .unwrap();
-    let health = ep.health().await.unwrap_err();
+    let health = ep.usable().unwrap_err();
     assert_eq!(health.code.as_deref(), Some("auth"));
     assert!(health.message.contains("no API key configured"), "{health}");
     let err = ep.call(&request(json!({"prompt": "x"}))).await.unwrap_err();
@@ -376,7 +376,7 @@ async fn no_key_for_openai_itself_is_unhealthy_but_a_local_server_needs_none() {
         },
     )
     .unwrap();
-    assert!(local.health().await.is_ok());
+    assert!(local.usable().is_ok());
     local.call(&request(json!({"prompt": "x"}))).await.unwrap();
     let sent = &server.received_requests().await.unwrap()[0];
     assert!(!sent.headers.contains_key("authorization"));
@@ -451,7 +451,7 @@ fn config_is_strict_and_validation_names_every_bad_field() {
     )
     .unwrap();
     assert!(good.validate().is_empty(), "{:?}", good.validate());
-    assert_eq!(good.policy().max_retries, 1);
+    assert_eq!(good.policy().retry.max_retries, 1);
     assert_eq!(good.policy().circuit.open_for, Duration::from_secs(60));
     assert_eq!(good.policy().circuit.failure_threshold, 5);
 }
@@ -503,4 +503,44 @@ async fn behind_a_litellm_proxy_the_relayed_retry_after_is_the_wait() {
         }
     );
     assert_eq!(err.code.as_deref(), Some("rate_limited"));
+}
+
+#[tokio::test]
+async fn the_probe_lists_models_with_the_key_and_a_refused_key_fails_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}),
+        ))
+        .mount(&server)
+        .await;
+    let ep = OpenAiEndpoint::new("gpt", &config(&server)).unwrap();
+    ep.probe().await.unwrap();
+
+    let wrong = OpenAiEndpoint::new(
+        "gpt",
+        &OpenAiConfig {
+            api_key: Some(Secret::new("sk-wrong-key-0000")),
+            ..config(&server)
+        },
+    )
+    .unwrap();
+    let err = wrong.probe().await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("auth"), "{err}");
+    assert!(!err.message.contains("sk-wrong"), "{err}");
+
+    // A server that lists no models (404) says nothing about its health: the probe passes.
+    let bare = answering(200, completion("hi")).await;
+    OpenAiEndpoint::new("local", &config(&bare))
+        .unwrap()
+        .probe()
+        .await
+        .unwrap();
 }

@@ -282,13 +282,14 @@ async fn worker_pool_size_bounds_concurrent_scripts() {
     let script = "import json, time\nstart = time.time()\ntime.sleep(0.3)\n\
                   print(json.dumps({'start': start, 'end': time.time()}))\n";
     let dir = scripts(&[("work.py", script)]);
-    let ep = endpoint(
-        &dir,
-        PythonConfig {
-            worker_pool_size: 1,
-            ..PythonConfig::default()
-        },
-    );
+    // The limit is the layer stack's (worker_pool_size is the python kind's max_concurrency).
+    let ep = crate::endpoints::EndpointConfig::Python(PythonConfig {
+        scripts_dir: dir.path().to_path_buf(),
+        worker_pool_size: 1,
+        ..PythonConfig::default()
+    })
+    .build("py", &crate::endpoints::BuildContext::default())
+    .unwrap();
     let (a, b) = (request("work", json!({})), request("work", json!({})));
     let (a, b) = tokio::join!(ep.call(&a), ep.call(&b));
     let (a, b) = (a.unwrap().output, b.unwrap().output);

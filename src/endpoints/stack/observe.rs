@@ -1,0 +1,71 @@
+//! The observation layer: every attempt's latency and result, in metrics.
+//!
+//! `telemetry::metrics::endpoint_called` counts whole calls (retries included) from the
+//! Validation block; this layer counts each attempt (`procos_endpoint_attempts_total`,
+//! `procos_endpoint_attempt_seconds`), so retries and timeouts show.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::telemetry::metrics;
+
+/// Records each attempt that passes through it.
+#[derive(Debug)]
+pub struct Observe {
+    inner: Arc<dyn Endpoint>,
+}
+
+impl Observe {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Endpoint>) -> Self {
+        Self { inner }
+    }
+}
+
+/// An attempt's result as a metric label: `ok`, or the error's kind.
+pub fn outcome(result: &Result<EndpointReply, EndpointError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => match e.kind {
+            ErrorKind::Transient { .. } => "transient",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Fallback => "fallback",
+            ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::Business { .. } => "business",
+            ErrorKind::Cancelled => "cancelled",
+        },
+    }
+}
+
+#[async_trait]
+impl Endpoint for Observe {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn side_effects(&self) -> bool {
+        self.inner.side_effects()
+    }
+
+    fn usable(&self) -> Result<(), EndpointError> {
+        self.inner.usable()
+    }
+
+    async fn probe(&self) -> Result<(), EndpointError> {
+        self.inner.probe().await
+    }
+
+    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+        let started = Instant::now();
+        let result = self.inner.call(request).await;
+        metrics::endpoint_attempt(self.inner.name(), outcome(&result), started.elapsed());
+        result
+    }
+}

@@ -1,0 +1,135 @@
+//! The retry layer: calls again after a transient failure, with the one backoff
+//! (`crate::backoff`), within a retry budget.
+//!
+//! A retry is made only when all hold: the error is transient; the endpoint has no side effects,
+//! or the error proves the request never left ([`EndpointError::never_sent`], class `connect`: no
+//! connection could be made — a mail or a POST must never go out twice); fewer than
+//! `max_retries` were made for this call; a server-advised wait is at most `max_wait`; and the
+//! endpoint's budget has room (tower's `TpsBudget`: every call deposits, every retry withdraws,
+//! so retries stay a bounded share of the calls and an outage is not multiplied).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tower::retry::budget::{Budget, TpsBudget};
+
+use super::RetryPolicy;
+use crate::backoff::Backoff;
+use crate::config::file::BackoffConfig;
+use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::telemetry::metrics;
+
+/// Calls again after a transient failure.
+#[derive(Debug)]
+pub struct Retry {
+    inner: Arc<dyn Endpoint>,
+    policy: RetryPolicy,
+    budget: TpsBudget,
+}
+
+impl Retry {
+    /// Wraps `inner`. The budget's bounds are checked by config validation; out-of-range values
+    /// are clamped here, because `TpsBudget::new` panics outside them.
+    pub fn new(inner: Arc<dyn Endpoint>, policy: RetryPolicy) -> Self {
+        let b = &policy.budget;
+        let ttl = b.ttl.clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
+        let ratio = if b.ratio.is_finite() {
+            b.ratio.clamp(0.0, 1000.0) as f32
+        } else {
+            0.0
+        };
+        let min_per_sec = b.min_per_sec.min(i32::MAX as u32 - 1);
+        Self {
+            budget: TpsBudget::new(ttl, min_per_sec, ratio),
+            inner,
+            policy,
+        }
+    }
+
+    /// The shared backoff for one call's retries: `backoff`, doubling, capped at
+    /// `max_backoff`, jittered.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(BackoffConfig {
+            initial: self.policy.backoff,
+            max: self.policy.max_backoff,
+            multiplier: 2.0,
+        })
+    }
+
+    /// May this error be retried at all (budget and count aside)?
+    fn retryable(&self, error: &EndpointError) -> bool {
+        matches!(error.kind, ErrorKind::Transient { .. })
+            && (!self.policy.side_effects || error.never_sent())
+    }
+}
+
+#[async_trait]
+impl Endpoint for Retry {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn side_effects(&self) -> bool {
+        self.inner.side_effects()
+    }
+
+    fn usable(&self) -> Result<(), EndpointError> {
+        self.inner.usable()
+    }
+
+    async fn probe(&self) -> Result<(), EndpointError> {
+        self.inner.probe().await
+    }
+
+    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+        self.budget.deposit();
+        let mut retry = 0;
+        let mut backoff = self.backoff();
+        loop {
+            let error = match self.inner.call(request).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) => e,
+            };
+            if retry >= self.policy.max_retries || !self.retryable(&error) {
+                return Err(error);
+            }
+            let ErrorKind::Transient { retry_after } = error.kind else {
+                return Err(error);
+            };
+            let wait = match retry_after {
+                Some(wait) if wait > self.policy.max_wait => return Err(error),
+                Some(wait) => wait,
+                None => backoff.next_delay(),
+            };
+            if !self.budget.withdraw() {
+                metrics::retry_refused(self.name());
+                tracing::debug!(
+                    endpoint = self.name(),
+                    error = %error,
+                    "Retry budget spent; not retrying."
+                );
+                return Err(error);
+            }
+            retry += 1;
+            metrics::retried(self.name());
+            tracing::warn!(
+                endpoint = self.name(),
+                retry,
+                wait_ms = wait.as_millis() as u64,
+                error = %error,
+                "Endpoint failed; retrying."
+            );
+            tokio::select! {
+                _ = request.cancel.cancelled() => return Err(EndpointError::cancelled()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
