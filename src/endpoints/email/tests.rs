@@ -509,3 +509,15 @@ async fn required_tls_never_falls_back_to_plain_text() {
     }
     assert!(sink.received().is_empty());
 }
+
+#[tokio::test]
+async fn the_probe_sends_noop_and_a_closed_port_fails_it() {
+    let sink = Sink::start(None).await;
+    endpoint(&config(sink.port, "")).probe().await.unwrap();
+    let err = endpoint(&config(closed_port(), ""))
+        .probe()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("connect"), "{err:?}");
+    assert!(err.never_sent(), "refused before anything was sent");
+}

@@ -708,3 +708,43 @@ fn only_a_fixed_reading_method_is_free_of_side_effects() {
         "a method a variable chooses may write"
     );
 }
+
+#[tokio::test]
+async fn the_probe_gets_health_url_through_the_ssrf_guard() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/sick"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let with = |url: String| HttpConfig {
+        health_url: Some(url),
+        ..HttpConfig::default()
+    };
+    // Loopback is refused unless the operator names it, like a host a variable chose.
+    let err = endpoint(with(format!("{}/health", server.uri())))
+        .probe()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("url_forbidden"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+
+    local(with(format!("{}/health", server.uri())))
+        .probe()
+        .await
+        .unwrap();
+    let err = local(with(format!("{}/sick", server.uri())))
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Transient { .. }), "{err}");
+    assert_eq!(err.code.as_deref(), Some("http_503"));
+
+    // No health_url: nothing to probe.
+    local(HttpConfig::default()).probe().await.unwrap();
+}

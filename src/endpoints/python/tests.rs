@@ -413,3 +413,32 @@ fn a_script_outlives_the_thread_that_asked_for_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn the_probe_checks_the_interpreter_and_the_script_file() {
+    let dir = scripts(&[("work.py", "print('{}')\n")]);
+    let fixed = |script: &str, python: &str| {
+        endpoint(
+            &dir,
+            PythonConfig {
+                script: Some(script.into()),
+                python: python.into(),
+                ..PythonConfig::default()
+            },
+        )
+    };
+    fixed("work.py", "python3").probe().await.unwrap();
+    let err = fixed("gone.py", "python3").probe().await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("script_not_found"), "{err}");
+    assert!(err.message.contains("gone.py"), "{err}");
+    let err = fixed("work.py", "no-such-python-3")
+        .probe()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("interpreter"), "{err}");
+    // A script chosen per task: the scripts directory must be readable.
+    endpoint(&dir, PythonConfig::default())
+        .probe()
+        .await
+        .unwrap();
+}

@@ -184,3 +184,38 @@ steps:
     assert_eq!(problems[0].0, "steps[2].input");
     assert!(problems[0].1.contains("steps.<name>"), "{problems:?}");
 }
+
+#[tokio::test]
+async fn the_probe_fails_when_a_step_has_no_endpoint_with_a_usable_circuit() {
+    use crate::endpoints::health::BreakerState;
+    use crate::endpoints::{BuildContext, Endpoint};
+    let topics = [
+        (
+            "classify".to_string(),
+            vec!["gpt".to_string(), "llama".to_string()],
+        ),
+        ("store".to_string(), vec!["crm".to_string()]),
+    ];
+    let cx = BuildContext::default().with_topics(topics.into_iter().collect());
+    let c = config("{steps: [{name: a, topic: classify}, {name: b, topic: store}]}");
+    let ep = SubPdeEndpoint::with_context("meta", &c, &cx).unwrap();
+    ep.probe().await.unwrap();
+
+    let open = |name: &str, retry_at: f64| {
+        cx.health().update(name, |h| {
+            h.breaker = BreakerState::Open;
+            h.retry_at = Some(retry_at);
+        })
+    };
+    let later = crate::endpoints::stack::breaker::unix_now() + 600.0;
+    open("gpt", later);
+    ep.probe().await.unwrap();
+    open("llama", later);
+    let err = ep.probe().await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("circuit_open"));
+    assert!(err.message.contains("step `a` (topic `classify`)"), "{err}");
+    assert!(err.message.contains("gpt, llama"), "{err}");
+    // An open circuit whose cooldown is over takes a trial call: usable.
+    open("llama", 1.0);
+    ep.probe().await.unwrap();
+}
