@@ -1,9 +1,10 @@
 //! `email`: one message per task, sent over SMTP (lettre: tokio, rustls with ring, pooled).
 //!
 //! ```text
+//! (inside the layer stack: a permit of `max_concurrency` is already held)
 //! task ─► render from, to/cc/bcc, reply_to, subject, text/html, attachments (templates)
 //!      ─► addresses valid? ── no ─► BPMN error `invalid_address_error_code` naming the address
-//!      ─► load attachments (File variables) ─► Message-ID <task id@domain> ─► permit ─► send
+//!      ─► load attachments (File variables) ─► Message-ID <task id@domain> ─► send
 //!   250 ─► Ok {"message_id": "<…>", "accepted": ["a@x", …]}
 //!   4xx ─► Transient `smtp_<code>` (e.g. `smtp_451`; `bpmn_errors` may map the family `smtp_4xx`)
 //!   5xx ─► Permanent `smtp_<code>`, the server's reply in details

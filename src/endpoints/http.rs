@@ -1,7 +1,8 @@
 //! `http`: one HTTP call per task, built from templates over the task.
 //!
 //! ```text
-//! request ─► render method, url (encoded), headers, body ─► allowed_hosts ─► SSRF guard ─► permit
+//! (inside the layer stack: a permit of `max_concurrency` is already held)
+//! request ─► render method, url (encoded), headers, body ─► allowed_hosts ─► SSRF guard
 //!   ─► send ─► redirect? ─► re-check host, drop configured headers on a new origin ─► send …
 //!                 │ no
 //!   2xx ─► Ok {"status", "headers": {"content-type"}, "body": JSON or text}

@@ -4,7 +4,7 @@
 //! ```text
 //! request ─► Prompts::messages ─► [system (+ JSON instruction)] [history…] [user prompt] [feedback]
 //!                                                         │
-//!            exchange (permit, send, read, cancel) ◄──────┘   (each endpoint builds its body)
+//!            exchange (send, read, cancel)    ◄──────┘   (each endpoint builds its body)
 //!               │ 2xx ─► endpoint parses its wire format ─► parse_reply (text | JSON, fences)
 //!               └ else ─► status_error: code, type and message first (auth · quota_exceeded
 //!                          · context_length · content_policy), then the status: 401/403 auth

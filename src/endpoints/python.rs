@@ -315,7 +315,8 @@ impl PythonEndpoint {
         command
     }
 
-    /// Runs the script to completion (or kill) while holding a pool permit.
+    /// Runs the script to completion (or kill); the stack's limit (`worker_pool_size`) holds
+    /// a permit meanwhile.
     async fn run(
         &self,
         script: &str,

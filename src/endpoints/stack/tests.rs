@@ -828,3 +828,31 @@ fn bad_stack_values_are_refused_at_their_path_for_every_kind() {
     let paths: Vec<String> = config.validate().into_iter().map(|(p, _)| p).collect();
     assert_eq!(paths, ["probe.enabled"], "an http probe needs a health_url");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_meta_pde_whose_steps_hang_is_cut_by_its_timeout() {
+    #[derive(Debug)]
+    struct Hangs;
+    #[async_trait]
+    impl crate::endpoints::SubTasks for Hangs {
+        async fn run(
+            &self,
+            _: &str,
+            _: serde_json::Map<String, serde_json::Value>,
+            _: &EndpointRequest,
+        ) -> Result<EndpointReply, EndpointError> {
+            std::future::pending().await
+        }
+    }
+    let config: EndpointConfig =
+        serde_yaml::from_str("{type: sub_pde, timeout: 5s, steps: [{name: a, topic: t}]}").unwrap();
+    let ep = config.build("meta", &BuildContext::default()).unwrap();
+    let request = EndpointRequest {
+        sub_tasks: Some(Arc::new(Hangs)),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let err = ep.call(&request).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("timeout"), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}
