@@ -4,8 +4,10 @@
 //!  boot ── wait for the engine (GET /version, backoff, fatal after camunda.boot_timeout)
 //!   └─► deployer ── deploy bpmn/ (changed only) ──► watch bpmn/ and redeploy (debounced)
 //!   └─► manager ─── pools, fetch loop, pipelines ── until the shutdown token fires, then drain
+//!   └─► learner flusher ── its changes to the store every few seconds, and once after the drain
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -13,7 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::camunda::{CamundaClient, CamundaError, ClientSettings};
 use crate::config::FileConfig;
+use crate::endpoints::health::HealthRegistry;
 use crate::journal::Journal;
+use crate::learner::store::{FLUSH_EVERY, Flusher, JournalStats};
+use crate::learner::{DEFAULT_HALF_LIFE, Learner, StatsStore};
 use crate::manager::{Manager, ManagerError, build_endpoints};
 
 pub mod boot;
@@ -97,15 +102,55 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
     Ok((journal, id))
 }
 
+/// The learner, with what the journal's store kept of it (a `state_dir`), and the [`Flusher`]
+/// that writes its changes back there in batches. Without a `state_dir` it lives in memory only
+/// (the log says so). A store that cannot be read starts it empty, with a warning: what it
+/// learned is worth less than starting. Blocking file I/O: call it where the journal is opened.
+pub fn learner(
+    config: &FileConfig,
+    journal: &Journal,
+    health: Arc<HealthRegistry>,
+) -> (Arc<Learner>, Flusher) {
+    // Per-topic half-lives come with the `routing:` config; until then every topic decays alike.
+    let learner = Arc::new(Learner::new(DEFAULT_HALF_LIFE, Default::default()));
+    let store = JournalStats::new(journal.clone());
+    match (&config.pde_manager.state_dir, store.load()) {
+        (None, _) => tracing::info!(
+            "No pde_manager.state_dir: the learner lives in memory only; what it learns is lost at exit."
+        ),
+        (Some(dir), Ok(stored)) => {
+            tracing::info!(dir = %dir.display(), statistics = stored.len(), "Learner loaded.");
+            learner.load(stored);
+        }
+        (Some(dir), Err(error)) => tracing::warn!(
+            dir = %dir.display(),
+            %error,
+            "Could not read the learner's statistics; starting without them."
+        ),
+    }
+    let listed = crate::learner::report::listed(config);
+    let flusher = Flusher::new(learner.clone(), store, health, listed, FLUSH_EVERY);
+    (learner, flusher)
+}
+
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
     // Opening reads the whole file and may fsync: not on a runtime thread.
     let opening = config.clone();
-    let (journal, worker_id) = tokio::task::spawn_blocking(move || journal(&opening))
-        .await
-        .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
+    let health = Arc::new(HealthRegistry::default());
+    let registry = health.clone();
+    let (journal, worker_id, learner, flusher) = tokio::task::spawn_blocking(move || {
+        let (journal, worker_id) = journal(&opening)?;
+        let (learner, flusher) = learner(&opening, &journal, registry);
+        Ok::<_, crate::journal::StoreError>((journal, worker_id, learner, flusher))
+    })
+    .await
+    .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
     let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
+    // MERGE: the layer stack writes breaker state into `health`, routing and validation read and
+    // feed `learner` (`Manager::new(.., journal, learner.clone())`).
+    let _ = &learner;
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
@@ -122,6 +167,8 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         Err(e) => return Err(e.into()),
     }
     let background = TaskTracker::new();
+    let flusher_stop = CancellationToken::new();
+    let flushing = background.spawn(flusher.run(flusher_stop.clone()));
     let deployer = Deployer::new(
         camunda.clone(),
         config.deploy.clone(),
@@ -132,6 +179,14 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         background.spawn(deployer.watch(shutdown.clone()));
     }
     manager.run(shutdown.clone()).await;
+    // After the drain: the last tasks' observations are in the learner now.
+    flusher_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), flushing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("The learner's last flush did not finish; its latest figures are lost.");
+    }
     background.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
     tracing::info!("procos stopped.");
