@@ -41,8 +41,8 @@ mod tests;
 pub use store::{FILE_NAME, Rows, StoreError, Table};
 use store::{Op, Store};
 
-/// The learner's and the health tables of the store in `dir`, read without writing to it, while
-/// a procos runs on it or not: what `procos stats` reads. Blocking file I/O.
+/// The learner's and the health tables of the store in `dir`, read without writing to it, when
+/// no procos has it open (then [`StoreError::InUse`]). Blocking file I/O.
 pub fn read_side_tables(dir: &Path) -> Result<(Rows, Rows), StoreError> {
     store::read_only(dir)
 }

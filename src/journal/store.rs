@@ -9,15 +9,17 @@
 //!                └────────────┴── durable writes wait for ◄────────────┘
 //! ```
 //!
-//! The file is opened in redb's `SingleWriter` mode: this process writes, and `procos stats` in
-//! another process may open it read-only at the same time ([`read_only`]) and see the last
-//! commit. A second writer (another procos on the same `state_dir`) is still refused.
+//! The file stays in redb's default `ExclusiveWriter` mode: its `SingleWriter` mode would let
+//! another process read beside this one, but forces a two-phase commit (two fsyncs instead of
+//! one) on every journal commit. Readers of a running procos's figures read the snapshot the
+//! learner's flusher writes next to the file instead; [`read_only`] reads the file itself when
+//! no procos has it open.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 /// The database file's name inside `state_dir`.
@@ -49,6 +51,11 @@ pub enum StoreError {
         "state_dir `{path}`: no store yet (no {FILE_NAME}; procos has not run with this state_dir)"
     )]
     Missing { path: PathBuf },
+    /// A running procos has the file open (only one process may), and left nothing else to read.
+    #[error(
+        "state_dir `{path}`: {FILE_NAME} is in use by a running procos, which has written no snapshot to read instead yet"
+    )]
+    InUse { path: PathBuf },
     /// The store exists but could not be read.
     #[error("state_dir `{path}`: cannot read {FILE_NAME}: {message}")]
     Read { path: PathBuf, message: String },
@@ -142,8 +149,6 @@ impl Store {
         // so redb's page cache (1 GiB by default) is kept small.
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
-            // `procos stats` reads the file while this process writes it.
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .create(dir.join(FILE_NAME))
             .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => open_err(
@@ -219,8 +224,8 @@ fn worker_id(db: &Database, new: &str) -> Result<String, String> {
     Ok(id)
 }
 
-/// The side tables of the store in `dir`, read without writing to it, while a procos runs on it
-/// or not (blocking file I/O).
+/// The side tables of the store in `dir`, read without writing to it, when no procos has it open
+/// ([`StoreError::InUse`] when one has). Blocking file I/O.
 pub fn read_only(dir: &Path) -> Result<(Rows, Rows), StoreError> {
     let path = dir.join(FILE_NAME);
     let read_err = |message: String| StoreError::Read {
@@ -234,7 +239,6 @@ pub fn read_only(dir: &Path) -> Result<(Rows, Rows), StoreError> {
     }
     let opened = redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
-        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
         .open_read_only(&path);
     let db = match opened {
         Ok(db) => db,
@@ -244,9 +248,9 @@ pub fn read_only(dir: &Path) -> Result<(Rows, Rows), StoreError> {
             return read_repaired_copy(&path).map_err(read_err);
         }
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-            return Err(read_err(
-                "it is open in a process that does not share it (a procos older than this one); stop that process or read it with its own version".into(),
-            ));
+            return Err(StoreError::InUse {
+                path: dir.to_path_buf(),
+            });
         }
         Err(e) => return Err(read_err(e.to_string())),
     };
