@@ -129,7 +129,10 @@ pub fn learner(
         ),
     }
     let listed = crate::learner::report::listed(config);
-    let flusher = Flusher::new(learner.clone(), store, health, listed, FLUSH_EVERY);
+    let mut flusher = Flusher::new(learner.clone(), store, health, listed, FLUSH_EVERY);
+    if let Some(dir) = &config.pde_manager.state_dir {
+        flusher = flusher.with_snapshot(dir);
+    }
     (learner, flusher)
 }
 

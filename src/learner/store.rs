@@ -1,10 +1,11 @@
 //! The learner's persistence: its statistics, and the endpoints' health for `procos stats`, in
 //! two tables of the outcome journal's redb file under `state_dir` — written in batches by one
-//! flusher task, never on a task's path.
+//! flusher task, never on a task's path — plus a snapshot file next to it for readers.
 //!
 //! ```text
 //!  Learner ─── take_dirty() every FLUSH_EVERY and at exit ──┐
 //!  HealthRegistry ─── snapshot(), when it changed ──────────┼─► Flusher ─► one commit (journal writer)
+//!                                                           ├─► state_dir/learner.json (whole, atomic)
 //!                                                           └─► Prometheus gauges (report figures)
 //! ```
 //!
@@ -12,12 +13,22 @@
 //! store written by an older or newer procos loads. A row that does not decode is skipped with a
 //! warning naming it and left in place (a newer procos may own it); it is replaced the next time
 //! its key is observed.
+//!
+//! Why a snapshot file: redb lets one process open the file while a procos runs on it only in a
+//! mode that doubles the fsyncs of every journal commit. So after each commit the flusher also
+//! replaces `learner.json` (write, fsync, rename) with the whole learner and health, and
+//! `procos stats` reads that — while procos runs or not — and the redb file itself only when
+//! there is no snapshot (a store from before snapshots).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Key, Learner, Stats, StatsStore};
@@ -26,6 +37,8 @@ use crate::journal::{Journal, Rows, StoreError, Table};
 
 /// How often the flusher writes what changed (and refreshes the learner's gauges).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// The snapshot file's name inside `state_dir`.
+pub const SNAPSHOT_FILE: &str = "learner.json";
 
 /// The learner's statistics in the journal's store (in memory only when the journal is).
 #[derive(Debug, Clone)]
@@ -106,9 +119,93 @@ pub struct Stored {
     pub health: Vec<(String, EndpointHealth)>,
 }
 
-/// Reads the learner's and the health tables of the store in `dir` without writing to it —
-/// while a procos runs on it or not. Blocking file I/O.
+/// One statistics row of the snapshot file; kept as JSON values so that one unreadable row is
+/// skipped, not the whole file.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotRow {
+    key: Value,
+    stats: Value,
+}
+
+/// The snapshot file: everything the learner and the health registry held at a flush.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    /// When it was written (unix seconds).
+    written_at: f64,
+    stats: Vec<SnapshotRow>,
+    health: BTreeMap<String, Value>,
+}
+
+impl Snapshot {
+    fn of(stats: Vec<(Key, Stats)>, health: &[(String, EndpointHealth)]) -> Self {
+        Self {
+            written_at: super::now_secs(),
+            stats: stats
+                .into_iter()
+                .map(|(k, s)| SnapshotRow {
+                    key: serde_json::to_value(k).unwrap_or_default(),
+                    stats: serde_json::to_value(s).unwrap_or_default(),
+                })
+                .collect(),
+            health: health
+                .iter()
+                .map(|(n, h)| (n.clone(), serde_json::to_value(h).unwrap_or_default()))
+                .collect(),
+        }
+    }
+
+    /// Decodes it with the store's rules: an unreadable row is skipped with a warning.
+    fn decode(self) -> Stored {
+        let stats = self
+            .stats
+            .into_iter()
+            .map(|row| (row.key.to_string(), row.stats.to_string().into_bytes()))
+            .collect();
+        let health = self
+            .health
+            .into_iter()
+            .map(|(n, h)| (n, h.to_string().into_bytes()))
+            .collect();
+        Stored {
+            stats: decode_stats(stats),
+            health: decode_health(health),
+        }
+    }
+}
+
+/// Replaces `path` with `snapshot` atomically: a reader sees the old file or the new one.
+fn write_snapshot(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    serde_json::to_writer(&mut file, snapshot)?;
+    file.flush()?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// What the state dir `dir` holds of the learner and the endpoints' health, read without
+/// writing to it, while a procos runs on it or not: the snapshot file, or — when there is none
+/// or it is unreadable — the redb file, which no procos may have open then
+/// ([`StoreError::InUse`]). Blocking file I/O.
 pub fn read_state_dir(dir: &Path) -> Result<Stored, StoreError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
+            Ok(snapshot) => return Ok(snapshot.decode()),
+            Err(error) => tracing::warn!(
+                path = %path.display(),
+                %error,
+                "The learner snapshot is unreadable; reading the store instead."
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(StoreError::Read {
+                path: dir.to_path_buf(),
+                message: format!("{SNAPSHOT_FILE}: {e}"),
+            });
+        }
+    }
     let (learner, health) = crate::journal::read_side_tables(dir)?;
     Ok(Stored {
         stats: decode_stats(learner),
@@ -164,6 +261,11 @@ pub struct Flusher {
     every: Duration,
     /// The health last written, to skip unchanged snapshots.
     written_health: Mutex<Vec<(String, EndpointHealth)>>,
+    /// Where the snapshot file goes (with a `state_dir`).
+    snapshot: Option<PathBuf>,
+    /// A snapshot was written by this process (the first flush writes one even if idle, so that
+    /// a snapshot a crash left behind is brought up to the store).
+    snapshot_written: AtomicBool,
 }
 
 impl Flusher {
@@ -182,7 +284,16 @@ impl Flusher {
             listed,
             every,
             written_health: Mutex::new(Vec::new()),
+            snapshot: None,
+            snapshot_written: AtomicBool::new(false),
         }
+    }
+
+    /// Also writes the whole learner to `state_dir/learner.json` after each commit, for readers
+    /// such as `procos stats` (which may not open the store while this process has it).
+    pub fn with_snapshot(mut self, state_dir: &Path) -> Self {
+        self.snapshot = Some(state_dir.join(SNAPSHOT_FILE));
+        self
     }
 
     /// Flushes every `every` until `stop` fires, then once more (call `stop` after the manager
@@ -204,8 +315,8 @@ impl Flusher {
         }
     }
 
-    /// Writes what changed since the last flush in one commit (nothing when nothing changed) and
-    /// refreshes the gauges. Returns the statistics rows written.
+    /// Writes what changed since the last flush in one commit (nothing when nothing changed),
+    /// then the snapshot file, and refreshes the gauges. Returns the statistics rows written.
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let dirty = self.learner.take_dirty();
         let health = self.health.snapshot();
@@ -218,7 +329,9 @@ impl Flusher {
         };
         let report = super::report::build(&self.learner, &health, &self.listed, super::now_secs());
         crate::telemetry::metrics::learner_figures(&report, &health);
-        if dirty.is_empty() && !health_changed {
+        let first_snapshot =
+            self.snapshot.is_some() && !self.snapshot_written.load(Ordering::Relaxed);
+        if dirty.is_empty() && !health_changed && !first_snapshot {
             return Ok(0);
         }
         let n = dirty.len();
@@ -233,7 +346,23 @@ impl Flusher {
             *self
                 .written_health
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()) = health;
+                .unwrap_or_else(|p| p.into_inner()) = health.clone();
+        }
+        if let Some(path) = self.snapshot.clone() {
+            let snapshot = Snapshot::of(self.learner.snapshot(), &health);
+            let written =
+                tokio::task::spawn_blocking(move || write_snapshot(&path, &snapshot)).await;
+            let error = match written {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            // A failed write is retried at the next flush, changed or not.
+            self.snapshot_written
+                .store(error.is_none(), Ordering::Relaxed);
+            if let Some(error) = error {
+                tracing::warn!(%error, "Could not write the learner snapshot; `procos stats` shows older figures until a flush writes it.");
+            }
         }
         Ok(n)
     }

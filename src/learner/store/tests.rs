@@ -35,6 +35,29 @@ fn flusher(learner: &Arc<Learner>, journal: &Journal, health: &Arc<HealthRegistr
     )
 }
 
+/// Reads the state dir once the journal dropped just before has closed its file (its writer
+/// thread closes it shortly after the last handle goes).
+fn read_once_closed(dir: &Path) -> Stored {
+    for _ in 0..100 {
+        match read_state_dir(dir) {
+            Ok(s) => return s,
+            Err(StoreError::InUse { .. }) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store in {} stays in use", dir.display())
+}
+
+/// A flusher that also writes the snapshot file into `dir`, as the daemon's does.
+fn with_snapshot(
+    learner: &Arc<Learner>,
+    journal: &Journal,
+    health: &Arc<HealthRegistry>,
+    dir: &Path,
+) -> Flusher {
+    flusher(learner, journal, health).with_snapshot(dir)
+}
+
 #[tokio::test]
 async fn statistics_and_health_survive_a_reopen_with_the_same_figures() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,7 +106,7 @@ async fn statistics_and_health_survive_a_reopen_with_the_same_figures() {
     assert_eq!((figures.calls, figures.routed), (50, 1));
     assert!((figures.success_rate().expect("rate") - 0.8).abs() < 0.01);
     drop(journal);
-    let stored = read_state_dir(dir.path()).expect("reads");
+    let stored = read_once_closed(dir.path());
     assert_eq!(stored.health, health.snapshot());
     assert_eq!(stored.stats, learner.snapshot());
 }
@@ -191,7 +214,7 @@ async fn the_final_flush_reaches_the_disk() {
         stop.cancel();
         task.await.expect("stops");
     }
-    let stored = read_state_dir(dir.path()).expect("reads");
+    let stored = read_once_closed(dir.path());
     assert_eq!(stored.stats.len(), 1);
     assert_eq!(stored.stats[0].1.calls, 1);
 }
@@ -221,28 +244,80 @@ fn an_unreadable_store_is_an_error_naming_it() {
 }
 
 #[tokio::test]
-async fn the_store_is_read_while_its_writer_has_it_open() {
+async fn the_snapshot_is_read_while_the_writer_has_the_store_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = open(dir.path());
+    let learner = Arc::new(Learner::default());
+    let health = Arc::new(HealthRegistry::default());
+    let flusher = with_snapshot(&learner, &journal, &health, dir.path());
+    learner.observe(
+        &Key::new("t", "a", "s"),
+        &sample(CallOutcome::Valid, 5.0, 0.0),
+    );
+    flusher.flush().await.expect("flushes");
+    let stored = read_state_dir(dir.path()).expect("reads beside the writer");
+    assert_eq!(stored.stats, learner.snapshot());
+    learner.observe(
+        &Key::new("t", "b", "s"),
+        &sample(CallOutcome::Valid, 5.0, 0.0),
+    );
+    health.update("b", |h| {
+        h.breaker = crate::endpoints::health::BreakerState::Open
+    });
+    flusher.flush().await.expect("the writer still writes");
+    let stored = read_state_dir(dir.path()).expect("reads");
+    assert_eq!(stored.stats.len(), 2);
+    assert_eq!(stored.health, health.snapshot());
+}
+
+#[tokio::test]
+async fn without_a_snapshot_an_open_store_is_in_use_and_a_closed_one_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let learner = Arc::new(Learner::default());
     let health = Arc::new(HealthRegistry::default());
     learner.observe(
         &Key::new("t", "a", "s"),
         &sample(CallOutcome::Valid, 5.0, 0.0),
     );
+    let journal = open(dir.path());
     flusher(&learner, &journal, &health)
         .flush()
         .await
         .expect("flushes");
-    let stored = read_state_dir(dir.path()).expect("reads beside the writer");
-    assert_eq!(stored.stats.len(), 1);
+    let err = read_state_dir(dir.path()).expect_err("the writer holds it");
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    drop(journal);
+    assert_eq!(read_once_closed(dir.path()).stats, learner.snapshot());
+}
+
+#[tokio::test]
+async fn an_unreadable_snapshot_falls_back_to_the_store_and_the_next_flush_replaces_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let learner = Arc::new(Learner::default());
+    let health = Arc::new(HealthRegistry::default());
     learner.observe(
-        &Key::new("t", "b", "s"),
+        &Key::new("t", "a", "s"),
         &sample(CallOutcome::Valid, 5.0, 0.0),
     );
-    flusher(&learner, &journal, &health)
+    {
+        let journal = open(dir.path());
+        flusher(&learner, &journal, &health)
+            .flush()
+            .await
+            .expect("flushes");
+    }
+    std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{ torn").expect("write");
+    let journal = open(dir.path());
+    drop(journal);
+    assert_eq!(read_once_closed(dir.path()).stats.len(), 1);
+    // A new life writes a snapshot at its first flush, even with nothing new.
+    let journal = open(dir.path());
+    let reloaded = Arc::new(Learner::default());
+    reloaded.load(JournalStats::new(journal.clone()).load().expect("loads"));
+    with_snapshot(&reloaded, &journal, &health, dir.path())
         .flush()
         .await
-        .expect("the writer still writes");
-    assert_eq!(read_state_dir(dir.path()).expect("reads").stats.len(), 2);
+        .expect("flushes");
+    let stored = read_state_dir(dir.path()).expect("reads the snapshot beside the writer");
+    assert_eq!(stored.stats, learner.snapshot());
 }
