@@ -20,6 +20,9 @@ const EX_UNAVAILABLE: u8 = 69;
 const EX_NOINPUT: u8 = 66;
 /// sysexits.h: an input/output error (`procos stats`: the store cannot be read).
 const EX_IOERR: u8 = 74;
+/// sysexits.h: a temporary failure, try again (`procos stats`: a procos has the store open and
+/// has not written its snapshot yet).
+const EX_TEMPFAIL: u8 = 75;
 /// Default config path.
 const DEFAULT_CONFIG: &str = "config/pde.yaml";
 
@@ -82,6 +85,7 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
             return ExitCode::from(match e {
                 StatsError::NoStateDir { .. } => EX_CONFIG,
                 StatsError::Store(StoreError::Missing { .. }) => EX_NOINPUT,
+                StatsError::Store(StoreError::InUse { .. }) => EX_TEMPFAIL,
                 StatsError::Store(_) => EX_IOERR,
             });
         }

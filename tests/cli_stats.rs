@@ -1,5 +1,6 @@
 //! `procos stats`: the real binary reading a state_dir populated through the library — stopped,
-//! and while another process holds the store open for writing — and its errors.
+//! and while another process holds the store open for writing (through the snapshot the daemon's
+//! flusher writes), the store itself when there is no snapshot — and its errors.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,8 +65,9 @@ fn call(outcome: CallOutcome, latency_ms: f64, cost: f64) -> Sample {
 }
 
 /// `big`: 300 tasks, 1.4 s, 0.002 a call, breaker open; `small`: 100 tasks, 180 ms, 0.0001 a
-/// call, equally good; `spare`: never called. Written through the learner's flusher.
-async fn populate(journal: &Journal) {
+/// call, equally good; `spare`: never called. Written through the learner's flusher, with the
+/// snapshot file when `snapshot` names the state dir (as the daemon writes it).
+async fn populate(journal: &Journal, snapshot: Option<&Path>) {
     let learner = Arc::new(Learner::default());
     let health = Arc::new(HealthRegistry::default());
     let t0 = now_secs() - 600.0;
@@ -81,20 +83,24 @@ async fn populate(journal: &Journal) {
         h.breaker = BreakerState::Open;
         h.since = t0;
     });
-    let flusher = Flusher::new(
+    let mut flusher = Flusher::new(
         learner,
         JournalStats::new(journal.clone()),
         health,
         BTreeMap::new(),
         Duration::from_secs(5),
     );
+    if let Some(dir) = snapshot {
+        flusher = flusher.with_snapshot(dir);
+    }
     assert_eq!(flusher.flush().await.expect("flushes"), 4);
 }
 
 /// Opens the state dir's journal, populates it and drops it (as a stopped procos leaves it).
 async fn populated_and_closed(dir: &Path) {
-    let journal = open(&dir.join("state"));
-    populate(&journal).await;
+    let state = dir.join("state");
+    let journal = open(&state);
+    populate(&journal, Some(&state)).await;
 }
 
 fn row<'a>(report: &'a Value, endpoint: &str) -> &'a Value {
@@ -170,14 +176,15 @@ async fn the_json_form_has_the_figures_the_classes_and_the_suggestions() {
 async fn the_store_is_read_while_another_process_writes_it() {
     let dir = workdir(CONFIG);
     // This test process holds the store open for writing, as a running procos does.
-    let journal = open(&dir.path().join("state"));
-    populate(&journal).await;
+    let state = dir.path().join("state");
+    let journal = open(&state);
+    populate(&journal, Some(&state)).await;
     let (code, out, err) = stats(dir.path(), &["--format", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(row(&report, "big")["calls"], 300);
-    // The writer keeps writing; the next read sees the new commit.
-    populate(&journal).await;
+    // The writer keeps writing; the next read sees the new flush.
+    populate(&journal, Some(&state)).await;
     let (code, out, err) = stats(dir.path(), &["--format", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).expect("JSON");
@@ -187,6 +194,37 @@ async fn the_store_is_read_while_another_process_writes_it() {
         "rows replaced, not added"
     );
     drop(journal);
+}
+
+#[tokio::test]
+async fn without_a_snapshot_the_store_itself_is_read_once_no_process_has_it_open() {
+    let dir = workdir(CONFIG);
+    let journal = open(&dir.path().join("state"));
+    populate(&journal, None).await;
+    let (code, out, err) = stats(dir.path(), &[]);
+    assert_eq!(
+        code, 75,
+        "in use, nothing else to read: try again later; {out}{err}"
+    );
+    assert!(
+        err.contains("state_dir `state`: journal.redb is in use by a running procos"),
+        "{err}"
+    );
+    drop(journal);
+    // The journal's writer thread closes the file shortly after the last handle goes.
+    let mut last = (0, String::new(), String::new());
+    for _ in 0..100 {
+        last = stats(dir.path(), &["--format", "json"]);
+        if last.0 != 75 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, out, err) = last;
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(row(&report, "big")["calls"], 300);
+    assert_eq!(row(&report, "big")["breaker"], "open");
 }
 
 #[test]

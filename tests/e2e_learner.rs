@@ -1,5 +1,6 @@
 //! The learner remembers: the real binary on a `state_dir`, its statistics read by `procos stats`
-//! while it runs, after a clean stop, after a SIGKILL, and accumulated across a restart.
+//! while it runs, after a clean stop, after a SIGKILL (from the snapshot, and from the unclosed
+//! store), and accumulated across a restart.
 //!
 //! Needs the Validation block to feed the learner (`learner.observe(&Key::new(topic, endpoint,
 //! class), &sample)` per endpoint call): without that hook every figure stays 0.
@@ -131,7 +132,11 @@ async fn the_store_of_a_killed_procos_is_still_read() {
     complete(&rest, 3).await;
     wait_calls(work.path(), 3).await;
     procos.child.kill().await.expect("SIGKILL");
-    // The file was not closed: the reader must not repair it in place (the next procos does),
-    // and reads what was committed.
+    procos.child.wait().await.expect("reaped");
+    // What the last flush wrote is still there, in the snapshot…
+    assert_eq!(echo_calls(work.path()), Ok(3));
+    // …and in the store itself, which the kill left unclosed: read through a repaired private
+    // copy, never repaired in place (the next procos does that).
+    std::fs::remove_file(work.path().join("state/learner.json")).expect("a snapshot was written");
     assert_eq!(echo_calls(work.path()), Ok(3));
 }
