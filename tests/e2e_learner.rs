@@ -114,7 +114,8 @@ async fn what_procos_learned_survives_a_restart_of_the_real_binary() {
         .into_iter()
         .find(|l| l["message"] == "Learner loaded.")
         .expect("the load is logged");
-    assert_eq!(loaded["statistics"], 1, "{loaded}");
+    // One row per (topic, endpoint, class) the first life saw: at least `work`/`echo`.
+    assert!(loaded["statistics"].as_u64() >= Some(1), "{loaded}");
     complete(&rest, 3).await;
     second.sigterm();
     assert_eq!(second.exit_code(Duration::from_secs(20)).await, 0);

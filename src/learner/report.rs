@@ -19,21 +19,6 @@ use serde::Serialize;
 use super::{Key, Learner, Stats};
 use crate::endpoints::health::{BreakerState, EndpointHealth};
 
-/// Decayed calls an endpoint needs on a topic before a suggestion uses its figures.
-pub const MIN_SAMPLES: f64 = 20.0;
-/// Quality (valid answers per call) within this much counts as equal.
-pub const EQUAL_QUALITY: f64 = 0.02;
-/// An endpoint is suggested as cheaper when it costs at most 1/this of the incumbent.
-pub const CHEAPER_BY: f64 = 2.0;
-/// An endpoint is reported as failing at this decayed failure rate or more.
-pub const FAILING_AT: f64 = 0.2;
-/// An endpoint is reported when this share of its answers or more fails validation.
-pub const INVALID_AT: f64 = 0.2;
-/// An endpoint is reported as slow when its p95 is this many times a peer's at equal quality…
-pub const SLOWER_BY: f64 = 2.0;
-/// …and at least this much slower, in ms (1 ms against 3 ms is no news).
-pub const SLOWER_MIN_MS: f64 = 50.0;
-
 /// Figures of one (topic, endpoint), or one of its classes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Figures {
@@ -285,7 +270,10 @@ pub fn build(
             endpoints: rows,
         });
     }
-    let suggestions = topics.iter().flat_map(|t| suggest(t, learner)).collect();
+    let suggestions = topics
+        .iter()
+        .flat_map(|t| suggest::suggest(t, learner))
+        .collect();
     Report {
         as_of,
         topics,
@@ -293,240 +281,16 @@ pub fn build(
     }
 }
 
-fn figures(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
-
-/// Every suggestion the topic's figures support.
-fn suggest(t: &TopicReport, learner: &Learner) -> Vec<Suggestion> {
-    let mut out = Vec::new();
-    let enough: Vec<&EndpointRow> = t
-        .endpoints
-        .iter()
-        .filter(|r| r.listed && r.figures.enough())
-        .collect();
-    let window = learner.half_life_of(&t.topic).as_secs_f64() * 2.0;
-    for r in &enough {
-        let f = &r.figures;
-        if let Some(ok) = f.success_rate
-            && 1.0 - ok >= FAILING_AT
-        {
-            let span = (f.last_seen - f.first_seen).clamp(0.0, window);
-            out.push(Suggestion {
-                kind: SuggestionKind::Failing,
-                topic: t.topic.clone(),
-                endpoint: r.endpoint.clone(),
-                message: format!(
-                    "`{}` has failed {} of calls on `{}` for {} ({} calls; rate decayed, recent calls weigh more)",
-                    r.endpoint,
-                    pct(1.0 - ok),
-                    t.topic,
-                    duration(span),
-                    f.calls
-                ),
-                figures: figures(&[
-                    ("failure_rate", 1.0 - ok),
-                    ("calls", f.calls as f64),
-                    ("for_seconds", span),
-                ]),
-            });
-        }
-        if let Some(pass) = f.pass_rate
-            && 1.0 - pass >= INVALID_AT
-            && f.answered as f64 >= MIN_SAMPLES
-        {
-            out.push(Suggestion {
-                kind: SuggestionKind::Invalid,
-                topic: t.topic.clone(),
-                endpoint: r.endpoint.clone(),
-                message: format!(
-                    "{} of `{}`'s answers on `{}` fail validation ({} answers)",
-                    pct(1.0 - pass),
-                    r.endpoint,
-                    t.topic,
-                    f.answered
-                ),
-                figures: figures(&[("invalid_rate", 1.0 - pass), ("answers", f.answered as f64)]),
-            });
-        }
-    }
-    // Cheaper at equal quality than the endpoint that gets most of the topic's tasks.
-    let incumbent = enough
-        .iter()
-        .filter(|r| r.routing_share.is_some())
-        .max_by(|a, b| {
-            a.routing_share
-                .partial_cmp(&b.routing_share)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-    if let Some(inc) = incumbent
-        && let (Some(q_inc), Some(c_inc)) = (inc.figures.quality, inc.figures.mean_cost)
-        && c_inc > 0.0
-    {
-        let best = enough
-            .iter()
-            .filter(|r| r.endpoint != inc.endpoint && r.routing_share < inc.routing_share)
-            .filter_map(|r| Some((r, r.figures.quality?, r.figures.mean_cost?)))
-            .filter(|(_, q, c)| *q >= q_inc - EQUAL_QUALITY && *c * CHEAPER_BY <= c_inc)
-            .min_by(|a, b| a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
-        if let Some((r, q, c)) = best {
-            out.push(Suggestion {
-                kind: SuggestionKind::Cheaper,
-                topic: t.topic.clone(),
-                endpoint: r.endpoint.clone(),
-                message: format!(
-                    "`{}` serves `{}` at equal pass rate ({} vs {} for `{}`) for {} of the cost ({} vs {} per call)",
-                    r.endpoint,
-                    t.topic,
-                    pct(q),
-                    pct(q_inc),
-                    inc.endpoint,
-                    fraction(c, c_inc),
-                    cost(c),
-                    cost(c_inc)
-                ),
-                figures: figures(&[
-                    ("quality", q),
-                    ("incumbent_quality", q_inc),
-                    ("mean_cost", c),
-                    ("incumbent_mean_cost", c_inc),
-                ]),
-            });
-        }
-    }
-    // Much slower at p95 than the fastest peer of equal quality.
-    for r in &enough {
-        let (Some(q), Some(p95)) = (r.figures.quality, r.figures.latency_p95_ms) else {
-            continue;
-        };
-        let fastest = enough
-            .iter()
-            .filter(|p| p.endpoint != r.endpoint)
-            .filter_map(|p| Some((p, p.figures.quality?, p.figures.latency_p95_ms?)))
-            .filter(|(_, pq, _)| *pq >= q - EQUAL_QUALITY)
-            .min_by(|a, b| a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
-        if let Some((p, pq, pp95)) = fastest
-            && p95 >= pp95 * SLOWER_BY
-            && p95 - pp95 >= SLOWER_MIN_MS
-        {
-            out.push(Suggestion {
-                kind: SuggestionKind::Slower,
-                topic: t.topic.clone(),
-                endpoint: r.endpoint.clone(),
-                message: format!(
-                    "`{}` is {:.1}× slower at p95 than `{}` on `{}` ({} vs {}) at equal pass rate ({} vs {})",
-                    r.endpoint,
-                    p95 / pp95,
-                    p.endpoint,
-                    t.topic,
-                    millis(p95),
-                    millis(pp95),
-                    pct(q),
-                    pct(pq)
-                ),
-                figures: figures(&[
-                    ("latency_p95_ms", p95),
-                    ("peer_latency_p95_ms", pp95),
-                    ("quality", q),
-                    ("peer_quality", pq),
-                ]),
-            });
-        }
-    }
-    // Listed, never called, while the topic had enough tasks to try it.
-    let tasks = if t.routed > 0 {
-        t.routed
-    } else {
-        t.endpoints.iter().map(|r| r.figures.calls).sum()
-    };
-    if tasks as f64 >= MIN_SAMPLES {
-        for r in t.endpoints.iter().filter(|r| r.listed) {
-            if r.figures.calls == 0 && r.figures.routed == 0 {
-                out.push(Suggestion {
-                    kind: SuggestionKind::NeverChosen,
-                    topic: t.topic.clone(),
-                    endpoint: r.endpoint.clone(),
-                    message: format!(
-                        "`{}` is listed for `{}` but was never chosen in {} tasks (remove it, or check the routing)",
-                        r.endpoint, t.topic, tasks
-                    ),
-                    figures: figures(&[("tasks", tasks as f64)]),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// `0.384` → `38.4%`.
-pub fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
-}
-
-/// A latency: `181 ms`, `1.4 s`.
-pub fn millis(ms: f64) -> String {
-    if ms < 1000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.1} s", ms / 1000.0)
-    }
-}
-
-/// A cost per call, with the digits that matter.
-pub fn cost(c: f64) -> String {
-    if c == 0.0 {
-        "0".into()
-    } else if c >= 1.0 {
-        format!("{c:.2}")
-    } else {
-        // Four significant digits below 1.
-        let digits = (-c.log10()).ceil().max(0.0) as usize + 3;
-        let s = format!("{c:.digits$}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
-/// `part` as a fraction of `whole`: `half`, `a third`, `1/20th`; `nothing` when free.
-fn fraction(part: f64, whole: f64) -> String {
-    if part <= 0.0 {
-        return "nothing".into();
-    }
-    let n = (whole / part).round() as u64;
-    match n {
-        0..=2 => "half".into(),
-        3 => "a third".into(),
-        4 => "a quarter".into(),
-        n => {
-            let suffix = match (n % 10, n % 100) {
-                (_, 11..=13) => "th",
-                (1, _) => "st",
-                (2, _) => "nd",
-                (3, _) => "rd",
-                _ => "th",
-            };
-            format!("1/{n}{suffix}")
-        }
-    }
-}
-
-/// A span for a sentence: `45 s`, `12 min`, `2 h`, `3 days`.
-pub fn duration(secs: f64) -> String {
-    let s = secs.max(0.0);
-    if s < 90.0 {
-        format!("{s:.0} s")
-    } else if s < 90.0 * 60.0 {
-        format!("{:.0} min", s / 60.0)
-    } else if s < 36.0 * 3600.0 {
-        format!("{:.0} h", s / 3600.0)
-    } else {
-        format!("{:.0} days", s / 86400.0)
-    }
-}
-
+mod format;
+mod suggest;
 mod table;
 #[cfg(test)]
 mod tests;
 
+pub use format::{cost, duration, millis, pct};
+pub use suggest::{
+    CHEAPER_BY, EQUAL_QUALITY, FAILING_AT, INVALID_AT, MIN_SAMPLES, SLOWER_BY, SLOWER_MIN_MS,
+};
 pub use table::render_table;
 
 /// Why `procos stats` could not report.

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{EndpointRow, Report, cost, duration, millis, pct};
+use super::format::{cost, duration, millis, pct};
+use super::{EndpointRow, Report};
 use crate::endpoints::health::BreakerState;
 
 const HEAD: [&str; 9] = [

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::suggest::fraction;
 use super::*;
 use crate::learner::{CallOutcome, Sample};
 
@@ -273,4 +274,45 @@ fn the_same_figures_are_exported_as_gauges() {
         assert!(text.contains(&line), "missing {line} in:\n{text}");
     }
     assert!(text.contains("procos_learner_latency_p95_seconds{topic=\"t\",endpoint=\"a\"}"));
+}
+
+#[test]
+fn a_free_equal_endpoint_is_suggested_at_no_cost() {
+    let l = Learner::default();
+    calls(&l, "t", "paid", 60, 0, 100.0, 0.01);
+    calls(&l, "t", "local", 30, 0, 100.0, 0.0);
+    let r = build(&l, &[], &listed("t", &["paid", "local"]), T0 + 60.0);
+    let s = r
+        .suggestions
+        .iter()
+        .find(|s| s.kind == SuggestionKind::Cheaper)
+        .unwrap_or_else(|| panic!("no cheaper suggestion in {:?}", r.suggestions));
+    assert!(
+        s.message.ends_with("at no cost (0 vs 0.01 per call)"),
+        "{}",
+        s.message
+    );
+}
+
+#[test]
+fn an_endpoint_whose_answers_often_fail_validation_is_reported() {
+    let l = Learner::default();
+    let key = Key::new("t", "sloppy", "s");
+    for i in 0..40 {
+        let outcome = if i % 4 == 0 {
+            CallOutcome::Invalid
+        } else {
+            CallOutcome::Valid
+        };
+        l.observe_at(&key, &sample(outcome, 10.0, None), T0 + i as f64);
+    }
+    let r = build(&l, &[], &listed("t", &["sloppy"]), T0 + 40.0);
+    assert_eq!(kinds(&r), [(SuggestionKind::Invalid, "sloppy")]);
+    assert!(
+        r.suggestions[0]
+            .message
+            .starts_with("25.0% of `sloppy`'s answers on `t` fail validation (40 answers)"),
+        "{}",
+        r.suggestions[0].message
+    );
 }
