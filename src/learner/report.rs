@@ -150,6 +150,8 @@ pub struct Suggestion {
 pub struct Report {
     /// The time the decayed figures are taken at (unix seconds).
     pub as_of: f64,
+    /// The same, as an RFC 3339 UTC time.
+    pub as_of_utc: String,
     /// Every topic with figures or listed endpoints, by name.
     pub topics: Vec<TopicReport>,
     /// What the figures suggest.
@@ -276,6 +278,9 @@ pub fn build(
         .collect();
     Report {
         as_of,
+        as_of_utc: chrono::DateTime::from_timestamp(as_of as i64, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
         topics,
         suggestions,
     }
@@ -289,7 +294,8 @@ mod tests;
 
 pub use format::{cost, duration, millis, pct};
 pub use suggest::{
-    CHEAPER_BY, EQUAL_QUALITY, FAILING_AT, INVALID_AT, MIN_SAMPLES, SLOWER_BY, SLOWER_MIN_MS,
+    CHEAPER_BY, CHEAPER_FOR_SHARE, EQUAL_QUALITY, FAILING_AT, INVALID_AT, MIN_SAMPLES, SLOWER_BY,
+    SLOWER_MIN_MS,
 };
 pub use table::render_table;
 

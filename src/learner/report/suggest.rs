@@ -11,8 +11,10 @@ use crate::learner::Learner;
 pub const MIN_SAMPLES: f64 = 20.0;
 /// Quality (valid answers per call) within this much counts as equal.
 pub const EQUAL_QUALITY: f64 = 0.02;
-/// An endpoint is suggested as cheaper when it costs at most 1/this of the incumbent.
+/// An endpoint is suggested as cheaper when it costs at most 1/this of the incumbent…
 pub const CHEAPER_BY: f64 = 2.0;
+/// …an endpoint that gets at least this share of the topic's tasks.
+pub const CHEAPER_FOR_SHARE: f64 = 0.1;
 /// An endpoint is reported as failing at this decayed failure rate or more.
 pub const FAILING_AT: f64 = 0.2;
 /// An endpoint is reported when this share of its answers or more fails validation.
@@ -123,55 +125,70 @@ fn invalid(t: &TopicReport, r: &EndpointRow) -> Option<Suggestion> {
     ))
 }
 
-/// The cheapest endpoint of equal quality that costs at most 1/[`CHEAPER_BY`] of the one that
-/// gets most of the topic's tasks.
-fn cheaper(t: &TopicReport, enough: &[&EndpointRow]) -> Option<Suggestion> {
-    let inc = enough
-        .iter()
-        .filter_map(|r| Some((r, r.routing_share?)))
-        .max_by(|a, b| by_value(a.1, b.1))
-        .map(|(r, _)| r)?;
-    let (q_inc, c_inc) = (inc.figures.quality?, inc.figures.mean_cost?);
-    if c_inc <= 0.0 {
-        return None;
+/// For each endpoint that gets [`CHEAPER_FOR_SHARE`] of the topic's tasks or more, the cheapest
+/// other endpoint of equal quality that costs at most 1/[`CHEAPER_BY`] as much.
+fn cheaper(t: &TopicReport, enough: &[&EndpointRow]) -> Vec<Suggestion> {
+    let mut out = Vec::new();
+    for inc in enough {
+        let (Some(share), Some(q_inc), Some(c_inc)) = (
+            inc.routing_share,
+            inc.figures.quality,
+            inc.figures.mean_cost,
+        ) else {
+            continue;
+        };
+        if share < CHEAPER_FOR_SHARE || c_inc <= 0.0 {
+            continue;
+        }
+        let Some((r, q, c)) = enough
+            .iter()
+            .filter(|r| r.endpoint != inc.endpoint)
+            .filter_map(|r| Some((r, r.figures.quality?, r.figures.mean_cost?)))
+            .filter(|(_, q, c)| *q >= q_inc - EQUAL_QUALITY && *c * CHEAPER_BY <= c_inc)
+            .min_by(|a, b| by_value(a.2, b.2))
+        else {
+            continue;
+        };
+        let price = if c <= 0.0 {
+            format!(
+                "at no cost, where `{}` costs {} per call",
+                inc.endpoint,
+                cost(c_inc)
+            )
+        } else {
+            format!(
+                "for {} of the cost of `{}` ({} vs {} per call)",
+                fraction(c, c_inc),
+                inc.endpoint,
+                cost(c),
+                cost(c_inc)
+            )
+        };
+        let message = format!(
+            "`{}` serves `{}` at equal pass rate {price}: {} vs {} of calls valid; `{}` gets {} of its tasks",
+            r.endpoint,
+            t.topic,
+            pct(q),
+            pct(q_inc),
+            inc.endpoint,
+            pct(share),
+        );
+        let pairs = [
+            ("quality", q),
+            ("incumbent_quality", q_inc),
+            ("incumbent_routing_share", share),
+            ("mean_cost", c),
+            ("incumbent_mean_cost", c_inc),
+        ];
+        out.push(suggestion(
+            SuggestionKind::Cheaper,
+            t,
+            &r.endpoint,
+            message,
+            &pairs,
+        ));
     }
-    let (r, q, c) = enough
-        .iter()
-        .filter(|r| r.endpoint != inc.endpoint && r.routing_share < inc.routing_share)
-        .filter_map(|r| Some((r, r.figures.quality?, r.figures.mean_cost?)))
-        .filter(|(_, q, c)| *q >= q_inc - EQUAL_QUALITY && *c * CHEAPER_BY <= c_inc)
-        .min_by(|a, b| by_value(a.2, b.2))?;
-    let price = if c <= 0.0 {
-        format!("at no cost (0 vs {} per call)", cost(c_inc))
-    } else {
-        format!(
-            "for {} of the cost ({} vs {} per call)",
-            fraction(c, c_inc),
-            cost(c),
-            cost(c_inc)
-        )
-    };
-    let message = format!(
-        "`{}` serves `{}` at equal pass rate ({} vs {} for `{}`) {price}",
-        r.endpoint,
-        t.topic,
-        pct(q),
-        pct(q_inc),
-        inc.endpoint,
-    );
-    let pairs = [
-        ("quality", q),
-        ("incumbent_quality", q_inc),
-        ("mean_cost", c),
-        ("incumbent_mean_cost", c_inc),
-    ];
-    Some(suggestion(
-        SuggestionKind::Cheaper,
-        t,
-        &r.endpoint,
-        message,
-        &pairs,
-    ))
+    out
 }
 
 /// [`SLOWER_BY`] times slower at p95 (and [`SLOWER_MIN_MS`]) than the fastest peer of equal
@@ -188,7 +205,7 @@ fn slower(t: &TopicReport, r: &EndpointRow, enough: &[&EndpointRow]) -> Option<S
         return None;
     }
     let message = format!(
-        "`{}` is {:.1}× slower at p95 than `{}` on `{}` ({} vs {}) at equal pass rate ({} vs {})",
+        "`{}` is {:.1}× slower at p95 than `{}` on `{}` ({} vs {}) at equal pass rate ({} vs {} of calls valid)",
         r.endpoint,
         p95 / pp95,
         p.endpoint,

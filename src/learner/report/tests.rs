@@ -71,7 +71,7 @@ fn an_equally_good_endpoint_at_a_twentieth_of_the_cost_is_suggested() {
     assert_eq!(s.endpoint, "ollama");
     assert!(
         s.message
-            .contains("`ollama` serves `classify_ticket` at equal pass rate (100.0% vs 100.0% for `openai`) for 1/20th of the cost (0.0001 vs 0.002 per call)"),
+            .contains("`ollama` serves `classify_ticket` at equal pass rate for 1/20th of the cost of `openai` (0.0001 vs 0.002 per call): 100.0% vs 100.0% of calls valid; `openai` gets 75.0% of its tasks"),
         "{}",
         s.message
     );
@@ -288,7 +288,9 @@ fn a_free_equal_endpoint_is_suggested_at_no_cost() {
         .find(|s| s.kind == SuggestionKind::Cheaper)
         .unwrap_or_else(|| panic!("no cheaper suggestion in {:?}", r.suggestions));
     assert!(
-        s.message.ends_with("at no cost (0 vs 0.01 per call)"),
+        s.message.contains(
+            "`local` serves `t` at equal pass rate at no cost, where `paid` costs 0.01 per call"
+        ),
         "{}",
         s.message
     );
@@ -314,5 +316,18 @@ fn an_endpoint_whose_answers_often_fail_validation_is_reported() {
             .starts_with("25.0% of `sloppy`'s answers on `t` fail validation (40 answers)"),
         "{}",
         r.suggestions[0].message
+    );
+}
+
+#[test]
+fn an_even_split_still_suggests_the_cheaper_endpoint() {
+    let l = Learner::default();
+    calls(&l, "t", "openai", 100, 0, 1400.0, 0.002);
+    calls(&l, "t", "ollama", 100, 0, 180.0, 0.0001);
+    let r = build(&l, &[], &listed("t", &["openai", "ollama"]), T0 + 100.0);
+    assert!(
+        kinds(&r).contains(&(SuggestionKind::Cheaper, "ollama")),
+        "{:?}",
+        r.suggestions
     );
 }
