@@ -102,19 +102,17 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
     Ok((journal, id))
 }
 
-/// The learner, with what the journal's store kept of it (a `state_dir`), and the [`Flusher`]
-/// that writes its changes back there in batches. Without a `state_dir` it lives in memory only
-/// (the log says so). A store that cannot be read starts it empty, with a warning: what it
-/// learned is worth less than starting. Blocking file I/O: call it where the journal is opened.
-pub fn learner(
-    config: &FileConfig,
-    journal: &Journal,
-    health: Arc<HealthRegistry>,
-) -> (Arc<Learner>, Flusher) {
-    // Per-topic half-lives come with the `routing:` config; until then every topic decays alike.
+/// The learner, with what the journal's store kept of it (with a `state_dir`; in memory only
+/// without one, and the log says so). A store that cannot be read starts it empty, with a
+/// warning: what it learned is worth less than starting. Blocking file I/O: call it where the
+/// journal is opened.
+pub fn learner(config: &FileConfig, journal: &Journal) -> Arc<Learner> {
+    // Each topic's `routing.half_life` is set when its runtime is built.
     let learner = Arc::new(Learner::new(DEFAULT_HALF_LIFE, Default::default()));
-    let store = JournalStats::new(journal.clone());
-    match (&config.pde_manager.state_dir, store.load()) {
+    match (
+        &config.pde_manager.state_dir,
+        JournalStats::new(journal.clone()).load(),
+    ) {
         (None, _) => tracing::info!(
             "No pde_manager.state_dir: the learner lives in memory only; what it learns is lost at exit."
         ),
@@ -128,32 +126,44 @@ pub fn learner(
             "Could not read the learner's statistics; starting without them."
         ),
     }
+    learner
+}
+
+/// The [`Flusher`] that writes the learner's changes (and `health`, the registry the endpoints'
+/// breakers and probes write) to the journal's store every few seconds, with the snapshot file
+/// `procos stats` reads; run it until after the manager has drained.
+pub fn flusher(
+    config: &FileConfig,
+    journal: &Journal,
+    learner: Arc<Learner>,
+    health: Arc<HealthRegistry>,
+) -> Flusher {
     let listed = crate::learner::report::listed(config);
-    let mut flusher = Flusher::new(learner.clone(), store, health, listed, FLUSH_EVERY);
-    if let Some(dir) = &config.pde_manager.state_dir {
-        flusher = flusher.with_snapshot(dir);
+    let store = JournalStats::new(journal.clone());
+    let flusher = Flusher::new(learner, store, health, listed, FLUSH_EVERY);
+    match &config.pde_manager.state_dir {
+        Some(dir) => flusher.with_snapshot(dir),
+        None => flusher,
     }
-    (learner, flusher)
 }
 
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
     // Opening reads the whole file and may fsync: not on a runtime thread.
     let opening = config.clone();
-    let health = Arc::new(HealthRegistry::default());
-    let registry = health.clone();
-    let (journal, worker_id, learner, flusher) = tokio::task::spawn_blocking(move || {
+    let (journal, worker_id, learner) = tokio::task::spawn_blocking(move || {
         let (journal, worker_id) = journal(&opening)?;
-        let (learner, flusher) = learner(&opening, &journal, registry);
-        Ok::<_, crate::journal::StoreError>((journal, worker_id, learner, flusher))
+        let learner = learner(&opening, &journal);
+        Ok::<_, crate::journal::StoreError>((journal, worker_id, learner))
     })
     .await
     .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
     let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
-    // MERGE: the layer stack writes breaker state into `health`, routing and validation read and
-    // feed `learner` (`Manager::new(.., journal, learner.clone())`).
-    let _ = &learner;
+    // MERGE: `health` is the registry the endpoints' breakers and probes write (the build
+    // context's), and `learner` goes to `Manager::new(.., journal, learner.clone())`.
+    let health = Arc::new(HealthRegistry::default());
+    let flusher = flusher(&config, &journal, learner.clone(), health);
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");

@@ -105,11 +105,6 @@ impl Learner {
             .unwrap_or(self.default_half_life)
     }
 
-    /// The decay half-life of `topic`'s figures: how far back a decayed rate looks.
-    pub fn half_life_of(&self, topic: &str) -> Duration {
-        Duration::from_secs_f64(self.half_life(topic).max(0.0))
-    }
-
     /// Adds what was stored (at boot). Keys already present are replaced.
     pub fn load(&self, entries: Vec<(Key, Stats)>) {
         lock(&self.stats).extend(entries);
@@ -156,6 +151,11 @@ impl Learner {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The decay half-life of `topic`'s figures: how far back a decayed rate looks.
+    pub fn half_life_of(&self, topic: &str) -> Duration {
+        Duration::from_secs_f64(self.half_life(topic).max(0.0))
     }
 
     /// How many keys changed since the last flush (status and tests).
