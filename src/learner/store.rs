@@ -328,7 +328,7 @@ impl Flusher {
             *written != health
         };
         let report = super::report::build(&self.learner, &health, &self.listed, super::now_secs());
-        crate::telemetry::metrics::learner_figures(&report, &health);
+        crate::telemetry::metrics::learner_figures(&report);
         let first_snapshot =
             self.snapshot.is_some() && !self.snapshot_written.load(Ordering::Relaxed);
         if dirty.is_empty() && !health_changed && !first_snapshot {

@@ -132,7 +132,8 @@ pub fn pool_busy(pool: &str, busy: usize) {
 // | `procos_learner_latency_p95_seconds` | gauge | topic, endpoint |
 // | `procos_learner_mean_cost` | gauge | topic, endpoint (decayed mean cost per priced call) |
 // | `procos_learner_routing_share` | gauge | topic, endpoint (tasks routed to it first / the topic's) |
-// | `procos_endpoint_breaker_state` | gauge | endpoint (0 closed, 1 half-open, 2 open) |
+//
+// The breaker's state is the layer stack's own gauge (set at each transition), not repeated here.
 
 const LEARNER_SUCCESS: &str = "procos_learner_success_rate";
 const LEARNER_PASS: &str = "procos_learner_pass_rate";
@@ -140,7 +141,6 @@ const LEARNER_P50: &str = "procos_learner_latency_p50_seconds";
 const LEARNER_P95: &str = "procos_learner_latency_p95_seconds";
 const LEARNER_COST: &str = "procos_learner_mean_cost";
 const LEARNER_SHARE: &str = "procos_learner_routing_share";
-const BREAKER_STATE: &str = "procos_endpoint_breaker_state";
 
 fn describe_learner() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -169,20 +169,11 @@ fn describe_learner() {
             LEARNER_SHARE,
             "Share of a topic's tasks whose route put this endpoint first."
         );
-        describe_gauge!(
-            BREAKER_STATE,
-            "An endpoint's circuit breaker: 0 closed, 1 half-open, 2 open."
-        );
     });
 }
 
-/// Sets the learner's gauges from a report (figures not known yet are left unset), and every
-/// endpoint's breaker gauge from the health registry's snapshot.
-pub fn learner_figures(
-    report: &crate::learner::report::Report,
-    health: &[(String, crate::endpoints::health::EndpointHealth)],
-) {
-    use crate::endpoints::health::BreakerState;
+/// Sets the learner's gauges from a report (figures not known yet are left unset).
+pub fn learner_figures(report: &crate::learner::report::Report) {
     describe_learner();
     for t in &report.topics {
         for r in &t.endpoints {
@@ -201,14 +192,6 @@ pub fn learner_figures(
                 }
             }
         }
-    }
-    for (endpoint, h) in health {
-        let v = match h.breaker {
-            BreakerState::Closed => 0.0,
-            BreakerState::HalfOpen => 1.0,
-            BreakerState::Open => 2.0,
-        };
-        gauge!(BREAKER_STATE, "endpoint" => endpoint.clone()).set(v);
     }
 }
 

@@ -249,18 +249,11 @@ fn the_same_figures_are_exported_as_gauges() {
     let l = Learner::default();
     calls(&l, "t", "a", 30, 10, 100.0, 0.5);
     calls(&l, "t", "b", 10, 0, 100.0, 0.25);
-    let health = vec![(
-        "b".to_string(),
-        EndpointHealth {
-            breaker: BreakerState::Open,
-            ..Default::default()
-        },
-    )];
-    let r = build(&l, &health, &listed("t", &["a", "b"]), T0 + 30.0);
+    let r = build(&l, &[], &listed("t", &["a", "b"]), T0 + 30.0);
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
-        crate::telemetry::metrics::learner_figures(&r, &health);
+        crate::telemetry::metrics::learner_figures(&r);
     });
     let text = handle.render();
     let success = r.topics[0].endpoints[0].figures.success_rate.expect("rate");
@@ -269,7 +262,6 @@ fn the_same_figures_are_exported_as_gauges() {
         format!(r#"procos_learner_success_rate{{topic="t",endpoint="a"}} {success}"#),
         r#"procos_learner_routing_share{topic="t",endpoint="a"} 0.75"#.to_string(),
         r#"procos_learner_mean_cost{topic="t",endpoint="b"} 0.25"#.to_string(),
-        r#"procos_endpoint_breaker_state{endpoint="b"} 2"#.to_string(),
     ] {
         assert!(text.contains(&line), "missing {line} in:\n{text}");
     }
