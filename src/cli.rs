@@ -54,4 +54,20 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Print what procos learned about each topic's endpoints (from `pde_manager.state_dir`,
+    /// while procos runs on it or not) and the changes the figures suggest.
+    Stats {
+        /// `table` for people, `json` for scripts (adds the per-class breakdown).
+        #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
+        format: StatsFormat,
+    },
+}
+
+/// How `procos stats` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// Aligned columns per topic, then the suggestions.
+    Table,
+    /// The whole report as one JSON document.
+    Json,
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use procos::cli::{Cli, Command};
+use procos::cli::{Cli, Command, StatsFormat};
 use procos::config::{self, FileConfig};
 use procos::engine::{Engine, EngineOptions};
 use procos::{camunda, kernel, telemetry};
@@ -16,6 +16,13 @@ use tokio_util::sync::CancellationToken;
 const EX_CONFIG: u8 = 78;
 /// sysexits.h: a service is unavailable (the engine never answered).
 const EX_UNAVAILABLE: u8 = 69;
+/// sysexits.h: an input file did not exist (`procos stats`: no store yet).
+const EX_NOINPUT: u8 = 66;
+/// sysexits.h: an input/output error (`procos stats`: the store cannot be read).
+const EX_IOERR: u8 = 74;
+/// sysexits.h: a temporary failure, try again (`procos stats`: a procos has the store open and
+/// has not written its snapshot yet).
+const EX_TEMPFAIL: u8 = 75;
 /// Default config path.
 const DEFAULT_CONFIG: &str = "config/pde.yaml";
 
@@ -28,6 +35,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     if let Some(Command::Validate) = cli.command {
         return validate(&config_path);
+    }
+    if let Some(Command::Stats { format }) = cli.command {
+        return stats(&config_path, format);
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -56,6 +66,53 @@ fn validate(path: &Path) -> ExitCode {
             ExitCode::from(EX_CONFIG)
         }
     }
+}
+
+fn stats(path: &Path, format: StatsFormat) -> ExitCode {
+    use procos::journal::StoreError;
+    use procos::learner::report::{self, StatsError};
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let report = match report::from_config(&config, path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("procos stats: {e}");
+            return ExitCode::from(match e {
+                StatsError::NoStateDir { .. } => EX_CONFIG,
+                StatsError::Store(StoreError::Missing { .. }) => EX_NOINPUT,
+                StatsError::Store(StoreError::InUse { .. }) => EX_TEMPFAIL,
+                StatsError::Store(_) => EX_IOERR,
+            });
+        }
+    };
+    match format {
+        StatsFormat::Table => {
+            let source = config
+                .pde_manager
+                .state_dir
+                .as_ref()
+                .map(|d| d.join(procos::journal::FILE_NAME).display().to_string())
+                .unwrap_or_default();
+            print!(
+                "{}",
+                report::render_table(&report, &source, procos::learner::now_secs())
+            );
+        }
+        // A report of plain numbers and strings always serialises (non-finite numbers as null).
+        StatsFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("procos stats: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    }
+    ExitCode::SUCCESS
 }
 
 fn load(path: &Path) -> Result<FileConfig, ExitCode> {
@@ -111,7 +168,7 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             engine_stop.cancel();
             code
         }
-        Some(Command::Validate) | None => match load(&config_path) {
+        Some(Command::Validate) | Some(Command::Stats { .. }) | None => match load(&config_path) {
             Ok(config) => run_daemon(config, shutdown).await,
             Err(code) => code,
         },

@@ -38,8 +38,14 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use store::StoreError;
+pub use store::{FILE_NAME, Rows, StoreError, Table};
 use store::{Op, Store};
+
+/// The learner's and the health tables of the store in `dir`, read without writing to it, when
+/// no procos has it open (then [`StoreError::InUse`]). Blocking file I/O.
+pub fn read_side_tables(dir: &Path) -> Result<(Rows, Rows), StoreError> {
+    store::read_only(dir)
+}
 
 /// What became of a report sent to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +252,41 @@ impl Journal {
     /// Is it written to disk?
     pub fn is_durable(&self) -> bool {
         self.inner.store.is_some()
+    }
+
+    /// Every row of a side table as last committed; empty in memory. Blocking file I/O: call it
+    /// at start or off the runtime.
+    pub fn rows(&self, table: Table) -> Result<Rows, StoreError> {
+        match &self.inner.store {
+            Some(store) => store.rows(table),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Queues rows of side tables for the next group commit (nothing in memory); [`flush`]
+    /// waits for them.
+    ///
+    /// [`flush`]: Journal::flush
+    pub fn queue_rows(&self, rows: Vec<(Table, String, Vec<u8>)>) {
+        if let Some(store) = &self.inner.store
+            && !rows.is_empty()
+        {
+            store.queue(rows_to_ops(rows));
+        }
+    }
+
+    /// Writes rows of side tables and waits until they are on disk (with whatever else is
+    /// queued: one commit). Nothing to wait for in memory.
+    pub async fn write_rows(&self, rows: Vec<(Table, String, Vec<u8>)>) -> Result<(), StoreError> {
+        match &self.inner.store {
+            Some(store) if !rows.is_empty() => store.durable(rows_to_ops(rows)).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Transactions committed to the file since it was opened (0 in memory): what batching saves.
+    pub fn commits(&self) -> u64 {
+        self.inner.store.as_ref().map_or(0, Store::commits)
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -500,6 +541,12 @@ impl Journal {
             _ => Ok(()),
         }
     }
+}
+
+fn rows_to_ops(rows: Vec<(Table, String, Vec<u8>)>) -> Vec<Op> {
+    rows.into_iter()
+        .map(|(table, k, v)| Op::Row(table, k, v))
+        .collect()
 }
 
 fn encode(id: &str, entry: &Entry) -> Op {

@@ -4,8 +4,10 @@
 //!  boot ── wait for the engine (GET /version, backoff, fatal after camunda.boot_timeout)
 //!   └─► deployer ── deploy bpmn/ (changed only) ──► watch bpmn/ and redeploy (debounced)
 //!   └─► manager ─── pools, fetch loop, pipelines ── until the shutdown token fires, then drain
+//!   └─► learner flusher ── its changes to the store every few seconds, and once after the drain
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -14,7 +16,10 @@ use tokio_util::task::TaskTracker;
 use crate::camunda::{CamundaClient, CamundaError, ClientSettings};
 use crate::config::FileConfig;
 use crate::endpoints::BuildContext;
+use crate::endpoints::health::HealthRegistry;
 use crate::journal::Journal;
+use crate::learner::store::{FLUSH_EVERY, Flusher, JournalStats};
+use crate::learner::{DEFAULT_HALF_LIFE, Learner, StatsStore};
 use crate::manager::{Manager, ManagerError, build_endpoints};
 
 pub mod boot;
@@ -98,13 +103,62 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
     Ok((journal, id))
 }
 
+/// The learner, with what the journal's store kept of it (with a `state_dir`; in memory only
+/// without one, and the log says so). A store that cannot be read starts it empty, with a
+/// warning: what it learned is worth less than starting. Blocking file I/O: call it where the
+/// journal is opened.
+pub fn learner(config: &FileConfig, journal: &Journal) -> Arc<Learner> {
+    // Each topic's `routing.half_life` is set when its runtime is built.
+    let learner = Arc::new(Learner::new(DEFAULT_HALF_LIFE, Default::default()));
+    match (
+        &config.pde_manager.state_dir,
+        JournalStats::new(journal.clone()).load(),
+    ) {
+        (None, _) => tracing::info!(
+            "No pde_manager.state_dir: the learner lives in memory only; what it learns is lost at exit."
+        ),
+        (Some(dir), Ok(stored)) => {
+            tracing::info!(dir = %dir.display(), statistics = stored.len(), "Learner loaded.");
+            learner.load(stored);
+        }
+        (Some(dir), Err(error)) => tracing::warn!(
+            dir = %dir.display(),
+            %error,
+            "Could not read the learner's statistics; starting without them."
+        ),
+    }
+    learner
+}
+
+/// The [`Flusher`] that writes the learner's changes (and `health`, the registry the endpoints'
+/// breakers and probes write) to the journal's store every few seconds, with the snapshot file
+/// `procos stats` reads; run it until after the manager has drained.
+pub fn flusher(
+    config: &FileConfig,
+    journal: &Journal,
+    learner: Arc<Learner>,
+    health: Arc<HealthRegistry>,
+) -> Flusher {
+    let listed = crate::learner::report::listed(config);
+    let store = JournalStats::new(journal.clone());
+    let flusher = Flusher::new(learner, store, health, listed, FLUSH_EVERY);
+    match &config.pde_manager.state_dir {
+        Some(dir) => flusher.with_snapshot(dir),
+        None => flusher,
+    }
+}
+
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
     // Opening reads the whole file and may fsync: not on a runtime thread.
     let opening = config.clone();
-    let (journal, worker_id) = tokio::task::spawn_blocking(move || journal(&opening))
-        .await
-        .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
+    let (journal, worker_id, learner) = tokio::task::spawn_blocking(move || {
+        let (journal, worker_id) = journal(&opening)?;
+        let learner = learner(&opening, &journal);
+        Ok::<_, crate::journal::StoreError>((journal, worker_id, learner))
+    })
+    .await
+    .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
     let camunda = client_as(&config, worker_id)?;
     // Background work (the endpoints' probes, the deploy watcher) runs on this tracker and stops
     // with `shutdown`, or with this function on an early return (the guard cancels the child).
@@ -113,6 +167,7 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let _stop_on_return = stop.clone().drop_guard();
     let cx = BuildContext::new(stop.clone(), background.clone());
     let endpoints = build_endpoints(&config, &cx)?;
+    let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
@@ -128,6 +183,8 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         Err(boot::BootError::Stopped) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
+    let flusher_stop = CancellationToken::new();
+    let flushing = background.spawn(flusher.run(flusher_stop.clone()));
     let deployer = Deployer::new(
         camunda.clone(),
         config.deploy.clone(),
@@ -138,6 +195,14 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         background.spawn(deployer.watch(shutdown.clone()));
     }
     manager.run(shutdown.clone()).await;
+    // After the drain: the last tasks' observations are in the learner now.
+    flusher_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), flushing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("The learner's last flush did not finish; its latest figures are lost.");
+    }
     stop.cancel();
     background.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;

@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod report;
 pub mod stats;
+pub mod store;
 
 pub use stats::{CallOutcome, Sample, Stats};
 
@@ -149,6 +151,21 @@ impl Learner {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The decay half-life of `topic`'s figures: how far back a decayed rate looks.
+    pub fn half_life_of(&self, topic: &str) -> Duration {
+        Duration::from_secs_f64(self.half_life(topic).max(0.0))
+    }
+
+    /// How many keys changed since the last flush (status and tests).
+    pub fn pending(&self) -> usize {
+        lock(&self.dirty).len()
+    }
+
+    /// Marks `keys` changed again (a flush that could not be written gives them back).
+    pub fn mark_dirty(&self, keys: impl IntoIterator<Item = Key>) {
+        lock(&self.dirty).extend(keys);
     }
 
     /// The keys changed since the last call, with their figures: what a flush writes.

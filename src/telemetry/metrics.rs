@@ -203,6 +203,79 @@ pub fn probed(endpoint: &str, passed: bool) {
     counter!(PROBES, "endpoint" => endpoint.to_string(), "result" => result).increment(1);
 }
 
+// ── The learner's figures (issue 9 §6), refreshed by the learner's flusher every few seconds ──
+//
+// | metric | type | labels |
+// |---|---|---|
+// | `procos_learner_success_rate` | gauge | topic, endpoint (decayed share of calls that answered) |
+// | `procos_learner_pass_rate` | gauge | topic, endpoint (decayed share of answers that passed) |
+// | `procos_learner_latency_p50_seconds` | gauge | topic, endpoint |
+// | `procos_learner_latency_p95_seconds` | gauge | topic, endpoint |
+// | `procos_learner_mean_cost` | gauge | topic, endpoint (decayed mean cost per priced call) |
+// | `procos_learner_routing_share` | gauge | topic, endpoint (tasks routed to it first / the topic's) |
+//
+// The breaker's state is the layer stack's own gauge (set at each transition), not repeated here.
+
+const LEARNER_SUCCESS: &str = "procos_learner_success_rate";
+const LEARNER_PASS: &str = "procos_learner_pass_rate";
+const LEARNER_P50: &str = "procos_learner_latency_p50_seconds";
+const LEARNER_P95: &str = "procos_learner_latency_p95_seconds";
+const LEARNER_COST: &str = "procos_learner_mean_cost";
+const LEARNER_SHARE: &str = "procos_learner_routing_share";
+
+fn describe_learner() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        describe_gauge!(
+            LEARNER_SUCCESS,
+            "Decayed share of an endpoint's calls on a topic that answered."
+        );
+        describe_gauge!(
+            LEARNER_PASS,
+            "Decayed share of an endpoint's answers on a topic that passed validation."
+        );
+        describe_gauge!(
+            LEARNER_P50,
+            "Decayed median endpoint latency on a topic, seconds."
+        );
+        describe_gauge!(
+            LEARNER_P95,
+            "Decayed p95 endpoint latency on a topic, seconds."
+        );
+        describe_gauge!(
+            LEARNER_COST,
+            "Decayed mean cost per priced call on a topic."
+        );
+        describe_gauge!(
+            LEARNER_SHARE,
+            "Share of a topic's tasks whose route put this endpoint first."
+        );
+    });
+}
+
+/// Sets the learner's gauges from a report (figures not known yet are left unset).
+pub fn learner_figures(report: &crate::learner::report::Report) {
+    describe_learner();
+    for t in &report.topics {
+        for r in &t.endpoints {
+            let labels = [("topic", t.topic.clone()), ("endpoint", r.endpoint.clone())];
+            let f = &r.figures;
+            for (name, value) in [
+                (LEARNER_SUCCESS, f.success_rate),
+                (LEARNER_PASS, f.pass_rate),
+                (LEARNER_P50, f.latency_p50_ms.map(|ms| ms / 1000.0)),
+                (LEARNER_P95, f.latency_p95_ms.map(|ms| ms / 1000.0)),
+                (LEARNER_COST, f.mean_cost),
+                (LEARNER_SHARE, r.routing_share),
+            ] {
+                if let Some(v) = value {
+                    gauge!(name, &labels).set(v);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
