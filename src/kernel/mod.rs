@@ -106,7 +106,8 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         .map_err(|e| crate::journal::StoreError::Write(format!("opening the journal: {e}")))??;
     let camunda = client_as(&config, worker_id)?;
     let endpoints = build_endpoints(&config)?;
-    let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
+    let learner = std::sync::Arc::new(crate::learner::Learner::default());
+    let manager = Manager::new(&config, camunda.clone(), &endpoints, journal, learner)?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
     match boot::wait_for_engine(

@@ -34,6 +34,7 @@ fn manager() -> Manager {
         camunda,
         &endpoints,
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        std::sync::Arc::new(crate::learner::Learner::default()),
     )
     .expect("manager")
 }
@@ -84,6 +85,7 @@ fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
         camunda,
         &build_endpoints(&config).expect("endpoints"),
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        std::sync::Arc::new(crate::learner::Learner::default()),
     )
     .expect("manager");
     let reserved = m.reserve();

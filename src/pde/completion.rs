@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::gateway::RouteNote;
 use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
@@ -149,14 +150,16 @@ impl Completion {
     }
 
     /// Decides and reports (after releasing the lease, so no lock extension lands after it).
+    /// `route`: the Gateway's note, written to `routing.route_variable` with a completion.
     pub async fn finish(
         &self,
         task: &LockedTask,
         topic: &TopicRuntime,
         verdict: Verdict,
+        route: Option<&RouteNote>,
         lease: &Lease,
     ) -> Outcome {
-        let report = match decide(task.retries, topic, verdict) {
+        let report = match decide_routed(task.retries, topic, verdict, route) {
             Some(Report::Complete {
                 mut variables,
                 mut local_variables,
@@ -371,6 +374,17 @@ fn log_report(report: &Report) {
 
 /// Maps a verdict to the report to send; `None` for a cancelled task (report nothing).
 pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict) -> Option<Report> {
+    decide_routed(task_retries, topic, verdict, None)
+}
+
+/// [`decide`], with the Gateway's note on the route: a completion of a topic with
+/// `routing.route_variable` carries `{endpoint, strategy, reason, class}` in that variable.
+pub fn decide_routed(
+    task_retries: Option<i32>,
+    topic: &TopicRuntime,
+    verdict: Verdict,
+    route: Option<&RouteNote>,
+) -> Option<Report> {
     let (error, chain) = match verdict {
         Verdict::Cancelled => return None,
         Verdict::Done {
@@ -394,6 +408,17 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
                 target.insert(
                     name.clone(),
                     crate::camunda::Variable::from_json(json).encode(),
+                );
+            }
+            if let (Some(name), Some(route)) = (&topic.routing.route_variable, route) {
+                let target = if topic.config.output.local {
+                    &mut local_variables
+                } else {
+                    &mut variables
+                };
+                target.insert(
+                    name.clone(),
+                    crate::camunda::Variable::from_json(route.to_json()).encode(),
                 );
             }
             return Some(Report::Complete {
