@@ -1018,4 +1018,46 @@ mod judge_tests {
         assert_eq!(usage.value["judge_score"], json!(0.75));
         assert_eq!(usage.value["endpoint"], json!("gpt"));
     }
+
+    #[test]
+    fn the_route_variable_carries_endpoint_strategy_and_reason() {
+        let config: TopicConfig = serde_yaml::from_str(
+            "{pool: p, endpoints: [], output: {variable: answer}, routing: {strategy: adaptive, route_variable: pde_route}}",
+        )
+        .expect("topic");
+        let topic =
+            TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30))
+                .expect("topic builds");
+        let done = || Verdict::Done {
+            output: json!({"text": "ok"}),
+            usage: None,
+            endpoint: "ollama".into(),
+            judge: None,
+        };
+        let note = RouteNote {
+            endpoint: "ollama".into(),
+            strategy: "adaptive",
+            reason: "sampled: ollama 0.91 > openai 0.62".into(),
+            class: "s".into(),
+        };
+        let Some(Report::Complete { variables, .. }) =
+            decide_routed(None, &topic, done(), Some(&note))
+        else {
+            panic!("expected complete");
+        };
+        let route = Variable::decode("pde_route", &variables["pde_route"]).expect("decodes");
+        assert_eq!(
+            route.value,
+            json!({"endpoint": "ollama", "strategy": "adaptive", "class": "s",
+                   "reason": "sampled: ollama 0.91 > openai 0.62"})
+        );
+        assert!(variables.contains_key("answer"), "the output is there too");
+        let Some(Report::Complete { variables, .. }) = decide(None, &topic, done()) else {
+            panic!("expected complete");
+        };
+        assert!(
+            !variables.contains_key("pde_route"),
+            "no route, no variable"
+        );
+    }
 }

@@ -224,3 +224,6 @@ pub(crate) mod test_support {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
