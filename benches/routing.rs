@@ -14,6 +14,9 @@
 //! | b | 0 | 25% | 800 ms | 0.006 |
 //! | c | 1% → 80% from the middle task on | 0 | 300 ms | 0.002 |
 //!
+//! A second load has every endpoint failing 5–30% (a 30%, b 15%, c 5%; nothing degrades): the
+//! success target holds there too.
+//!
 //! Whether a call fails is a hash of (seed, endpoint, task, run), so every strategy meets the
 //! same load. Time is tokio's paused clock: a task arrives every 100 ms of simulated time,
 //! calls take their latency, the engine offers a failed task again after `retry_timeout`; the
@@ -91,6 +94,35 @@ const C: Profile = Profile {
     price: 0.002,
 };
 const C_DEGRADED: f64 = 0.80;
+
+/// A load: the three endpoints, and c's failure rate from the middle task on.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    a: Profile,
+    b: Profile,
+    c: Profile,
+    c_later: f64,
+}
+
+/// The issue's load: c is best, then degrades.
+const ISSUE: Load = Load {
+    a: A,
+    b: B,
+    c: C,
+    c_later: C_DEGRADED,
+};
+
+/// Every endpoint failing 5–30% (no invalid answers, nothing degrades; c still best).
+const SPREAD: Load = Load {
+    a: Profile { fail: 0.30, ..A },
+    b: Profile {
+        fail: 0.15,
+        invalid: 0.0,
+        ..B
+    },
+    c: Profile { fail: 0.05, ..C },
+    c_later: 0.05,
+};
 
 /// Per task: calls, money and endpoint time spent.
 #[derive(Debug, Default, Clone, Copy)]
@@ -206,9 +238,12 @@ fn expected(order: &[Profile]) -> f64 {
 }
 
 /// The oracle: the cheapest fixed order of the three in a phase.
-fn oracle(c_fail: f64) -> f64 {
-    let c = Profile { fail: c_fail, ..C };
-    let all = [A, B, c];
+fn oracle(load: &Load, c_fail: f64) -> f64 {
+    let c = Profile {
+        fail: c_fail,
+        ..load.c
+    };
+    let all = [load.a, load.b, c];
     let orders = [
         [0, 1, 2],
         [0, 2, 1],
@@ -223,7 +258,7 @@ fn oracle(c_fail: f64) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-async fn run(strategy: &'static str, routing: &str, tasks: usize) -> Row {
+async fn run(strategy: &'static str, routing: &str, tasks: usize, load: &Load) -> Row {
     let ledger = Arc::new(Mutex::new(BTreeMap::new()));
     let fake = |name, salt, profile: Profile| {
         Arc::new(Fake {
@@ -234,7 +269,11 @@ async fn run(strategy: &'static str, routing: &str, tasks: usize) -> Row {
             ledger: ledger.clone(),
         })
     };
-    let (a, b, c) = (fake("a", 1, A), fake("b", 2, B), fake("c", 3, C));
+    let (a, b, c) = (
+        fake("a", 1, load.a),
+        fake("b", 2, load.b),
+        fake("c", 3, load.c),
+    );
     let registry: BTreeMap<String, Arc<dyn Endpoint>> = [
         ("a".to_string(), a as Arc<dyn Endpoint>),
         ("b".to_string(), b as Arc<dyn Endpoint>),
@@ -262,7 +301,7 @@ async fn run(strategy: &'static str, routing: &str, tasks: usize) -> Row {
     let mut running = tokio::task::JoinSet::new();
     for i in 0..tasks {
         if i == middle {
-            c.fail.store(C_DEGRADED.to_bits(), Ordering::Relaxed);
+            c.fail.store(load.c_later.to_bits(), Ordering::Relaxed);
         }
         let (topic, records) = (topic.clone(), records.clone());
         running.spawn(async move {
@@ -329,7 +368,8 @@ async fn run(strategy: &'static str, routing: &str, tasks: usize) -> Row {
             s.money + TIME_PRICE_PER_S * s.seconds + if r.done { 0.0 } else { FAILURE_PRICE }
         })
         .sum();
-    let ideal = middle as f64 * oracle(C.fail) + (tasks - middle) as f64 * oracle(C_DEGRADED);
+    let ideal = middle as f64 * oracle(load, load.c.fail)
+        + (tasks - middle) as f64 * oracle(load, load.c_later);
     Row {
         strategy,
         success: done / n,
@@ -360,20 +400,43 @@ fn main() {
         ("cost", "{strategy: cost}"),
         ("adaptive", "{strategy: adaptive, half_life: 10s}"),
     ];
-    println!(
-        "{tasks} tasks per strategy, one every {} ms (simulated); a fails 25%, b answers invalid \
-         JSON 25%, c fails 1% and is cheapest, listed a, b, c; c fails {:.0}% from task {}",
-        ARRIVAL.as_millis(),
-        C_DEGRADED * 100.0,
-        tasks / 2
-    );
+    for (title, load) in [
+        (
+            format!(
+                "The issue's load: a fails 25%, b answers invalid JSON 25%, c fails 1% and is \
+                 cheapest, listed a, b, c; c fails {:.0}% from task {}",
+                C_DEGRADED * 100.0,
+                tasks / 2
+            ),
+            ISSUE,
+        ),
+        (
+            "Every endpoint failing 5-30%: a 30%, b 15%, c 5% (c cheapest), nothing degrades"
+                .to_string(),
+            SPREAD,
+        ),
+    ] {
+        println!(
+            "\n{title}; {tasks} tasks per strategy, one every {} ms (simulated)",
+            ARRIVAL.as_millis()
+        );
+        table(&runtime, &strategies, tasks, &load);
+    }
+}
+
+fn table(
+    runtime: &tokio::runtime::Runtime,
+    strategies: &[(&'static str, &str)],
+    tasks: usize,
+    load: &Load,
+) {
     println!(
         "\n| strategy | success | to c after {WARM_UP} | served by c | calls/task | cost/task | move away | regret |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (name, routing) in strategies {
+    for &(name, routing) in strategies {
         let real = std::time::Instant::now();
-        let row = runtime.block_on(run(name, routing, tasks));
+        let row = runtime.block_on(run(name, routing, tasks, load));
         println!(
             "| {} | {:.2}% | {:.1}% | {:.1}% | {:.3} | {:.5} | {} | {:.2} |",
             row.strategy,
@@ -383,6 +446,7 @@ fn main() {
             row.calls,
             row.cost,
             match row.move_away {
+                _ if load.c_later == load.c.fail => "— (c does not degrade)".to_string(),
                 None => "— (not on c)".to_string(),
                 Some(None) => "never".to_string(),
                 Some(Some(k)) => format!("{k} tasks"),

@@ -140,6 +140,8 @@ pub fn route(
         let ranking = topic.router.rank(&input, ranked);
         why.push(ranking.reason);
         endpoints.extend(ranking.endpoints);
+    } else if !tail.is_empty() {
+        why.push("no ranked endpoint is usable: fallbacks only".into());
     }
     endpoints.extend(tail);
     let Some(first) = endpoints.first() else {
@@ -346,6 +348,18 @@ mod tests {
         let _busy = t.busy.start("primary");
         let routed = route(&ctx(None), &t, &TestReport::default()).expect("route");
         assert_eq!(names(&routed), ["backup", "primary", "special"]);
+        let mut report = TestReport::default();
+        for down in ["primary", "backup"] {
+            report
+                .unhealthy
+                .insert(down.into(), EndpointError::transient("circuit open"));
+        }
+        let only = route(&ctx(None), &t, &report).expect("route");
+        assert_eq!(names(&only), ["special"]);
+        assert_eq!(
+            only.1.reason,
+            "no ranked endpoint is usable: fallbacks only"
+        );
         assert_eq!(
             t.learner
                 .get(&Key::new("t", "backup", "s"))
