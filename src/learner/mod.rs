@@ -224,4 +224,30 @@ mod tests {
         learner.routed(&key);
         assert_eq!(learner.take_dirty()[0].1.routed, 1);
     }
+
+    #[test]
+    fn a_driven_clock_and_a_topic_half_life_set_how_fast_figures_fade() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let now = Arc::new(AtomicU64::new(1_000));
+        let clock = now.clone();
+        let learner = Learner::default().with_clock(move || clock.load(Ordering::Relaxed) as f64);
+        learner.set_half_life("fast", Duration::from_secs(10));
+        let failed = Sample {
+            outcome: CallOutcome::Failed,
+            latency_ms: 5.0,
+            judge_score: None,
+            cost: None,
+            tokens: None,
+        };
+        let (fast, slow) = (Key::new("fast", "a", "s"), Key::new("slow", "a", "s"));
+        learner.observe(&fast, &failed);
+        learner.observe(&slow, &failed);
+        now.store(1_010, Ordering::Relaxed);
+        let faded = |k: &Key| learner.get(k).expect("kept").failed;
+        assert!(
+            (faded(&fast) - 0.5).abs() < 1e-9,
+            "one 10 s half-life later"
+        );
+        assert!(faded(&slow) > 0.99, "the default half-life is an hour");
+    }
 }

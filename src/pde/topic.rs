@@ -68,7 +68,12 @@ pub enum TopicError {
     Schema { topic: String, message: String },
     /// `routing:` is not valid (every problem, `path: message`, joined by `; `).
     #[error("topic `{topic}`: {problems}")]
-    Routing { topic: String, problems: String },
+    Routing {
+        /// The topic.
+        topic: String,
+        /// Every problem with its YAML path.
+        problems: String,
+    },
 }
 
 impl TopicRuntime {
