@@ -90,9 +90,10 @@ pub fn route(
         why.push(format!("pinned `{}` by {ENDPOINT_PROPERTY}", p.name()));
     }
     // The template context clones the variables: only built when there are rules to check.
-    let rule = match plan.rules.is_empty() {
-        true => None,
-        false => rules::matching(&plan.rules, &TemplateContext::new(&ctx.request)),
+    let rule = if plan.rules.is_empty() {
+        None
+    } else {
+        rules::matching(&plan.rules, &TemplateContext::new(&ctx.request))
     };
     let listed: Vec<Arc<dyn Endpoint>> = match rule {
         Some(rule) => {
