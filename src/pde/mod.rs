@@ -255,3 +255,74 @@ impl Pipeline {
         outcome
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::camunda::ClientSettings;
+    use crate::config::file::TopicConfig;
+    use crate::endpoints::{Endpoint, EndpointConfig};
+
+    #[tokio::test]
+    async fn a_completed_task_carries_its_route_in_the_route_variable() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/external-task/t1/complete"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        let camunda = CamundaClient::new(ClientSettings {
+            url: server.uri(),
+            auth: None,
+            worker_id: "w".into(),
+            request_timeout: Duration::from_secs(5),
+        })
+        .expect("client");
+        let noop: EndpointConfig = serde_yaml::from_str("type: noop").expect("noop");
+        let registry: BTreeMap<String, Arc<dyn Endpoint>> = BTreeMap::from([(
+            "echo".into(),
+            noop.build("echo", &Default::default()).expect("builds"),
+        )]);
+        let config: TopicConfig = serde_yaml::from_str(
+            "{pool: p, endpoints: [echo], routing: {strategy: least_busy, route_variable: pde_route}}",
+        )
+        .expect("topic");
+        let topic = TopicRuntime::build("t", &config, &[], &registry, Duration::from_secs(30))
+            .expect("topic builds");
+        let pipeline = Pipeline::new(
+            BTreeMap::from([("t".to_string(), Arc::new(topic))]),
+            camunda,
+            Journal::in_memory(Duration::from_secs(60)),
+        );
+        let task = LockedTask {
+            id: "t1".into(),
+            topic_name: "t".into(),
+            ..LockedTask::default()
+        };
+        let outcome = pipeline
+            .run(task, CancellationToken::new(), &Lease::new())
+            .await;
+        assert_eq!(outcome, Outcome::Completed);
+        let requests = server.received_requests().await.unwrap_or_default();
+        let body: Value = requests[0].body_json().expect("json");
+        let route = &body["variables"]["pde_route"];
+        assert_eq!(route["type"], "Json", "{body}");
+        let value: Value =
+            serde_json::from_str(route["value"].as_str().expect("a JSON string")).expect("json");
+        assert_eq!(value["endpoint"], "echo");
+        assert_eq!(value["strategy"], "least_busy");
+        assert_eq!(value["class"], "s");
+        assert!(
+            value["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("echo 0 in flight")),
+            "{value}"
+        );
+    }
+}
