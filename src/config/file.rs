@@ -192,6 +192,220 @@ pub struct TopicConfig {
     /// without calling the endpoint. Refused on topics that can reach a side-effecting endpoint.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// How the Gateway orders the topic's endpoints for each task (default: as listed).
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// `topics.<name>.routing`: the strategy that ranks the topic's endpoints per task, and its
+/// settings. Validation turns it into a [`RoutingPlan`] (templates compiled, names checked), so
+/// the Gateway never re-checks it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Which strategy ranks the endpoints.
+    #[serde(default)]
+    pub strategy: RouteStrategy,
+    /// `adaptive`: what "best" means — quality (success × validation pass × judge score),
+    /// latency and cost, each weighted.
+    #[serde(default)]
+    pub weights: Option<RouteWeights>,
+    /// `adaptive`: share of tasks (0..1) routed first to an endpoint other than the policy's
+    /// choice, so that a recovered endpoint is noticed. Default 0.02.
+    #[serde(default)]
+    pub explore: Option<f64>,
+    /// `adaptive`: calls an endpoint needs (per task class) before its figures count fully;
+    /// afterwards they never count for less, however old. Default 10.
+    #[serde(default)]
+    pub min_samples: Option<u32>,
+    /// Decay half-life of what the learner saw for this topic (default 1 h): an observation this
+    /// old weighs half a fresh one.
+    #[serde(default, with = "humantime_serde")]
+    pub half_life: Option<Duration>,
+    /// `rules`: first matching rule wins; the last one has no `when` (the default).
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// `weighted`: endpoint → relative weight (unlisted endpoints of the topic weigh 1).
+    #[serde(default)]
+    pub endpoint_weights: BTreeMap<String, f64>,
+    /// Endpoints of the topic the strategy does not rank: they always come last, in this order
+    /// (a last resort such as a keyword script behind the models).
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Write `{endpoint, strategy, reason}` of the route into this process variable as JSON.
+    #[serde(default)]
+    pub route_variable: Option<String>,
+}
+
+/// The routing strategies (a closed set: an unknown name is refused at load).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteStrategy {
+    /// As listed: primary first, then fallbacks (procos's behaviour before routing existed).
+    #[default]
+    Ordered,
+    /// The first rule whose `when` holds names the endpoints.
+    Rules,
+    /// Random by `endpoint_weights`; the rest follow as fallbacks.
+    Weighted,
+    /// Fewest calls in flight first.
+    LeastBusy,
+    /// Lowest learned latency first.
+    Latency,
+    /// Lowest learned cost first.
+    Cost,
+    /// A contextual bandit (Thompson sampling) over quality, latency and cost.
+    Adaptive,
+}
+
+impl RouteStrategy {
+    /// The name as written in `pde.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteStrategy::Ordered => "ordered",
+            RouteStrategy::Rules => "rules",
+            RouteStrategy::Weighted => "weighted",
+            RouteStrategy::LeastBusy => "least_busy",
+            RouteStrategy::Latency => "latency",
+            RouteStrategy::Cost => "cost",
+            RouteStrategy::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// `routing.weights`: how much quality, latency and cost count for `adaptive`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWeights {
+    /// Weight of quality: success × validation pass × judge score, each 0..1.
+    #[serde(default = "default_quality_weight")]
+    pub quality: f64,
+    /// Weight of latency, relative to the slowest candidate (0..1).
+    #[serde(default = "default_side_weight")]
+    pub latency: f64,
+    /// Weight of cost per call, relative to the dearest candidate (0..1).
+    #[serde(default = "default_side_weight")]
+    pub cost: f64,
+}
+
+impl Default for RouteWeights {
+    fn default() -> Self {
+        Self {
+            quality: default_quality_weight(),
+            latency: default_side_weight(),
+            cost: default_side_weight(),
+        }
+    }
+}
+
+fn default_quality_weight() -> f64 {
+    1.0
+}
+
+fn default_side_weight() -> f64 {
+    0.1
+}
+
+/// `routing.rules[]`: when `when` renders `true` for a task, its `endpoints` serve it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A template over the task (e.g. `"{{ text | length > 8000 }}"`); absent on the default.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Endpoints of the topic's pool, in order.
+    pub endpoints: Vec<String>,
+}
+
+/// What validation made of a topic's `routing:`: the runtime form the Gateway builds its router
+/// from.
+#[derive(Debug, Clone)]
+pub struct RoutingPlan {
+    /// The strategy and its compiled settings.
+    pub kind: PlanKind,
+    /// `rules:` with compiled conditions (empty: every endpoint of the topic is a candidate);
+    /// the last one has no condition.
+    pub rules: Vec<CompiledRule>,
+    /// Always last, in this order, never ranked.
+    pub fallbacks: Vec<String>,
+    /// Where to write the route, if anywhere.
+    pub route_variable: Option<String>,
+    /// The topic's decay half-life, when set.
+    pub half_life: Option<Duration>,
+}
+
+/// A strategy with its settings checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanKind {
+    /// As listed.
+    Ordered,
+    /// As the matching rule lists them.
+    Rules,
+    /// Endpoint → weight, for every endpoint named in `endpoint_weights` (others weigh 1).
+    Weighted(BTreeMap<String, f64>),
+    /// Fewest in flight first.
+    LeastBusy,
+    /// Lowest learned latency first.
+    Latency,
+    /// Lowest learned cost first.
+    Cost,
+    /// Thompson sampling with these settings.
+    Adaptive(AdaptiveSettings),
+}
+
+impl PlanKind {
+    /// The strategy's name as written in `pde.yaml`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlanKind::Ordered => RouteStrategy::Ordered.as_str(),
+            PlanKind::Rules => RouteStrategy::Rules.as_str(),
+            PlanKind::Weighted(_) => RouteStrategy::Weighted.as_str(),
+            PlanKind::LeastBusy => RouteStrategy::LeastBusy.as_str(),
+            PlanKind::Latency => RouteStrategy::Latency.as_str(),
+            PlanKind::Cost => RouteStrategy::Cost.as_str(),
+            PlanKind::Adaptive(_) => RouteStrategy::Adaptive.as_str(),
+        }
+    }
+}
+
+/// A rule whose condition compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// Its index in `rules`, for the route's reason.
+    pub index: usize,
+    /// The condition; `None` on the default rule.
+    pub when: Option<crate::endpoints::template::Template>,
+    /// The endpoints it names.
+    pub endpoints: Vec<String>,
+}
+
+/// `adaptive`'s checked settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdaptiveSettings {
+    /// What "best" means.
+    pub weights: RouteWeights,
+    /// Exploration floor, 0..1.
+    pub explore: f64,
+    /// Calls before an endpoint's figures count fully (and the evidence never forgotten).
+    pub min_samples: u32,
+}
+
+/// Default `routing.explore`.
+pub const DEFAULT_EXPLORE: f64 = 0.02;
+/// Default `routing.min_samples`.
+pub const DEFAULT_MIN_SAMPLES: u32 = 10;
+
+impl TopicConfig {
+    /// `routing:` checked and compiled into the plan the Gateway runs (the same function
+    /// `procos validate` reports from, so builders never re-check). `pool_endpoints`: the
+    /// endpoints of the topic's pool, `None` when unknown.
+    pub fn routing_plan(
+        &self,
+        name: &str,
+        pool_endpoints: Option<&[String]>,
+    ) -> Result<RoutingPlan, Vec<super::Problem>> {
+        super::validate::routing_plan(name, self, pool_endpoints)
+    }
 }
 
 /// `topics.<name>.cache`: how long and how many valid results are kept, in memory only.

@@ -400,6 +400,10 @@ fn topic(name: &str, t: &TopicConfig, parts: &Parts<'_>, out: &mut Vec<Problem>)
     if let Some(c) = &t.cache {
         cache(name, c, t, parts, &path, out);
     }
+    let pool_endpoints = parts.pools.get(&t.pool).map(|p| p.endpoints.as_slice());
+    if let Err(problems) = routing_plan(name, t, pool_endpoints) {
+        out.extend(problems);
+    }
 }
 
 /// `topics.<name>.cache`: bounded, and only where no endpoint the topic can reach (its list, and
@@ -615,6 +619,9 @@ fn endpoint(config: &EndpointConfig, path: &str, out: &mut Vec<Problem>) {
         out.push(Problem::new(format!("{path}.{suffix}"), message));
     }
 }
+
+mod routing;
+pub use routing::routing_plan;
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]

@@ -494,3 +494,137 @@ fn a_validator_outside_the_pool_or_with_side_effects_is_refused() {
     assert_eq!(ps[0].0, "topics.t.output.validator");
     assert!(ps[0].1.contains("side effects"), "{ps:#?}");
 }
+
+/// A topic `t` (endpoints a, b of pool main: a, b; pool side: c) whose `routing` is `routing`.
+fn with_routing(routing: &str) -> String {
+    format!(
+        r#"
+camunda: {{}}
+pde_manager:
+  pools:
+    main: {{ max_concurrent_tasks: 8, endpoints: [a, b] }}
+    side: {{ max_concurrent_tasks: 8, endpoints: [c] }}
+topics:
+  t:
+    pool: main
+    endpoints: [a, b]
+    routing: {routing}
+endpoints:
+  a: {{ type: noop }}
+  b: {{ type: noop }}
+  c: {{ type: noop }}
+"#
+    )
+}
+
+#[test]
+fn every_strategy_with_its_settings_is_accepted() {
+    for routing in [
+        "{}",
+        "{strategy: ordered}",
+        r#"{strategy: rules, rules: [{when: "{{ text | length > 8000 }}", endpoints: [b]}, {endpoints: [a, b]}]}"#,
+        "{strategy: weighted, endpoint_weights: {a: 3, b: 1}}",
+        "{strategy: least_busy}",
+        "{strategy: latency, fallbacks: [b]}",
+        "{strategy: cost}",
+        "{strategy: adaptive, weights: {quality: 1, latency: 0.2, cost: 0.5}, explore: 0.05, min_samples: 20, half_life: 10m, route_variable: pde_route}",
+    ] {
+        assert_eq!(load_problems(&with_routing(routing)), [], "{routing}");
+    }
+}
+
+#[test]
+fn an_unknown_strategy_is_refused_at_its_path() {
+    let ps = load_problems(&with_routing("{strategy: round_robin}"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].0, "topics.t.routing.strategy");
+    assert!(
+        ps[0].1.contains("adaptive"),
+        "lists the strategies: {}",
+        ps[0].1
+    );
+}
+
+#[test]
+fn rules_need_endpoints_of_the_pool_a_default_and_conditions_that_compile() {
+    let outside = load_problems(&with_routing(
+        r#"{strategy: rules, rules: [{when: "{{ big }}", endpoints: [c]}, {endpoints: [a]}]}"#,
+    ));
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    assert_eq!(outside[0].0, "topics.t.routing.rules[0].endpoints[0]");
+    assert!(outside[0].1.contains("`c`"), "{}", outside[0].1);
+
+    let no_default = load_problems(&with_routing(
+        r#"{strategy: rules, rules: [{when: "{{ big }}", endpoints: [a]}]}"#,
+    ));
+    assert_eq!(no_default.len(), 1, "{no_default:?}");
+    assert_eq!(no_default[0].0, "topics.t.routing.rules[0]");
+    assert!(no_default[0].1.contains("default"), "{}", no_default[0].1);
+
+    let bad_when = load_problems(&with_routing(
+        r#"{strategy: rules, rules: [{when: "{{ text | length > }}", endpoints: [a]}, {endpoints: [b]}]}"#,
+    ));
+    assert_eq!(bad_when.len(), 1, "{bad_when:?}");
+    assert_eq!(bad_when[0].0, "topics.t.routing.rules[0].when");
+    assert!(
+        bad_when[0].1.starts_with("does not compile"),
+        "{}",
+        bad_when[0].1
+    );
+
+    let default_first = load_problems(&with_routing(
+        r#"{strategy: rules, rules: [{endpoints: [a]}, {endpoints: [b]}]}"#,
+    ));
+    assert_eq!(default_first.len(), 1, "{default_first:?}");
+    assert_eq!(default_first[0].0, "topics.t.routing.rules[0]");
+    assert!(
+        default_first[0].1.contains("never apply"),
+        "{}",
+        default_first[0].1
+    );
+
+    let none = load_problems(&with_routing("{strategy: rules}"));
+    assert_eq!(none.len(), 1, "{none:?}");
+    assert_eq!(none[0].0, "topics.t.routing.rules");
+}
+
+#[test]
+fn adaptive_settings_are_bounded_and_only_for_adaptive() {
+    let ps = load_problems(&with_routing(
+        "{strategy: adaptive, explore: 1.5, weights: {quality: -1}, half_life: 0s}",
+    ));
+    let paths: Vec<&str> = ps.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "topics.t.routing.weights.quality",
+            "topics.t.routing.explore",
+            "topics.t.routing.half_life"
+        ],
+        "{ps:?}"
+    );
+    let ps = load_problems(&with_routing("{strategy: ordered, explore: 0.1}"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].0, "topics.t.routing.explore");
+    assert!(ps[0].1.contains("only strategy `adaptive`"), "{}", ps[0].1);
+}
+
+#[test]
+fn weights_and_fallbacks_name_endpoints_of_the_topic() {
+    let ps = load_problems(&with_routing(
+        "{strategy: weighted, endpoint_weights: {c: 1, b: -2}, fallbacks: [c]}",
+    ));
+    let paths: Vec<&str> = ps.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "topics.t.routing.fallbacks[0]",
+            "topics.t.routing.endpoint_weights.b",
+            "topics.t.routing.endpoint_weights.c"
+        ],
+        "{ps:?}"
+    );
+    let ps = load_problems(&with_routing("{fallbacks: [a, b]}"));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].0, "topics.t.routing.fallbacks");
+}

@@ -168,7 +168,7 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let cx = BuildContext::new(stop.clone(), background.clone());
     let endpoints = build_endpoints(&config, &cx)?;
     let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
-    let manager = Manager::new(&config, camunda.clone(), &endpoints, journal)?;
+    let manager = Manager::new(&config, camunda.clone(), &endpoints, journal, learner)?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
     match boot::wait_for_engine(

@@ -12,7 +12,7 @@
 //! [`StatsStore`], so the learner works the same with and without a `state_dir`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -62,8 +62,25 @@ pub trait StatsStore: Send + Sync + std::fmt::Debug {
 pub struct Learner {
     stats: Mutex<HashMap<Key, Stats>>,
     dirty: Mutex<HashSet<Key>>,
-    half_lives: HashMap<String, f64>,
+    /// Per topic; set at build time by each topic's `routing.half_life`.
+    half_lives: Mutex<HashMap<String, f64>>,
     default_half_life: f64,
+    clock: Clock,
+}
+
+/// Where the learner's "now" (unix seconds) comes from: the wall clock, or a clock a benchmark
+/// or test drives (so that decay follows simulated time).
+#[derive(Clone, Default)]
+struct Clock(Option<Arc<dyn Fn() -> f64 + Send + Sync>>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Clock(driven)"
+        } else {
+            "Clock(wall)"
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,16 +107,39 @@ impl Learner {
         Self {
             stats: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
-            half_lives: half_lives
-                .into_iter()
-                .map(|(t, d)| (t, d.as_secs_f64()))
-                .collect(),
+            half_lives: Mutex::new(
+                half_lives
+                    .into_iter()
+                    .map(|(t, d)| (t, d.as_secs_f64()))
+                    .collect(),
+            ),
             default_half_life: default_half_life.as_secs_f64(),
+            clock: Clock::default(),
         }
     }
 
+    /// The same learner reading "now" from `clock` (unix seconds) instead of the wall clock:
+    /// benchmarks and tests drive decay with simulated time.
+    pub fn with_clock(mut self, clock: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        self.clock = Clock(Some(Arc::new(clock)));
+        self
+    }
+
+    /// The learner's "now", unix seconds (the wall clock unless [`Learner::with_clock`]).
+    pub fn now(&self) -> f64 {
+        match &self.clock.0 {
+            Some(clock) => clock(),
+            None => now_secs(),
+        }
+    }
+
+    /// Sets `topic`'s decay half-life (its `routing.half_life`), replacing the default for it.
+    pub fn set_half_life(&self, topic: &str, half_life: Duration) {
+        lock(&self.half_lives).insert(topic.to_string(), half_life.as_secs_f64());
+    }
+
     fn half_life(&self, topic: &str) -> f64 {
-        self.half_lives
+        lock(&self.half_lives)
             .get(topic)
             .copied()
             .unwrap_or(self.default_half_life)
@@ -110,9 +150,9 @@ impl Learner {
         lock(&self.stats).extend(entries);
     }
 
-    /// Records one call at wall-clock time.
+    /// Records one call at the learner's time (the wall clock unless driven).
     pub fn observe(&self, key: &Key, sample: &Sample) {
-        self.observe_at(key, sample, now_secs());
+        self.observe_at(key, sample, self.now());
     }
 
     /// Records one call at `now` (unix seconds; tests and benchmarks drive their own clock).
@@ -138,9 +178,9 @@ impl Learner {
         Some(s)
     }
 
-    /// The figures of `key`, decayed to the wall-clock time.
+    /// The figures of `key`, decayed to the learner's time (the wall clock unless driven).
     pub fn get(&self, key: &Key) -> Option<Stats> {
-        self.get_at(key, now_secs())
+        self.get_at(key, self.now())
     }
 
     /// Every key's figures as stored (not decayed), sorted by key.
@@ -200,5 +240,31 @@ mod tests {
         assert!(learner.take_dirty().is_empty(), "flushed keys are clean");
         learner.routed(&key);
         assert_eq!(learner.take_dirty()[0].1.routed, 1);
+    }
+
+    #[test]
+    fn a_driven_clock_and_a_topic_half_life_set_how_fast_figures_fade() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let now = Arc::new(AtomicU64::new(1_000));
+        let clock = now.clone();
+        let learner = Learner::default().with_clock(move || clock.load(Ordering::Relaxed) as f64);
+        learner.set_half_life("fast", Duration::from_secs(10));
+        let failed = Sample {
+            outcome: CallOutcome::Failed,
+            latency_ms: 5.0,
+            judge_score: None,
+            cost: None,
+            tokens: None,
+        };
+        let (fast, slow) = (Key::new("fast", "a", "s"), Key::new("slow", "a", "s"));
+        learner.observe(&fast, &failed);
+        learner.observe(&slow, &failed);
+        now.store(1_010, Ordering::Relaxed);
+        let faded = |k: &Key| learner.get(k).expect("kept").failed;
+        assert!(
+            (faded(&fast) - 0.5).abs() < 1e-9,
+            "one 10 s half-life later"
+        );
+        assert!(faded(&slow) > 0.99, "the default half-life is an hour");
     }
 }

@@ -331,6 +331,11 @@ pub fn from_config(
     let stored = super::store::read_state_dir(dir)?;
     let as_of = last_observation(&stored.stats);
     let learner = Learner::default();
+    for (topic, c) in &config.topics {
+        if let Some(half_life) = c.routing.half_life {
+            learner.set_half_life(topic, half_life);
+        }
+    }
     learner.load(stored.stats);
     Ok(build(&learner, &stored.health, &listed(config), as_of))
 }

@@ -327,7 +327,7 @@ impl Flusher {
                 .unwrap_or_else(|p| p.into_inner());
             *written != health
         };
-        let report = super::report::build(&self.learner, &health, &self.listed, super::now_secs());
+        let report = super::report::build(&self.learner, &health, &self.listed, self.learner.now());
         crate::telemetry::metrics::learner_figures(&report);
         let first_snapshot =
             self.snapshot.is_some() && !self.snapshot_written.load(Ordering::Relaxed);

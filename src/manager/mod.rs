@@ -132,13 +132,16 @@ pub fn build_endpoints(
 }
 
 impl Manager {
-    /// Builds pools and topic runtimes from a validated config and built endpoints.
+    /// Builds pools and topic runtimes from a validated config and built endpoints. Every
+    /// topic shares `learner` (one per daemon: what routing learns, and what the store keeps).
     pub fn new(
         config: &FileConfig,
         camunda: CamundaClient,
         endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
         journal: Journal,
+        learner: Arc<crate::learner::Learner>,
     ) -> Result<Self, ManagerError> {
+        let busy = Arc::new(crate::pde::routing::Busy::default());
         let freed = Arc::new(Notify::new());
         let pools: BTreeMap<String, Arc<Pool>> = config
             .pde_manager
@@ -169,7 +172,8 @@ impl Manager {
                 &pool_cfg.endpoints,
                 endpoints,
                 config.camunda.lock_duration,
-            )?;
+            )?
+            .learning(learner.clone(), busy.clone());
             topics.insert(name.clone(), Arc::new(runtime));
             topic_pool.insert(name.clone(), pool.clone());
         }

@@ -35,6 +35,7 @@ fn manager() -> Manager {
         camunda,
         &endpoints,
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        std::sync::Arc::new(crate::learner::Learner::default()),
     )
     .expect("manager")
 }
@@ -85,6 +86,7 @@ fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
         camunda,
         &build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints"),
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        std::sync::Arc::new(crate::learner::Learner::default()),
     )
     .expect("manager");
     let reserved = m.reserve();

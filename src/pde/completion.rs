@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::gateway::RouteNote;
 use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
@@ -149,14 +150,16 @@ impl Completion {
     }
 
     /// Decides and reports (after releasing the lease, so no lock extension lands after it).
+    /// `route`: the Gateway's note, written to `routing.route_variable` with a completion.
     pub async fn finish(
         &self,
         task: &LockedTask,
         topic: &TopicRuntime,
         verdict: Verdict,
+        route: Option<&RouteNote>,
         lease: &Lease,
     ) -> Outcome {
-        let report = match decide(task.retries, topic, verdict) {
+        let report = match decide_routed(task.retries, topic, verdict, route) {
             Some(Report::Complete {
                 mut variables,
                 mut local_variables,
@@ -371,6 +374,17 @@ fn log_report(report: &Report) {
 
 /// Maps a verdict to the report to send; `None` for a cancelled task (report nothing).
 pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict) -> Option<Report> {
+    decide_routed(task_retries, topic, verdict, None)
+}
+
+/// [`decide`], with the Gateway's note on the route: a completion of a topic with
+/// `routing.route_variable` carries `{endpoint, strategy, reason, class}` in that variable.
+pub fn decide_routed(
+    task_retries: Option<i32>,
+    topic: &TopicRuntime,
+    verdict: Verdict,
+    route: Option<&RouteNote>,
+) -> Option<Report> {
     let (error, chain) = match verdict {
         Verdict::Cancelled => return None,
         Verdict::Done {
@@ -394,6 +408,17 @@ pub fn decide(task_retries: Option<i32>, topic: &TopicRuntime, verdict: Verdict)
                 target.insert(
                     name.clone(),
                     crate::camunda::Variable::from_json(json).encode(),
+                );
+            }
+            if let (Some(name), Some(route)) = (&topic.routing.route_variable, route) {
+                let target = if topic.config.output.local {
+                    &mut local_variables
+                } else {
+                    &mut variables
+                };
+                target.insert(
+                    name.clone(),
+                    crate::camunda::Variable::from_json(route.to_json()).encode(),
                 );
             }
             return Some(Report::Complete {
@@ -992,5 +1017,47 @@ mod judge_tests {
         let usage = Variable::decode("pde_usage", &variables["pde_usage"]).expect("decodes");
         assert_eq!(usage.value["judge_score"], json!(0.75));
         assert_eq!(usage.value["endpoint"], json!("gpt"));
+    }
+
+    #[test]
+    fn the_route_variable_carries_endpoint_strategy_and_reason() {
+        let config: TopicConfig = serde_yaml::from_str(
+            "{pool: p, endpoints: [], output: {variable: answer}, routing: {strategy: adaptive, route_variable: pde_route}}",
+        )
+        .expect("topic");
+        let topic =
+            TopicRuntime::build("t", &config, &[], &BTreeMap::new(), Duration::from_secs(30))
+                .expect("topic builds");
+        let done = || Verdict::Done {
+            output: json!({"text": "ok"}),
+            usage: None,
+            endpoint: "ollama".into(),
+            judge: None,
+        };
+        let note = RouteNote {
+            endpoint: "ollama".into(),
+            strategy: "adaptive",
+            reason: "sampled: ollama 0.91 > openai 0.62".into(),
+            class: "s".into(),
+        };
+        let Some(Report::Complete { variables, .. }) =
+            decide_routed(None, &topic, done(), Some(&note))
+        else {
+            panic!("expected complete");
+        };
+        let route = Variable::decode("pde_route", &variables["pde_route"]).expect("decodes");
+        assert_eq!(
+            route.value,
+            json!({"endpoint": "ollama", "strategy": "adaptive", "class": "s",
+                   "reason": "sampled: ollama 0.91 > openai 0.62"})
+        );
+        assert!(variables.contains_key("answer"), "the output is there too");
+        let Some(Report::Complete { variables, .. }) = decide(None, &topic, done()) else {
+            panic!("expected complete");
+        };
+        assert!(
+            !variables.contains_key("pde_route"),
+            "no route, no variable"
+        );
     }
 }

@@ -27,6 +27,8 @@ pub mod cache;
 pub mod completion;
 pub mod gateway;
 pub mod lease;
+pub mod profile;
+pub mod routing;
 pub mod start;
 pub mod sub_task;
 pub mod test;
@@ -76,20 +78,34 @@ pub(crate) async fn checked_work(
     timings: &mut StageTimings,
     journal: Option<(&Journal, TaskKey<'_>)>,
 ) -> Verdict {
+    checked_work_routed(ctx, topic, timings, journal).await.0
+}
+
+/// [`checked_work`], also returning the Gateway's note on the route (when it chose one), for
+/// the task's `routing.route_variable`. The task is profiled once, here, after the Test block:
+/// its class keys what the learner records and what the router ranks by. Public for the
+/// routing benchmark, which drives exactly this code.
+pub async fn checked_work_routed(
+    ctx: &start::TaskContext,
+    topic: &TopicRuntime,
+    timings: &mut StageTimings,
+    journal: Option<(&Journal, TaskKey<'_>)>,
+) -> (Verdict, Option<gateway::RouteNote>) {
     let t = Instant::now();
     let report = test::run(ctx, topic).await;
     timings.test_ms = ms_since(t);
     let report = match report {
         Ok(report) => report,
-        Err(verdict) => return verdict,
+        Err(verdict) => return (verdict, None),
     };
 
     let t = Instant::now();
-    let route = gateway::route(ctx, topic, &report);
+    let profile = profile::TaskProfile::of(&ctx.request);
+    let route = gateway::route(ctx, topic, &report, &profile);
     timings.gateway_ms = ms_since(t);
-    let route = match route {
-        Ok(route) => route,
-        Err(verdict) => return verdict,
+    let (route, note) = match route {
+        Ok(routed) => routed,
+        Err(verdict) => return (verdict, None),
     };
 
     if let Some((journal, key)) = journal
@@ -103,9 +119,9 @@ pub(crate) async fn checked_work(
     }
 
     let t = Instant::now();
-    let verdict = validation::execute(ctx, topic, &route).await;
+    let verdict = validation::execute_as(ctx, topic, &route, &profile.class).await;
     timings.validation_ms = ms_since(t);
-    verdict
+    (verdict, Some(note))
 }
 
 impl Pipeline {
@@ -183,13 +199,18 @@ impl Pipeline {
                 ctx.request.sub_tasks = self.sub_tasks();
                 ctx
             }
-            Err(verdict) => return self.finish(&task, &topic, verdict, timings, lease).await,
+            Err(verdict) => {
+                return self
+                    .finish(&task, &topic, verdict, None, timings, lease)
+                    .await;
+            }
         };
         timings.start_ms = ms_since(t);
 
         let journal = (self.completion.journal(), TaskKey::of(&task));
-        let verdict = checked_work(&ctx, &topic, &mut timings, Some(journal)).await;
-        self.finish(&task, &topic, verdict, timings, lease).await
+        let (verdict, route) = checked_work_routed(&ctx, &topic, &mut timings, Some(journal)).await;
+        self.finish(&task, &topic, verdict, route.as_ref(), timings, lease)
+            .await
     }
 
     async fn finish(
@@ -197,6 +218,7 @@ impl Pipeline {
         task: &LockedTask,
         topic: &TopicRuntime,
         verdict: Verdict,
+        route: Option<&gateway::RouteNote>,
         mut timings: StageTimings,
         lease: &Lease,
     ) -> Outcome {
@@ -205,7 +227,10 @@ impl Pipeline {
             _ => None,
         };
         let t = Instant::now();
-        let outcome = self.completion.finish(task, topic, verdict, lease).await;
+        let outcome = self
+            .completion
+            .finish(task, topic, verdict, route, lease)
+            .await;
         timings.completion_ms = ms_since(t);
         let total = timings.start_ms
             + timings.test_ms
@@ -228,5 +253,76 @@ impl Pipeline {
             "Task finished."
         );
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::camunda::ClientSettings;
+    use crate::config::file::TopicConfig;
+    use crate::endpoints::{Endpoint, EndpointConfig};
+
+    #[tokio::test]
+    async fn a_completed_task_carries_its_route_in_the_route_variable() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/external-task/t1/complete"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        let camunda = CamundaClient::new(ClientSettings {
+            url: server.uri(),
+            auth: None,
+            worker_id: "w".into(),
+            request_timeout: Duration::from_secs(5),
+        })
+        .expect("client");
+        let noop: EndpointConfig = serde_yaml::from_str("type: noop").expect("noop");
+        let registry: BTreeMap<String, Arc<dyn Endpoint>> = BTreeMap::from([(
+            "echo".into(),
+            noop.build("echo", &Default::default()).expect("builds"),
+        )]);
+        let config: TopicConfig = serde_yaml::from_str(
+            "{pool: p, endpoints: [echo], routing: {strategy: least_busy, route_variable: pde_route}}",
+        )
+        .expect("topic");
+        let topic = TopicRuntime::build("t", &config, &[], &registry, Duration::from_secs(30))
+            .expect("topic builds");
+        let pipeline = Pipeline::new(
+            BTreeMap::from([("t".to_string(), Arc::new(topic))]),
+            camunda,
+            Journal::in_memory(Duration::from_secs(60)),
+        );
+        let task = LockedTask {
+            id: "t1".into(),
+            topic_name: "t".into(),
+            ..LockedTask::default()
+        };
+        let outcome = pipeline
+            .run(task, CancellationToken::new(), &Lease::new())
+            .await;
+        assert_eq!(outcome, Outcome::Completed);
+        let requests = server.received_requests().await.unwrap_or_default();
+        let body: Value = requests[0].body_json().expect("json");
+        let route = &body["variables"]["pde_route"];
+        assert_eq!(route["type"], "Json", "{body}");
+        let value: Value =
+            serde_json::from_str(route["value"].as_str().expect("a JSON string")).expect("json");
+        assert_eq!(value["endpoint"], "echo");
+        assert_eq!(value["strategy"], "least_busy");
+        assert_eq!(value["class"], "s");
+        assert!(
+            value["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("echo 0 in flight")),
+            "{value}"
+        );
     }
 }

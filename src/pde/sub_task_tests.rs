@@ -69,6 +69,7 @@ fn manager() -> Manager {
         camunda,
         &endpoints,
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        std::sync::Arc::new(crate::learner::Learner::default()),
     )
     .expect("manager")
 }

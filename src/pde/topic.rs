@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::cache::ResultCache;
+use super::routing::{self, Busy, Router};
 use super::validation::Check;
-use crate::config::file::TopicConfig;
+use crate::config::file::{RoutingPlan, TopicConfig};
 use crate::endpoints::Endpoint;
+use crate::learner::{Key, Learner, Sample};
 
 /// Everything the pipeline needs to know about one topic.
 #[derive(Debug)]
@@ -35,6 +37,14 @@ pub struct TopicRuntime {
     pub validator: Option<Arc<dyn Endpoint>>,
     /// Valid results kept for `cache:` (built once here; `None` when the topic has no cache).
     pub cache: Option<ResultCache>,
+    /// `routing:` as validation compiled it (rules, fallbacks, route variable).
+    pub routing: RoutingPlan,
+    /// The strategy that ranks the endpoints per task, built once from `routing`.
+    pub router: Arc<dyn Router>,
+    /// What procos has seen the endpoints do: one per daemon (see [`TopicRuntime::learning`]).
+    pub learner: Arc<Learner>,
+    /// Calls in flight per endpoint: one per daemon.
+    pub busy: Arc<Busy>,
 }
 
 /// A topic that cannot be built (the config validation normally catches these first).
@@ -56,6 +66,14 @@ pub enum TopicError {
     /// The output schema does not compile.
     #[error("topic `{topic}`: output.schema is not a valid JSON Schema: {message}")]
     Schema { topic: String, message: String },
+    /// `routing:` is not valid (every problem, `path: message`, joined by `; `).
+    #[error("topic `{topic}`: {problems}")]
+    Routing {
+        /// The topic.
+        topic: String,
+        /// Every problem with its YAML path.
+        problems: String,
+    },
 }
 
 impl TopicRuntime {
@@ -116,7 +134,21 @@ impl TopicRuntime {
             })?),
             None => None,
         };
+        let routing = config
+            .routing_plan(name, Some(pool_endpoint_names))
+            .map_err(|problems| TopicError::Routing {
+                topic: name.to_string(),
+                problems: problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
         Ok(Self {
+            router: routing::build(&routing.kind, None),
+            routing,
+            learner: Arc::new(Learner::default()),
+            busy: Arc::new(Busy::default()),
             name: name.to_string(),
             config: config.clone(),
             endpoints,
@@ -128,5 +160,25 @@ impl TopicRuntime {
             validator,
             cache: config.cache.as_ref().map(|c| ResultCache::new(name, c)),
         })
+    }
+}
+
+impl TopicRuntime {
+    /// The same topic sharing the daemon's learner and in-flight counts (built alone, a topic
+    /// has its own); sets the topic's `routing.half_life` in the learner.
+    pub fn learning(mut self, learner: Arc<Learner>, busy: Arc<Busy>) -> Self {
+        if let Some(half_life) = self.routing.half_life {
+            learner.set_half_life(&self.name, half_life);
+        }
+        self.learner = learner;
+        self.busy = busy;
+        self
+    }
+
+    /// Records one call of `endpoint` for a task of `class`: the learner, then the router.
+    pub fn observe(&self, endpoint: &str, class: &str, sample: &Sample) {
+        self.learner
+            .observe(&Key::new(&self.name, endpoint, class), sample);
+        self.router.observe(endpoint, class, sample);
     }
 }

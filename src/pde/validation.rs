@@ -20,20 +20,49 @@
 //! endpoint (a hit is validated like any result and skips the call), and a valid result of a
 //! first attempt is stored (see [`super::cache`]).
 
-use std::time::Instant;
-
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::gateway::Route;
+use super::profile::TaskProfile;
 use super::start::TaskContext;
 use super::topic::TopicRuntime;
 use super::verdict::{Judgement, Verdict, class};
 use crate::config::file::CheckConfig;
 use crate::config::secret::quote;
-use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, ErrorKind, Usage};
+use crate::learner::{CallOutcome, Sample};
 
-/// Calls endpoints along the route until one produces a valid result.
+/// Calls endpoints along the route until one produces a valid result, profiling the task for
+/// the learner (the pipeline profiles once and calls [`execute_as`]).
 pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
+    execute_as(ctx, topic, route, &TaskProfile::of(&ctx.request).class).await
+}
+
+/// What one call teaches the learner: the outcome, latency, judge score, cost and tokens.
+fn sample(
+    outcome: CallOutcome,
+    took: std::time::Duration,
+    usage: Option<&Usage>,
+    judge_score: Option<f64>,
+) -> Sample {
+    Sample {
+        outcome,
+        latency_ms: took.as_secs_f64() * 1000.0,
+        judge_score,
+        cost: usage.and_then(|u| u.cost),
+        tokens: usage.map(|u| u.input_tokens + u.output_tokens),
+    }
+}
+
+/// Calls endpoints along the route until one produces a valid result; every call (not a cache
+/// hit, not a cancelled one) is recorded in the topic's learner under the task's `class`.
+pub async fn execute_as(
+    ctx: &TaskContext,
+    topic: &TopicRuntime,
+    route: &Route,
+    class: &str,
+) -> Verdict {
     let mut chain = Vec::new();
     let mut last: Option<EndpointError> = None;
     let attempts = topic.config.output.attempts.max(1);
@@ -65,12 +94,18 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                 cache.forget(endpoint.as_ref(), &request);
             }
             let started = Instant::now();
+            let busy = topic.busy.start(endpoint.name());
             // Every error is redacted once, here, before anything logs or reports it.
             let result = endpoint
                 .call(&request)
                 .await
                 .map_err(EndpointError::redacted);
+            drop(busy);
+            // tokio's clock: the same as the system's, except under paused time (benchmarks).
             let took = started.elapsed();
+            let learn = |outcome, usage: Option<&Usage>, score| {
+                topic.observe(endpoint.name(), class, &sample(outcome, took, usage, score));
+            };
             let elapsed_ms = took.as_millis() as u64;
             // Checked once: the verdict and the metric's label both use it.
             let result = result.map(|reply| {
@@ -95,7 +130,20 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
             match result {
                 Ok((reply, checked)) => match checked {
                     Ok(()) => {
-                        let judge = match judge(ctx, topic, &reply.output).await {
+                        let judged = judge(ctx, topic, &reply.output).await;
+                        match &judged {
+                            Judged::Unjudged | Judged::Broken(_) => {
+                                learn(CallOutcome::Valid, reply.usage.as_ref(), None)
+                            }
+                            Judged::Pass(j) => {
+                                learn(CallOutcome::Valid, reply.usage.as_ref(), Some(j.score))
+                            }
+                            Judged::Fail(j) => {
+                                learn(CallOutcome::Invalid, reply.usage.as_ref(), Some(j.score))
+                            }
+                            Judged::Cancelled => {}
+                        }
+                        let judge = match judged {
                             Judged::Unjudged => None,
                             Judged::Pass(j) => Some(Box::new(j)),
                             Judged::Fail(j) => {
@@ -151,6 +199,7 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                         };
                     }
                     Err(Invalid { problems, places }) => {
+                        learn(CallOutcome::Invalid, reply.usage.as_ref(), None);
                         // Where, not what: schema messages quote the offending values.
                         tracing::warn!(endpoint = endpoint.name(), attempt, elapsed_ms, at = %places.join(", "), "Result failed validation.");
                         let (step, error) =
@@ -161,6 +210,14 @@ pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> 
                     }
                 },
                 Err(error) => {
+                    match error.kind {
+                        // Not the endpoint's doing: the task is gone, or its input is a business case.
+                        ErrorKind::Cancelled | ErrorKind::Business { .. } => {}
+                        ErrorKind::InvalidOutput => learn(CallOutcome::Invalid, None, None),
+                        ErrorKind::Transient { .. }
+                        | ErrorKind::Fallback
+                        | ErrorKind::Permanent => learn(CallOutcome::Failed, None, None),
+                    }
                     tracing::warn!(endpoint = endpoint.name(), attempt, elapsed_ms, error = %error, "Endpoint failed.");
                     chain.push(format!("{} (attempt {attempt}): {error}", endpoint.name()));
                     match error.kind {

@@ -361,3 +361,59 @@ async fn a_judge_that_errors_or_answers_malformed_json_is_a_transient_failure_na
         assert_eq!(chain.len(), 1, "{chain:?}");
     }
 }
+
+#[tokio::test]
+async fn every_call_teaches_the_learner_valid_invalid_failed_and_the_judge_score() {
+    let judge = Scripted::new(
+        "judge",
+        vec![judged(false, 0.2, "vague"), judged(true, 0.9, "good")],
+    );
+    let t = judged_topic(
+        "{pool: p, endpoints: [], output: {attempts: 2, required: [label], validator: judge}}",
+        &judge,
+    );
+    let failing = Scripted::new("failing", vec![Err(EndpointError::transient("503"))]);
+    let model = Scripted::new(
+        "model",
+        vec![Ok(json!({"nope": 1})), Ok(json!({"label": "a"}))],
+    );
+    let second = Scripted::new("second", vec![Ok(json!({"label": "b"}))]);
+    let verdict = execute_as(
+        &ctx(),
+        &t,
+        &route(vec![failing.clone(), model.clone(), second.clone()]),
+        "m",
+    )
+    .await;
+    assert!(
+        matches!(&verdict, Verdict::Done { endpoint, .. } if endpoint == "second"),
+        "{verdict:?}"
+    );
+    let learned = |e: &str| {
+        t.learner
+            .get(&crate::learner::Key::new("t", e, "m"))
+            .unwrap_or_default()
+    };
+    let failing = learned("failing");
+    assert_eq!((failing.calls, failing.answered), (1, 0));
+    // `model`: one answer failed the required keys, one was judged invalid (score 0.2).
+    let model = learned("model");
+    assert_eq!((model.calls, model.answered, model.passed), (2, 2, 0));
+    assert!((model.mean_score().unwrap() - 0.2).abs() < 1e-9);
+    let second = learned("second");
+    assert_eq!((second.calls, second.passed), (1, 1));
+    assert!((second.mean_score().unwrap() - 0.9).abs() < 1e-9);
+    assert!(
+        learned("judge").calls == 0,
+        "the judge's own calls are not the topic's routes"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_call_teaches_the_learner_nothing() {
+    let t = topic(SCHEMA_TOPIC);
+    let gone = Scripted::new("gone", vec![Err(EndpointError::cancelled())]);
+    let verdict = execute_as(&ctx(), &t, &route(vec![gone]), "s").await;
+    assert_eq!(verdict, Verdict::Cancelled);
+    assert!(t.learner.snapshot().is_empty());
+}
