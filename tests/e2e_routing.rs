@@ -1,5 +1,6 @@
 //! End to end: adaptive routing through the real `procos` binary and the in-repo engine, over
-//! three fake OpenAI-compatible servers with the best one listed last.
+//! three fake OpenAI-compatible servers with the best one listed last; then a restart on the same
+//! `state_dir`, after which the learned preference holds from the first task on.
 
 mod support;
 
@@ -61,7 +62,8 @@ async fn calls(server: &MockServer) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_warm_up_most_tasks_go_to_the_best_endpoint_listed_last_and_all_complete() {
+async fn after_warm_up_most_tasks_go_to_the_best_endpoint_listed_last_and_the_preference_survives_a_restart()
+ {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     // `flaky` fails every other call (503), `sloppy` answers every other call with broken JSON,
@@ -85,35 +87,16 @@ async fn after_warm_up_most_tasks_go_to_the_best_endpoint_listed_last_and_all_co
         endpoint("best", &best),
     ]
     .concat();
-    let cfg = config("", &["flaky", "sloppy", "best"], topic, &endpoints);
+    let cfg = config("", &["flaky", "sloppy", "best"], topic, &endpoints)
+        .replace("pde_manager:\n", "pde_manager:\n  state_dir: state\n");
     let bpmn = one_task_bpmn("route", "classify", "NEVER");
     let work = Workdir::new(&cfg, &[("route.bpmn", &bpmn)]);
-    let procos = Procos::daemon(&work, &engine.url);
+    let mut procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed("route", T).await;
 
     let mut firsts = Vec::new();
     for wave in [20, 40] {
-        let mut pis = Vec::new();
-        for i in 0..wave {
-            pis.push(
-                rest.start("route", json!({"text": format!("ticket {i}")}))
-                    .await,
-            );
-        }
-        for pi in pis {
-            let vars = rest.wait_ended(&pi, T).await;
-            assert_eq!(
-                vars["category"],
-                json!("billing"),
-                "every task completes: {vars:?}"
-            );
-            firsts.push(
-                vars["pde_route"]["endpoint"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            );
-        }
+        firsts.extend(run_wave(&rest, wave).await);
     }
     let after_warm_up = &firsts[20..];
     let to_best = after_warm_up.iter().filter(|e| *e == "best").count();
@@ -136,4 +119,58 @@ async fn after_warm_up_most_tasks_go_to_the_best_endpoint_listed_last_and_all_co
     );
     // Each was measured during the warm-up (`min_samples: 5`) before the policy trusted it.
     assert!(calls(&flaky).await >= 5 && calls(&sloppy).await >= 5);
+
+    // A restart on the same state_dir: what was learned is loaded, not learned again.
+    procos.sigterm();
+    assert_eq!(
+        procos.exit_code(T).await,
+        0,
+        "a clean stop flushes the learner"
+    );
+    let (flaky_before, sloppy_before) = (calls(&flaky).await, calls(&sloppy).await);
+    let procos = Procos::daemon(&work, &engine.url);
+    let after_restart = run_wave(&rest, 20).await;
+    let to_best = after_restart.iter().filter(|e| *e == "best").count();
+    assert!(
+        to_best >= 19,
+        "after the restart {to_best} of 20 tasks went first to `best`: {after_restart:?}"
+    );
+    assert!(
+        calls(&flaky).await - flaky_before + calls(&sloppy).await - sloppy_before <= 2,
+        "no second warm-up after the restart"
+    );
+    assert!(
+        procos
+            .log_json()
+            .iter()
+            .any(|l| l["message"] == "Learner loaded." && l["statistics"].as_u64() >= Some(3)),
+        "the start-up log says what was loaded"
+    );
+}
+
+/// Starts `n` instances, waits for each to complete, and returns the endpoint each route put first.
+async fn run_wave(rest: &Rest, n: usize) -> Vec<String> {
+    let mut pis = Vec::new();
+    for i in 0..n {
+        pis.push(
+            rest.start("route", json!({"text": format!("ticket {i}")}))
+                .await,
+        );
+    }
+    let mut firsts = Vec::new();
+    for pi in pis {
+        let vars = rest.wait_ended(&pi, T).await;
+        assert_eq!(
+            vars["category"],
+            json!("billing"),
+            "every task completes: {vars:?}"
+        );
+        firsts.push(
+            vars["pde_route"]["endpoint"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    firsts
 }
