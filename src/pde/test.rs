@@ -37,13 +37,20 @@ pub async fn run(ctx: &TaskContext, topic: &TopicRuntime) -> Result<TestReport, 
             EndpointError::permanent(message).code(class::INPUT_INVALID),
         ));
     }
-    let candidates = topic.endpoints.iter().chain(
-        ctx.request
-            .properties
-            .get(super::gateway::ENDPOINT_PROPERTY)
-            .and_then(|n| topic.pool_endpoints.get(n)),
-    );
-    Ok(health_report(candidates))
+    // The topic's list, the endpoints its routing rules may pick from the pool, the pinned one.
+    let named = topic
+        .routing
+        .rules
+        .iter()
+        .flat_map(|r| r.endpoints.iter())
+        .chain(
+            ctx.request
+                .properties
+                .get(super::gateway::ENDPOINT_PROPERTY),
+        )
+        .filter(|n| !topic.endpoints.iter().any(|e| e.name() == n.as_str()))
+        .filter_map(|n| topic.pool_endpoints.get(n));
+    Ok(health_report(topic.endpoints.iter().chain(named)))
 }
 
 /// What the shared health says about `endpoints`: the unusable ones, with why. No I/O.
@@ -52,7 +59,8 @@ pub fn health_report<'a>(endpoints: impl Iterator<Item = &'a Arc<dyn Endpoint>>)
     for endpoint in endpoints {
         if let Err(e) = endpoint.usable() {
             let name = endpoint.name().to_string();
-            tracing::warn!(endpoint = %name, error = %e, "Endpoint is not usable; routing around it.");
+            // The breaker logged the change once; this is per task.
+            tracing::debug!(endpoint = %name, error = %e, "Endpoint is not usable; routing around it.");
             report.unhealthy.insert(name, e);
         }
     }
@@ -219,5 +227,57 @@ mod tests {
         // After the cooldown it is half-open: usable, for a trial call.
         tokio::time::advance(std::time::Duration::from_secs(31)).await;
         assert!(health_report(endpoints.iter()).unhealthy.is_empty());
+    }
+
+    /// An endpoint named only by a routing rule (in the pool, not in the topic's list) is read
+    /// too: a rule must not route to an open circuit.
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_named_only_by_a_routing_rule_is_checked_too() {
+        use crate::endpoints::stack::{self, CircuitConfig, Policy, RetryPolicy};
+        let policy = Policy {
+            timeout: None,
+            max_concurrency: None,
+            circuit: CircuitConfig {
+                failure_threshold: 1,
+                ..CircuitConfig::default()
+            },
+            retry: RetryPolicy::none(),
+            probe: None,
+        };
+        let cx = crate::endpoints::BuildContext::default();
+        let down = stack::apply(Arc::new(Down::default()), &policy, &cx);
+        let _ = down.call(&Default::default()).await;
+        let noop: crate::endpoints::EndpointConfig =
+            serde_yaml::from_str("type: noop").expect("noop");
+        let registry: BTreeMap<String, Arc<dyn Endpoint>> = [
+            ("down".to_string(), down),
+            (
+                "primary".to_string(),
+                noop.build("primary", &cx).expect("builds"),
+            ),
+        ]
+        .into();
+        let config: crate::config::file::TopicConfig = serde_yaml::from_str(
+            "{pool: gp, endpoints: [primary], routing: {strategy: rules, rules: [{when: '{{ big }}', endpoints: [down]}, {endpoints: [primary]}]}}",
+        )
+        .expect("topic");
+        let pool = ["primary".to_string(), "down".to_string()];
+        let topic = TopicRuntime::build(
+            "t",
+            &config,
+            &pool,
+            &registry,
+            std::time::Duration::from_secs(30),
+        )
+        .expect("topic");
+        let ctx = TaskContext {
+            request: Default::default(),
+        };
+        let report = run(&ctx, &topic).await.expect("inputs pass");
+        assert_eq!(
+            report.unhealthy.get("down").and_then(|e| e.code.as_deref()),
+            Some("circuit_open"),
+            "{report:?}"
+        );
     }
 }
