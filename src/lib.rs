@@ -15,7 +15,8 @@
 //!                   └► pde        Pipeline::run = Start → Test → Gateway → Validation → Completion
 //!                        └► endpoints  trait Endpoint + http, python, noop (+ AI, email, sub-PDE)
 //!            learner    per (topic, endpoint, class) statistics that routing learns from (used by
-//!                       pde; persisted by journal's store)
+//!                       pde; persisted in the journal's store by learner/store.rs; report.rs is
+//!                       `procos stats`)
 //!            journal    outcome journal (embedded store under state_dir): nothing runs twice, no
 //!                       outcome lost (used by kernel, manager and pde; uses only camunda)
 //!            camunda    the engine's REST API: client, models, typed variables, errors

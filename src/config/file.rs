@@ -125,9 +125,10 @@ pub struct ManagerConfig {
     /// How long running tasks may take to finish after SIGTERM before procos exits anyway.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Directory of procos's embedded store: the outcome journal (and the worker id when
-    /// `camunda.worker_id` is not set). Without it the journal lives in memory only: a task is
-    /// still never run twice by one process, but a restart forgets what was reported.
+    /// Directory of procos's embedded store: the outcome journal, the learner's statistics (and
+    /// their snapshot `learner.json`), and the worker id when `camunda.worker_id` is not set.
+    /// Without it the journal and the learner live in memory only: a task is still never run
+    /// twice by one process, but a restart forgets what was reported and what was learned.
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
     /// How long a journaled outcome is kept after the engine acknowledged it; never less than
