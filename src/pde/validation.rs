@@ -73,9 +73,13 @@ pub async fn execute_as(
                 return Verdict::Cancelled;
             }
             // The cache answers for the input as the task gave it; a retry carries feedback.
-            let cache = topic.cache.as_ref().filter(|_| request.feedback.is_none());
-            if let Some(cache) = cache
-                && let Some(output) = cache.lookup(endpoint.as_ref(), &request)
+            let slot = topic
+                .cache
+                .as_ref()
+                .filter(|_| request.feedback.is_none())
+                .and_then(|cache| cache.slot(endpoint.as_ref(), &request));
+            if let Some(slot) = &slot
+                && let Some(output) = slot.lookup()
             {
                 if check_output(topic, &output).is_ok() {
                     tracing::info!(
@@ -91,7 +95,7 @@ pub async fn execute_as(
                         judge: None,
                     };
                 }
-                cache.forget(endpoint.as_ref(), &request);
+                slot.forget();
             }
             let started = Instant::now();
             let busy = topic.busy.start(endpoint.name());
@@ -180,8 +184,8 @@ pub async fn execute_as(
                             }
                             Judged::Cancelled => return Verdict::Cancelled,
                         };
-                        if let Some(cache) = cache {
-                            cache.store(endpoint.as_ref(), &request, &reply.output);
+                        if let Some(slot) = &slot {
+                            slot.store(&reply.output);
                         }
                         let judge_score = judge.as_ref().map(|j| j.score);
                         tracing::info!(
