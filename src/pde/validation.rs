@@ -217,6 +217,10 @@ pub async fn execute_as(
                     match error.kind {
                         // Not the endpoint's doing: the task is gone, or its input is a business case.
                         ErrorKind::Cancelled | ErrorKind::Business { .. } => {}
+                        // Refused by its breaker without a call: the breaker counted the failures
+                        // already, and a 0 ms "failure" would make the endpoint look fast.
+                        ErrorKind::Fallback
+                            if error.code.as_deref() == Some(class::CIRCUIT_OPEN) => {}
                         ErrorKind::InvalidOutput => learn(CallOutcome::Invalid, None, None),
                         ErrorKind::Transient { .. }
                         | ErrorKind::Fallback
