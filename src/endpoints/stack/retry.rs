@@ -16,6 +16,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use super::RetryPolicy;
 use crate::backoff::Backoff;
 use crate::config::file::BackoffConfig;
+use crate::config::secret::redact;
 use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
 use crate::telemetry::metrics;
 
@@ -112,18 +113,19 @@ impl Endpoint for Retry {
                 metrics::retry_refused(self.name());
                 tracing::debug!(
                     endpoint = self.name(),
-                    error = %error,
+                    error = %redact(&error.to_string()),
                     "Retry budget spent; not retrying."
                 );
                 return Err(error);
             }
             retry += 1;
             metrics::retried(self.name());
+            // Below Validation's redaction: a server may have echoed a secret into the message.
             tracing::warn!(
                 endpoint = self.name(),
                 retry,
                 wait_ms = wait.as_millis() as u64,
-                error = %error,
+                error = %redact(&error.to_string()),
                 "Endpoint failed; retrying."
             );
             tokio::select! {
