@@ -48,13 +48,12 @@ impl Key {
     }
 }
 
-/// Where the learner's statistics persist (a redb table under `state_dir`). Implementations
-/// batch and write off the caller's thread.
+/// Where the learner's statistics persist (a redb table under `state_dir`), read at boot. The
+/// writing side is the [`store::Flusher`]: batches off the hot path, with the health rows and
+/// the snapshot file in the same step.
 pub trait StatsStore: Send + Sync + std::fmt::Debug {
     /// Every stored (key, stats), read at boot.
     fn load(&self) -> Result<Vec<(Key, Stats)>, String>;
-    /// Queues these (key, stats) to be written (replacing what is stored under the keys).
-    fn save(&self, batch: Vec<(Key, Stats)>);
 }
 
 /// The statistics of every (topic, endpoint, class), shared by the whole daemon.

@@ -243,10 +243,6 @@ impl StatsStore for JournalStats {
             .map(decode_stats)
             .map_err(|e| e.to_string())
     }
-
-    fn save(&self, batch: Vec<(Key, Stats)>) {
-        self.journal.queue_rows(encode_stats(batch));
-    }
 }
 
 /// Writes the learner's changes every [`FLUSH_EVERY`] and once when stopped, with the health
