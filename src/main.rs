@@ -100,7 +100,7 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
                 .unwrap_or_default();
             print!(
                 "{}",
-                report::render_table(&report, &source, procos::learner::now_secs())
+                report::render_table(&report, &source, procos::endpoints::health::now_secs())
             );
         }
         // A report of plain numbers and strings always serialises (non-finite numbers as null).

@@ -8,10 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use procos::endpoints::health::now_secs;
 use procos::endpoints::health::{BreakerState, HealthRegistry};
 use procos::journal::Journal;
 use procos::learner::store::{Flusher, JournalStats};
-use procos::learner::{CallOutcome, Key, Learner, Sample, now_secs};
+use procos::learner::{CallOutcome, Key, Learner, Sample};
 use serde_json::Value;
 
 const CONFIG: &str = "camunda:

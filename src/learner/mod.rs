@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -86,14 +86,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Wall-clock seconds since the epoch: the learner's time persists across restarts.
-pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 impl Default for Learner {
     fn default() -> Self {
         Self::new(DEFAULT_HALF_LIFE, HashMap::new())
@@ -128,7 +120,8 @@ impl Learner {
     pub fn now(&self) -> f64 {
         match &self.clock.0 {
             Some(clock) => clock(),
-            None => now_secs(),
+            // The wall clock: the learner's time persists across restarts.
+            None => crate::endpoints::health::now_secs(),
         }
     }
 

@@ -139,7 +139,7 @@ struct Snapshot {
 impl Snapshot {
     fn of(stats: Vec<(Key, Stats)>, health: &[(String, EndpointHealth)]) -> Self {
         Self {
-            written_at: super::now_secs(),
+            written_at: crate::endpoints::health::now_secs(),
             stats: stats
                 .into_iter()
                 .map(|(k, s)| SnapshotRow {
