@@ -259,3 +259,18 @@ fn an_unreadable_store_exits_74_naming_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_table_names_the_file_it_read() {
+    let dir = workdir(CONFIG);
+    populated_and_closed(dir.path()).await;
+    let header = |dir: &Path| {
+        let (code, out, err) = stats(dir, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(header(dir.path()), "procos stats: state/learner.json");
+    // A store from before snapshots: the store itself is read, and named.
+    std::fs::remove_file(dir.path().join("state/learner.json")).expect("remove the snapshot");
+    assert_eq!(header(dir.path()), "procos stats: state/journal.redb");
+}

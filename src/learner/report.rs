@@ -316,11 +316,12 @@ pub enum StatsError {
 }
 
 /// The report of the store under `config`'s `state_dir`, read without writing to it (procos may
-/// be running on it), taken at the last call it recorded. Blocking file I/O.
+/// be running on it), taken at the last call it recorded, and the file it was read from (the
+/// snapshot, or the store). Blocking file I/O.
 pub fn from_config(
     config: &crate::config::FileConfig,
     config_path: &std::path::Path,
-) -> Result<Report, StatsError> {
+) -> Result<(Report, std::path::PathBuf), StatsError> {
     let dir = config
         .pde_manager
         .state_dir
@@ -337,7 +338,8 @@ pub fn from_config(
         }
     }
     learner.load(stored.stats);
-    Ok(build(&learner, &stored.health, &listed(config), as_of))
+    let report = build(&learner, &stored.health, &listed(config), as_of);
+    Ok((report, stored.source))
 }
 
 /// Each topic's endpoints as listed in the config.

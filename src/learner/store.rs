@@ -117,6 +117,8 @@ pub struct Stored {
     pub stats: Vec<(Key, Stats)>,
     /// Every endpoint's health, as last flushed.
     pub health: Vec<(String, EndpointHealth)>,
+    /// The file they were read from: the snapshot, or the store when there is none.
+    pub source: PathBuf,
 }
 
 /// One statistics row of the snapshot file; kept as JSON values so that one unreadable row is
@@ -155,7 +157,7 @@ impl Snapshot {
     }
 
     /// Decodes it with the store's rules: an unreadable row is skipped with a warning.
-    fn decode(self) -> Stored {
+    fn decode(self, source: PathBuf) -> Stored {
         let stats = self
             .stats
             .into_iter()
@@ -169,6 +171,7 @@ impl Snapshot {
         Stored {
             stats: decode_stats(stats),
             health: decode_health(health),
+            source,
         }
     }
 }
@@ -191,7 +194,7 @@ pub fn read_state_dir(dir: &Path) -> Result<Stored, StoreError> {
     let path = dir.join(SNAPSHOT_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
-            Ok(snapshot) => return Ok(snapshot.decode()),
+            Ok(snapshot) => return Ok(snapshot.decode(path)),
             Err(error) => tracing::warn!(
                 path = %path.display(),
                 %error,
@@ -210,6 +213,7 @@ pub fn read_state_dir(dir: &Path) -> Result<Stored, StoreError> {
     Ok(Stored {
         stats: decode_stats(learner),
         health: decode_health(health),
+        source: dir.join(crate::journal::FILE_NAME),
     })
 }
 
