@@ -56,7 +56,8 @@ fn encode_stats(batch: Vec<(Key, Stats)>) -> Vec<(Table, String, Vec<u8>)> {
     batch
         .into_iter()
         .map(|(key, stats)| {
-            // Non-finite floats become null, which `Stats` reads back as its default.
+            // `Stats::observe` keeps no non-finite figure: JSON has none, and a null would make
+            // the row unreadable at the next load.
             let value = serde_json::to_vec(&stats).unwrap_or_default();
             (Table::Learner, encode_key(&key), value)
         })
