@@ -201,7 +201,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// The latest observation among `stats` (unix seconds), 0 when empty: the time a report of a
 /// stored learner is taken at, so that a procos stopped for a day still shows its figures.
-pub fn last_observation(stats: &[(Key, Stats)]) -> f64 {
+fn last_observation(stats: &[(Key, Stats)]) -> f64 {
     stats.iter().map(|(_, s)| s.updated_at).fold(0.0, f64::max)
 }
 

@@ -47,7 +47,7 @@ pub struct JournalStats {
 }
 
 /// A key as stored: JSON, so that names with any character round-trip.
-pub fn encode_key(key: &Key) -> String {
+fn encode_key(key: &Key) -> String {
     // A struct of three strings always serialises.
     serde_json::to_string(key).unwrap_or_default()
 }
@@ -75,7 +75,7 @@ fn encode_health(health: &[(String, EndpointHealth)]) -> Vec<(Table, String, Vec
 }
 
 /// Decodes the learner's rows; an unreadable one is skipped with a warning naming it.
-pub fn decode_stats(rows: Rows) -> Vec<(Key, Stats)> {
+fn decode_stats(rows: Rows) -> Vec<(Key, Stats)> {
     rows.into_iter()
         .filter_map(|(raw, value)| {
             let decoded = serde_json::from_str::<Key>(&raw)
@@ -97,7 +97,7 @@ pub fn decode_stats(rows: Rows) -> Vec<(Key, Stats)> {
 }
 
 /// Decodes the health rows; an unreadable one is skipped with a warning naming it.
-pub fn decode_health(rows: Rows) -> Vec<(String, EndpointHealth)> {
+fn decode_health(rows: Rows) -> Vec<(String, EndpointHealth)> {
     rows.into_iter()
         .filter_map(
             |(name, value)| match serde_json::from_slice::<EndpointHealth>(&value) {
@@ -222,11 +222,6 @@ impl JournalStats {
     /// The learner's tables in `journal`'s store.
     pub fn new(journal: Journal) -> Self {
         Self { journal }
-    }
-
-    /// Does it persist (is there a `state_dir`)?
-    pub fn is_durable(&self) -> bool {
-        self.journal.is_durable()
     }
 
     /// Writes changed statistics and health rows in one batch, and waits for its commit.
