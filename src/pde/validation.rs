@@ -24,7 +24,6 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::gateway::Route;
-use super::profile::TaskProfile;
 use super::start::TaskContext;
 use super::topic::TopicRuntime;
 use super::verdict::{Judgement, Verdict, class};
@@ -33,10 +32,12 @@ use crate::config::secret::quote;
 use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, ErrorKind, Usage};
 use crate::learner::{CallOutcome, Sample};
 
-/// Calls endpoints along the route until one produces a valid result, profiling the task for
-/// the learner (the pipeline profiles once and calls [`execute_as`]).
-pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
-    execute_as(ctx, topic, route, &TaskProfile::of(&ctx.request).class).await
+/// [`execute_as`] with the task profiled here: the tests' shorthand (the pipeline profiles each
+/// task once, before the Gateway, and calls [`execute_as`] with that class).
+#[cfg(test)]
+pub(crate) async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
+    let class = super::profile::TaskProfile::of(&ctx.request).class;
+    execute_as(ctx, topic, route, &class).await
 }
 
 /// What one call teaches the learner: the outcome, latency, judge score, cost and tokens.
