@@ -3,12 +3,13 @@
 //! ```text
 //!  Validation ──observe(Sample)──► Learner (in memory, one per daemon) ──► routers rank with it
 //!  Gateway ────routed()─────────►     │ dirty keys
-//!                                     ▼ every few seconds and at exit (off the hot path)
-//!                                 StatsStore (redb table next to the outcome journal)
-//!                                     │ load at boot          ▲ `procos stats` reads it
+//!                                     ▼ store::Flusher, every few seconds and at exit (off the
+//!                                       hot path): a redb table next to the outcome journal,
+//!                                       and the learner.json snapshot `procos stats` reads
+//!  boot: StatsStore::load ──────────► Learner::load
 //! ```
 //!
-//! Reads and writes take one short lock; nothing here does I/O. Persistence is behind
+//! Reads and writes take one short lock at a time; nothing here does I/O. Loading is behind
 //! [`StatsStore`], so the learner works the same with and without a `state_dir`.
 
 use std::collections::{HashMap, HashSet};
