@@ -17,7 +17,7 @@ use super::RetryPolicy;
 use crate::backoff::Backoff;
 use crate::config::file::BackoffConfig;
 use crate::config::secret::redact;
-use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind, class};
 use crate::telemetry::metrics;
 
 /// Calls again after a transient failure.
@@ -93,11 +93,21 @@ impl Endpoint for Retry {
         self.budget.deposit();
         let mut retry = 0;
         let mut backoff = self.backoff();
+        // The last failure of a call that was made, for a retry the breaker refuses.
+        let mut failed: Option<EndpointError> = None;
         loop {
             let error = match self.inner.call(request).await {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
+            if let Some(failed) = failed.take()
+                && error.code.as_deref() == Some(class::CIRCUIT_OPEN)
+            {
+                // The failures so far opened the circuit: the retries end, and the answer is the
+                // endpoint's own last failure (what `bpmn_errors`, the task's history and the
+                // learner should see), not the refusal of a retry that was never made.
+                return Err(failed);
+            }
             if retry >= self.policy.max_retries || !self.retryable(&error) {
                 return Err(error);
             }
@@ -119,6 +129,7 @@ impl Endpoint for Retry {
                 return Err(error);
             }
             retry += 1;
+            failed = Some(error.clone());
             metrics::retried(self.name());
             // Below Validation's redaction: a server may have echoed a secret into the message.
             tracing::warn!(
