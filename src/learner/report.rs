@@ -74,7 +74,8 @@ impl Figures {
             latency_p95_ms: s.latency_quantile_ms(0.95),
             mean_cost: s.mean_cost(),
             first_seen: s.first_seen,
-            last_seen: if s.calls > 0 { s.updated_at } else { 0.0 },
+            // Not `updated_at`: reading decays the figures to the report's time, which moves it.
+            last_seen: max_opt(s.last_ok_at, s.last_failure_at).unwrap_or(0.0),
         }
     }
 
