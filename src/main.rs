@@ -78,7 +78,7 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let report = match report::from_config(&config, path) {
+    let (report, source) = match report::from_config(&config, path) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("procos stats: {e}");
@@ -91,18 +91,14 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
         }
     };
     match format {
-        StatsFormat::Table => {
-            let source = config
-                .pde_manager
-                .state_dir
-                .as_ref()
-                .map(|d| d.join(procos::journal::FILE_NAME).display().to_string())
-                .unwrap_or_default();
-            print!(
-                "{}",
-                report::render_table(&report, &source, procos::learner::now_secs())
-            );
-        }
+        StatsFormat::Table => print!(
+            "{}",
+            report::render_table(
+                &report,
+                &source.display().to_string(),
+                procos::endpoints::health::now_secs()
+            )
+        ),
         // A report of plain numbers and strings always serialises (non-finite numbers as null).
         StatsFormat::Json => match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),

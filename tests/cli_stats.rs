@@ -8,10 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use procos::endpoints::health::now_secs;
 use procos::endpoints::health::{BreakerState, HealthRegistry};
 use procos::journal::Journal;
 use procos::learner::store::{Flusher, JournalStats};
-use procos::learner::{CallOutcome, Key, Learner, Sample, now_secs};
+use procos::learner::{CallOutcome, Key, Learner, Sample};
 use serde_json::Value;
 
 const CONFIG: &str = "camunda:
@@ -257,4 +258,19 @@ fn an_unreadable_store_exits_74_naming_it() {
         err.contains("state_dir `state`: cannot read journal.redb"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_table_names_the_file_it_read() {
+    let dir = workdir(CONFIG);
+    populated_and_closed(dir.path()).await;
+    let header = |dir: &Path| {
+        let (code, out, err) = stats(dir, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(header(dir.path()), "procos stats: state/learner.json");
+    // A store from before snapshots: the store itself is read, and named.
+    std::fs::remove_file(dir.path().join("state/learner.json")).expect("remove the snapshot");
+    assert_eq!(header(dir.path()), "procos stats: state/journal.redb");
 }

@@ -1,4 +1,6 @@
-//! `procos validate`: offline config checks with YAML paths and exit code 78.
+//! `procos validate`: offline config checks with YAML paths and exit code 78 — including bad
+//! values of the endpoint layer stack (`circuit`, `probe`, `max_concurrency`, `retry_budget`,
+//! unknown keys) at their YAML path, for any kind.
 
 use std::process::Command;
 
@@ -166,4 +168,71 @@ fn a_lock_of_300000_years_is_refused_naming_its_path() {
         text.contains("camunda.lock_duration: 300000years is longer than 7days"),
         "{text}"
     );
+}
+
+// ── the endpoint layer stack ─────────────────────────────────────────────────────────────
+
+/// A config with one pool, one topic `t` on endpoint `a`, and `endpoints` (YAML lines).
+fn stack_config(endpoints: &str) -> String {
+    let names: Vec<&str> = endpoints
+        .lines()
+        .filter_map(|l| l.trim().split_once(':').map(|(n, _)| n))
+        .collect();
+    format!(
+        "camunda:\n  url: http://localhost:8080/engine-rest\n\
+         pde_manager:\n  pools:\n    p: {{ instances: 1, endpoints: [{all}], max_concurrent_tasks: 2 }}\n\
+         endpoints:\n{endpoints}\
+         topics:\n  t:\n    pool: p\n    endpoints: [a]\n",
+        all = names.join(", ")
+    )
+}
+
+#[test]
+fn bad_stack_values_exit_78_naming_each_path() {
+    let (code, text) = validate(&stack_config(
+        "  a: {type: noop, circuit: {failure_rate: 1.5, min_calls: 0}}\n\
+         \x20 b: {type: http, url: 'http://x/', probe: {every: 0s}, max_concurrency: 0}\n\
+         \x20 c: {type: openai, model: m, retry_budget: {ttl: 5m}}\n\
+         \x20 d: {type: python, probe: {enabled: true, timeout: 0s}}\n",
+    ));
+    assert_eq!(code, 78, "{text}");
+    for path in [
+        "endpoints.a.circuit.failure_rate",
+        "endpoints.a.circuit.min_calls",
+        "endpoints.b.probe.every",
+        "endpoints.b.max_concurrency",
+        "endpoints.c.retry_budget.ttl",
+        "endpoints.d.probe.timeout",
+    ] {
+        assert!(text.contains(path), "{path} in:\n{text}");
+    }
+}
+
+#[test]
+fn an_unknown_stack_key_is_refused_for_every_kind() {
+    for kind in [
+        "{type: noop, circuit: {failure_rat: 0.5}}",
+        "{type: email, host: h, from: a@x.org, probe: {evry: 30s}}",
+        "{type: ollama, model: m, circuit: {enabled: false, open_fr: 1s}}",
+    ] {
+        let (code, text) = validate(&stack_config(&format!("  a: {kind}\n")));
+        assert_eq!(code, 78, "{kind}: {text}");
+        assert!(text.contains("endpoints.a"), "{kind}: {text}");
+        let key = ["failure_rat", "evry", "open_fr"]
+            .into_iter()
+            .find(|k| kind.contains(k))
+            .unwrap_or_default();
+        assert!(text.contains(key), "{kind} names `{key}`: {text}");
+    }
+}
+
+#[test]
+fn good_stack_values_pass() {
+    let (code, text) = validate(&stack_config(
+        "  a: {type: noop, timeout: 5s, max_concurrency: 4, circuit: {enabled: false}}\n\
+         \x20 b: {type: http, url: 'http://x/', health_url: 'http://x/health', max_retries: 2, \
+         retry_budget: {ratio: 0.1}, circuit: {failure_rate: 0.3, window: 2m, min_calls: 20}, \
+         probe: {every: 1m}}\n",
+    ));
+    assert_eq!(code, 0, "{text}");
 }

@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::ai::{completion, ollama_classifying, requests_to};
 use support::{Procos, Rest, Workdir, config, engine, repo};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -62,46 +63,6 @@ async fn openai_answering(status: u16, body: Value) -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-fn completion(content: &str) -> Value {
-    json!({
-        "id": "chatcmpl-e2e", "object": "chat.completion", "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-    })
-}
-
-/// An Ollama fake that has `llama3` and classifies every ticket as billing/high.
-async fn ollama_classifying() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/tags"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"models": [{"name": "llama3:latest", "model": "llama3:latest"}]}),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "model": "llama3:latest",
-            "message": {"role": "assistant", "content": "{\"category\": \"billing\", \"urgency\": \"high\"}"},
-            "done": true, "prompt_eval_count": 40, "eval_count": 12,
-        })))
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.url.path() == at)
-        .collect()
 }
 
 fn body(r: &Request) -> Value {

@@ -8,21 +8,14 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use support::ai::{completion, ollama_classifying, requests_to};
 use support::{Procos, Rest, Workdir, config, engine, repo};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const T: Duration = Duration::from_secs(30);
 const SCHEMA: &str = "{type: object, required: [category, urgency], properties: {category: {enum: [billing, technical, other]}, urgency: {enum: [low, normal, high]}}}";
-
-fn completion(content: &str) -> Value {
-    json!({
-        "id": "chatcmpl-e2e", "object": "chat.completion", "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-    })
-}
 
 /// The OpenAI fake: `/v1/models` answers `models`, chats classify as technical/low.
 async fn mount_openai(server: &MockServer, models: u16) {
@@ -40,46 +33,13 @@ async fn mount_openai(server: &MockServer, models: u16) {
         .await;
 }
 
-/// An Ollama fake that has `llama3` and classifies as billing/high.
-async fn ollama() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/tags"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"models": [{"name": "llama3:latest"}]})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "model": "llama3:latest",
-            "message": {"role": "assistant", "content": "{\"category\": \"billing\", \"urgency\": \"high\"}"},
-            "done": true, "prompt_eval_count": 40, "eval_count": 12,
-        })))
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn requests_to(server: &MockServer, at: &str) -> Vec<Request> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.url.path() == at)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_probe_routes_tasks_around_the_endpoint_until_it_passes_again() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     let openai = MockServer::start().await;
     mount_openai(&openai, 503).await;
-    let ollama = ollama().await;
+    let ollama = ollama_classifying().await;
     let topic = format!(
         "  classify_ticket:\n    pool: gp\n    endpoints: [openai, ollama]\n    retries: 3\n    retry_timeout: 100ms\n    output: {{ attempts: 2, usage_variable: pde_usage, schema: {SCHEMA} }}\n"
     );

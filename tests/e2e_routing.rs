@@ -8,19 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::ai::completion;
 use support::{Procos, Rest, Workdir, config, engine, one_task_bpmn};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const T: Duration = Duration::from_secs(60);
-
-fn completion(content: &str) -> Value {
-    json!({
-        "id": "chatcmpl-e2e", "object": "chat.completion", "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-    })
-}
 
 const VALID: &str = r#"{"category": "billing", "urgency": "high"}"#;
 

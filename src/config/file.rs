@@ -233,7 +233,8 @@ pub struct RoutingConfig {
     /// (a last resort such as a keyword script behind the models).
     #[serde(default)]
     pub fallbacks: Vec<String>,
-    /// Write `{endpoint, strategy, reason}` of the route into this process variable as JSON.
+    /// Write `{endpoint, strategy, reason, class}` of the route into this process variable as
+    /// JSON.
     #[serde(default)]
     pub route_variable: Option<String>,
 }

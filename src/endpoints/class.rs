@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 /// Declares each named class as a `pub const` and lists them all in [`NAMED`], so adding a
 /// constant is all it takes for the parser to accept it.
@@ -240,15 +241,19 @@ fn status_range(protocol: Protocol) -> &'static str {
     }
 }
 
-/// "`input_invalid`, …, `http_<status>` (e.g. `http_404`), …": what is valid.
-fn valid_list() -> String {
-    let named: Vec<String> = NAMED.iter().map(|n| format!("`{n}`")).collect();
-    format!(
-        "{}, `http_<status>` (e.g. `http_404`), `http_<n>xx` (e.g. `http_4xx`, n from \
-         1 to 5), `smtp_<status>` (e.g. `smtp_451`), `smtp_4xx`, `smtp_5xx`, `exit_<code>` \
-         (e.g. `exit_3`)",
-        named.join(", ")
-    )
+/// "`input_invalid`, …, `http_<status>` (e.g. `http_404`), …": what is valid. Built once, at
+/// the first unknown class: [`NAMED`] is fixed at compile time.
+fn valid_list() -> &'static str {
+    static LIST: LazyLock<String> = LazyLock::new(|| {
+        let named: Vec<String> = NAMED.iter().map(|n| format!("`{n}`")).collect();
+        format!(
+            "{}, `http_<status>` (e.g. `http_404`), `http_<n>xx` (e.g. `http_4xx`, n from \
+             1 to 5), `smtp_<status>` (e.g. `smtp_451`), `smtp_4xx`, `smtp_5xx`, `exit_<code>` \
+             (e.g. `exit_3`)",
+            named.join(", ")
+        )
+    });
+    &LIST
 }
 
 /// The class `text` most likely meant: itself in lower case (`HTTP_404`), a bare status as an

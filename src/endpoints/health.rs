@@ -4,8 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+/// Wall-clock seconds since the epoch: the one "now" of everything that persists or is shown
+/// across restarts — the registry's `since`/`retry_at`/`last_probe`, the learner's figures and
+/// `procos stats`. (Durations inside one process use tokio's `Instant`.)
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
 
 /// A circuit breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

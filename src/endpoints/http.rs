@@ -326,14 +326,15 @@ impl HttpEndpoint {
                 ))
                 .code(class::REDIRECT));
             }
-            if next.origin() != url.origin() {
+            let next_origin = next.origin();
+            if next_origin != url.origin() {
                 // The server chose this host: it gets the guard, whatever the config fixed.
                 guarded = true;
                 self.guard
                     .check_host(&next_host)
                     .map_err(|f| self.forbidden(&f, Some(&host)))?;
             }
-            if next.origin() != first_origin {
+            if next_origin != first_origin {
                 // Every configured header may carry a secret (they are `Secret`s): none follows
                 // a redirect away from the origin the config or the variable named.
                 headers.clear();
@@ -345,7 +346,7 @@ impl HttpEndpoint {
                 method = Method::GET;
                 body = None;
             }
-            if body.is_some() && next.origin() != first_origin {
+            if body.is_some() && next_origin != first_origin {
                 // A 307/308 would re-send the body (built from config that may hold a `${VAR}`
                 // secret) to a host the config never named.
                 return Err(EndpointError::permanent(format!(

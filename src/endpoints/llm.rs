@@ -16,8 +16,10 @@
 //! A `pde.prompt` extension property overrides the configured prompt per BPMN task; since it
 //! varies by task it is compiled on first use and kept in a small cache keyed by its source.
 //!
-//! Every message and detail built here passes through [`Site::redact`], which removes the
-//! endpoint's API key and header values in case a server echoes them back.
+//! Every message and detail built here from a server's answer passes through
+//! [`redact`](crate::config::secret::redact), the one process-wide redaction: the endpoint's API
+//! key and header values are `Secret` fields of the config, registered there when it was read,
+//! so a server echoing one back never shows it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +32,7 @@ use self::classify::status_error;
 use super::http::{head, read_capped, retry_after, transport_error};
 use super::template::{Template, TemplateContext, TemplateError};
 use super::{EndpointError, EndpointRequest, Usage};
-use crate::config::Secret;
+use crate::config::secret::redact;
 use crate::endpoints::class;
 
 /// Extension property holding a per-task prompt template.
@@ -340,36 +342,9 @@ pub(crate) struct Site {
     pub model: String,
     /// BPMN error code of a content-policy refusal.
     pub refusal_code: String,
-    /// Values that must never appear in a message (API key, header values).
-    pub secrets: Vec<Secret>,
 }
 
 impl Site {
-    /// `text` with every secret replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            // Very short values would mangle ordinary words; a real key is never that short.
-            if secret.expose().len() >= 4 {
-                out = out.replace(secret.expose(), "***");
-            }
-        }
-        out
-    }
-
-    /// `error` with every secret removed from its message and details: the last step of every
-    /// call, so that no path (a model echoing its input, a proxy's error page) can leak one.
-    pub fn scrub(&self, error: EndpointError) -> EndpointError {
-        if self.secrets.is_empty() {
-            return error;
-        }
-        EndpointError {
-            message: self.redact(&error.message),
-            details: error.details.as_deref().map(|d| self.redact(d)),
-            ..error
-        }
-    }
-
     fn describe(&self) -> String {
         match self.provider {
             Provider::OpenAi => format!("endpoint `{}` ({})", self.endpoint, self.server),
@@ -394,7 +369,7 @@ impl Site {
         let prefix = format!("POST {}: ", self.server);
         let what = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
         let mut e = EndpointError {
-            message: self.redact(&format!("{}: {what}", self.describe())),
+            message: redact(&format!("{}: {what}", self.describe())),
             ..e
         };
         if e.code.as_deref() == Some("connect") && self.provider == Provider::Ollama {
@@ -445,7 +420,7 @@ pub(crate) fn unexpected_body(site: &Site, body: &[u8], why: &str) -> EndpointEr
         site.describe()
     ))
     .code(class::INVALID_RESPONSE)
-    .details(site.redact(&head(body, DETAILS_LIMIT)))
+    .details(redact(&head(body, DETAILS_LIMIT)))
 }
 
 /// Checks a base URL without echoing it (it may carry credentials); `Ok` is the URL with any

@@ -247,7 +247,6 @@ impl OllamaEndpoint {
                 server: llm::display_url(&url),
                 model: config.model.clone(),
                 refusal_code: super::openai::default_refusal_error_code(),
-                secrets: Vec::new(),
             },
             client,
             chat_url: llm::join(&url, "api/chat"),

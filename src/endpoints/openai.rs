@@ -305,8 +305,6 @@ impl OpenAiEndpoint {
             headers.insert(AUTHORIZATION, value);
         }
         let default_server = compiled.url.host_str() == Some("api.openai.com");
-        let mut secrets: Vec<Secret> = config.headers.values().cloned().collect();
-        secrets.extend(key.clone());
         let client = client.clone();
         Ok(Self {
             site: Site {
@@ -315,7 +313,6 @@ impl OpenAiEndpoint {
                 server: llm::display_url(&compiled.url),
                 model: config.model.clone(),
                 refusal_code: config.refusal_error_code.clone(),
-                secrets,
             },
             client,
             url: llm::join(&compiled.url, "chat/completions"),
@@ -507,17 +504,17 @@ impl Endpoint for OpenAiEndpoint {
         match llm::exchange(&self.site, builder, &never).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.code.as_deref(), Some("http_404" | "http_405")) => Ok(()),
-            Err(e) => Err(self.site.scrub(e)),
+            Err(e) => Err(e.redacted()),
         }
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-        self.chat(request).await.map_err(|e| self.site.scrub(e))
+        self.chat(request).await.map_err(EndpointError::redacted)
     }
 }
 
 impl OpenAiEndpoint {
-    /// One chat completion; errors are scrubbed of secrets by the caller.
+    /// One chat completion; errors are redacted by the caller.
     async fn chat(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         if self.missing_key {
             return Err(self.no_key());

@@ -542,7 +542,7 @@ impl Endpoint for SubPdeEndpoint {
         let Some((registry, of_steps)) = &self.health else {
             return Ok(());
         };
-        let now = super::stack::breaker::unix_now();
+        let now = super::health::now_secs();
         for (step, endpoints) in self.steps.iter().zip(of_steps) {
             let open: Vec<&str> = endpoints
                 .iter()

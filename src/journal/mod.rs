@@ -263,18 +263,6 @@ impl Journal {
         }
     }
 
-    /// Queues rows of side tables for the next group commit (nothing in memory); [`flush`]
-    /// waits for them.
-    ///
-    /// [`flush`]: Journal::flush
-    pub fn queue_rows(&self, rows: Vec<(Table, String, Vec<u8>)>) {
-        if let Some(store) = &self.inner.store
-            && !rows.is_empty()
-        {
-            store.queue(rows_to_ops(rows));
-        }
-    }
-
     /// Writes rows of side tables and waits until they are on disk (with whatever else is
     /// queued: one commit). Nothing to wait for in memory.
     pub async fn write_rows(&self, rows: Vec<(Table, String, Vec<u8>)>) -> Result<(), StoreError> {

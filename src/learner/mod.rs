@@ -3,17 +3,18 @@
 //! ```text
 //!  Validation ──observe(Sample)──► Learner (in memory, one per daemon) ──► routers rank with it
 //!  Gateway ────routed()─────────►     │ dirty keys
-//!                                     ▼ every few seconds and at exit (off the hot path)
-//!                                 StatsStore (redb table next to the outcome journal)
-//!                                     │ load at boot          ▲ `procos stats` reads it
+//!                                     ▼ store::Flusher, every few seconds and at exit (off the
+//!                                       hot path): a redb table next to the outcome journal,
+//!                                       and the learner.json snapshot `procos stats` reads
+//!  boot: StatsStore::load ──────────► Learner::load
 //! ```
 //!
-//! Reads and writes take one short lock; nothing here does I/O. Persistence is behind
+//! Reads and writes take one short lock at a time; nothing here does I/O. Loading is behind
 //! [`StatsStore`], so the learner works the same with and without a `state_dir`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,13 +49,12 @@ impl Key {
     }
 }
 
-/// Where the learner's statistics persist (a redb table under `state_dir`). Implementations
-/// batch and write off the caller's thread.
+/// Where the learner's statistics persist (a redb table under `state_dir`), read at boot. The
+/// writing side is the [`store::Flusher`]: batches off the hot path, with the health rows and
+/// the snapshot file in the same step.
 pub trait StatsStore: Send + Sync + std::fmt::Debug {
     /// Every stored (key, stats), read at boot.
     fn load(&self) -> Result<Vec<(Key, Stats)>, String>;
-    /// Queues these (key, stats) to be written (replacing what is stored under the keys).
-    fn save(&self, batch: Vec<(Key, Stats)>);
 }
 
 /// The statistics of every (topic, endpoint, class), shared by the whole daemon.
@@ -85,14 +85,6 @@ impl std::fmt::Debug for Clock {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Wall-clock seconds since the epoch: the learner's time persists across restarts.
-pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl Default for Learner {
@@ -129,7 +121,8 @@ impl Learner {
     pub fn now(&self) -> f64 {
         match &self.clock.0 {
             Some(clock) => clock(),
-            None => now_secs(),
+            // The wall clock: the learner's time persists across restarts.
+            None => crate::endpoints::health::now_secs(),
         }
     }
 

@@ -74,7 +74,8 @@ impl Figures {
             latency_p95_ms: s.latency_quantile_ms(0.95),
             mean_cost: s.mean_cost(),
             first_seen: s.first_seen,
-            last_seen: if s.calls > 0 { s.updated_at } else { 0.0 },
+            // Not `updated_at`: reading decays the figures to the report's time, which moves it.
+            last_seen: max_opt(s.last_ok_at, s.last_failure_at).unwrap_or(0.0),
         }
     }
 
@@ -201,7 +202,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// The latest observation among `stats` (unix seconds), 0 when empty: the time a report of a
 /// stored learner is taken at, so that a procos stopped for a day still shows its figures.
-pub fn last_observation(stats: &[(Key, Stats)]) -> f64 {
+fn last_observation(stats: &[(Key, Stats)]) -> f64 {
     stats.iter().map(|(_, s)| s.updated_at).fold(0.0, f64::max)
 }
 
@@ -316,11 +317,12 @@ pub enum StatsError {
 }
 
 /// The report of the store under `config`'s `state_dir`, read without writing to it (procos may
-/// be running on it), taken at the last call it recorded. Blocking file I/O.
+/// be running on it), taken at the last call it recorded, and the file it was read from (the
+/// snapshot, or the store). Blocking file I/O.
 pub fn from_config(
     config: &crate::config::FileConfig,
     config_path: &std::path::Path,
-) -> Result<Report, StatsError> {
+) -> Result<(Report, std::path::PathBuf), StatsError> {
     let dir = config
         .pde_manager
         .state_dir
@@ -337,7 +339,8 @@ pub fn from_config(
         }
     }
     learner.load(stored.stats);
-    Ok(build(&learner, &stored.health, &listed(config), as_of))
+    let report = build(&learner, &stored.health, &listed(config), as_of);
+    Ok((report, stored.source))
 }
 
 /// Each topic's endpoints as listed in the config.

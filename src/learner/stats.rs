@@ -178,11 +178,13 @@ impl Stats {
                 }
             }
         }
-        if let Some(score) = sample.judge_score {
+        // A non-finite figure (NaN, an overflowed price) is not kept: it would poison the sums
+        // for good, and JSON cannot store it (the row would not reload).
+        if let Some(score) = sample.judge_score.filter(|s| s.is_finite()) {
             self.score_sum += score.clamp(0.0, 1.0);
             self.scored += 1.0;
         }
-        if let Some(cost) = sample.cost {
+        if let Some(cost) = sample.cost.filter(|c| c.is_finite() && *c >= 0.0) {
             self.cost_sum += cost;
             self.costed += 1.0;
         }
@@ -288,6 +290,22 @@ mod tests {
         let p99 = s.latency_quantile_ms(0.99).unwrap();
         assert!((10.0..15.0).contains(&p50), "p50 {p50}");
         assert!((1000.0..1500.0).contains(&p99), "p99 {p99}");
+    }
+
+    #[test]
+    fn a_non_finite_cost_or_score_is_not_kept_so_the_figures_still_reload() {
+        // JSON has no NaN or infinity: serde_json writes null, which an f64 field refuses, and
+        // the store would skip the whole row at the next boot.
+        let mut s = Stats::default();
+        let mut bad = sample(CallOutcome::Valid, 10.0);
+        bad.cost = Some(f64::INFINITY);
+        bad.judge_score = Some(f64::NAN);
+        s.observe(&bad, 1000.0, 3600.0);
+        s.observe(&sample(CallOutcome::Valid, 10.0), 1000.0, 3600.0);
+        let stored = serde_json::to_string(&s).expect("serialises");
+        let back: Stats = serde_json::from_str(&stored).expect("reloads");
+        assert_eq!((back.calls, back.passed), (2, 2));
+        assert_eq!((back.mean_cost(), back.mean_score()), (None, None));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub struct JournalStats {
 }
 
 /// A key as stored: JSON, so that names with any character round-trip.
-pub fn encode_key(key: &Key) -> String {
+fn encode_key(key: &Key) -> String {
     // A struct of three strings always serialises.
     serde_json::to_string(key).unwrap_or_default()
 }
@@ -56,7 +56,8 @@ fn encode_stats(batch: Vec<(Key, Stats)>) -> Vec<(Table, String, Vec<u8>)> {
     batch
         .into_iter()
         .map(|(key, stats)| {
-            // Non-finite floats become null, which `Stats` reads back as its default.
+            // `Stats::observe` keeps no non-finite figure: JSON has none, and a null would make
+            // the row unreadable at the next load.
             let value = serde_json::to_vec(&stats).unwrap_or_default();
             (Table::Learner, encode_key(&key), value)
         })
@@ -74,7 +75,7 @@ fn encode_health(health: &[(String, EndpointHealth)]) -> Vec<(Table, String, Vec
 }
 
 /// Decodes the learner's rows; an unreadable one is skipped with a warning naming it.
-pub fn decode_stats(rows: Rows) -> Vec<(Key, Stats)> {
+fn decode_stats(rows: Rows) -> Vec<(Key, Stats)> {
     rows.into_iter()
         .filter_map(|(raw, value)| {
             let decoded = serde_json::from_str::<Key>(&raw)
@@ -96,7 +97,7 @@ pub fn decode_stats(rows: Rows) -> Vec<(Key, Stats)> {
 }
 
 /// Decodes the health rows; an unreadable one is skipped with a warning naming it.
-pub fn decode_health(rows: Rows) -> Vec<(String, EndpointHealth)> {
+fn decode_health(rows: Rows) -> Vec<(String, EndpointHealth)> {
     rows.into_iter()
         .filter_map(
             |(name, value)| match serde_json::from_slice::<EndpointHealth>(&value) {
@@ -117,6 +118,8 @@ pub struct Stored {
     pub stats: Vec<(Key, Stats)>,
     /// Every endpoint's health, as last flushed.
     pub health: Vec<(String, EndpointHealth)>,
+    /// The file they were read from: the snapshot, or the store when there is none.
+    pub source: PathBuf,
 }
 
 /// One statistics row of the snapshot file; kept as JSON values so that one unreadable row is
@@ -139,7 +142,7 @@ struct Snapshot {
 impl Snapshot {
     fn of(stats: Vec<(Key, Stats)>, health: &[(String, EndpointHealth)]) -> Self {
         Self {
-            written_at: super::now_secs(),
+            written_at: crate::endpoints::health::now_secs(),
             stats: stats
                 .into_iter()
                 .map(|(k, s)| SnapshotRow {
@@ -155,7 +158,7 @@ impl Snapshot {
     }
 
     /// Decodes it with the store's rules: an unreadable row is skipped with a warning.
-    fn decode(self) -> Stored {
+    fn decode(self, source: PathBuf) -> Stored {
         let stats = self
             .stats
             .into_iter()
@@ -169,6 +172,7 @@ impl Snapshot {
         Stored {
             stats: decode_stats(stats),
             health: decode_health(health),
+            source,
         }
     }
 }
@@ -191,7 +195,7 @@ pub fn read_state_dir(dir: &Path) -> Result<Stored, StoreError> {
     let path = dir.join(SNAPSHOT_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
-            Ok(snapshot) => return Ok(snapshot.decode()),
+            Ok(snapshot) => return Ok(snapshot.decode(path)),
             Err(error) => tracing::warn!(
                 path = %path.display(),
                 %error,
@@ -210,6 +214,7 @@ pub fn read_state_dir(dir: &Path) -> Result<Stored, StoreError> {
     Ok(Stored {
         stats: decode_stats(learner),
         health: decode_health(health),
+        source: dir.join(crate::journal::FILE_NAME),
     })
 }
 
@@ -217,11 +222,6 @@ impl JournalStats {
     /// The learner's tables in `journal`'s store.
     pub fn new(journal: Journal) -> Self {
         Self { journal }
-    }
-
-    /// Does it persist (is there a `state_dir`)?
-    pub fn is_durable(&self) -> bool {
-        self.journal.is_durable()
     }
 
     /// Writes changed statistics and health rows in one batch, and waits for its commit.
@@ -242,10 +242,6 @@ impl StatsStore for JournalStats {
             .rows(Table::Learner)
             .map(decode_stats)
             .map_err(|e| e.to_string())
-    }
-
-    fn save(&self, batch: Vec<(Key, Stats)>) {
-        self.journal.queue_rows(encode_stats(batch));
     }
 }
 

@@ -543,7 +543,6 @@ impl Manager {
         let run = |running| {
             let env = TaskEnv {
                 pipeline: self.pipeline.clone(),
-                camunda: self.camunda.clone(),
                 pool,
                 topic: topic.clone(),
                 shutdown: shutdown.clone(),

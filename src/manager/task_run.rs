@@ -21,15 +21,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::heartbeat;
 use super::pool::Pool;
-use crate::camunda::{CamundaClient, LockedTask, Report};
+use crate::camunda::{LockedTask, Report};
 use crate::journal::Running;
 use crate::pde::{Completion, Lease, Outcome, Pipeline, TaskKey, TopicRuntime};
 
 /// What a task's run needs from the manager.
 #[derive(Debug, Clone)]
 pub(super) struct TaskEnv {
+    /// Also the engine client: the heartbeat extends the lock through `pipeline.camunda()`,
+    /// the one the task's reports go through.
     pub pipeline: Arc<Pipeline>,
-    pub camunda: CamundaClient,
     pub pool: Arc<Pool>,
     pub topic: Arc<TopicRuntime>,
     /// Fires on SIGTERM: tasks still waiting for a slot are given back.
@@ -76,7 +77,7 @@ impl TaskRun {
         let lease = Lease::new();
         let lock = Arc::new(heartbeat::LockState::default());
         let heartbeat = heartbeat::run(
-            self.env.camunda.clone(),
+            self.env.pipeline.camunda().clone(),
             self.task.id.clone(),
             self.env.topic.lock_duration,
             lock.clone(),

@@ -2,9 +2,10 @@
 //! at most `max_entries`, keyed by endpoint name and canonical input.
 //!
 //! ```text
-//! Validation ── lookup(endpoint, request) ──► hit: the stored output (validated again) ─► Done
-//!            │                              └► miss: call the endpoint
-//!            └─ store(endpoint, request, output)   only a valid result, only on a first attempt
+//! Validation ── slot(endpoint, request): the key, serialised once per call
+//!            ├─ slot.lookup() ──► hit: the stored output (validated again) ─► Done
+//!            │                └► miss: call the endpoint
+//!            └─ slot.store(output)   only a valid result, only on a first attempt
 //! ```
 //!
 //! The key is the endpoint's name, the task's variables as canonical JSON (object keys sorted at
@@ -91,59 +92,19 @@ impl ResultCache {
         }
     }
 
-    /// The stored output for this endpoint and input, if one is younger than `ttl`. Counts the
-    /// lookup as a hit or a miss. Never serves an endpoint with side effects (and does not count
-    /// those lookups: there was nothing to find).
-    pub fn lookup(&self, endpoint: &dyn Endpoint, request: &EndpointRequest) -> Option<Value> {
-        if endpoint.side_effects() {
-            return None;
-        }
-        let key = key(endpoint.name(), request);
-        let now = Instant::now();
-        let found = {
-            let mut entries = self.lock();
-            entries.drop_expired(self.ttl, now);
-            entries.by_key.get(key.as_str()).map(|e| e.output.clone())
-        };
-        let result = if found.is_some() { "hit" } else { "miss" };
-        crate::telemetry::metrics::cache_lookup(&self.topic, result);
-        tracing::debug!(
-            topic = %self.topic,
-            endpoint = endpoint.name(),
-            result,
-            "Result cache lookup."
-        );
-        found
-    }
-
-    /// Stores a valid output for this endpoint and input, evicting the oldest entry when full.
-    /// Does nothing for an endpoint with side effects.
-    pub fn store(&self, endpoint: &dyn Endpoint, request: &EndpointRequest, output: &Value) {
-        if endpoint.side_effects() {
-            return;
-        }
-        let key: Arc<str> = key(endpoint.name(), request).into();
-        let now = Instant::now();
-        let mut entries = self.lock();
-        entries.drop_expired(self.ttl, now);
-        entries.remove(&key);
-        while entries.by_key.len() >= self.max_entries && entries.pop_oldest() {}
-        let seq = entries.next;
-        entries.next += 1;
-        entries.order.insert(seq, key.clone());
-        entries.by_key.insert(
-            key,
-            Entry {
-                seq,
-                stored: now,
-                output: output.clone(),
-            },
-        );
-    }
-
-    /// Forgets the stored output for this endpoint and input (e.g. it no longer validates).
-    pub fn forget(&self, endpoint: &dyn Endpoint, request: &EndpointRequest) {
-        self.lock().remove(&key(endpoint.name(), request));
+    /// The place of this endpoint and input in the cache, its key serialised once for the
+    /// lookup and the store that may follow. `None` for an endpoint with side effects: never
+    /// served nor stored, whatever the config says.
+    pub fn slot<'a>(
+        &'a self,
+        endpoint: &'a dyn Endpoint,
+        request: &EndpointRequest,
+    ) -> Option<Slot<'a>> {
+        (!endpoint.side_effects()).then(|| Slot {
+            cache: self,
+            endpoint: endpoint.name(),
+            key: key(endpoint.name(), request).into(),
+        })
     }
 
     /// How many entries are held (expired ones included until the next lookup or store).
@@ -159,6 +120,62 @@ impl ResultCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding the lock leaves consistent data (every change is one step).
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One endpoint and input's place in a [`ResultCache`] (see [`ResultCache::slot`]).
+#[derive(Debug)]
+pub struct Slot<'a> {
+    cache: &'a ResultCache,
+    endpoint: &'a str,
+    key: Arc<str>,
+}
+
+impl Slot<'_> {
+    /// The stored output, if one is younger than `ttl`. Counts the lookup as a hit or a miss.
+    pub fn lookup(&self) -> Option<Value> {
+        let cache = self.cache;
+        let now = Instant::now();
+        let found = {
+            let mut entries = cache.lock();
+            entries.drop_expired(cache.ttl, now);
+            entries.by_key.get(&*self.key).map(|e| e.output.clone())
+        };
+        let result = if found.is_some() { "hit" } else { "miss" };
+        crate::telemetry::metrics::cache_lookup(&cache.topic, result);
+        tracing::debug!(
+            topic = %cache.topic,
+            endpoint = self.endpoint,
+            result,
+            "Result cache lookup."
+        );
+        found
+    }
+
+    /// Stores a valid output, evicting the oldest entry when full.
+    pub fn store(&self, output: &Value) {
+        let cache = self.cache;
+        let now = Instant::now();
+        let mut entries = cache.lock();
+        entries.drop_expired(cache.ttl, now);
+        entries.remove(&self.key);
+        while entries.by_key.len() >= cache.max_entries && entries.pop_oldest() {}
+        let seq = entries.next;
+        entries.next += 1;
+        entries.order.insert(seq, self.key.clone());
+        entries.by_key.insert(
+            self.key.clone(),
+            Entry {
+                seq,
+                stored: now,
+                output: output.clone(),
+            },
+        );
+    }
+
+    /// Forgets the stored output (e.g. it no longer validates).
+    pub fn forget(&self) {
+        self.cache.lock().remove(&self.key);
     }
 }
 

@@ -54,7 +54,7 @@ pub async fn run(ctx: &TaskContext, topic: &TopicRuntime) -> Result<TestReport, 
 }
 
 /// What the shared health says about `endpoints`: the unusable ones, with why. No I/O.
-pub fn health_report<'a>(endpoints: impl Iterator<Item = &'a Arc<dyn Endpoint>>) -> TestReport {
+fn health_report<'a>(endpoints: impl Iterator<Item = &'a Arc<dyn Endpoint>>) -> TestReport {
     let mut report = TestReport::default();
     for endpoint in endpoints {
         if let Err(e) = endpoint.usable() {

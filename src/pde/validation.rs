@@ -24,7 +24,6 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::gateway::Route;
-use super::profile::TaskProfile;
 use super::start::TaskContext;
 use super::topic::TopicRuntime;
 use super::verdict::{Judgement, Verdict, class};
@@ -33,10 +32,12 @@ use crate::config::secret::quote;
 use crate::endpoints::{EndpointError, EndpointReply, EndpointRequest, ErrorKind, Usage};
 use crate::learner::{CallOutcome, Sample};
 
-/// Calls endpoints along the route until one produces a valid result, profiling the task for
-/// the learner (the pipeline profiles once and calls [`execute_as`]).
-pub async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
-    execute_as(ctx, topic, route, &TaskProfile::of(&ctx.request).class).await
+/// [`execute_as`] with the task profiled here: the tests' shorthand (the pipeline profiles each
+/// task once, before the Gateway, and calls [`execute_as`] with that class).
+#[cfg(test)]
+pub(crate) async fn execute(ctx: &TaskContext, topic: &TopicRuntime, route: &Route) -> Verdict {
+    let class = super::profile::TaskProfile::of(&ctx.request).class;
+    execute_as(ctx, topic, route, &class).await
 }
 
 /// What one call teaches the learner: the outcome, latency, judge score, cost and tokens.
@@ -73,9 +74,13 @@ pub async fn execute_as(
                 return Verdict::Cancelled;
             }
             // The cache answers for the input as the task gave it; a retry carries feedback.
-            let cache = topic.cache.as_ref().filter(|_| request.feedback.is_none());
-            if let Some(cache) = cache
-                && let Some(output) = cache.lookup(endpoint.as_ref(), &request)
+            let slot = topic
+                .cache
+                .as_ref()
+                .filter(|_| request.feedback.is_none())
+                .and_then(|cache| cache.slot(endpoint.as_ref(), &request));
+            if let Some(slot) = &slot
+                && let Some(output) = slot.lookup()
             {
                 if check_output(topic, &output).is_ok() {
                     tracing::info!(
@@ -91,7 +96,7 @@ pub async fn execute_as(
                         judge: None,
                     };
                 }
-                cache.forget(endpoint.as_ref(), &request);
+                slot.forget();
             }
             let started = Instant::now();
             let busy = topic.busy.start(endpoint.name());
@@ -180,8 +185,8 @@ pub async fn execute_as(
                             }
                             Judged::Cancelled => return Verdict::Cancelled,
                         };
-                        if let Some(cache) = cache {
-                            cache.store(endpoint.as_ref(), &request, &reply.output);
+                        if let Some(slot) = &slot {
+                            slot.store(&reply.output);
                         }
                         let judge_score = judge.as_ref().map(|j| j.score);
                         tracing::info!(
@@ -213,6 +218,10 @@ pub async fn execute_as(
                     match error.kind {
                         // Not the endpoint's doing: the task is gone, or its input is a business case.
                         ErrorKind::Cancelled | ErrorKind::Business { .. } => {}
+                        // Refused by its breaker without a call: the breaker counted the failures
+                        // already, and a 0 ms "failure" would make the endpoint look fast.
+                        ErrorKind::Fallback
+                            if error.code.as_deref() == Some(class::CIRCUIT_OPEN) => {}
                         ErrorKind::InvalidOutput => learn(CallOutcome::Invalid, None, None),
                         ErrorKind::Transient { .. }
                         | ErrorKind::Fallback

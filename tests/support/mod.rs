@@ -2,6 +2,8 @@
 //! binary as a child process, and polling helpers that wait for an outcome with a deadline.
 #![allow(dead_code)]
 
+pub mod ai;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

@@ -13,6 +13,7 @@
 //! segments). Messages about a bad URL quote only variable text, capped, never the template's
 //! own text: that is config and may hold an interpolated key.
 
+use ::url::Origin;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 
@@ -72,9 +73,9 @@ impl Part {
 #[derive(Debug, Clone)]
 pub(super) struct UrlTemplate {
     template: MarkedTemplate,
-    /// Scheme, host and port when the template's own text fixes them (its text before the first
-    /// template tag reaches past the host); `None` when a variable can choose the host.
-    fixed_origin: Option<(String, String, Option<u16>)>,
+    /// The origin (scheme, host, port) when the template's own text fixes it (its text before
+    /// the first template tag reaches past the host); `None` when a variable can choose the host.
+    fixed_origin: Option<Origin>,
 }
 
 /// A URL built for one task.
@@ -109,7 +110,8 @@ impl UrlTemplate {
             .split_once("://")
             .filter(|(_, rest)| rest.contains(['/', '?', '#', '\\']) || prefix_end == source.len())
             .and_then(|_| Url::parse(prefix.trim()).ok())
-            .and_then(|u| Some((u.scheme().to_string(), u.host_str()?.to_string(), u.port())));
+            .filter(|u| u.host_str().is_some())
+            .map(|u| u.origin());
         Ok(Self {
             template,
             fixed_origin,
@@ -143,14 +145,10 @@ impl UrlTemplate {
                 )));
             }
         }
-        let host_from_variable = match &self.fixed_origin {
-            Some((scheme, host, port)) => {
-                url.scheme() != scheme
-                    || url.host_str() != Some(host.as_str())
-                    || url.port() != *port
-            }
-            None => true,
-        };
+        let host_from_variable = self
+            .fixed_origin
+            .as_ref()
+            .is_none_or(|fixed| url.origin() != *fixed);
         Ok(BuiltUrl {
             url,
             host_from_variable,

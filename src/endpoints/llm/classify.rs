@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{DETAILS_LIMIT, Provider, SERVER_MESSAGE_LIMIT, Site};
+use crate::config::secret::redact;
 use crate::endpoints::EndpointError;
 use crate::endpoints::class;
 use crate::endpoints::http::head;
@@ -49,7 +50,7 @@ pub(crate) fn status_error(
         String::new()
     } else {
         let short: String = api.message.chars().take(SERVER_MESSAGE_LIMIT).collect();
-        format!(": {}", site.redact(&short))
+        format!(": {}", redact(&short))
     };
     // `StatusCode`'s Display reads "529 <unknown status code>" for codes without a name.
     let shown = match status.canonical_reason() {
@@ -103,7 +104,7 @@ pub(crate) fn status_error(
     if body.is_empty() {
         error
     } else {
-        error.details(site.redact(&head(body, DETAILS_LIMIT)))
+        error.details(redact(&head(body, DETAILS_LIMIT)))
     }
 }
 

@@ -8,13 +8,14 @@ use serde_json::json;
 const KEY: &str = "sk-test-SECRET-0123456789";
 
 fn site(provider: Provider) -> Site {
+    // As reading the config does for the endpoint's `api_key`.
+    crate::config::secret::register(KEY);
     Site {
         endpoint: "gpt".into(),
         provider,
         server: "http://127.0.0.1:9".into(),
         model: "llama3".into(),
         refusal_code: "CONTENT_REFUSED".into(),
-        secrets: vec![Secret::new(KEY)],
     }
 }
 

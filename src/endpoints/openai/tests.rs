@@ -7,10 +7,16 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "sk-test-SECRET-0123456789";
 
+/// The key as the config holds it: a `Secret` field, registered for redaction when read.
+fn key() -> Secret {
+    crate::config::secret::register(KEY);
+    Secret::new(KEY)
+}
+
 fn config(server: &MockServer) -> OpenAiConfig {
     OpenAiConfig {
         base_url: format!("{}/v1", server.uri()),
-        api_key: Some(Secret::new(KEY)),
+        api_key: Some(key()),
         ..OpenAiConfig::for_model("gpt-test")
     }
 }
@@ -315,7 +321,7 @@ async fn the_key_appears_in_no_error_on_any_path_nor_in_debug_output() {
         let server = answering(status, body).await;
         let cfg = OpenAiConfig {
             response_format: ResponseFormat::JsonObject,
-            headers: BTreeMap::from([("api-key".to_string(), Secret::new(KEY))]),
+            headers: BTreeMap::from([("api-key".to_string(), key())]),
             ..config(&server)
         };
         let ep = OpenAiEndpoint::new("gpt", &cfg).unwrap();
@@ -339,7 +345,7 @@ async fn the_key_appears_in_no_error_on_any_path_nor_in_debug_output() {
         ..OpenAiConfig::for_model("m")
     };
     let cfg = OpenAiConfig {
-        api_key: Some(Secret::new(KEY)),
+        api_key: Some(key()),
         ..cfg
     };
     let err = OpenAiEndpoint::new("gpt", &cfg)

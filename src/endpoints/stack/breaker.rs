@@ -18,14 +18,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::CircuitConfig;
 use crate::config::secret::redact;
-use crate::endpoints::health::{BreakerState, HealthRegistry};
+use crate::endpoints::health::{BreakerState, HealthRegistry, now_secs};
 use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind, class};
 use crate::telemetry::metrics;
 
@@ -138,14 +138,6 @@ impl Drop for TrialGuard<'_> {
     }
 }
 
-/// Seconds since the epoch, as the registry keeps them.
-pub(crate) fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
 impl Breaker {
     /// Wraps `inner`; state changes go to `registry` under the endpoint's name.
     pub fn new(
@@ -200,7 +192,7 @@ impl Breaker {
     /// Publishes a state change: registry, gauge, one log line.
     fn publish(&self, to: BreakerState, why: Option<&str>) {
         let name = self.inner.name();
-        let now = unix_now();
+        let now = now_secs();
         let retry_at =
             (to == BreakerState::Open).then_some(now + self.config.open_for.as_secs_f64());
         self.registry.update(name, |h| {
@@ -340,7 +332,7 @@ impl Breaker {
         match change {
             Some(why) => self.publish(BreakerState::Open, Some(&why)),
             None => {
-                let retry_at = unix_now() + self.config.open_for.as_secs_f64();
+                let retry_at = now_secs() + self.config.open_for.as_secs_f64();
                 self.registry
                     .update(self.inner.name(), |h| h.retry_at = Some(retry_at));
             }

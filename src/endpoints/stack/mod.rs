@@ -11,6 +11,7 @@
 //!           │         └ sees EVERY attempt (it sits inside the retry); open: refuses at once
 //!           │           with a `circuit_open` fallback, which is never retried, so an open
 //!           │           circuit ends the retries and the pipeline moves to the next endpoint
+//!           │           (a call whose retry it refused ends with the endpoint's last failure)
 //!           └ transient failures: wait (the server's retry hint, else the one backoff,
 //!             `crate::backoff`), call again, at most `max_retries` times and only while the
 //!             endpoint's retry budget has room (retries ≤ `retry_budget.ratio` of calls), so an

@@ -76,7 +76,7 @@ pub async fn run(
             result = once(endpoint.as_ref(), schedule) => result,
         };
         let passed = result.is_ok();
-        let at = super::breaker::unix_now();
+        let at = crate::endpoints::health::now_secs();
         registry.update(&name, |h| {
             h.last_probe = Some((at, passed));
             if let Err(e) = &result {

@@ -16,7 +16,8 @@ use tower::retry::budget::{Budget, TpsBudget};
 use super::RetryPolicy;
 use crate::backoff::Backoff;
 use crate::config::file::BackoffConfig;
-use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
+use crate::config::secret::redact;
+use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind, class};
 use crate::telemetry::metrics;
 
 /// Calls again after a transient failure.
@@ -92,11 +93,21 @@ impl Endpoint for Retry {
         self.budget.deposit();
         let mut retry = 0;
         let mut backoff = self.backoff();
+        // The last failure of a call that was made, for a retry the breaker refuses.
+        let mut failed: Option<EndpointError> = None;
         loop {
             let error = match self.inner.call(request).await {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
+            if let Some(failed) = failed.take()
+                && error.code.as_deref() == Some(class::CIRCUIT_OPEN)
+            {
+                // The failures so far opened the circuit: the retries end, and the answer is the
+                // endpoint's own last failure (what `bpmn_errors`, the task's history and the
+                // learner should see), not the refusal of a retry that was never made.
+                return Err(failed);
+            }
             if retry >= self.policy.max_retries || !self.retryable(&error) {
                 return Err(error);
             }
@@ -112,18 +123,20 @@ impl Endpoint for Retry {
                 metrics::retry_refused(self.name());
                 tracing::debug!(
                     endpoint = self.name(),
-                    error = %error,
+                    error = %redact(&error.to_string()),
                     "Retry budget spent; not retrying."
                 );
                 return Err(error);
             }
             retry += 1;
+            failed = Some(error.clone());
             metrics::retried(self.name());
+            // Below Validation's redaction: a server may have echoed a secret into the message.
             tracing::warn!(
                 endpoint = self.name(),
                 retry,
                 wait_ms = wait.as_millis() as u64,
-                error = %error,
+                error = %redact(&error.to_string()),
                 "Endpoint failed; retrying."
             );
             tokio::select! {

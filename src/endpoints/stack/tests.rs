@@ -475,8 +475,17 @@ async fn every_attempt_feeds_the_breaker_and_an_open_circuit_stops_the_retries()
     let cx = BuildContext::default();
     let stacked = apply(inner.clone(), &policy(10, 2), &cx);
     let err = stacked.call(&EndpointRequest::default()).await.unwrap_err();
-    assert_eq!(err.code.as_deref(), Some("circuit_open"));
+    // The endpoint was called and failed: its own error is the answer (for `bpmn_errors`, the
+    // task's history and the learner), not the refusal of the retry that did not happen.
+    assert_eq!(err.code.as_deref(), Some("http_503"));
     assert_eq!(inner.calls(), 2, "retries stop once the circuit opens");
+    let refused = stacked.call(&EndpointRequest::default()).await.unwrap_err();
+    assert_eq!(
+        refused.code.as_deref(),
+        Some("circuit_open"),
+        "no call made"
+    );
+    assert_eq!(inner.calls(), 2);
     assert_eq!(cx.health().get("model").breaker, BreakerState::Open);
     assert_eq!((stacked.name(), stacked.kind()), ("model", "scripted"));
 }

@@ -207,7 +207,7 @@ async fn the_probe_fails_when_a_step_has_no_endpoint_with_a_usable_circuit() {
             h.retry_at = Some(retry_at);
         })
     };
-    let later = crate::endpoints::stack::breaker::unix_now() + 600.0;
+    let later = crate::endpoints::health::now_secs() + 600.0;
     open("gpt", later);
     ep.probe().await.unwrap();
     open("llama", later);

@@ -323,3 +323,27 @@ fn an_even_split_still_suggests_the_cheaper_endpoint() {
         r.suggestions
     );
 }
+
+#[test]
+fn last_seen_is_the_endpoint_s_last_call_and_a_failure_span_ends_there() {
+    // `old` failed 35% of 200 calls in its first 100 s, then was not called for an hour while
+    // `new` served: its row must say when it was last called, and "for 1 min 39 s", not 1 h.
+    let l = Learner::default();
+    calls(&l, "t", "old", 100, 5, 100.0, 0.0);
+    calls(&l, "t", "old", 100, 2, 100.0, 0.0);
+    let key = Key::new("t", "new", "s");
+    l.observe_at(&key, &sample(CallOutcome::Valid, 100.0, None), T0 + 3600.0);
+    let r = build(&l, &[], &listed("t", &["old", "new"]), T0 + 3600.0);
+    let old = r.topics[0]
+        .endpoints
+        .iter()
+        .find(|e| e.endpoint == "old")
+        .expect("old's row");
+    assert_eq!(old.figures.last_seen, T0 + 99.0);
+    let failing = r
+        .suggestions
+        .iter()
+        .find(|s| s.kind == SuggestionKind::Failing && s.endpoint == "old")
+        .unwrap_or_else(|| panic!("no failing suggestion in {:?}", r.suggestions));
+    assert_eq!(failing.figures["for_seconds"], 99.0, "{}", failing.message);
+}

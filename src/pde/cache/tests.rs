@@ -55,6 +55,18 @@ impl Endpoint for Counting {
     }
 }
 
+/// A lookup through the cache's slot for this endpoint and input (none with side effects).
+fn lookup(c: &ResultCache, e: &dyn Endpoint, r: &EndpointRequest) -> Option<Value> {
+    c.slot(e, r)?.lookup()
+}
+
+/// A store through the cache's slot for this endpoint and input (none with side effects).
+fn store(c: &ResultCache, e: &dyn Endpoint, r: &EndpointRequest, output: &Value) {
+    if let Some(slot) = c.slot(e, r) {
+        slot.store(output);
+    }
+}
+
 fn cache(ttl_secs: u64, max_entries: usize) -> ResultCache {
     ResultCache::new(
         "t",
@@ -84,9 +96,9 @@ async fn a_stored_result_is_a_hit_and_an_unknown_input_a_miss() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     let (miss, hit) = metrics::with_local_recorder(&recorder, || {
-        let miss = c.lookup(e.as_ref(), &r);
-        c.store(e.as_ref(), &r, &json!({"label": "a"}));
-        (miss, c.lookup(e.as_ref(), &r))
+        let miss = lookup(&c, e.as_ref(), &r);
+        store(&c, e.as_ref(), &r, &json!({"label": "a"}));
+        (miss, lookup(&c, e.as_ref(), &r))
     });
     assert_eq!(miss, None);
     assert_eq!(hit, Some(json!({"label": "a"})));
@@ -105,7 +117,7 @@ async fn different_inputs_properties_or_endpoints_miss_but_key_order_does_not_ma
     let e = Counting::new("e", false);
     let other = Counting::new("other", false);
     let r = request(json!({"a": 1, "nested": {"x": 1, "y": [1, {"p": 1, "q": 2}]}}));
-    c.store(e.as_ref(), &r, &json!({"label": "a"}));
+    store(&c, e.as_ref(), &r, &json!({"label": "a"}));
 
     let mut reordered = Map::new();
     reordered.insert("nested".into(), json!({"y": [1, {"q": 2, "p": 1}], "x": 1}));
@@ -116,16 +128,16 @@ async fn different_inputs_properties_or_endpoints_miss_but_key_order_does_not_ma
         ..EndpointRequest::default()
     };
     assert!(
-        c.lookup(e.as_ref(), &same).is_some(),
+        lookup(&c, e.as_ref(), &same).is_some(),
         "same input, other task"
     );
 
     let changed = request(json!({"a": 2, "nested": {"x": 1, "y": [1, {"p": 1, "q": 2}]}}));
-    assert_eq!(c.lookup(e.as_ref(), &changed), None, "another value");
-    assert_eq!(c.lookup(other.as_ref(), &r), None, "another endpoint");
+    assert_eq!(lookup(&c, e.as_ref(), &changed), None, "another value");
+    assert_eq!(lookup(&c, other.as_ref(), &r), None, "another endpoint");
     let mut prompted = r.clone();
     prompted.properties = BTreeMap::from([("pde.prompt".into(), "Summarise {{ a }}".into())]);
-    assert_eq!(c.lookup(e.as_ref(), &prompted), None, "another prompt");
+    assert_eq!(lookup(&c, e.as_ref(), &prompted), None, "another prompt");
 }
 
 #[tokio::test(start_paused = true)]
@@ -133,11 +145,11 @@ async fn an_expired_result_is_never_served() {
     let c = cache(60, 10);
     let e = Counting::new("e", false);
     let r = request(json!({"text": "hello"}));
-    c.store(e.as_ref(), &r, &json!({"label": "a"}));
+    store(&c, e.as_ref(), &r, &json!({"label": "a"}));
     tokio::time::advance(Duration::from_secs(59)).await;
-    assert!(c.lookup(e.as_ref(), &r).is_some(), "younger than ttl");
+    assert!(lookup(&c, e.as_ref(), &r).is_some(), "younger than ttl");
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(c.lookup(e.as_ref(), &r), None, "ttl reached");
+    assert_eq!(lookup(&c, e.as_ref(), &r), None, "ttl reached");
     assert!(c.is_empty(), "the expired entry is dropped");
 }
 
@@ -150,19 +162,19 @@ async fn the_oldest_entry_is_evicted_at_max_entries() {
         request(json!({"n": 2})),
         request(json!({"n": 3})),
     );
-    c.store(e.as_ref(), &one, &json!(1));
+    store(&c, e.as_ref(), &one, &json!(1));
     tokio::time::advance(Duration::from_secs(1)).await;
-    c.store(e.as_ref(), &two, &json!(2));
+    store(&c, e.as_ref(), &two, &json!(2));
     tokio::time::advance(Duration::from_secs(1)).await;
-    c.store(e.as_ref(), &three, &json!(3));
+    store(&c, e.as_ref(), &three, &json!(3));
     assert_eq!(c.len(), 2);
-    assert_eq!(c.lookup(e.as_ref(), &one), None, "the oldest went");
-    assert_eq!(c.lookup(e.as_ref(), &two), Some(json!(2)));
-    assert_eq!(c.lookup(e.as_ref(), &three), Some(json!(3)));
+    assert_eq!(lookup(&c, e.as_ref(), &one), None, "the oldest went");
+    assert_eq!(lookup(&c, e.as_ref(), &two), Some(json!(2)));
+    assert_eq!(lookup(&c, e.as_ref(), &three), Some(json!(3)));
     // Storing an input again replaces it rather than taking a second place.
-    c.store(e.as_ref(), &three, &json!(33));
+    store(&c, e.as_ref(), &three, &json!(33));
     assert_eq!(c.len(), 2);
-    assert_eq!(c.lookup(e.as_ref(), &two), Some(json!(2)));
+    assert_eq!(lookup(&c, e.as_ref(), &two), Some(json!(2)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,9 +182,9 @@ async fn an_endpoint_with_side_effects_is_never_stored_nor_served() {
     let c = cache(600, 10);
     let e = Counting::new("writes", true);
     let r = request(json!({"text": "hello"}));
-    c.store(e.as_ref(), &r, &json!({"label": "a"}));
+    store(&c, e.as_ref(), &r, &json!({"label": "a"}));
     assert!(c.is_empty());
-    assert_eq!(c.lookup(e.as_ref(), &r), None);
+    assert_eq!(lookup(&c, e.as_ref(), &r), None);
 }
 
 fn topic(cache: &str, registry: &BTreeMap<String, Arc<dyn Endpoint>>) -> TopicRuntime {
@@ -239,7 +251,7 @@ async fn a_cached_result_that_no_longer_validates_is_not_served() {
     let t = topic("cache: {},", &registry);
     let cache = t.cache.as_ref().expect("cache built");
     let r = request(json!({"text": "hello"}));
-    cache.store(e.as_ref(), &r, &json!({"no_label": true}));
+    store(cache, e.as_ref(), &r, &json!({"no_label": true}));
     let verdict = run(&t, json!({"text": "hello"})).await;
     assert_eq!(
         e.calls(),

@@ -80,6 +80,12 @@ impl Router for Adaptive {
     }
 
     fn rank(&self, task: &RouteInput<'_>, candidates: Vec<Arc<dyn Endpoint>>) -> Ranked {
+        if candidates.is_empty() {
+            return Ranked {
+                endpoints: candidates,
+                reason: "no candidate".into(),
+            };
+        }
         let s = &self.settings;
         let stats: Vec<Stats> = candidates
             .iter()
@@ -222,6 +228,14 @@ mod tests {
             &["fails", "invalid", "good"],
         );
         assert!(n >= 990, "good first {n} of 1000");
+    }
+
+    #[test]
+    fn no_candidate_ranks_to_an_empty_route_without_a_panic() {
+        // The Gateway never asks with none; the benchmark and other callers of `rank` may.
+        let (learner, busy) = (Learner::default(), Busy::default());
+        let ranked = router(0.5).rank(&input(&learner, &busy), Vec::new());
+        assert!(ranked.endpoints.is_empty(), "{}", ranked.reason);
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub trait Router: Send + Sync + std::fmt::Debug {
     /// The strategy's name as written in `pde.yaml`.
     fn name(&self) -> &'static str;
 
-    /// Orders `candidates` (never empty, usable, in configured order) for one task. Every
-    /// candidate stays in the answer: the ones not chosen first are its fallbacks.
+    /// Orders `candidates` (usable, in configured order; the Gateway never passes none, and none
+    /// must rank to none, not a panic) for one task. Every candidate stays in the answer: the
+    /// ones not chosen first are its fallbacks.
     fn rank(&self, task: &RouteInput<'_>, candidates: Vec<Arc<dyn Endpoint>>) -> Ranked;
 
     /// Learns from one call of `endpoint` (the learner has recorded it already). Default:

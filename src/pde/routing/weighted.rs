@@ -13,18 +13,29 @@ use crate::endpoints::Endpoint;
 /// Random by weight.
 #[derive(Debug)]
 pub struct Weighted {
+    /// Each listed endpoint's weight, scaled so that the largest weight (an unlisted endpoint's
+    /// 1 included) is 1.
     weights: BTreeMap<String, f64>,
+    /// An unlisted endpoint's weight, on the same scale.
+    unlisted: f64,
     rng: Mutex<SmallRng>,
 }
 
 impl Weighted {
-    /// A router drawing by `weights` (endpoint → weight ≥ 0).
+    /// A router drawing by `weights` (endpoint → finite weight ≥ 0, as validation checks).
     pub fn new(weights: BTreeMap<String, f64>, rng: Mutex<SmallRng>) -> Self {
-        Self { weights, rng }
+        // Only the ratios matter; scaled to at most 1, a draw's sum stays finite (two weights of
+        // 1e308 would add up to infinity, and the draw would always land on the last endpoint).
+        let scale = weights.values().copied().fold(1.0, f64::max);
+        Self {
+            weights: weights.into_iter().map(|(e, w)| (e, w / scale)).collect(),
+            unlisted: 1.0 / scale,
+            rng,
+        }
     }
 
     fn weight(&self, endpoint: &str) -> f64 {
-        self.weights.get(endpoint).copied().unwrap_or(1.0)
+        self.weights.get(endpoint).copied().unwrap_or(self.unlisted)
     }
 }
 
@@ -89,5 +100,22 @@ mod tests {
         }
         // a weighs 3, b 1: a is first about 75% of the time.
         assert!((2850..3150).contains(&first_a), "a first {first_a} of 4000");
+    }
+
+    #[test]
+    fn huge_weights_still_draw_by_their_shares() {
+        // 1e308 + 1e308 is infinite: a draw over the raw sum never lands and took the last one.
+        let weights = BTreeMap::from([("a".to_string(), 1e308), ("b".to_string(), 1e308)]);
+        let router = Weighted::new(weights, Mutex::new(SmallRng::seed_from_u64(7)));
+        let (learner, busy) = (Learner::default(), Busy::default());
+        let mut first = BTreeMap::<String, usize>::new();
+        for _ in 0..1000 {
+            let ranked = router.rank(&input(&learner, &busy), endpoints(&["a", "b", "c"]));
+            *first
+                .entry(ranked.endpoints[0].name().to_string())
+                .or_default() += 1;
+        }
+        assert_eq!(first.get("c"), None, "c weighs 1 against 1e308: {first:?}");
+        assert!((400..600).contains(&first["a"]), "{first:?}");
     }
 }

@@ -417,3 +417,30 @@ async fn a_cancelled_call_teaches_the_learner_nothing() {
     assert_eq!(verdict, Verdict::Cancelled);
     assert!(t.learner.snapshot().is_empty());
 }
+
+#[tokio::test]
+async fn a_call_the_breaker_refused_teaches_the_learner_nothing() {
+    // Refused at once without reaching the endpoint: neither a failure of the endpoint nor a
+    // latency (a 0 ms "failure" would make a paused endpoint look fast to `latency`).
+    let t = topic(SCHEMA_TOPIC);
+    let paused = Scripted::new(
+        "paused",
+        vec![Err(EndpointError::fallback(
+            "endpoint `paused` is paused (circuit open)",
+        )
+        .code(crate::endpoints::class::CIRCUIT_OPEN))],
+    );
+    let next = Scripted::new("next", vec![Ok(json!({"label": "a"}))]);
+    let verdict = execute_as(&ctx(), &t, &route(vec![paused, next]), "s").await;
+    assert!(
+        matches!(&verdict, Verdict::Done { endpoint, .. } if endpoint == "next"),
+        "{verdict:?}"
+    );
+    let learned: Vec<String> = t
+        .learner
+        .snapshot()
+        .into_iter()
+        .map(|(k, _)| k.endpoint)
+        .collect();
+    assert_eq!(learned, vec!["next".to_string()]);
+}
