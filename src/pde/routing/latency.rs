@@ -1,9 +1,11 @@
-//! `latency`: the endpoint with the lowest learned latency (the learner's EWMA for this topic
-//! and task class) first. An endpoint never measured goes first, so that it is measured.
+//! `latency`: the endpoint with the lowest learned latency per valid answer (the learner's EWMA
+//! for this topic and task class, divided by the share of calls that gave a valid answer) first,
+//! so that an endpoint that fails fast does not look fast. An endpoint never measured goes first,
+//! so that it is measured.
 
 use std::sync::Arc;
 
-use super::{Ranked, RouteInput, Router, sort_by_figure};
+use super::{Ranked, RouteInput, Router, per_valid_answer, sort_by_figure};
 use crate::endpoints::Endpoint;
 
 /// Lowest learned latency first.
@@ -21,9 +23,9 @@ impl Router for Latency {
             |e| {
                 task.stats(e.name())
                     .filter(|s| s.calls > 0)
-                    .map(|s| s.latency_ewma_ms)
+                    .map(|s| per_valid_answer(&s, s.latency_ewma_ms))
             },
-            " ms",
+            " ms per valid answer",
         );
         Ranked { endpoints, reason }
     }
@@ -40,11 +42,27 @@ mod tests {
     fn the_fastest_learned_endpoint_goes_first_and_an_unmeasured_one_before_it() {
         let (learner, busy) = (Learner::default(), Busy::default());
         seen(&learner, "a", 5, CallOutcome::Valid, 300.0, None);
-        seen(&learner, "b", 5, CallOutcome::Failed, 100.0, None);
+        seen(&learner, "b", 5, CallOutcome::Valid, 100.0, None);
         let ranked = Latency.rank(&input(&learner, &busy), endpoints(&["a", "b"]));
         assert_eq!(names(&ranked.endpoints), ["b", "a"]);
         assert!(ranked.reason.starts_with("b 100"), "{}", ranked.reason);
         let ranked = Latency.rank(&input(&learner, &busy), endpoints(&["a", "b", "new"]));
         assert_eq!(names(&ranked.endpoints), ["new", "b", "a"]);
+    }
+
+    /// An endpoint that fails in 10 ms is not the fastest: what counts is the time per valid
+    /// answer.
+    #[test]
+    fn an_endpoint_that_fails_fast_does_not_look_fast() {
+        let (learner, busy) = (Learner::default(), Busy::default());
+        seen(&learner, "slow", 5, CallOutcome::Valid, 300.0, None);
+        seen(&learner, "failing", 5, CallOutcome::Failed, 10.0, None);
+        seen(&learner, "sloppy", 4, CallOutcome::Invalid, 100.0, None);
+        seen(&learner, "sloppy", 1, CallOutcome::Valid, 100.0, None);
+        let ranked = Latency.rank(
+            &input(&learner, &busy),
+            endpoints(&["failing", "sloppy", "slow"]),
+        );
+        assert_eq!(names(&ranked.endpoints), ["slow", "sloppy", "failing"]);
     }
 }
