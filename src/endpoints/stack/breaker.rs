@@ -162,7 +162,7 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// See [`Layered::<Breaker>::state`].
+    /// See `Layered<Breaker>::state`.
     fn state(&self) -> BreakerState {
         match self.lock().phase {
             Phase::Closed => BreakerState::Closed,
@@ -316,7 +316,7 @@ impl Breaker {
         }
     }
 
-    /// See [`Layered::<Breaker>::probe_failed`]; `name` is the endpoint's.
+    /// See `Layered<Breaker>::probe_failed`; `name` is the endpoint's.
     fn probe_failed(&self, name: &str, error: &EndpointError) {
         if !self.config.enabled {
             return;
@@ -334,7 +334,7 @@ impl Breaker {
         }
     }
 
-    /// See [`Layered::<Breaker>::probe_passed`]; `name` is the endpoint's.
+    /// See `Layered<Breaker>::probe_passed`; `name` is the endpoint's.
     fn probe_passed(&self, name: &str) {
         let mut state = self.lock();
         if matches!(state.phase, Phase::Open { .. }) {
