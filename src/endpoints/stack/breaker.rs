@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::CircuitConfig;
+use super::{CircuitConfig, Layer, Layered};
 use crate::config::secret::redact;
 use crate::endpoints::health::{BreakerState, HealthRegistry, now_secs};
 use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind, class};
@@ -35,7 +35,6 @@ const BUCKETS: u32 = 10;
 /// The breaker layer; also the gate the endpoint's probe flips.
 #[derive(Debug)]
 pub struct Breaker {
-    inner: Arc<dyn Endpoint>,
     config: CircuitConfig,
     registry: Arc<HealthRegistry>,
     state: Mutex<State>,
@@ -144,18 +143,18 @@ impl Breaker {
         inner: Arc<dyn Endpoint>,
         config: CircuitConfig,
         registry: Arc<HealthRegistry>,
-    ) -> Self {
-        Self {
+    ) -> Layered<Self> {
+        let layer = Self {
             state: Mutex::new(State {
                 phase: Phase::Closed,
                 consecutive: 0,
                 window: Window::new(config.window),
                 last_error: String::new(),
             }),
-            inner,
             config,
             registry,
-        }
+        };
+        Layered::new(layer, inner)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -163,8 +162,8 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The breaker's state now (an open breaker whose cooldown is over counts as half-open).
-    pub fn state(&self) -> BreakerState {
+    /// See `Layered<Breaker>::state`.
+    fn state(&self) -> BreakerState {
         match self.lock().phase {
             Phase::Closed => BreakerState::Closed,
             Phase::Open { until } if Instant::now() < until => BreakerState::Open,
@@ -172,8 +171,8 @@ impl Breaker {
         }
     }
 
-    /// The error of a refused call.
-    fn open_error(&self, state: &State, now: Instant) -> EndpointError {
+    /// The error of a refused call to the endpoint `name`.
+    fn open_error(&self, name: &str, state: &State, now: Instant) -> EndpointError {
         let wait = match state.phase {
             Phase::Open { until } => format!(
                 "for {}s more",
@@ -182,16 +181,14 @@ impl Breaker {
             _ => "while a trial call runs".to_string(),
         };
         EndpointError::fallback(format!(
-            "endpoint `{}` is paused (circuit open) {wait}; last error: {}",
-            self.inner.name(),
+            "endpoint `{name}` is paused (circuit open) {wait}; last error: {}",
             state.last_error
         ))
         .code(class::CIRCUIT_OPEN)
     }
 
-    /// Publishes a state change: registry, gauge, one log line.
-    fn publish(&self, to: BreakerState, why: Option<&str>) {
-        let name = self.inner.name();
+    /// Publishes a state change of the endpoint `name`: registry, gauge, one log line.
+    fn publish(&self, name: &str, to: BreakerState, why: Option<&str>) {
         let now = now_secs();
         let retry_at =
             (to == BreakerState::Open).then_some(now + self.config.open_for.as_secs_f64());
@@ -228,7 +225,7 @@ impl Breaker {
         (!was_open).then_some(reason)
     }
 
-    fn gate(&self) -> Result<Gate, EndpointError> {
+    fn gate(&self, name: &str) -> Result<Gate, EndpointError> {
         if !self.config.enabled {
             return Ok(Gate::Pass);
         }
@@ -236,14 +233,14 @@ impl Breaker {
         let mut state = self.lock();
         match state.phase {
             Phase::Closed => Ok(Gate::Pass),
-            Phase::Open { until } if now < until => Err(self.open_error(&state, now)),
+            Phase::Open { until } if now < until => Err(self.open_error(name, &state, now)),
             Phase::Open { .. } => {
                 state.phase = Phase::HalfOpen { trial: true };
                 drop(state);
-                self.publish(BreakerState::HalfOpen, None);
+                self.publish(name, BreakerState::HalfOpen, None);
                 Ok(Gate::Trial)
             }
-            Phase::HalfOpen { trial: true } => Err(self.open_error(&state, now)),
+            Phase::HalfOpen { trial: true } => Err(self.open_error(name, &state, now)),
             Phase::HalfOpen { trial: false } => {
                 state.phase = Phase::HalfOpen { trial: true };
                 Ok(Gate::Trial)
@@ -251,7 +248,7 @@ impl Breaker {
         }
     }
 
-    fn record(&self, gate: Gate, result: &Result<EndpointReply, EndpointError>) {
+    fn record(&self, name: &str, gate: Gate, result: &Result<EndpointReply, EndpointError>) {
         if !self.config.enabled {
             return;
         }
@@ -315,13 +312,12 @@ impl Breaker {
         };
         drop(state);
         if let Some((to, why)) = change {
-            self.publish(to, why.as_deref());
+            self.publish(name, to, why.as_deref());
         }
     }
 
-    /// A probe failed: the endpoint is unwell, open the circuit (an open one stays open for
-    /// another `open_for` from now).
-    pub fn probe_failed(&self, error: &EndpointError) {
+    /// See `Layered<Breaker>::probe_failed`; `name` is the endpoint's.
+    fn probe_failed(&self, name: &str, error: &EndpointError) {
         if !self.config.enabled {
             return;
         }
@@ -330,66 +326,73 @@ impl Breaker {
         let change = self.open(&mut state, Instant::now(), reason);
         drop(state);
         match change {
-            Some(why) => self.publish(BreakerState::Open, Some(&why)),
+            Some(why) => self.publish(name, BreakerState::Open, Some(&why)),
             None => {
                 let retry_at = now_secs() + self.config.open_for.as_secs_f64();
-                self.registry
-                    .update(self.inner.name(), |h| h.retry_at = Some(retry_at));
+                self.registry.update(name, |h| h.retry_at = Some(retry_at));
             }
         }
     }
 
-    /// A probe passed: an open circuit becomes half-open (the next call is the trial).
-    pub fn probe_passed(&self) {
+    /// See `Layered<Breaker>::probe_passed`; `name` is the endpoint's.
+    fn probe_passed(&self, name: &str) {
         let mut state = self.lock();
         if matches!(state.phase, Phase::Open { .. }) {
             state.phase = Phase::HalfOpen { trial: false };
             drop(state);
-            self.publish(BreakerState::HalfOpen, None);
+            self.publish(name, BreakerState::HalfOpen, None);
         }
     }
 }
 
+/// The gate the endpoint's probe flips, and its state, under the endpoint's name.
+impl Layered<Breaker> {
+    /// The breaker's state now (an open breaker whose cooldown is over counts as half-open).
+    pub fn state(&self) -> BreakerState {
+        self.layer().state()
+    }
+
+    /// A probe failed: the endpoint is unwell, open the circuit (an open one stays open for
+    /// another `open_for` from now).
+    pub fn probe_failed(&self, error: &EndpointError) {
+        self.layer().probe_failed(self.inner().name(), error);
+    }
+
+    /// A probe passed: an open circuit becomes half-open (the next call is the trial).
+    pub fn probe_passed(&self) {
+        self.layer().probe_passed(self.inner().name());
+    }
+}
+
 #[async_trait]
-impl Endpoint for Breaker {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn side_effects(&self) -> bool {
-        self.inner.side_effects()
-    }
-
+impl Layer for Breaker {
     /// Unusable while open (the cooldown not over yet); half-open is usable (for its trial).
-    fn usable(&self) -> Result<(), EndpointError> {
-        self.inner.usable()?;
+    fn usable(&self, inner: &dyn Endpoint) -> Result<(), EndpointError> {
+        inner.usable()?;
         let now = Instant::now();
         let state = self.lock();
         match state.phase {
             Phase::Open { until } if self.config.enabled && now < until => {
-                Err(self.open_error(&state, now))
+                Err(self.open_error(inner.name(), &state, now))
             }
             _ => Ok(()),
         }
     }
 
-    async fn probe(&self) -> Result<(), EndpointError> {
-        self.inner.probe().await
-    }
-
-    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-        let gate = self.gate()?;
+    async fn call(
+        &self,
+        inner: &dyn Endpoint,
+        request: &EndpointRequest,
+    ) -> Result<EndpointReply, EndpointError> {
+        let name = inner.name();
+        let gate = self.gate(name)?;
         let mut guard = TrialGuard {
             breaker: self,
             armed: gate == Gate::Trial,
         };
-        let result = self.inner.call(request).await;
+        let result = inner.call(request).await;
         guard.armed = false;
-        self.record(gate, &result);
+        self.record(name, gate, &result);
         result
     }
 }

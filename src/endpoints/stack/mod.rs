@@ -1,6 +1,6 @@
 //! The layer stack every endpoint is built inside, whatever its kind: one concern per layer,
-//! each layer itself an [`Endpoint`], stacked in one place ([`apply`], called only by
-//! `EndpointConfig::build`).
+//! each made an [`Endpoint`] by the one [`Layered`] wrapper, stacked in one place ([`apply`],
+//! called only by `EndpointConfig::build`).
 //!
 //! ```text
 //!  call ─► Retry ─► Breaker ─► Limit ─► Observe ─► Timeout ─► the kind (http, openai, …)
@@ -28,7 +28,11 @@
 //! limit; the timeout bounds the work itself, not the queue, so it sits inside the limit; and the
 //! observation sits between them so that an attempt cut by the timeout is still recorded.
 //!
-//! Files: `timeout.rs` · `limit.rs` · `breaker.rs` · `retry.rs` · `observe.rs` · `probe.rs` ·
+//! Each layer is a [`Layer`] (its own state and what it does around a call) put around the
+//! endpoint below it by the one [`Layered`] wrapper, which is the stack's only `Endpoint` impl:
+//! name, kind and side effects are the kind's, passed up unchanged.
+//!
+//! Files: `layer.rs` · `timeout.rs` · `limit.rs` · `breaker.rs` · `retry.rs` · `observe.rs` · `probe.rs` ·
 //! this file (the per-endpoint settings every kind shares, their checks, and [`apply`]).
 
 use std::sync::Arc;
@@ -39,6 +43,7 @@ use serde::Deserialize;
 use super::{BuildContext, Endpoint};
 
 pub mod breaker;
+pub mod layer;
 pub mod limit;
 pub mod observe;
 pub mod probe;
@@ -46,6 +51,7 @@ pub mod retry;
 pub mod timeout;
 
 pub use breaker::Breaker;
+pub use layer::{Layer, Layered};
 pub use limit::Limit;
 pub use observe::Observe;
 pub use retry::Retry;

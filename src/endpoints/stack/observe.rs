@@ -9,19 +9,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::{Layer, Layered};
 use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
 use crate::telemetry::metrics;
 
 /// Records each attempt that passes through it.
 #[derive(Debug)]
-pub struct Observe {
-    inner: Arc<dyn Endpoint>,
-}
+pub struct Observe;
 
 impl Observe {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Endpoint>) -> Self {
-        Self { inner }
+    pub fn new(inner: Arc<dyn Endpoint>) -> Layered<Self> {
+        Layered::new(Self, inner)
     }
 }
 
@@ -41,31 +40,15 @@ pub fn outcome(result: &Result<EndpointReply, EndpointError>) -> &'static str {
 }
 
 #[async_trait]
-impl Endpoint for Observe {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn side_effects(&self) -> bool {
-        self.inner.side_effects()
-    }
-
-    fn usable(&self) -> Result<(), EndpointError> {
-        self.inner.usable()
-    }
-
-    async fn probe(&self) -> Result<(), EndpointError> {
-        self.inner.probe().await
-    }
-
-    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+impl Layer for Observe {
+    async fn call(
+        &self,
+        inner: &dyn Endpoint,
+        request: &EndpointRequest,
+    ) -> Result<EndpointReply, EndpointError> {
         let started = Instant::now();
-        let result = self.inner.call(request).await;
-        metrics::endpoint_attempt(self.inner.name(), outcome(&result), started.elapsed());
+        let result = inner.call(request).await;
+        metrics::endpoint_attempt(inner.name(), outcome(&result), started.elapsed());
         result
     }
 }

@@ -15,17 +15,17 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Breaker, ProbeSchedule};
+use super::{Breaker, Layered, ProbeSchedule, timeout};
 use crate::config::secret::redact;
 use crate::endpoints::health::HealthRegistry;
-use crate::endpoints::{BuildContext, Endpoint, EndpointError, class};
+use crate::endpoints::{BuildContext, Endpoint, EndpointError};
 use crate::telemetry::metrics;
 
 /// Starts probing `endpoint` (the bare kind, below the stack) on the context's tracker. Outside
 /// a tokio runtime (a plain unit test building endpoints) there is nowhere to run it: no probe.
 pub fn spawn(
     endpoint: Arc<dyn Endpoint>,
-    breaker: Arc<Breaker>,
+    breaker: Arc<Layered<Breaker>>,
     schedule: ProbeSchedule,
     cx: &BuildContext,
 ) {
@@ -48,21 +48,16 @@ pub fn spawn(
 
 /// One probe, bounded by `schedule.timeout`.
 pub async fn once(endpoint: &dyn Endpoint, schedule: ProbeSchedule) -> Result<(), EndpointError> {
-    match tokio::time::timeout(schedule.timeout, endpoint.probe()).await {
-        Ok(result) => result,
-        Err(_) => Err(EndpointError::transient(format!(
-            "endpoint `{}`: the probe gave no answer within {}",
-            endpoint.name(),
-            humantime::format_duration(schedule.timeout)
-        ))
-        .code(class::TIMEOUT)),
-    }
+    timeout::bounded(schedule.timeout, endpoint.probe(), || {
+        format!("endpoint `{}`: the probe gave no answer", endpoint.name())
+    })
+    .await
 }
 
 /// Probes until `stop` fires.
 pub async fn run(
     endpoint: Arc<dyn Endpoint>,
-    breaker: Arc<Breaker>,
+    breaker: Arc<Layered<Breaker>>,
     schedule: ProbeSchedule,
     registry: Arc<HealthRegistry>,
     stop: CancellationToken,

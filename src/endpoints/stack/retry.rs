@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::RetryPolicy;
+use super::{Layer, Layered, RetryPolicy};
 use crate::backoff::Backoff;
 use crate::config::file::BackoffConfig;
 use crate::config::secret::redact;
@@ -23,7 +23,6 @@ use crate::telemetry::metrics;
 /// Calls again after a transient failure.
 #[derive(Debug)]
 pub struct Retry {
-    inner: Arc<dyn Endpoint>,
     policy: RetryPolicy,
     budget: TpsBudget,
 }
@@ -31,7 +30,7 @@ pub struct Retry {
 impl Retry {
     /// Wraps `inner`. The budget's bounds are checked by config validation; out-of-range values
     /// are clamped here, because `TpsBudget::new` panics outside them.
-    pub fn new(inner: Arc<dyn Endpoint>, policy: RetryPolicy) -> Self {
+    pub fn new(inner: Arc<dyn Endpoint>, policy: RetryPolicy) -> Layered<Self> {
         let b = &policy.budget;
         let ttl = b.ttl.clamp(
             std::time::Duration::from_secs(1),
@@ -43,11 +42,11 @@ impl Retry {
             0.0
         };
         let min_per_sec = b.min_per_sec.min(i32::MAX as u32 - 1);
-        Self {
+        let layer = Self {
             budget: TpsBudget::new(ttl, min_per_sec, ratio),
-            inner,
             policy,
-        }
+        };
+        Layered::new(layer, inner)
     }
 
     /// The shared backoff for one call's retries: `backoff`, doubling, capped at
@@ -68,35 +67,19 @@ impl Retry {
 }
 
 #[async_trait]
-impl Endpoint for Retry {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn side_effects(&self) -> bool {
-        self.inner.side_effects()
-    }
-
-    fn usable(&self) -> Result<(), EndpointError> {
-        self.inner.usable()
-    }
-
-    async fn probe(&self) -> Result<(), EndpointError> {
-        self.inner.probe().await
-    }
-
-    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+impl Layer for Retry {
+    async fn call(
+        &self,
+        inner: &dyn Endpoint,
+        request: &EndpointRequest,
+    ) -> Result<EndpointReply, EndpointError> {
         self.budget.deposit();
         let mut retry = 0;
         let mut backoff = self.backoff();
         // The last failure of a call that was made, for a retry the breaker refuses.
         let mut failed: Option<EndpointError> = None;
         loop {
-            let error = match self.inner.call(request).await {
+            let error = match inner.call(request).await {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
@@ -120,9 +103,9 @@ impl Endpoint for Retry {
                 None => backoff.next_delay(),
             };
             if !self.budget.withdraw() {
-                metrics::retry_refused(self.name());
+                metrics::retry_refused(inner.name());
                 tracing::debug!(
-                    endpoint = self.name(),
+                    endpoint = inner.name(),
                     error = %redact(&error.to_string()),
                     "Retry budget spent; not retrying."
                 );
@@ -130,10 +113,10 @@ impl Endpoint for Retry {
             }
             retry += 1;
             failed = Some(error.clone());
-            metrics::retried(self.name());
+            metrics::retried(inner.name());
             // Below Validation's redaction: a server may have echoed a secret into the message.
             tracing::warn!(
-                endpoint = self.name(),
+                endpoint = inner.name(),
                 retry,
                 wait_ms = wait.as_millis() as u64,
                 error = %redact(&error.to_string()),

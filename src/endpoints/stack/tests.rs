@@ -116,7 +116,7 @@ fn circuit(failure_threshold: u32) -> CircuitConfig {
     }
 }
 
-fn breaker(inner: Arc<Scripted>, config: CircuitConfig) -> (Breaker, Arc<HealthRegistry>) {
+fn breaker(inner: Arc<Scripted>, config: CircuitConfig) -> (Layered<Breaker>, Arc<HealthRegistry>) {
     let registry = Arc::new(HealthRegistry::default());
     (Breaker::new(inner, config, registry.clone()), registry)
 }
