@@ -44,11 +44,12 @@ use crate::config::Secret;
 use crate::endpoints::class;
 
 mod lifetime;
+pub mod sandbox;
 
 pub use lifetime::kill_running_scripts;
 
 /// The only `PATH` a script sees (unless `env` sets another): no user or procos directories.
-const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// How much of stderr is kept for an error's details.
 const STDERR_TAIL: usize = 4 * 1024;
 /// How much of an invalid stdout is quoted.
@@ -110,6 +111,9 @@ pub struct PythonConfig {
     /// one) or `scripts_dir` is readable. Off by default (a local check); `probe: {enabled: true}`.
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// Confine every script with the kernel (see [`sandbox`]): `true` for the defaults, or a map.
+    #[serde(default, deserialize_with = "sandbox::deserialize")]
+    pub sandbox: Option<sandbox::SandboxConfig>,
 }
 
 fn default_scripts_dir() -> PathBuf {
@@ -144,6 +148,7 @@ impl Default for PythonConfig {
             retry_budget: RetryBudgetConfig::default(),
             circuit: CircuitConfig::default(),
             probe: ProbeConfig::default(),
+            sandbox: None,
         }
     }
 }
@@ -202,6 +207,14 @@ impl PythonConfig {
                 problem(&format!("env.{key}"), "is not a valid variable name".into());
             }
         }
+        if let Some(sandbox) = &self.sandbox {
+            problems.extend(
+                sandbox
+                    .validate()
+                    .into_iter()
+                    .map(|(p, m)| (format!("sandbox.{p}"), m)),
+            );
+        }
         problems.extend(stack::validate(
             None,
             None,
@@ -239,10 +252,13 @@ pub struct PythonEndpoint {
     env: Vec<(String, Secret)>,
     /// From the config: the script has no side effects.
     pure: bool,
+    /// `sandbox:` resolved at build; `None`: scripts run with procos's rights.
+    sandbox: Option<sandbox::Sandbox>,
 }
 
 impl PythonEndpoint {
-    /// Builds it from its config (no filesystem access: paths are made absolute lexically).
+    /// Builds it from its config (no filesystem access: paths are made absolute lexically —
+    /// except with `sandbox`, which asks the interpreter for its prefixes and checks the kernel).
     pub fn new(name: &str, config: &PythonConfig) -> Result<Self, EndpointError> {
         let problems = config.validate();
         if !problems.is_empty() {
@@ -268,9 +284,17 @@ impl PythonEndpoint {
         } else {
             python
         };
+        let scripts_dir = absolute(&config.scripts_dir)?;
+        let sandbox = match &config.sandbox {
+            Some(sandbox) => Some(
+                sandbox::Sandbox::prepare(name, sandbox, &python, &scripts_dir)
+                    .map_err(|e| EndpointError::permanent(e.to_string()).code(class::CONFIG))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             name: name.to_string(),
-            scripts_dir: absolute(&config.scripts_dir)?,
+            scripts_dir,
             script: config.script.clone(),
             python,
             max_execution_time: config.max_execution_time,
@@ -281,6 +305,7 @@ impl PythonEndpoint {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             pure: config.pure,
+            sandbox,
         })
     }
 
@@ -323,7 +348,17 @@ impl PythonEndpoint {
         input: Vec<u8>,
         request: &EndpointRequest,
     ) -> Result<EndpointReply, EndpointError> {
-        let mut child = lifetime::spawn(self.command(script)).await.map_err(|e| {
+        let mut command = self.command(script);
+        // The sandbox's temp dir lives as long as the script runs.
+        let _task_dir = match &self.sandbox {
+            Some(sandbox) => Some(
+                sandbox
+                    .confine(&mut command)
+                    .map_err(|e| EndpointError::transient(e.to_string()).code(class::SPAWN))?,
+            ),
+            None => None,
+        };
+        let mut child = lifetime::spawn(command).await.map_err(|e| {
             let message = format!(
                 "cannot start `{}` for script `{script}`: {e}",
                 self.python.display()
