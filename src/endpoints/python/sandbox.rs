@@ -342,8 +342,8 @@ impl<'de> Deserialize<'de> for Bytes {
 pub enum SandboxError {
     /// The kernel cannot enforce what `sandbox:` asks: procos must not start.
     #[error(
-        "python endpoint `{endpoint}`: `sandbox` needs Landlock ABI {required} (Linux 6.7 or \
-         later with Landlock enabled, e.g. `lsm=…,landlock` on the kernel command line) to \
+        "python endpoint `{endpoint}`: `sandbox` needs Landlock ABI {required} or newer \
+         (ABI 4 is Linux 6.7), enabled (e.g. `lsm=…,landlock` on the kernel command line), to \
          confine scripts, but {found}. Run procos on such a kernel, or set `sandbox: false` to \
          run this endpoint's scripts unconfined knowingly"
     )]
