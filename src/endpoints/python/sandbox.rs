@@ -21,6 +21,10 @@
 //! of `host:port` documents intent but is not enforced. UDP and unix sockets are not covered by
 //! Landlock ABI 4.
 //!
+//! Processes (Landlock scopes, ABI ≥ 6, Linux 6.12): no signal to a process outside the
+//! sandbox (procos, other scripts), no connect to an abstract unix socket made outside it; on
+//! older kernels with ABI 4–5 these two are not confined and procos says so (WARN).
+//!
 //! Resources: rlimits `RLIMIT_AS` (`memory`), `RLIMIT_CPU`, `RLIMIT_NOFILE`, `RLIMIT_NPROC`,
 //! `RLIMIT_FSIZE`; `no_new_privs`; every capability dropped (bounding, inheritable, ambient), so
 //! a script started by root cannot lift its limits (root ignores `RLIMIT_NPROC` otherwise).
@@ -40,7 +44,7 @@ use std::time::Duration;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
-    RulesetCreated, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
+    RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
 };
 use nix::libc;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -50,6 +54,9 @@ use tokio::process::Command;
 
 /// The Landlock ABI a sandbox needs: 4 (Linux 6.7) is the first with TCP bind/connect rules.
 pub const REQUIRED_ABI: ABI = ABI::V4;
+
+/// The Landlock ABI that scopes signals and abstract unix sockets to the sandbox (Linux 6.12).
+const SCOPE_ABI: ABI = ABI::V6;
 
 /// Directories the interpreter and its libraries live in on common Linux layouts.
 const SYSTEM_READ: &[&str] = &[
@@ -395,6 +402,8 @@ pub struct Sandbox {
     /// Read + write beneath these (besides each task's temp dir).
     write: Vec<PathBuf>,
     network: Network,
+    /// Signals and abstract unix sockets stay inside the sandbox (kernel ABI ≥ 6).
+    scoped: bool,
     limits: [(Resource, u64); 5],
     /// Where per-task temp dirs are created.
     temp_root: PathBuf,
@@ -436,6 +445,7 @@ impl Sandbox {
             read,
             write,
             network: config.network.clone(),
+            scoped: kernel_abi().is_some_and(|abi| abi >= SCOPE_ABI as i64),
             limits: [
                 (Resource::RLIMIT_AS, config.memory.0),
                 (Resource::RLIMIT_CPU, config.cpu_time.as_secs().max(1)),
@@ -446,6 +456,13 @@ impl Sandbox {
             temp_root: std::env::temp_dir(),
         };
         sandbox.check_kernel()?;
+        if !sandbox.scoped {
+            tracing::warn!(
+                endpoint,
+                "Sandboxed scripts may signal procos and connect to abstract unix sockets: \
+                 scoping them needs Landlock ABI 6 (Linux 6.12)."
+            );
+        }
         // SAFETY: getuid cannot fail and touches no memory.
         if unsafe { libc::getuid() } == 0 {
             tracing::warn!(
@@ -498,6 +515,9 @@ impl Sandbox {
             ruleset = ruleset
                 .handle_access(AccessNet::from_all(self.abi))
                 .map_err(error)?;
+        }
+        if self.scoped {
+            ruleset = ruleset.scope(Scope::from_all(SCOPE_ABI)).map_err(error)?;
         }
         let read = AccessFs::from_read(self.abi);
         let write = AccessFs::from_all(self.abi);

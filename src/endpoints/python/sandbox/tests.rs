@@ -327,6 +327,23 @@ async fn allocating_past_memory_fails_and_passes_with_more() {
     );
 }
 
+#[tokio::test]
+async fn signalling_procos_is_denied_inside_the_sandbox_only() {
+    // Signal 0 only checks the permission: nothing is sent to the test process.
+    let dir = scripts(&attempt("os.kill(os.getppid(), 0)"));
+    let confined = run(&endpoint(&dir, SandboxConfig::default()), json!({})).await;
+    assert_eq!(confined, json!({"ok": false, "error": "PermissionError"}));
+    let free = PythonEndpoint::new(
+        "py",
+        &PythonConfig {
+            scripts_dir: dir.path().to_path_buf(),
+            ..PythonConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(run(&free, json!({})).await, json!({"ok": true}));
+}
+
 /// Runs `python3 -c code` confined by `sandbox`, as the unprivileged uid 65534 (the kernel
 /// exempts uid 0 from `RLIMIT_NPROC`, and these tests run as root): its stdout.
 async fn run_as_nobody(sandbox: &Sandbox, code: &str) -> String {
