@@ -2,8 +2,12 @@
 //! same script passing once it is granted; config parsing; the refusal of a kernel lacking
 //! what the sandbox needs.
 
+use std::time::Duration;
+
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::config::MIB;
 use super::*;
 use crate::endpoints::python::{PythonConfig, PythonEndpoint};
 use crate::endpoints::{Endpoint, EndpointRequest};
