@@ -22,6 +22,11 @@
 //! Scripts die with procos: on SIGKILL of procos by the kernel's parent-death signal, on the
 //! second signal (exit 130) with their whole group (see [`lifetime`] for the how and its limits).
 //!
+//! `mode: warm` keeps up to `worker_pool_size` interpreters per script that import it once and
+//! call its `handle(task)` per task, with the same input and the same outcomes (see [`warm`]):
+//! `max_tasks_per_worker` recycles them, `reload: on_change` (the default) replaces them when the
+//! script's modification time changes.
+//!
 //! `pure: true` declares that the script has no side effects (it only computes from its input),
 //! so a task whose run was interrupted may run it again; by default a script is assumed to
 //! change something and never runs twice for one task (see [`Endpoint::side_effects`]).
@@ -44,6 +49,7 @@ use crate::config::Secret;
 use crate::endpoints::class;
 
 mod lifetime;
+mod warm;
 
 pub use lifetime::kill_running_scripts;
 
@@ -75,7 +81,18 @@ pub struct PythonConfig {
     /// Interpreter: a name looked up in the scripts' `PATH`, or an absolute path.
     #[serde(default = "default_python")]
     pub python: String,
-    /// Scripts running at once through this endpoint.
+    /// `process` (the default): one interpreter per task, the script reads stdin and prints its
+    /// result. `warm`: long-lived interpreters call the script's `handle(task)`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Warm mode: tasks an interpreter serves before it is replaced (no limit when absent).
+    #[serde(default)]
+    pub max_tasks_per_worker: Option<u64>,
+    /// Warm mode: `on_change` (the default) replaces interpreters whose script changed on disk;
+    /// `never` keeps them until they are recycled.
+    #[serde(default)]
+    pub reload: Reload,
+    /// Scripts running at once through this endpoint (warm: interpreters per script).
     #[serde(default = "default_worker_pool_size")]
     pub worker_pool_size: usize,
     /// A script running longer is killed (transient `timeout`).
@@ -112,6 +129,28 @@ pub struct PythonConfig {
     pub probe: ProbeConfig,
 }
 
+/// How the python endpoint runs a script.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One interpreter per task: stdin → the script → stdout and exit code.
+    #[default]
+    Process,
+    /// Long-lived interpreters calling `handle(task)`; no start-up cost per task.
+    Warm,
+}
+
+/// When warm interpreters import a script again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reload {
+    /// When the script file's modification time changed (checked before each task).
+    #[default]
+    OnChange,
+    /// Only when an interpreter is replaced (crash, timeout, `max_tasks_per_worker`).
+    Never,
+}
+
 fn default_scripts_dir() -> PathBuf {
     PathBuf::from("scripts")
 }
@@ -134,6 +173,9 @@ impl Default for PythonConfig {
             scripts_dir: default_scripts_dir(),
             script: None,
             python: default_python(),
+            mode: Mode::default(),
+            max_tasks_per_worker: None,
+            reload: Reload::default(),
             worker_pool_size: default_worker_pool_size(),
             max_execution_time: default_max_execution_time(),
             max_output_bytes: default_max_output_bytes(),
@@ -189,6 +231,9 @@ impl PythonConfig {
                 format!("must be between 1 and {MAX_OUTPUT_BYTES} (1 GiB)"),
             );
         }
+        if self.max_tasks_per_worker == Some(0) {
+            problem("max_tasks_per_worker", "must be at least 1".into());
+        }
         if self.python.trim().is_empty() {
             problem("python", "must name an interpreter".into());
         }
@@ -239,6 +284,10 @@ pub struct PythonEndpoint {
     env: Vec<(String, Secret)>,
     /// From the config: the script has no side effects.
     pure: bool,
+    /// `mode: warm`: the limits of its interpreters; `None` in process mode.
+    warm: Option<warm::WarmLimits>,
+    /// Idle warm interpreters per script.
+    pools: warm::Pools,
 }
 
 impl PythonEndpoint {
@@ -281,6 +330,14 @@ impl PythonEndpoint {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             pure: config.pure,
+            warm: (config.mode == Mode::Warm).then_some(warm::WarmLimits {
+                max_execution_time: config.max_execution_time,
+                max_output_bytes: config.max_output_bytes,
+                idle: config.worker_pool_size,
+                max_tasks: config.max_tasks_per_worker,
+                reload: config.reload == Reload::OnChange,
+            }),
+            pools: warm::Pools::default(),
         })
     }
 
@@ -296,10 +353,12 @@ impl PythonEndpoint {
             .map_err(|m| EndpointError::permanent(m).code(class::INVALID_SCRIPT))
     }
 
-    fn command(&self, script: &str) -> Command {
+    /// The interpreter's command: `args` are the script (process mode) or the runner and the
+    /// script (warm mode).
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.python);
         command
-            .arg(script)
+            .args(args)
             .current_dir(&self.scripts_dir)
             .env_clear()
             .env("PATH", SAFE_PATH)
@@ -323,18 +382,9 @@ impl PythonEndpoint {
         input: Vec<u8>,
         request: &EndpointRequest,
     ) -> Result<EndpointReply, EndpointError> {
-        let mut child = lifetime::spawn(self.command(script)).await.map_err(|e| {
-            let message = format!(
-                "cannot start `{}` for script `{script}`: {e}",
-                self.python.display()
-            );
-            match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    EndpointError::permanent(message).code(class::INTERPRETER)
-                }
-                _ => EndpointError::transient(message).code(class::SPAWN),
-            }
-        })?;
+        let mut child = lifetime::spawn(self.command(&[script]))
+            .await
+            .map_err(|e| spawn_error(script, &e))?;
         // Kills the script's whole process group unless it exited by itself, also when this
         // future is dropped half-way.
         let mut group = lifetime::Group::new(child.id());
@@ -392,6 +442,17 @@ impl PythonEndpoint {
             Outcome::Exited(status) if status.success() => parse_output(script, &stdout),
             Outcome::Exited(status) => Err(with_stderr(exit_error(script, status, &stderr))),
         }
+    }
+}
+
+/// The interpreter could not be started: permanent when it is missing or not executable.
+fn spawn_error(script: &str, e: &std::io::Error) -> EndpointError {
+    let message = format!("cannot start the interpreter for script `{script}`: {e}");
+    match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            EndpointError::permanent(message).code(class::INTERPRETER)
+        }
+        _ => EndpointError::transient(message).code(class::SPAWN),
     }
 }
 
@@ -510,6 +571,17 @@ fn parse_output(script: &str, stdout: &[u8]) -> Result<EndpointReply, EndpointEr
             .details(String::from_utf8_lossy(&stdout[..stdout.len().min(EXCERPT)]).into_owned())
     };
     let value: Value = serde_json::from_slice(stdout).map_err(|e| invalid(e.to_string()))?;
+    reply_from(script, value, stdout)
+}
+
+/// A script's result: the value, or a BPMN error when it is `{"bpmn_error": {code, message}}`;
+/// `shown` is quoted when that shape is wrong.
+fn reply_from(script: &str, value: Value, shown: &[u8]) -> Result<EndpointReply, EndpointError> {
+    let invalid = |why: String| {
+        EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
+            .code(class::INVALID_OUTPUT)
+            .details(String::from_utf8_lossy(&shown[..shown.len().min(EXCERPT)]).into_owned())
+    };
     let Some(bpmn_error) = value.get("bpmn_error") else {
         return Ok(EndpointReply::new(value));
     };
@@ -593,8 +665,8 @@ impl Endpoint for PythonEndpoint {
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let script = self.script_for(request)?;
         let path = self.scripts_dir.join(&script);
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => {}
+        let meta = match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => meta,
             _ => {
                 return Err(EndpointError::permanent(format!(
                     "script `{}` does not exist",
@@ -602,7 +674,7 @@ impl Endpoint for PythonEndpoint {
                 ))
                 .code(class::SCRIPT_NOT_FOUND));
             }
-        }
+        };
         let input = serde_json::to_vec(&json!({
             "variables": request.variables,
             "properties": request.properties,
@@ -619,7 +691,16 @@ impl Endpoint for PythonEndpoint {
         if request.cancel.is_cancelled() {
             return Err(EndpointError::cancelled());
         }
-        self.run(&script, input, request).await
+        match self.warm {
+            None => self.run(&script, input, request).await,
+            Some(limits) => {
+                let mtime = meta.modified().ok();
+                let command = || self.command(&["-c", warm::RUNNER, &script]);
+                self.pools
+                    .call(&script, mtime, command, &input, limits, &request.cancel)
+                    .await
+            }
+        }
     }
 }
 
