@@ -44,7 +44,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy};
-use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
+use super::{BuildContext, Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
 use crate::endpoints::class;
 
@@ -258,6 +258,27 @@ impl PythonConfig {
     }
 }
 
+impl PythonConfig {
+    /// `mode: warm` with a fixed `script` that does not define `handle(task)`: the problem, for
+    /// `procos validate` (it reads the file, so it is not part of the pure [`Self::validate`]).
+    /// A cheap text check for `def handle(`; the runner's check at import is authoritative.
+    /// `None` when the mode or the script is chosen per task, or the file cannot be read (that
+    /// is reported per task, naming its path).
+    pub fn warm_script_problem(&self) -> Option<(String, String)> {
+        let script = self.script.as_ref().filter(|_| self.mode == Mode::Warm)?;
+        let source = std::fs::read_to_string(self.scripts_dir.join(script)).ok()?;
+        (!source.contains("def handle(")).then(|| {
+            (
+                "script".into(),
+                format!(
+                    "script `{script}` defines no `handle(task)` function, which `mode: warm` \
+                     calls: define `def handle(task):` returning the result, or use `mode: process`"
+                ),
+            )
+        })
+    }
+}
+
 /// A script name must be a plain file name: no separators, no `.`/`..`, not hidden.
 fn check_script_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -339,6 +360,53 @@ impl PythonEndpoint {
             }),
             pools: warm::Pools::default(),
         })
+    }
+
+    /// Builds it like [`Self::new`] and, in warm mode with a fixed `script`, starts its
+    /// interpreters in the background on the context's tracker (until shutdown), so the first
+    /// tasks find them warm.
+    pub fn with_context(
+        name: &str,
+        config: &PythonConfig,
+        cx: &BuildContext,
+    ) -> Result<std::sync::Arc<Self>, EndpointError> {
+        let endpoint = std::sync::Arc::new(Self::new(name, config)?);
+        if endpoint.warm.is_some() && endpoint.script.is_some() {
+            let warming = endpoint.clone();
+            let shutdown = cx.shutdown().clone();
+            cx.tracker().spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    () = warming.warm_up() => {}
+                }
+            });
+        }
+        Ok(endpoint)
+    }
+
+    /// Warm mode with a fixed `script`: starts `worker_pool_size` interpreters and keeps them
+    /// idle. A script that cannot start is logged (WARN) and reported again by each task.
+    pub async fn warm_up(&self) {
+        let (Some(limits), Some(script)) = (self.warm, &self.script) else {
+            return;
+        };
+        let path = self.scripts_dir.join(script);
+        let mtime = tokio::fs::metadata(&path)
+            .await
+            .and_then(|m| m.modified())
+            .ok();
+        let command = || self.command(&["-c", warm::RUNNER, script]);
+        match self.pools.warm_up(script, mtime, command, limits).await {
+            Ok(started) => {
+                tracing::info!(endpoint = %self.name, script, started, "Warm interpreters ready.")
+            }
+            Err(e) => tracing::warn!(
+                endpoint = %self.name,
+                script,
+                error = %e.message,
+                "Warm interpreters cannot start."
+            ),
+        }
     }
 
     /// Which script serves this request, checked to stay inside `scripts_dir`.

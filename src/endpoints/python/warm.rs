@@ -139,6 +139,33 @@ impl Pools {
         }
     }
 
+    /// Starts interpreters for `script` until `limits.idle` are idle; how many it started.
+    pub(super) async fn warm_up(
+        &self,
+        script: &str,
+        mtime: Option<SystemTime>,
+        command: impl Fn() -> tokio::process::Command,
+        limits: WarmLimits,
+    ) -> Result<usize, EndpointError> {
+        let never = tokio_util::sync::CancellationToken::new();
+        let mut started = 0;
+        while self.idle_count(script) < limits.idle {
+            let deadline = Instant::now() + limits.max_execution_time;
+            let interpreter = start(script, &command, mtime, deadline, limits, &never).await?;
+            self.give_back(script, interpreter, limits.idle);
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    /// Interpreters of `script` waiting for a task.
+    pub(super) fn idle_count(&self, script: &str) -> usize {
+        self.idle
+            .lock()
+            .map(|idle| idle.get(script).map_or(0, Vec::len))
+            .unwrap_or(usize::MAX)
+    }
+
     /// Runs one task on a warm interpreter of `script` (started with `command` when none is idle).
     pub(super) async fn call(
         &self,

@@ -256,3 +256,42 @@ fn mode_reload_and_recycling_parse_from_yaml() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_fixed_script_is_warmed_up_at_build() {
+    let dir = scripts(&[("both.py", BOTH)]);
+    let config = warm(PythonConfig {
+        scripts_dir: dir.path().to_path_buf(),
+        script: Some("both.py".into()),
+        worker_pool_size: 2,
+        ..PythonConfig::default()
+    });
+    let tracker = tokio_util::task::TaskTracker::new();
+    let cx = BuildContext::new(tokio_util::sync::CancellationToken::new(), tracker.clone());
+    let ep = PythonEndpoint::with_context("py", &config, &cx).unwrap();
+    tracker.close();
+    tracker.wait().await;
+    assert_eq!(ep.pools.idle_count("both.py"), 2);
+    let reply = ep.call(&request("any", json!({}))).await.unwrap();
+    assert_eq!(reply.output["calls"], json!(1));
+    assert_eq!(ep.pools.idle_count("both.py"), 2, "served by a warm one");
+}
+
+#[test]
+fn validate_can_tell_a_fixed_script_without_handle() {
+    let dir = scripts(&[("old.py", ECHO), ("both.py", BOTH)]);
+    let config = |script: &str, mode| PythonConfig {
+        scripts_dir: dir.path().to_path_buf(),
+        script: Some(script.into()),
+        mode,
+        ..PythonConfig::default()
+    };
+    let (path, message) = config("old.py", Mode::Warm).warm_script_problem().unwrap();
+    assert_eq!(path, "script");
+    assert!(
+        message.contains("`old.py`") && message.contains("mode: process"),
+        "{message}"
+    );
+    assert_eq!(config("both.py", Mode::Warm).warm_script_problem(), None);
+    assert_eq!(config("old.py", Mode::Process).warm_script_problem(), None);
+}
