@@ -5,7 +5,8 @@
 #   runner -> {"ready": true} | {"startup": {"kind": "no_handle" | "exception" | "exit", ...}}
 #   procos -> task                    (the JSON a process-mode script reads on stdin)
 #   runner -> {"result": value} | {"exception": text} | {"exit": code} | {"invalid": text},
-#             each with the task's captured "stdout" and "stderr".
+#             each with the task's captured "stdout" and "stderr"; "retire": true after a
+#             MemoryError (the interpreter's state is suspect: procos replaces it).
 # The script's own stdin is /dev/null, its sys.stdout/sys.stderr are captured per task, and
 # anything written straight to file descriptor 1 goes to descriptor 2, never into the protocol.
 import importlib.util
@@ -103,6 +104,10 @@ while True:
             value = module.handle(task)
         except SystemExit as e:
             return {"exit": exit_code(e)}
+        except MemoryError:
+            text = traceback.format_exc()
+            sys.stderr.write(text)
+            return {"exception": text, "retire": True}
         except BaseException:
             text = traceback.format_exc()
             sys.stderr.write(text)

@@ -13,6 +13,10 @@
 //! stay idle. Outcomes map as in process mode (see [`super::exit_error`], [`super::reply_from`]):
 //! a raised exception is exit 1 (transient `exit_1`, the traceback in the details), `sys.exit(n)`
 //! is exit `n`, a crashed interpreter is its exit code or signal.
+//!
+//! Memory: the interpreter is started by the endpoint's own `command()`, so the limits it puts
+//! on a script (the sandbox's rlimits) hold for the runner too; a `MemoryError` fails its task
+//! like any exception and the runner asks to be replaced.
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -88,6 +92,10 @@ struct Frame {
     exit: Option<i32>,
     #[serde(default)]
     invalid: Option<String>,
+    /// The runner asks to be replaced (after a `MemoryError`, e.g. past the sandbox's memory
+    /// rlimit).
+    #[serde(default)]
+    retire: bool,
     #[serde(default)]
     stdout: String,
     #[serde(default)]
@@ -199,7 +207,7 @@ impl Pools {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Warm script answered."
         );
-        if limits.max_tasks.is_none_or(|max| interpreter.served < max) {
+        if !frame.retire && limits.max_tasks.is_none_or(|max| interpreter.served < max) {
             self.give_back(script, interpreter, limits.idle);
         } else {
             interpreter.retire().await;

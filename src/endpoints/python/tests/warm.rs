@@ -295,3 +295,21 @@ fn validate_can_tell_a_fixed_script_without_handle() {
     assert_eq!(config("both.py", Mode::Warm).warm_script_problem(), None);
     assert_eq!(config("old.py", Mode::Process).warm_script_problem(), None);
 }
+
+#[tokio::test]
+async fn a_memory_error_costs_its_task_and_the_interpreter_is_replaced() {
+    let dir = scripts(&[(
+        "hungry.py",
+        "import os\ndef handle(task):\n    if task['variables'].get('eat'):\n        raise MemoryError()\n    return os.getpid()\n",
+    )]);
+    let ep = endpoint(&dir, warm(PythonConfig::default()));
+    let first = ep.call(&request("hungry", json!({}))).await.unwrap().output;
+    let err = ep
+        .call(&request("hungry", json!({"eat": true})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("exit_1"));
+    assert!(err.message.ends_with("MemoryError"), "{}", err.message);
+    let next = ep.call(&request("hungry", json!({}))).await.unwrap().output;
+    assert_ne!(next, first);
+}
