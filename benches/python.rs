@@ -10,8 +10,14 @@
 //!   — p50 and p99 of the call, which is procos's cost around the script (start-up per task in
 //!   process mode, the runner's round trip in warm mode).
 //!
-//! Not a test: nothing is asserted. The community Python client is not part of it (see
-//! BENCHMARKS.md).
+//! A third row drains the same tasks with the community Python client
+//! (`camunda-external-task-client-python3`, benches/python_client.py) running the same function
+//! in its own process, when `BENCH_CLIENT_PYTHON` (default `python3`) can import it:
+//!
+//!     python3 -m venv /tmp/cv && /tmp/cv/bin/pip install camunda-external-task-client-python3
+//!     BENCH_CLIENT_PYTHON=/tmp/cv/bin/python cargo bench --bench python
+//!
+//! Not a test: nothing is asserted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -74,6 +80,78 @@ fn main() {
         "warm vs process: {:.1}× the throughput",
         rates[1] / rates[0]
     );
+    match runtime.block_on(community_client(tasks)) {
+        Some(rate) => {
+            println!(
+                "{:<8} {rate:>10.0}   (community Python client, in process)",
+                "client"
+            );
+            println!("warm vs client:  {:.1}× the throughput", rates[1] / rate);
+        }
+        None => println!(
+            "client: skipped — set BENCH_CLIENT_PYTHON to a python that has \
+             camunda-external-task-client-python3"
+        ),
+    }
+}
+
+/// Drains `tasks` instances with the community client; `None` when it is not installed.
+async fn community_client(tasks: usize) -> Option<f64> {
+    let python = std::env::var("BENCH_CLIENT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import camunda.external_task.external_task_worker"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return None;
+    }
+    let engine = Engine::start_local(EngineOptions {
+        quiet: true,
+        ..Default::default()
+    })
+    .await
+    .expect("engine");
+    let http = reqwest::Client::new();
+    let form = reqwest::multipart::Form::new()
+        .text("deployment-name", "bench")
+        .part(
+            "bench.bpmn",
+            reqwest::multipart::Part::text(BPMN).file_name("bench.bpmn"),
+        );
+    let deployed = http
+        .post(format!("{}/deployment/create", engine.url))
+        .multipart(form)
+        .send()
+        .await
+        .expect("deploy");
+    assert!(
+        deployed.status().is_success(),
+        "deploy: {}",
+        deployed.status()
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_client.py");
+    let mut worker = tokio::process::Command::new(&python)
+        .args([script, &engine.url])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the client starts");
+    let start_url = format!("{}/process-definition/key/bench/start", engine.url);
+    let body = json!({"variables": {"n": {"value": 21, "type": "Integer"}}});
+    let started = Instant::now();
+    for _ in 0..tasks {
+        http.post(&start_url)
+            .json(&body)
+            .send()
+            .await
+            .expect("start");
+    }
+    while engine.engine.stats().instances_completed < tasks as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = worker.kill().await;
+    Some(tasks as f64 / elapsed.as_secs_f64())
 }
 
 /// Drains `tasks` instances through the daemon with the endpoint in `mode`; tasks per second.
