@@ -1,8 +1,8 @@
 """Extracts the figures of an insurance claim for the `claim_figures` topic: amounts with their
 currency, and dates, found by regular expressions in the claim's text.
 
-procos protocol: the task arrives as JSON on stdin ({"variables": {"text": ...}, ...}); the
-result goes to stdout as one JSON object:
+procos protocol (`mode: warm`): procos imports this file once and calls handle(task) per task,
+task = {"variables": {"text": ...}, ...}; the returned object is the result:
   {"amounts": [{"value": 1200.0, "currency": "EUR"}], "total": 1200.0, "currency": "EUR",
    "dates": ["2024-03-12"]}
 """
@@ -27,35 +27,37 @@ def to_float(raw):
     return float(f"{whole}.{cents}" if cents else whole)
 
 
-task = json.load(sys.stdin)
-text = str(task["variables"].get("text") or "")
+def handle(task):
+    text = str(task["variables"].get("text") or "")
 
-amounts = []
-for m in re.finditer(rf"(?P<sym>[€$£])\s?(?P<a>{NUMBER})|(?P<b>{NUMBER})\s?(?P<cur>EUR|USD|GBP|CHF|euros?|dollars?)\b", text, re.I):
-    if m.group("sym"):
-        value, currency = m.group("a"), SYMBOLS[m.group("sym")]
-    else:
-        value, currency = m.group("b"), m.group("cur").upper()
-        currency = {"EURO": "EUR", "EUROS": "EUR", "DOLLAR": "USD", "DOLLARS": "USD"}.get(currency, currency)
-    amounts.append({"value": to_float(value), "currency": currency})
+    amounts = []
+    for m in re.finditer(rf"(?P<sym>[€$£])\s?(?P<a>{NUMBER})|(?P<b>{NUMBER})\s?(?P<cur>EUR|USD|GBP|CHF|euros?|dollars?)\b", text, re.I):
+        if m.group("sym"):
+            value, currency = m.group("a"), SYMBOLS[m.group("sym")]
+        else:
+            value, currency = m.group("b"), m.group("cur").upper()
+            currency = {"EURO": "EUR", "EUROS": "EUR", "DOLLAR": "USD", "DOLLARS": "USD"}.get(currency, currency)
+        amounts.append({"value": to_float(value), "currency": currency})
 
-dates = []
-for m in re.finditer(r"\b(\d{4})-(\d{2})-(\d{2})\b", text):
-    dates.append(m.group(0))
-for m in re.finditer(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b", text):
-    dates.append(f"{m.group(3)}-{int(m.group(2)):02d}-{int(m.group(1)):02d}")
-for m in re.finditer(r"\b(\d{1,2})\s+([A-Za-z]+)\s+(\d{4})\b", text):
-    month = MONTHS.get(m.group(2).lower())
-    if month:
-        dates.append(f"{m.group(3)}-{month:02d}-{int(m.group(1)):02d}")
+    dates = []
+    for m in re.finditer(r"\b(\d{4})-(\d{2})-(\d{2})\b", text):
+        dates.append(m.group(0))
+    for m in re.finditer(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b", text):
+        dates.append(f"{m.group(3)}-{int(m.group(2)):02d}-{int(m.group(1)):02d}")
+    for m in re.finditer(r"\b(\d{1,2})\s+([A-Za-z]+)\s+(\d{4})\b", text):
+        month = MONTHS.get(m.group(2).lower())
+        if month:
+            dates.append(f"{m.group(3)}-{month:02d}-{int(m.group(1)):02d}")
 
-currencies = {a["currency"] for a in amounts}
-json.dump(
-    {
+    currencies = {a["currency"] for a in amounts}
+    return {
         "amounts": amounts,
         "total": round(sum(a["value"] for a in amounts), 2),
         "currency": currencies.pop() if len(currencies) == 1 else None,
         "dates": sorted(set(dates)),
-    },
-    sys.stdout,
-)
+    }
+
+
+if __name__ == "__main__":
+    # mode: process — the same function as a stdin -> stdout program.
+    json.dump(handle(json.load(sys.stdin)), sys.stdout)

@@ -51,6 +51,15 @@ fn main() -> ExitCode {
 
 fn validate(path: &Path) -> ExitCode {
     match config::load(path) {
+        // What only the files can tell (the pure checks passed): a warm script without handle().
+        Ok(c) if c.endpoints.values().any(|e| warm_problem(e).is_some()) => {
+            for (name, e) in &c.endpoints {
+                if let Some((suffix, message)) = warm_problem(e) {
+                    eprintln!("endpoints.{name}.{suffix}: {message}");
+                }
+            }
+            ExitCode::from(EX_CONFIG)
+        }
         Ok(c) => {
             println!(
                 "{}: OK ({} topics, {} pools, {} endpoints)",
@@ -65,6 +74,14 @@ fn validate(path: &Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(EX_CONFIG)
         }
+    }
+}
+
+/// A `mode: warm` python endpoint whose fixed script defines no `handle(task)`.
+fn warm_problem(endpoint: &procos::endpoints::EndpointConfig) -> Option<(String, String)> {
+    match endpoint {
+        procos::endpoints::EndpointConfig::Python(c) => c.warm_script_problem(),
+        _ => None,
     }
 }
 

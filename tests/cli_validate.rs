@@ -236,3 +236,34 @@ fn good_stack_values_pass() {
     ));
     assert_eq!(code, 0, "{text}");
 }
+
+/// `mode: warm` calls `handle(task)`: a fixed script without one is refused by `procos validate`
+/// (which reads the script; the config's own checks are pure), naming the endpoint's `script`.
+#[test]
+fn a_warm_script_without_handle_is_refused_naming_it() {
+    let scripts = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        scripts.path().join("old.py"),
+        "import json, sys\nprint(json.dumps(json.load(sys.stdin)))\n",
+    )
+    .expect("write");
+    std::fs::write(
+        scripts.path().join("new.py"),
+        "def handle(task):\n    return {'ok': True}\n",
+    )
+    .expect("write");
+    let config = |script: &str| {
+        stack_config(&format!(
+            "  a: {{type: python, mode: warm, scripts_dir: '{}', script: {script}}}\n",
+            scripts.path().display()
+        ))
+    };
+    let (code, text) = validate(&config("old.py"));
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains("endpoints.a.script") && text.contains("handle(task)"),
+        "{text}"
+    );
+    let (code, text) = validate(&config("new.py"));
+    assert_eq!(code, 0, "{text}");
+}

@@ -611,9 +611,8 @@ fn check_pointer(p: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Kind-specific checks, one arm per endpoint kind. The hook where each endpoint file's own
-/// pure `validate` will be called (URL templates, script paths, …); none exist yet.
-/// Kind-specific checks live with each endpoint kind (`EndpointConfig::validate`).
+/// Kind-specific checks live with each endpoint kind (`EndpointConfig::validate`): pure, no
+/// filesystem (`procos validate` adds what only the files can tell).
 fn endpoint(config: &EndpointConfig, path: &str, out: &mut Vec<Problem>) {
     for (suffix, message) in config.validate() {
         out.push(Problem::new(format!("{path}.{suffix}"), message));

@@ -130,7 +130,7 @@ impl EndpointConfig {
                 c,
                 cx.engine_url.as_deref(),
             )?),
-            EndpointConfig::Python(c) => Arc::new(python::PythonEndpoint::new(name, c)?),
+            EndpointConfig::Python(c) => python::PythonEndpoint::with_context(name, c, cx)?,
             EndpointConfig::Noop(c) => Arc::new(noop::NoopEndpoint::new(name, c)),
             EndpointConfig::Openai(c) => {
                 Arc::new(openai::OpenAiEndpoint::with_client(name, c, cx.client())?)

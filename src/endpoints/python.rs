@@ -22,6 +22,11 @@
 //! Scripts die with procos: on SIGKILL of procos by the kernel's parent-death signal, on the
 //! second signal (exit 130) with their whole group (see [`lifetime`] for the how and its limits).
 //!
+//! `mode: warm` keeps up to `worker_pool_size` interpreters per script that import it once and
+//! call its `handle(task)` per task, with the same input and the same outcomes (see [`warm`]):
+//! `max_tasks_per_worker` recycles them, `reload: on_change` (the default) replaces them when the
+//! script's modification time changes.
+//!
 //! `pure: true` declares that the script has no side effects (it only computes from its input),
 //! so a task whose run was interrupted may run it again; by default a script is assumed to
 //! change something and never runs twice for one task (see [`Endpoint::side_effects`]).
@@ -39,12 +44,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryBudgetConfig, RetryPolicy};
-use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
+use super::{BuildContext, Endpoint, EndpointError, EndpointReply, EndpointRequest};
 use crate::config::Secret;
 use crate::endpoints::class;
 
 mod lifetime;
 pub mod sandbox;
+mod warm;
 
 pub use lifetime::kill_running_scripts;
 
@@ -76,7 +82,18 @@ pub struct PythonConfig {
     /// Interpreter: a name looked up in the scripts' `PATH`, or an absolute path.
     #[serde(default = "default_python")]
     pub python: String,
-    /// Scripts running at once through this endpoint.
+    /// `process` (the default): one interpreter per task, the script reads stdin and prints its
+    /// result. `warm`: long-lived interpreters call the script's `handle(task)`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Warm mode: tasks an interpreter serves before it is replaced (no limit when absent).
+    #[serde(default)]
+    pub max_tasks_per_worker: Option<u64>,
+    /// Warm mode: `on_change` (the default) replaces interpreters whose script changed on disk;
+    /// `never` keeps them until they are recycled.
+    #[serde(default)]
+    pub reload: Reload,
+    /// Scripts running at once through this endpoint (warm: interpreters per script).
     #[serde(default = "default_worker_pool_size")]
     pub worker_pool_size: usize,
     /// A script running longer is killed (transient `timeout`).
@@ -116,6 +133,28 @@ pub struct PythonConfig {
     pub sandbox: Option<sandbox::SandboxConfig>,
 }
 
+/// How the python endpoint runs a script.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One interpreter per task: stdin → the script → stdout and exit code.
+    #[default]
+    Process,
+    /// Long-lived interpreters calling `handle(task)`; no start-up cost per task.
+    Warm,
+}
+
+/// When warm interpreters import a script again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reload {
+    /// When the script file's modification time changed (checked before each task).
+    #[default]
+    OnChange,
+    /// Only when an interpreter is replaced (crash, timeout, `max_tasks_per_worker`).
+    Never,
+}
+
 fn default_scripts_dir() -> PathBuf {
     PathBuf::from("scripts")
 }
@@ -138,6 +177,9 @@ impl Default for PythonConfig {
             scripts_dir: default_scripts_dir(),
             script: None,
             python: default_python(),
+            mode: Mode::default(),
+            max_tasks_per_worker: None,
+            reload: Reload::default(),
             worker_pool_size: default_worker_pool_size(),
             max_execution_time: default_max_execution_time(),
             max_output_bytes: default_max_output_bytes(),
@@ -194,6 +236,9 @@ impl PythonConfig {
                 format!("must be between 1 and {MAX_OUTPUT_BYTES} (1 GiB)"),
             );
         }
+        if self.max_tasks_per_worker == Some(0) {
+            problem("max_tasks_per_worker", "must be at least 1".into());
+        }
         if self.python.trim().is_empty() {
             problem("python", "must name an interpreter".into());
         }
@@ -226,6 +271,27 @@ impl PythonConfig {
     }
 }
 
+impl PythonConfig {
+    /// `mode: warm` with a fixed `script` that does not define `handle(task)`: the problem, for
+    /// `procos validate` (it reads the file, so it is not part of the pure [`Self::validate`]).
+    /// A cheap text check for `def handle(`; the runner's check at import is authoritative.
+    /// `None` when the mode or the script is chosen per task, or the file cannot be read (that
+    /// is reported per task, naming its path).
+    pub fn warm_script_problem(&self) -> Option<(String, String)> {
+        let script = self.script.as_ref().filter(|_| self.mode == Mode::Warm)?;
+        let source = std::fs::read_to_string(self.scripts_dir.join(script)).ok()?;
+        (!source.contains("def handle(")).then(|| {
+            (
+                "script".into(),
+                format!(
+                    "script `{script}` defines no `handle(task)` function, which `mode: warm` \
+                     calls: define `def handle(task):` returning the result, or use `mode: process`"
+                ),
+            )
+        })
+    }
+}
+
 /// A script name must be a plain file name: no separators, no `.`/`..`, not hidden.
 fn check_script_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -254,6 +320,10 @@ pub struct PythonEndpoint {
     pure: bool,
     /// `sandbox:` resolved at build; `None`: scripts run with procos's rights.
     sandbox: Option<sandbox::Sandbox>,
+    /// `mode: warm`: the limits of its interpreters; `None` in process mode.
+    warm: Option<warm::WarmLimits>,
+    /// Idle warm interpreters per script.
+    pools: warm::Pools,
 }
 
 impl PythonEndpoint {
@@ -306,7 +376,62 @@ impl PythonEndpoint {
                 .collect(),
             pure: config.pure,
             sandbox,
+            warm: (config.mode == Mode::Warm).then_some(warm::WarmLimits {
+                max_execution_time: config.max_execution_time,
+                max_output_bytes: config.max_output_bytes,
+                idle: config.worker_pool_size,
+                max_tasks: config.max_tasks_per_worker,
+                reload: config.reload == Reload::OnChange,
+            }),
+            pools: warm::Pools::default(),
         })
+    }
+
+    /// Builds it like [`Self::new`] and, in warm mode with a fixed `script`, starts its
+    /// interpreters in the background on the context's tracker (until shutdown), so the first
+    /// tasks find them warm.
+    pub fn with_context(
+        name: &str,
+        config: &PythonConfig,
+        cx: &BuildContext,
+    ) -> Result<std::sync::Arc<Self>, EndpointError> {
+        let endpoint = std::sync::Arc::new(Self::new(name, config)?);
+        if endpoint.warm.is_some() && endpoint.script.is_some() {
+            let warming = endpoint.clone();
+            let shutdown = cx.shutdown().clone();
+            cx.tracker().spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    () = warming.warm_up() => {}
+                }
+            });
+        }
+        Ok(endpoint)
+    }
+
+    /// Warm mode with a fixed `script`: starts `worker_pool_size` interpreters and keeps them
+    /// idle. A script that cannot start is logged (WARN) and reported again by each task.
+    pub async fn warm_up(&self) {
+        let (Some(limits), Some(script)) = (self.warm, &self.script) else {
+            return;
+        };
+        let path = self.scripts_dir.join(script);
+        let mtime = tokio::fs::metadata(&path)
+            .await
+            .and_then(|m| m.modified())
+            .ok();
+        let command = || self.spawnable(&["-c", warm::RUNNER, script]);
+        match self.pools.warm_up(script, mtime, command, limits).await {
+            Ok(started) => {
+                tracing::info!(endpoint = %self.name, script, started, "Warm interpreters ready.")
+            }
+            Err(e) => tracing::warn!(
+                endpoint = %self.name,
+                script,
+                error = %e.message,
+                "Warm interpreters cannot start."
+            ),
+        }
     }
 
     /// Which script serves this request, checked to stay inside `scripts_dir`.
@@ -321,10 +446,30 @@ impl PythonEndpoint {
             .map_err(|m| EndpointError::permanent(m).code(class::INVALID_SCRIPT))
     }
 
-    fn command(&self, script: &str) -> Command {
+    /// The interpreter's command: `args` are the script (process mode) or the runner and the
+    /// script (warm mode).
+    /// The command for `args`, confined by the endpoint's `sandbox:` when it has one; the
+    /// returned directory (the sandbox's TMPDIR and HOME) must live as long as the process.
+    fn spawnable(
+        &self,
+        args: &[&str],
+    ) -> Result<(Command, Option<sandbox::TaskDir>), EndpointError> {
+        let mut command = self.command(args);
+        let dir = match &self.sandbox {
+            Some(sandbox) => Some(
+                sandbox
+                    .confine(&mut command)
+                    .map_err(|e| EndpointError::transient(e.to_string()).code(class::SPAWN))?,
+            ),
+            None => None,
+        };
+        Ok((command, dir))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.python);
         command
-            .arg(script)
+            .args(args)
             .current_dir(&self.scripts_dir)
             .env_clear()
             .env("PATH", SAFE_PATH)
@@ -348,28 +493,10 @@ impl PythonEndpoint {
         input: Vec<u8>,
         request: &EndpointRequest,
     ) -> Result<EndpointReply, EndpointError> {
-        let mut command = self.command(script);
-        // The sandbox's temp dir lives as long as the script runs.
-        let _task_dir = match &self.sandbox {
-            Some(sandbox) => Some(
-                sandbox
-                    .confine(&mut command)
-                    .map_err(|e| EndpointError::transient(e.to_string()).code(class::SPAWN))?,
-            ),
-            None => None,
-        };
-        let mut child = lifetime::spawn(command).await.map_err(|e| {
-            let message = format!(
-                "cannot start `{}` for script `{script}`: {e}",
-                self.python.display()
-            );
-            match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    EndpointError::permanent(message).code(class::INTERPRETER)
-                }
-                _ => EndpointError::transient(message).code(class::SPAWN),
-            }
-        })?;
+        let (command, _task_dir) = self.spawnable(&[script])?;
+        let mut child = lifetime::spawn(command)
+            .await
+            .map_err(|e| spawn_error(script, &e))?;
         // Kills the script's whole process group unless it exited by itself, also when this
         // future is dropped half-way.
         let mut group = lifetime::Group::new(child.id());
@@ -427,6 +554,17 @@ impl PythonEndpoint {
             Outcome::Exited(status) if status.success() => parse_output(script, &stdout),
             Outcome::Exited(status) => Err(with_stderr(exit_error(script, status, &stderr))),
         }
+    }
+}
+
+/// The interpreter could not be started: permanent when it is missing or not executable.
+fn spawn_error(script: &str, e: &std::io::Error) -> EndpointError {
+    let message = format!("cannot start the interpreter for script `{script}`: {e}");
+    match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            EndpointError::permanent(message).code(class::INTERPRETER)
+        }
+        _ => EndpointError::transient(message).code(class::SPAWN),
     }
 }
 
@@ -545,6 +683,17 @@ fn parse_output(script: &str, stdout: &[u8]) -> Result<EndpointReply, EndpointEr
             .details(String::from_utf8_lossy(&stdout[..stdout.len().min(EXCERPT)]).into_owned())
     };
     let value: Value = serde_json::from_slice(stdout).map_err(|e| invalid(e.to_string()))?;
+    reply_from(script, value, stdout)
+}
+
+/// A script's result: the value, or a BPMN error when it is `{"bpmn_error": {code, message}}`;
+/// `shown` is quoted when that shape is wrong.
+fn reply_from(script: &str, value: Value, shown: &[u8]) -> Result<EndpointReply, EndpointError> {
+    let invalid = |why: String| {
+        EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
+            .code(class::INVALID_OUTPUT)
+            .details(String::from_utf8_lossy(&shown[..shown.len().min(EXCERPT)]).into_owned())
+    };
     let Some(bpmn_error) = value.get("bpmn_error") else {
         return Ok(EndpointReply::new(value));
     };
@@ -628,8 +777,8 @@ impl Endpoint for PythonEndpoint {
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
         let script = self.script_for(request)?;
         let path = self.scripts_dir.join(&script);
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => {}
+        let meta = match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => meta,
             _ => {
                 return Err(EndpointError::permanent(format!(
                     "script `{}` does not exist",
@@ -637,7 +786,7 @@ impl Endpoint for PythonEndpoint {
                 ))
                 .code(class::SCRIPT_NOT_FOUND));
             }
-        }
+        };
         let input = serde_json::to_vec(&json!({
             "variables": request.variables,
             "properties": request.properties,
@@ -654,7 +803,16 @@ impl Endpoint for PythonEndpoint {
         if request.cancel.is_cancelled() {
             return Err(EndpointError::cancelled());
         }
-        self.run(&script, input, request).await
+        match self.warm {
+            None => self.run(&script, input, request).await,
+            Some(limits) => {
+                let mtime = meta.modified().ok();
+                let command = || self.spawnable(&["-c", warm::RUNNER, &script]);
+                self.pools
+                    .call(&script, mtime, command, &input, limits, &request.cancel)
+                    .await
+            }
+        }
     }
 }
 

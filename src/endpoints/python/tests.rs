@@ -442,3 +442,5 @@ async fn the_probe_checks_the_interpreter_and_the_script_file() {
         .await
         .unwrap();
 }
+
+mod warm;

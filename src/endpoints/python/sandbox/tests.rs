@@ -384,3 +384,42 @@ async fn forking_past_processes_fails_and_passes_with_more() {
     assert_eq!(run_as_nobody(&prepare(1), code).await, "refused");
     assert_eq!(run_as_nobody(&prepare(1 << 20), code).await, "forked");
 }
+
+/// `mode: warm` interpreters are confined like process-mode scripts: a `handle(task)` cannot read
+/// outside `scripts_dir`, and its TMPDIR (the sandbox's directory) stays writable across the
+/// tasks one interpreter serves.
+#[tokio::test]
+async fn a_warm_interpreter_is_confined_and_keeps_its_temp_dir() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("pde.yaml");
+    std::fs::write(&secret, "password: hunter2\n").unwrap();
+    let dir = scripts(
+        "import os\n\
+         def handle(task):\n    \
+             v = task['variables']\n    \
+             path = os.path.join(os.environ['TMPDIR'], 'n')\n    \
+             n = int(open(path).read()) + 1 if os.path.exists(path) else 1\n    \
+             open(path, 'w').write(str(n))\n    \
+             try:\n        \
+                 open(v['path']).read()\n        \
+                 read = 'read'\n    \
+             except PermissionError:\n        \
+                 read = 'denied'\n    \
+             return {'served': n, 'secret': read, 'pid': os.getpid()}\n",
+    );
+    let config = PythonConfig {
+        scripts_dir: dir.path().to_path_buf(),
+        mode: crate::endpoints::python::Mode::Warm,
+        sandbox: Some(SandboxConfig::default()),
+        ..PythonConfig::default()
+    };
+    let endpoint = PythonEndpoint::new("py", &config).unwrap();
+    let first = run(&endpoint, json!({"path": secret})).await;
+    let second = run(&endpoint, json!({"path": secret})).await;
+    assert_eq!(first["secret"], json!("denied"), "{first}");
+    assert_eq!(
+        (first["pid"] == second["pid"], second["served"].clone()),
+        (true, json!(2)),
+        "one interpreter, its temp dir kept between tasks: {first} {second}"
+    );
+}
