@@ -22,6 +22,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use procos::endpoints::python::sandbox::SandboxConfig;
 use procos::endpoints::python::{Mode, PythonConfig, PythonEndpoint};
 use procos::endpoints::{Endpoint, EndpointRequest};
 use procos::engine::{Engine, EngineOptions};
@@ -66,19 +67,25 @@ fn main() {
         "python endpoint, {tasks} tasks per mode, worker_pool_size {WORKERS}, one-line script"
     );
     println!(
-        "{:<8} {:>10} {:>14} {:>14}",
+        "{:<14} {:>10} {:>14} {:>14}",
         "mode", "tasks/s", "call p50", "call p99"
     );
     let mut rates = Vec::new();
-    for (name, mode) in [("process", Mode::Process), ("warm", Mode::Warm)] {
-        let rate = runtime.block_on(drain(dir.path(), name, tasks));
-        let (p50, p99) = runtime.block_on(overhead(dir.path(), mode, tasks));
-        println!("{name:<8} {rate:>10.0} {p50:>14.2?} {p99:>14.2?}");
+    let rows = [
+        ("process", Mode::Process, false),
+        ("warm", Mode::Warm, false),
+        ("warm+sandbox", Mode::Warm, true),
+    ];
+    for (name, mode, sandbox) in rows {
+        let rate = runtime.block_on(drain(dir.path(), mode, sandbox, tasks));
+        let (p50, p99) = runtime.block_on(overhead(dir.path(), mode, sandbox, tasks));
+        println!("{name:<14} {rate:>10.0} {p50:>14.2?} {p99:>14.2?}");
         rates.push(rate);
     }
     println!(
-        "warm vs process: {:.1}× the throughput",
-        rates[1] / rates[0]
+        "warm vs process: {:.1}× the throughput; the sandbox costs warm {:.1}%",
+        rates[1] / rates[0],
+        (1.0 - rates[2] / rates[1]) * 100.0
     );
     match runtime.block_on(community_client(tasks)) {
         Some(rate) => {
@@ -154,8 +161,13 @@ async fn community_client(tasks: usize) -> Option<f64> {
     Some(tasks as f64 / elapsed.as_secs_f64())
 }
 
-/// Drains `tasks` instances through the daemon with the endpoint in `mode`; tasks per second.
-async fn drain(dir: &Path, mode: &str, tasks: usize) -> f64 {
+/// Drains `tasks` instances through the daemon with the endpoint in `mode` (sandboxed with the
+/// defaults when `sandbox`); tasks per second.
+async fn drain(dir: &Path, mode: Mode, sandbox: bool, tasks: usize) -> f64 {
+    let mode = match mode {
+        Mode::Process => "process",
+        Mode::Warm => "warm",
+    };
     let engine = Engine::start_local(EngineOptions {
         quiet: true,
         ..Default::default()
@@ -174,7 +186,7 @@ pde_manager:
 topics:
   double: {{ pool: gp, endpoints: [py] }}
 endpoints:
-  py: {{ type: python, mode: {mode}, pure: true, scripts_dir: "{}", worker_pool_size: {WORKERS} }}
+  py: {{ type: python, mode: {mode}, sandbox: {sandbox}, pure: true, scripts_dir: "{}", worker_pool_size: {WORKERS} }}
 "#,
         engine.url,
         bpmn.path().display(),
@@ -214,9 +226,10 @@ endpoints:
 }
 
 /// p50 and p99 of `calls` endpoint calls, one after another (the first, warm-up call excluded).
-async fn overhead(dir: &Path, mode: Mode, calls: usize) -> (Duration, Duration) {
+async fn overhead(dir: &Path, mode: Mode, sandbox: bool, calls: usize) -> (Duration, Duration) {
     let config = PythonConfig {
         mode,
+        sandbox: sandbox.then(SandboxConfig::default),
         scripts_dir: dir.join("scripts"),
         worker_pool_size: WORKERS,
         ..PythonConfig::default()
