@@ -423,3 +423,45 @@ async fn a_warm_interpreter_is_confined_and_keeps_its_temp_dir() {
         "one interpreter, its temp dir kept between tasks: {first} {second}"
     );
 }
+
+/// A warm `handle` that allocates past the sandbox's `memory` costs only its task: the
+/// interpreter is replaced and the next task runs in a fresh one.
+#[tokio::test]
+async fn a_memory_hungry_warm_task_costs_only_its_task_and_interpreter() {
+    let dir = scripts(
+        "import os\n\
+         def handle(task):\n    \
+             if task['variables'].get('hungry'):\n        \
+                 data = bytearray(400 * 1024 * 1024)\n    \
+             return {'pid': os.getpid()}\n",
+    );
+    let config = PythonConfig {
+        scripts_dir: dir.path().to_path_buf(),
+        mode: crate::endpoints::python::Mode::Warm,
+        sandbox: Some(SandboxConfig {
+            memory: Bytes(256 * MIB),
+            ..SandboxConfig::default()
+        }),
+        ..PythonConfig::default()
+    };
+    let endpoint = PythonEndpoint::new("py", &config).unwrap();
+    let before = run(&endpoint, json!({})).await;
+    let request = EndpointRequest {
+        task_id: "t-2".into(),
+        topic: "probe".into(),
+        variables: json!({"hungry": true}).as_object().cloned().unwrap(),
+        ..Default::default()
+    };
+    let error = endpoint
+        .call(&request)
+        .await
+        .expect_err("past the memory limit");
+    assert!(
+        error.message.contains("MemoryError"),
+        "{}: {:?}",
+        error.message,
+        error.details
+    );
+    let after = run(&endpoint, json!({})).await;
+    assert_ne!(before["pid"], after["pid"], "the interpreter was replaced");
+}
