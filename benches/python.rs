@@ -27,7 +27,8 @@ use procos::endpoints::python::{Mode, PythonConfig, PythonEndpoint};
 use procos::endpoints::{Endpoint, EndpointRequest};
 use procos::engine::{Engine, EngineOptions};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const BPMN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="bench">
@@ -192,37 +193,9 @@ endpoints:
         bpmn.path().display(),
         dir.join("scripts").display()
     );
-    let config =
-        procos::config::load_str(&yaml, Path::new("bench.yaml"), &|_| None).expect("config");
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(procos::kernel::run(config, shutdown.clone()));
-    let http = reqwest::Client::new();
-    while !http
-        .get(format!("{}/process-definition/key/bench", engine.url))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let start_url = format!("{}/process-definition/key/bench/start", engine.url);
     let body = json!({"variables": {"n": {"value": 21, "type": "Integer"}}});
-    let started = Instant::now();
-    for _ in 0..tasks {
-        http.post(&start_url)
-            .json(&body)
-            .send()
-            .await
-            .expect("start");
-    }
-    while engine.engine.stats().instances_completed < tasks as u64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let elapsed = started.elapsed();
-    shutdown.cancel();
-    let _ = daemon.await;
-    tasks as f64 / elapsed.as_secs_f64()
+    let drained = support::drain(&engine, &yaml, "bench", &body, tasks).await;
+    tasks as f64 / drained.elapsed.as_secs_f64()
 }
 
 /// p50 and p99 of `calls` endpoint calls, one after another (the first, warm-up call excluded).

@@ -10,12 +10,10 @@
 //! prints tasks per second, the ratio between the two, and the engine-call counts per task. Not a
 //! test: nothing is asserted.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use procos::engine::{Engine, EngineOptions};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const BPMN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="bench">
@@ -78,39 +76,10 @@ endpoints:
         engine.url,
         dir.path().join("bpmn").display()
     );
-    let config =
-        procos::config::load_str(&yaml, Path::new("bench.yaml"), &|_| None).expect("config");
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(procos::kernel::run(config, shutdown.clone()));
-
-    let http = reqwest::Client::new();
-    let start_url = format!("{}/process-definition/key/bench/start", engine.url);
-    while !http
-        .get(format!("{}/process-definition/key/bench", engine.url))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let body = json!({"variables": {"order": {"value": 42, "type": "Integer"}, "note": {"value": "benchmark", "type": "String"}}});
-    let started = Instant::now();
-    for _ in 0..instances {
-        http.post(&start_url)
-            .json(&body)
-            .send()
-            .await
-            .expect("start");
-    }
-    let starting = started.elapsed();
-    while engine.engine.stats().instances_completed < instances as u64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let elapsed = started.elapsed();
+    let support::Drained { starting, elapsed } =
+        support::drain(&engine, &yaml, "bench", &body, instances).await;
     let stats = engine.engine.stats();
-    shutdown.cancel();
-    let _ = daemon.await;
 
     let tasks = 2 * instances;
     let journal = if durable { "on disk" } else { "in memory" };
