@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Procos, Rest, Workdir, config, engine, eventually, one_task_bpmn};
+use support::{Procos, Rest, Workdir, config, engine, eventually, one_task_bpmn, with_state_dir};
 
 /// Writes the task id to `sink.txt`, then waits until `release` exists (or 60 s), then answers.
 const SCRIPT: &str = r#"
@@ -22,13 +22,12 @@ print(json.dumps({"sent": True}))
 "#;
 
 fn setup() -> Workdir {
-    let cfg = config(
+    let cfg = with_state_dir(&config(
         "  lock_duration: 3s",
         &["side"],
         "  effect: { pool: gp, endpoints: [side], retries: 1 }",
         "  side: { type: python, script: effect.py, max_execution_time: 90s }",
-    )
-    .replace("pde_manager:\n", "pde_manager:\n  state_dir: state\n");
+    ));
     let work = Workdir::new(
         &cfg,
         &[("effect.bpmn", &one_task_bpmn("effect", "effect", "NEVER"))],

@@ -11,16 +11,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Procos, Rest, Workdir, config, engine, eventually, one_task_bpmn};
+use support::{Procos, Rest, Workdir, config, engine, eventually, one_task_bpmn, with_state_dir};
 
 fn setup() -> Workdir {
-    let cfg = config(
+    let cfg = with_state_dir(&config(
         "",
         &["echo"],
         "  work: { pool: gp, endpoints: [echo] }",
         "  echo: { type: noop }",
-    )
-    .replace("pde_manager:\n", "pde_manager:\n  state_dir: state\n");
+    ));
     Workdir::new(
         &cfg,
         &[("work.bpmn", &one_task_bpmn("work", "work", "NEVER"))],

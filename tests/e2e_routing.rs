@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::ai::completion;
-use support::{Procos, Rest, Workdir, config, engine, one_task_bpmn};
+use support::{Procos, Rest, Workdir, config, engine, one_task_bpmn, with_state_dir};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -80,8 +80,7 @@ async fn after_warm_up_most_tasks_go_to_the_best_endpoint_listed_last_and_the_pr
         endpoint("best", &best),
     ]
     .concat();
-    let cfg = config("", &["flaky", "sloppy", "best"], topic, &endpoints)
-        .replace("pde_manager:\n", "pde_manager:\n  state_dir: state\n");
+    let cfg = with_state_dir(&config("", &["flaky", "sloppy", "best"], topic, &endpoints));
     let bpmn = one_task_bpmn("route", "classify", "NEVER");
     let work = Workdir::new(&cfg, &[("route.bpmn", &bpmn)]);
     let mut procos = Procos::daemon(&work, &engine.url);

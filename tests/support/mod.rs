@@ -366,6 +366,17 @@ pub fn config(
     )
 }
 
+/// `cfg` (from [`config`]) with `pde_manager.state_dir: state`: the outcome journal and the
+/// learner on disk under the work dir. Panics if `cfg` has no `pde_manager:` to add it to, so a
+/// test meant to exercise the store can never silently run without one.
+pub fn with_state_dir(cfg: &str) -> String {
+    assert!(
+        cfg.contains("pde_manager:\n"),
+        "no pde_manager: section in {cfg}"
+    );
+    cfg.replacen("pde_manager:\n", "pde_manager:\n  state_dir: state\n", 1)
+}
+
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
