@@ -744,16 +744,13 @@ impl Endpoint for PythonEndpoint {
             EndpointError::permanent(format!("cannot read `{}`: {e}", target.display()))
                 .code(class::SCRIPT_NOT_FOUND)
         })?;
-        let status = tokio::process::Command::new(&self.python)
-            .args(["-c", "pass"])
-            .current_dir(&self.scripts_dir)
-            .env_clear()
-            .env("PATH", SAFE_PATH)
-            .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
+        // The command tasks run with (environment, process group, sandbox), so the probe
+        // checks what a task would meet.
+        let (mut command, _sandbox_dir) = self.spawnable(&["-c", "pass"])?;
+        let status = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .status()
             .await
             .map_err(|e| {
