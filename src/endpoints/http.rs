@@ -485,13 +485,14 @@ impl Endpoint for HttpEndpoint {
         if status.is_success() {
             Ok(())
         } else {
-            let error = format!("GET {host} (health_url) answered {status}");
-            let error = if status.is_server_error() || status.as_u16() == 429 {
-                EndpointError::transient(error)
-            } else {
-                EndpointError::permanent(error)
-            };
-            Err(error.code(format!("http_{}", status.as_u16())))
+            // The same mapping as a call's answer (408/429/5xx transient, Retry-After kept).
+            Err(status_error(
+                status,
+                retry_after(&response),
+                &Method::GET,
+                host,
+                &[],
+            ))
         }
     }
 }
