@@ -212,6 +212,12 @@ impl Stats {
         (n > 0.0).then(|| self.valid / n)
     }
 
+    /// Decayed share of calls that gave a valid answer (answered × passed); 1 before any call
+    /// or answer, so that an unmeasured figure does not penalise.
+    pub fn valid_share(&self) -> f64 {
+        self.success_rate().unwrap_or(1.0) * self.pass_rate().unwrap_or(1.0)
+    }
+
     /// Decayed mean judge score, `None` when never judged.
     pub fn mean_score(&self) -> Option<f64> {
         (self.scored > 0.0).then(|| self.score_sum / self.scored)

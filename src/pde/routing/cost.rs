@@ -25,9 +25,8 @@ impl Router for Cost {
             |e| {
                 task.stats(e.name()).filter(|s| s.calls > 0).map(|s| {
                     // Free but useless is not free: rank it after every priced endpoint.
-                    let valid = s.success_rate().unwrap_or(1.0) * s.pass_rate().unwrap_or(1.0);
                     match s.mean_cost() {
-                        _ if valid <= 0.0 => f64::MAX,
+                        _ if s.valid_share() <= 0.0 => f64::MAX,
                         Some(cost) => per_valid_answer(&s, cost),
                         None => 0.0,
                     }

@@ -57,8 +57,7 @@ impl RouteInput<'_> {
 /// fails fast or answers garbage cheaply does not look fast or cheap. A share of 0 counts as
 /// 1/1000 (finite, so the order stays total).
 pub fn per_valid_answer(stats: &Stats, figure: f64) -> f64 {
-    let valid = stats.success_rate().unwrap_or(1.0) * stats.pass_rate().unwrap_or(1.0);
-    figure / valid.max(1e-3)
+    figure / stats.valid_share().max(1e-3)
 }
 
 /// A router's answer: the candidates in the order to try them, and why.
