@@ -216,10 +216,9 @@ pub fn build(
     // topic → endpoint → (merged stats, class → stats), all decayed to `as_of`.
     type PerEndpoint = BTreeMap<String, (Stats, BTreeMap<String, Stats>)>;
     let mut by_topic: BTreeMap<String, PerEndpoint> = BTreeMap::new();
-    for (key, _) in learner.snapshot() {
-        let Some(s) = learner.get_at(&key, as_of) else {
-            continue;
-        };
+    for (key, mut s) in learner.snapshot() {
+        // The snapshot is already a copy: decay it in place rather than fetch it again.
+        s.decay(as_of, learner.half_life_of(&key.topic).as_secs_f64());
         let (merged, classes) = by_topic
             .entry(key.topic.clone())
             .or_default()
