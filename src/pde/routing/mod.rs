@@ -88,8 +88,8 @@ pub trait Router: Send + Sync + std::fmt::Debug {
 /// tests), `None` seeds from the OS.
 pub fn build(kind: &PlanKind, seed: Option<u64>) -> Arc<dyn Router> {
     match kind {
-        PlanKind::Ordered => Arc::new(ordered::Ordered),
-        PlanKind::Rules => Arc::new(rules::Rules),
+        PlanKind::Ordered => Arc::new(ordered::Ordered::LISTED),
+        PlanKind::Rules => Arc::new(ordered::Ordered::BY_RULE),
         PlanKind::Weighted(weights) => {
             Arc::new(weighted::Weighted::new(weights.clone(), rng(seed)))
         }

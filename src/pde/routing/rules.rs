@@ -1,6 +1,7 @@
 //! `rules:` — the first rule whose `when` renders `true` for the task names the endpoints that
 //! serve it; the last rule (no `when`) is the default. Rules narrow the candidates for every
-//! strategy; `strategy: rules` then keeps the rule's order (the other strategies rank within it).
+//! strategy; `strategy: rules` then keeps the rule's order ([`super::ordered::Ordered::BY_RULE`];
+//! the other strategies rank within it).
 //!
 //! ```yaml
 //! routing:
@@ -15,11 +16,7 @@
 //! A `when` that fails to render for a task (an undefined variable) does not match it; the
 //! failure is logged once per task at debug level, naming the rule.
 
-use std::sync::Arc;
-
-use super::{Ranked, RouteInput, Router};
 use crate::config::file::CompiledRule;
-use crate::endpoints::Endpoint;
 use crate::endpoints::template::TemplateContext;
 
 /// The first rule matching the task (the default when no other does). `rules` is never empty
@@ -36,23 +33,6 @@ pub fn matching<'r>(rules: &'r [CompiledRule], ctx: &TemplateContext) -> Option<
             }
         },
     })
-}
-
-/// Keeps the matching rule's order (the Gateway has narrowed the candidates to it).
-#[derive(Debug)]
-pub struct Rules;
-
-impl Router for Rules {
-    fn name(&self) -> &'static str {
-        "rules"
-    }
-
-    fn rank(&self, _task: &RouteInput<'_>, candidates: Vec<Arc<dyn Endpoint>>) -> Ranked {
-        Ranked {
-            endpoints: candidates,
-            reason: "as the rule lists them".into(),
-        }
-    }
 }
 
 #[cfg(test)]
