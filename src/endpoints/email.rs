@@ -195,11 +195,6 @@ struct Templates {
     attachments: JsonTemplate,
 }
 
-/// Does `s` contain template syntax?
-fn has_syntax(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
-}
-
 impl EmailConfig {
     /// How the stack wraps this endpoint: `max_concurrency` also sizes the SMTP pool.
     pub fn policy(&self) -> Policy {
@@ -243,7 +238,7 @@ impl EmailConfig {
             (false, true) => problem("username", "is required when `password` is set".into()),
             _ => {}
         }
-        if !has_syntax(&self.from)
+        if !crate::endpoints::template::has_syntax(&self.from)
             && let Err(e) = mailboxes("from", &Value::String(self.from.clone()))
                 .and_then(|m| single_from(&self.from, m))
         {

@@ -254,7 +254,7 @@ impl fmt::Debug for JsonTemplate {
 }
 
 /// Does `s` contain template syntax?
-fn has_syntax(s: &str) -> bool {
+pub(crate) fn has_syntax(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 

@@ -193,12 +193,12 @@ impl HttpConfig {
             "method",
             method.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         );
-        if !has_syntax(&self.method) {
+        if !crate::endpoints::template::has_syntax(&self.method) {
             check("method", parse_method(&self.method).map(|_| ()));
         }
         let url = UrlTemplate::compile(&format!("{prefix}url"), &self.url);
         check("url", url.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        if !has_syntax(&self.url) {
+        if !crate::endpoints::template::has_syntax(&self.url) {
             check("url", parse_url(&self.url).map(|_| ()));
         }
         let mut headers = Vec::new();
@@ -266,11 +266,6 @@ impl HttpConfig {
             _ => Err(problems),
         }
     }
-}
-
-/// Does `s` contain template syntax?
-fn has_syntax(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
 /// A rendered method, e.g. ` post ` → `POST`.
