@@ -58,12 +58,6 @@ impl Retry {
             multiplier: 2.0,
         })
     }
-
-    /// May this error be retried at all (budget and count aside)?
-    fn retryable(&self, error: &EndpointError) -> bool {
-        matches!(error.kind, ErrorKind::Transient { .. })
-            && (!self.policy.side_effects || error.never_sent())
-    }
 }
 
 #[async_trait]
@@ -91,12 +85,15 @@ impl Layer for Retry {
                 // learner should see), not the refusal of a retry that was never made.
                 return Err(failed);
             }
-            if retry >= self.policy.max_retries || !self.retryable(&error) {
-                return Err(error);
-            }
+            // Only a transient error is retried, and one of a side-effecting endpoint only when
+            // the request never left.
             let ErrorKind::Transient { retry_after } = error.kind else {
                 return Err(error);
             };
+            if retry >= self.policy.max_retries || (self.policy.side_effects && !error.never_sent())
+            {
+                return Err(error);
+            }
             let wait = match retry_after {
                 Some(wait) if wait > self.policy.max_wait => return Err(error),
                 Some(wait) => wait,
