@@ -73,6 +73,8 @@ fn describe() {
         POOL_BUSY,
         "Slots of a pool running tasks or sub-tasks (slots held for the pending poll are free)."
     );
+    describe_stack();
+    describe_learner();
 }
 
 /// A topic's result cache was asked; `result` is `hit` or `miss`.
@@ -130,38 +132,34 @@ const BREAKER_STATE: &str = "procos_breaker_state";
 const BREAKER_TRANSITIONS: &str = "procos_breaker_transitions_total";
 const PROBES: &str = "procos_probes_total";
 
-/// Describes the stack's metrics once, on first use (`serve` describes the others).
+/// Describes the endpoint stack's metrics (called by [`describe`]).
 fn describe_stack() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        describe_counter!(
-            ENDPOINT_ATTEMPTS,
-            "Endpoint attempts (each retry counts), by endpoint and outcome."
-        );
-        describe_histogram!(
-            ENDPOINT_ATTEMPT_LATENCY,
-            "Endpoint attempt latency in seconds."
-        );
-        describe_counter!(
-            ENDPOINT_RETRIES,
-            "Retries by endpoint: `retried`, or `budget_spent` when the retry budget refused one."
-        );
-        describe_gauge!(
-            BREAKER_STATE,
-            "Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open."
-        );
-        describe_counter!(
-            BREAKER_TRANSITIONS,
-            "Circuit breaker state changes, by endpoint and new state."
-        );
-        describe_counter!(PROBES, "Endpoint probes, by endpoint and result.");
-    });
+    describe_counter!(
+        ENDPOINT_ATTEMPTS,
+        "Endpoint attempts (each retry counts), by endpoint and outcome."
+    );
+    describe_histogram!(
+        ENDPOINT_ATTEMPT_LATENCY,
+        "Endpoint attempt latency in seconds."
+    );
+    describe_counter!(
+        ENDPOINT_RETRIES,
+        "Retries by endpoint: `retried`, or `budget_spent` when the retry budget refused one."
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        BREAKER_TRANSITIONS,
+        "Circuit breaker state changes, by endpoint and new state."
+    );
+    describe_counter!(PROBES, "Endpoint probes, by endpoint and result.");
 }
 
 /// One attempt of an endpoint (a call's retries are attempts too) ended with `outcome` (`ok`,
 /// `transient`, `permanent`, …) after `took`.
 pub fn endpoint_attempt(endpoint: &str, outcome: &'static str, took: Duration) {
-    describe_stack();
     counter!(ENDPOINT_ATTEMPTS, "endpoint" => endpoint.to_string(), "outcome" => outcome)
         .increment(1);
     histogram!(ENDPOINT_ATTEMPT_LATENCY, "endpoint" => endpoint.to_string())
@@ -170,21 +168,18 @@ pub fn endpoint_attempt(endpoint: &str, outcome: &'static str, took: Duration) {
 
 /// The retry layer retried a call of `endpoint`.
 pub fn retried(endpoint: &str) {
-    describe_stack();
     counter!(ENDPOINT_RETRIES, "endpoint" => endpoint.to_string(), "result" => "retried")
         .increment(1);
 }
 
 /// The retry budget of `endpoint` refused a retry.
 pub fn retry_refused(endpoint: &str) {
-    describe_stack();
     counter!(ENDPOINT_RETRIES, "endpoint" => endpoint.to_string(), "result" => "budget_spent")
         .increment(1);
 }
 
 /// The circuit breaker of `endpoint` changed state: the gauge is 0 closed, 1 half-open, 2 open.
 pub fn breaker_state(endpoint: &str, state: crate::endpoints::health::BreakerState) {
-    describe_stack();
     use crate::endpoints::health::BreakerState;
     let value = match state {
         BreakerState::Closed => 0.0,
@@ -198,7 +193,6 @@ pub fn breaker_state(endpoint: &str, state: crate::endpoints::health::BreakerSta
 
 /// A probe of `endpoint` passed or failed.
 pub fn probed(endpoint: &str, passed: bool) {
-    describe_stack();
     let result = if passed { "pass" } else { "fail" };
     counter!(PROBES, "endpoint" => endpoint.to_string(), "result" => result).increment(1);
 }
@@ -223,39 +217,36 @@ const LEARNER_P95: &str = "procos_learner_latency_p95_seconds";
 const LEARNER_COST: &str = "procos_learner_mean_cost";
 const LEARNER_SHARE: &str = "procos_learner_routing_share";
 
+/// Describes the learner's gauges (called by [`describe`]).
 fn describe_learner() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        describe_gauge!(
-            LEARNER_SUCCESS,
-            "Decayed share of an endpoint's calls on a topic that answered."
-        );
-        describe_gauge!(
-            LEARNER_PASS,
-            "Decayed share of an endpoint's answers on a topic that passed validation."
-        );
-        describe_gauge!(
-            LEARNER_P50,
-            "Decayed median endpoint latency on a topic, seconds."
-        );
-        describe_gauge!(
-            LEARNER_P95,
-            "Decayed p95 endpoint latency on a topic, seconds."
-        );
-        describe_gauge!(
-            LEARNER_COST,
-            "Decayed mean cost per priced call on a topic."
-        );
-        describe_gauge!(
-            LEARNER_SHARE,
-            "Share of a topic's tasks whose route put this endpoint first."
-        );
-    });
+    describe_gauge!(
+        LEARNER_SUCCESS,
+        "Decayed share of an endpoint's calls on a topic that answered."
+    );
+    describe_gauge!(
+        LEARNER_PASS,
+        "Decayed share of an endpoint's answers on a topic that passed validation."
+    );
+    describe_gauge!(
+        LEARNER_P50,
+        "Decayed median endpoint latency on a topic, seconds."
+    );
+    describe_gauge!(
+        LEARNER_P95,
+        "Decayed p95 endpoint latency on a topic, seconds."
+    );
+    describe_gauge!(
+        LEARNER_COST,
+        "Decayed mean cost per priced call on a topic."
+    );
+    describe_gauge!(
+        LEARNER_SHARE,
+        "Share of a topic's tasks whose route put this endpoint first."
+    );
 }
 
 /// Sets the learner's gauges from a report (figures not known yet are left unset).
 pub fn learner_figures(report: &crate::learner::report::Report) {
-    describe_learner();
     for t in &report.topics {
         for r in &t.endpoints {
             let labels = [("topic", t.topic.clone()), ("endpoint", r.endpoint.clone())];
