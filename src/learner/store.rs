@@ -323,8 +323,12 @@ impl Flusher {
                 .unwrap_or_else(|p| p.into_inner());
             *written != health
         };
-        let report = super::report::build(&self.learner, &health, &self.listed, self.learner.now());
-        crate::telemetry::metrics::learner_figures(&report);
+        // The gauges move as figures decay, so they are refreshed at every flush — when served.
+        if crate::telemetry::metrics::served() {
+            let now = self.learner.now();
+            let report = super::report::build(&self.learner, &health, &self.listed, now);
+            crate::telemetry::metrics::learner_figures(&report);
+        }
         let first_snapshot =
             self.snapshot.is_some() && !self.snapshot_written.load(Ordering::Relaxed);
         if dirty.is_empty() && !health_changed && !first_snapshot {

@@ -36,12 +36,22 @@ const FETCHED_TASKS: &str = "procos_fetched_tasks_total";
 const POOL_BUSY: &str = "procos_pool_busy_slots";
 const CACHE_LOOKUPS: &str = "procos_cache_lookups_total";
 
+/// Whether `serve` installed the exporter: without it, figures that cost work to gather (the
+/// learner's report) are not gathered for nobody.
+static SERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Is a Prometheus exporter serving these metrics?
+pub fn served() -> bool {
+    SERVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serves `/metrics` on `listen` (Prometheus text format). Call inside the tokio runtime.
 pub fn serve(listen: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(listen)
         .install()
         .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+    SERVED.store(true, std::sync::atomic::Ordering::Relaxed);
     describe();
     tracing::info!(address = %listen, "Serving Prometheus metrics at /metrics.");
     Ok(())
