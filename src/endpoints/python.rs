@@ -280,15 +280,7 @@ impl PythonConfig {
     pub fn warm_script_problem(&self) -> Option<(String, String)> {
         let script = self.script.as_ref().filter(|_| self.mode == Mode::Warm)?;
         let source = std::fs::read_to_string(self.scripts_dir.join(script)).ok()?;
-        (!source.contains("def handle(")).then(|| {
-            (
-                "script".into(),
-                format!(
-                    "script `{script}` defines no `handle(task)` function, which `mode: warm` \
-                     calls: define `def handle(task):` returning the result, or use `mode: process`"
-                ),
-            )
-        })
+        (!source.contains("def handle(")).then(|| ("script".into(), no_handle_message(script)))
     }
 }
 
@@ -534,20 +526,8 @@ impl PythonEndpoint {
         };
         match outcome {
             Outcome::Cancelled => Err(EndpointError::cancelled()),
-            Outcome::TimedOut => Err(with_stderr(
-                EndpointError::transient(format!(
-                    "script `{script}` ran longer than {} and was killed",
-                    humantime::format_duration(self.max_execution_time)
-                ))
-                .code(class::TIMEOUT),
-            )),
-            Outcome::Overflow => Err(with_stderr(
-                EndpointError::permanent(format!(
-                    "script `{script}` printed more than {} bytes and was killed",
-                    self.max_output_bytes
-                ))
-                .code(class::OUTPUT_TOO_LARGE),
-            )),
+            Outcome::TimedOut => Err(with_stderr(timeout_error(script, self.max_execution_time))),
+            Outcome::Overflow => Err(with_stderr(overflow_error(script, self.max_output_bytes))),
             Outcome::Failed(e) => Err(with_stderr(
                 EndpointError::transient(format!("script `{script}`: {e}")).code(class::IO),
             )),
@@ -558,6 +538,31 @@ impl PythonEndpoint {
 }
 
 /// The interpreter could not be started: permanent when it is missing or not executable.
+/// A script (or warm `handle`) killed after `max_execution_time`.
+fn timeout_error(script: &str, max: Duration) -> EndpointError {
+    EndpointError::transient(format!(
+        "script `{script}` ran longer than {} and was killed",
+        humantime::format_duration(max)
+    ))
+    .code(class::TIMEOUT)
+}
+
+/// A script (or warm `handle`) killed for answering more than `max_output_bytes`.
+fn overflow_error(script: &str, max: usize) -> EndpointError {
+    EndpointError::permanent(format!(
+        "script `{script}` printed more than {max} bytes and was killed"
+    ))
+    .code(class::OUTPUT_TOO_LARGE)
+}
+
+/// What `mode: warm` says of a script without `handle(task)`, at validation and at start.
+fn no_handle_message(script: &str) -> String {
+    format!(
+        "script `{script}` defines no `handle(task)` function, which `mode: warm` calls: \
+         define `def handle(task):` returning the result, or use `mode: process`"
+    )
+}
+
 fn spawn_error(script: &str, e: &std::io::Error) -> EndpointError {
     let message = format!("cannot start the interpreter for script `{script}`: {e}");
     match e.kind() {

@@ -269,11 +269,10 @@ async fn start(
             "script `{script}`: the warm runner did not report ready"
         ))
         .code(class::IO)),
-        Some(Startup::NoHandle {}) => Err(EndpointError::permanent(format!(
-            "script `{script}` defines no `handle(task)` function, which `mode: warm` calls: \
-             define `def handle(task):` returning the result, or use `mode: process`"
-        ))
-        .code(class::INVALID_SCRIPT)),
+        Some(Startup::NoHandle {}) => {
+            Err(EndpointError::permanent(super::no_handle_message(script))
+                .code(class::INVALID_SCRIPT))
+        }
         Some(Startup::Exception { text }) => Err(failed(script, 1, &frame.stderr, &text)),
         Some(Startup::Exit { code }) => Err(failed(script, code, &frame.stderr, "")),
     }
@@ -353,16 +352,8 @@ impl Interpreter {
         self.retire().await;
         match broken {
             Broken::Cancelled => EndpointError::cancelled(),
-            Broken::TimedOut => EndpointError::transient(format!(
-                "script `{script}` ran longer than {} and was killed",
-                humantime::format_duration(limits.max_execution_time)
-            ))
-            .code(class::TIMEOUT),
-            Broken::Overflow => EndpointError::permanent(format!(
-                "script `{script}` returned more than {} bytes and was killed",
-                limits.max_output_bytes
-            ))
-            .code(class::OUTPUT_TOO_LARGE),
+            Broken::TimedOut => super::timeout_error(script, limits.max_execution_time),
+            Broken::Overflow => super::overflow_error(script, limits.max_output_bytes),
             Broken::Died(Some(status), _) if !status.success() || status.signal().is_some() => {
                 exit_error(script, status, &[])
             }
