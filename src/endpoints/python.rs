@@ -682,34 +682,37 @@ fn parse_output(script: &str, stdout: &[u8]) -> Result<EndpointReply, EndpointEr
     if stdout.iter().all(u8::is_ascii_whitespace) {
         return Ok(EndpointReply::new(Value::Null));
     }
-    let invalid = |why: String| {
-        EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
-            .code(class::INVALID_OUTPUT)
-            .details(String::from_utf8_lossy(&stdout[..stdout.len().min(EXCERPT)]).into_owned())
-    };
-    let value: Value = serde_json::from_slice(stdout).map_err(|e| invalid(e.to_string()))?;
+    let value: Value = serde_json::from_slice(stdout)
+        .map_err(|e| invalid_output(script, &e.to_string(), stdout))?;
     reply_from(script, value, stdout)
 }
 
 /// A script's result: the value, or a BPMN error when it is `{"bpmn_error": {code, message}}`;
 /// `shown` is quoted when that shape is wrong.
 fn reply_from(script: &str, value: Value, shown: &[u8]) -> Result<EndpointReply, EndpointError> {
-    let invalid = |why: String| {
-        EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
-            .code(class::INVALID_OUTPUT)
-            .details(String::from_utf8_lossy(&shown[..shown.len().min(EXCERPT)]).into_owned())
-    };
     let Some(bpmn_error) = value.get("bpmn_error") else {
         return Ok(EndpointReply::new(value));
     };
     let Some(code) = bpmn_error.get("code").and_then(Value::as_str) else {
-        return Err(invalid("`bpmn_error` needs a string `code`".into()));
+        return Err(invalid_output(
+            script,
+            "`bpmn_error` needs a string `code`",
+            shown,
+        ));
     };
     let message = match bpmn_error.get("message").and_then(Value::as_str) {
         Some(message) => message.to_string(),
         None => format!("script `{script}` raised BPMN error `{code}`"),
     };
     Err(EndpointError::business(code, message))
+}
+
+/// A script's answer that is not a result (process or warm mode); `shown` is quoted in the
+/// details, up to [`EXCERPT`] bytes.
+fn invalid_output(script: &str, why: &str, shown: &[u8]) -> EndpointError {
+    EndpointError::permanent(format!("script `{script}` printed invalid output: {why}"))
+        .code(class::INVALID_OUTPUT)
+        .details(String::from_utf8_lossy(&shown[..shown.len().min(EXCERPT)]).into_owned())
 }
 
 /// The last `limit` bytes as text.

@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::{EXCERPT, STDERR_TAIL, exit_error, lifetime, reply_from, tail};
+use super::{STDERR_TAIL, exit_error, lifetime, reply_from, tail};
 use crate::endpoints::{EndpointError, EndpointReply, class};
 
 /// How to start an interpreter: the command, and the sandbox directory it must keep.
@@ -378,11 +378,7 @@ fn outcome(script: &str, frame: Frame) -> Result<EndpointReply, EndpointError> {
         return Err(failed(script, 1, &frame.stderr, ""));
     }
     if let Some(why) = frame.invalid {
-        return Err(EndpointError::permanent(format!(
-            "script `{script}` returned invalid output: {why}"
-        ))
-        .code(class::INVALID_OUTPUT)
-        .details(frame.stdout.chars().take(EXCERPT).collect::<String>()));
+        return Err(super::invalid_output(script, &why, frame.stdout.as_bytes()));
     }
     reply_from(script, frame.result.unwrap_or(Value::Null), &[])
 }
