@@ -3,6 +3,7 @@
 mod deployment;
 mod long_poll;
 mod process;
+mod rest_compat;
 mod tasks;
 
 use axum::Router;
