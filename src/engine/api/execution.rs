@@ -131,7 +131,9 @@ pub(super) fn binary_response(v: &TypedValue, resource_id: &str) -> ApiResult<Re
     match v.ty {
         VarType::File => {
             let info = |k: &str| v.value_info.get(k).and_then(Value::as_str);
-            let mut mime = info("mimetype")
+            // Camunda writes and reads `mimeType`; `mimetype` (in some clients and docs) too.
+            let mut mime = info("mimeType")
+                .or_else(|| info("mimetype"))
                 .unwrap_or("application/octet-stream")
                 .to_owned();
             if let Some(enc) = info("encoding") {

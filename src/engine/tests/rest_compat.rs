@@ -335,7 +335,7 @@ async fn a_file_variable_downloads_through_the_tasks_execution() {
     let api = Api::new();
     api.deploy_order("order").await;
     let file = json!({"value": BASE64.encode(b"%PDF-1 hello"), "type": "File",
-                      "valueInfo": {"filename": "invoice 1.pdf", "mimetype": "application/pdf", "encoding": "UTF-8"}});
+                      "valueInfo": {"filename": "invoice 1.pdf", "mimeType": "application/pdf", "encoding": "UTF-8"}});
     let pi = api
         .start(
             "order",
