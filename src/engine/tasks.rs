@@ -6,6 +6,11 @@
 //! - A failure stores `retries` and sets the lock expiration to now + `retryTimeout` (the task is
 //!   fetchable again after it); `retries: 0` raises a `failedExternalTask` incident instead.
 //! - A task that no longer exists (completed, cancelled, instance deleted) answers 404.
+//! - Request structs read as Camunda's DTOs do: unknown fields ignored, `null` as the default
+//!   of a Java-primitive field (`maxTasks`, `retries`, the durations, the flags).
+//! - Input checks answer what the engine answers (`EnsureUtil`'s default exception is a 500
+//!   `ProcessEngineException`, e.g. negative `retries`); a duration whose end cannot be a date
+//!   (~8.2e15 ms and more) is refused with 400 naming the field before anything changes.
 
 use std::collections::BTreeMap;
 

@@ -522,3 +522,82 @@ async fn durations_that_overflow_a_date_answer_400_and_leave_the_task_usable() {
         "another worker gets it"
     );
 }
+
+mod durations {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Durations across the whole `i64` range, weighted towards the edges that matter: 0,
+    /// negatives, what a date can hold (~8.2e15 ms) and `i64::MAX`.
+    fn duration() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(0_i64),
+            Just(i64::MAX),
+            Just(i64::MIN),
+            -10_i64..10,
+            8_000_000_000_000_000_i64..8_400_000_000_000_000,
+            any::<i64>(),
+        ]
+    }
+
+    /// One call with a hostile duration, then a check that the engine is still consistent.
+    async fn probe(call: usize, ms: i64) {
+        let api = Api::new();
+        api.deploy_order("order").await;
+        api.start("order", amount(1)).await;
+        let task = api.fetch_one("w1", "check").await;
+        let (path, body) = match call {
+            0 => (
+                format!("/external-task/{task}/extendLock"),
+                json!({"workerId": "w1", "newDuration": ms}),
+            ),
+            1 => (
+                format!("/external-task/{task}/lock"),
+                json!({"workerId": "w1", "lockDuration": ms}),
+            ),
+            2 => (
+                format!("/external-task/{task}/failure"),
+                json!({"workerId": "w1", "retries": 1, "retryTimeout": ms}),
+            ),
+            _ => (
+                "/external-task/fetchAndLock".to_owned(),
+                json!({"workerId": "w2", "maxTasks": 1, "asyncResponseTimeout": ms,
+                       "topics": [{"topicName": "check", "lockDuration": ms}]}),
+            ),
+        };
+        let a = api.post(&path, body).await;
+        let refused = a.status.is_client_error() || a.status == StatusCode::INTERNAL_SERVER_ERROR;
+        assert!(
+            a.status.is_success() || refused,
+            "{path} {ms}: {}",
+            a.status
+        );
+        if refused {
+            assert!(a.body["type"].is_string(), "{path} {ms}: {}", a.body);
+        }
+        let now = api.get(&format!("/external-task/{task}")).await;
+        assert!(
+            now.body["workerId"].is_null() || now.body["lockExpirationTime"].is_string(),
+            "a task held by a worker has a lock expiration: {path} {ms}: {}",
+            now.body
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// No duration a client sends makes a handler panic or leaves a task locked without a
+        /// lock expiration; the answer is a success or an error body.
+        #[test]
+        fn any_duration_is_answered_and_leaves_the_task_consistent(call in 0usize..4, ms in duration()) {
+            // Paused time: a long poll the case happens to start ends at once, not after minutes.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .expect("runtime");
+            rt.block_on(probe(call, ms));
+        }
+    }
+}
