@@ -119,7 +119,7 @@ async fn a_wrong_type_still_answers_400_naming_the_field() {
             "maxTasks",
         ),
         (
-            json!({"workerId": "w", "maxTasks": 1, "usePriority": 3}),
+            json!({"workerId": "w", "maxTasks": 1, "usePriority": "yes"}),
             "usePriority",
         ),
         (
