@@ -365,7 +365,7 @@ impl Store {
             task.scope,
         );
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
-        set_variables(&mut instance, vars);
+        exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
         set_local_variables(&mut instance, &exec_id, scope, locals);
         let outcome = exec::leave(&mut instance, &exec_id)?;
         self.commit(instance, outcome, Some(id));
@@ -452,9 +452,18 @@ impl Store {
             .cloned();
         let vars = check_all(body.variables.clone())?;
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
-        set_variables(&mut instance, vars);
+        exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
         let outcome = match catcher {
-            Some(boundary) => exec::catch(&mut instance, &exec_id, &boundary)?,
+            Some(boundary) => {
+                exec::mapping::error_variables(
+                    &mut instance,
+                    &exec_id,
+                    &boundary,
+                    code,
+                    body.error_message.as_deref(),
+                );
+                exec::catch(&mut instance, &exec_id, &boundary)?
+            }
             None => {
                 tracing::debug!(
                     task_id = id,
