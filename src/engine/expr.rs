@@ -897,6 +897,87 @@ mod tests {
         assert!(Condition::parse("${(a == 1}").is_err());
     }
 
+    fn value(text: &str, v: &VarMap) -> Result<(String, Value), ExprError> {
+        let t = Expression::parse(text).expect("parses").value(&[v])?;
+        Ok((t.ty.name().to_owned(), t.value))
+    }
+
+    #[test]
+    fn expressions_yield_typed_values_like_juel() {
+        let v = vars(json!({
+            "name": {"value": "Ann", "type": "String"},
+            "n": {"value": 5, "type": "Integer"},
+            "d": {"value": "2025-01-23T14:42:45.000+0200", "type": "Date"},
+            "order": {"value": "{\"total\": 12, \"lines\": {\"first\": \"tea\"}}", "type": "Json"}
+        }));
+        let ok = |text: &str| value(text, &v).expect(text);
+        // ${var} alone keeps the variable's own type and value.
+        assert_eq!(ok("${n}"), ("Integer".to_owned(), json!(5)));
+        assert_eq!(ok("${d}").0, "Date");
+        assert_eq!(ok("${order.total}"), ("Long".to_owned(), json!(12)));
+        assert_eq!(
+            ok("${order.lines.first}"),
+            ("String".to_owned(), json!("tea"))
+        );
+        assert_eq!(ok("${order.lines}").0, "Json");
+        // Literals and arithmetic: integers are Long, fractions Double, '/' divides as Double.
+        assert_eq!(ok("${7}"), ("Long".to_owned(), json!(7)));
+        assert_eq!(ok("${n * 2 + 1}"), ("Long".to_owned(), json!(11)));
+        assert_eq!(ok("${n / 2}"), ("Double".to_owned(), json!(2.5)));
+        assert_eq!(ok("${n mod 3 - -1}"), ("Long".to_owned(), json!(3)));
+        assert_eq!(ok("${1.5 + '1'}"), ("Double".to_owned(), json!(2.5)));
+        assert_eq!(
+            ok("${n > 3 && name == 'Ann'}"),
+            ("Boolean".to_owned(), json!(true))
+        );
+        assert_eq!(
+            ok("${n > 9 ? 'big' : 'small'}"),
+            ("String".to_owned(), json!("small"))
+        );
+        assert_eq!(ok("${null}"), ("Null".to_owned(), Value::Null));
+        // Composite text is a String; null parts are empty; \${ is a literal.
+        assert_eq!(
+            ok("Hello ${name}!"),
+            ("String".to_owned(), json!("Hello Ann!"))
+        );
+        assert_eq!(ok("${n}${n}"), ("String".to_owned(), json!("55")));
+        assert_eq!(
+            ok("a${null}b ${n / 2}"),
+            ("String".to_owned(), json!("ab 2.5"))
+        );
+        assert_eq!(
+            ok("costs \\${n}"),
+            ("String".to_owned(), json!("costs ${n}"))
+        );
+        assert_eq!(
+            ok("plain {text} $5"),
+            ("String".to_owned(), json!("plain {text} $5"))
+        );
+        assert_eq!(ok("${'}'}"), ("String".to_owned(), json!("}")));
+    }
+
+    #[test]
+    fn value_errors_name_the_expression_and_the_problem() {
+        let v = vars(json!({"s": {"value": "x", "type": "String"}}));
+        let err = value("Hi ${who}", &v).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Unknown property used in expression: Hi ${who}. Cause: Cannot resolve identifier 'who'"
+        );
+        let err = value("${s * 2}", &v).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Cannot coerce 'x' in expression ${s * 2}: not a number"
+        );
+        assert!(matches!(
+            value("${5 % 0}", &v),
+            Err(ExprError::DivideByZero { .. })
+        ));
+        for bad in ["${", "a ${b", "${a +}", "${a ? b}", "${(a}", "${1 2}"] {
+            assert!(Expression::parse(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
     /// Runs `f` on a thread with a small stack, so unbounded recursion fails the test instead
     /// of hiding in the main thread's large stack.
     fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

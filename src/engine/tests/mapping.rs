@@ -431,3 +431,45 @@ async fn unsupported_mappings_are_refused_at_deploy_naming_the_element() {
     let m = deploy_refused(&api, model("d", "", &deep, "", "")).await;
     assert!(m.contains("nested deeper than"), "{m}");
 }
+
+/// start → gateway: `condition` → task `yes` | default → task `no`.
+fn gateway(condition: &str) -> String {
+    format!(
+        r#"<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn">
+  <process id="gw" isExecutable="true" camunda:historyTimeToLive="30">
+    <startEvent id="s" />
+    <sequenceFlow id="f0" sourceRef="s" targetRef="x" />
+    <exclusiveGateway id="x" default="toNo" />
+    <sequenceFlow id="toYes" sourceRef="x" targetRef="yes"><conditionExpression>{condition}</conditionExpression></sequenceFlow>
+    <sequenceFlow id="toNo" sourceRef="x" targetRef="no" />
+    <serviceTask id="yes" camunda:type="external" camunda:topic="yes" />
+    <serviceTask id="no" camunda:type="external" camunda:topic="no" />
+  </process>
+</definitions>"#
+    )
+}
+
+#[tokio::test]
+async fn hostile_conditions_are_refused_at_deploy_or_evaluated_without_crashing() {
+    let api = Api::new();
+    let parens = format!("${{{}true{}}}", "(".repeat(2_100), ")".repeat(2_100));
+    let nots = format!("${{{}true}}", "!".repeat(7_100));
+    for condition in [parens, nots] {
+        let a = api
+            .deploy(&[Part::file("data", "m.bpmn", gateway(&condition))])
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+        let err = &a.body["details"]["m.bpmn"]["errors"][0];
+        let message = err["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nested deeper than 32"), "{message}");
+        assert!(
+            message.len() < 600,
+            "the expression is quoted, not copied: {message}"
+        );
+        assert_eq!(err["bpmnElementIds"], json!(["toYes"]));
+    }
+    let chain = format!("${{{}true}}", "false || ".repeat(3_500));
+    deploy(&api, gateway(&chain)).await;
+    api.start("gw", json!({})).await;
+    assert_eq!(api.fetch("w", "yes").await.len(), 1);
+}
