@@ -316,31 +316,36 @@ enum Priority {
     Expr(Expression),
 }
 
-/// Reads `camunda:taskPriority` of a process or a task (absent or empty: none).
+/// Camunda's `StringUtil.isExpression`: the (trimmed) text starts with `${` or `#{`. Only
+/// such attributes are expressions; anything else is taken as written.
+fn is_expression(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with("${") || t.starts_with("#{")
+}
+
+/// Reads `camunda:taskPriority` of a process or a task like `BpmnParse.parsePriority`: an
+/// expression, or an Integer.
 fn task_priority(attrs: &HashMap<String, String>) -> Result<Option<Priority>, String> {
-    let Some(text) = attrs
-        .get("taskPriority")
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(text) = attrs.get("taskPriority") else {
         return Ok(None);
     };
-    if text.contains("${") || text.contains("#{") {
-        return Expression::parse(text)
+    if is_expression(text) {
+        return Expression::parse(text.trim())
             .map(|e| Some(Priority::Expr(e)))
             .map_err(|e| format!("camunda:taskPriority: {e}"));
     }
-    text.parse::<i64>()
-        .map(|p| Some(Priority::Fixed(p)))
-        .map_err(|_| "camunda:taskPriority must be a long value".to_owned())
+    text.parse::<i32>()
+        .map(|p| Some(Priority::Fixed(p.into())))
+        .map_err(|_| format!("Value '{text}' for attribute 'taskPriority' is not a valid number"))
 }
 
-/// A `camunda:topic` holding `${…}`, parsed; `None` for a plain topic name.
+/// A `camunda:topic` that is an expression, parsed (`BpmnParse.parseTopic`); `None` for a
+/// topic name taken as written.
 fn topic_expression(topic: &str) -> Result<Option<Expression>, String> {
-    if !(topic.contains("${") || topic.contains("#{")) {
+    if !is_expression(topic) {
         return Ok(None);
     }
-    Expression::parse(topic)
+    Expression::parse(topic.trim())
         .map(Some)
         .map_err(|e| format!("camunda:topic: {e}"))
 }

@@ -278,6 +278,16 @@ async fn a_topic_expression_is_evaluated_when_the_task_is_created() {
     let tasks = api.fetch("w", "pdf-jobs").await;
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["topicName"], "pdf-jobs");
+
+    // Like Camunda's parseTopic, only a topic that starts with ${ is an expression.
+    let api = Api::new();
+    deploy(
+        &api,
+        model("l", "", r#"camunda:topic="jobs-${kind}""#, "", ""),
+    )
+    .await;
+    api.start("l", json!({})).await;
+    assert_eq!(api.fetch("w", "jobs-${kind}").await.len(), 1);
 }
 
 #[tokio::test]
@@ -425,6 +435,16 @@ async fn unsupported_mappings_are_refused_at_deploy_naming_the_element() {
     )
     .await;
     assert!(m.contains("camunda:topic"), "{m}");
+
+    // A fixed priority must be an Integer, as BpmnParse.parsePriority reads it.
+    for fixed in ["3000000000", "high", "5${x}"] {
+        let attrs = format!(r#"camunda:topic="work" camunda:taskPriority="{fixed}""#);
+        let m = deploy_refused(&api, model("f", "", &attrs, "", "")).await;
+        assert_eq!(
+            m,
+            format!("Value '{fixed}' for attribute 'taskPriority' is not a valid number")
+        );
+    }
 
     let nested = format!("${{{}1{}}}", "(".repeat(2_100), ")".repeat(2_100));
     let deep = format!(r#"camunda:topic="work" camunda:taskPriority="{nested}""#);
