@@ -6,6 +6,10 @@
 //! - A failure stores `retries` and sets the lock expiration to now + `retryTimeout` (the task is
 //!   fetchable again after it); `retries: 0` raises a `failedExternalTask` incident instead.
 //! - A task that no longer exists (completed, cancelled, instance deleted) answers 404.
+//! - `variables` of complete / bpmnError are set from the task's activity: a local variable of
+//!   that name (an input parameter) is overwritten, anything else lands on the process; a caught
+//!   error also sets the boundary's `errorCodeVariable` / `errorMessageVariable`
+//!   (`exec::mapping`).
 
 use std::collections::BTreeMap;
 

@@ -42,6 +42,8 @@ const IO: &str = r#"<bpmn:extensionElements><camunda:inputOutput>
   <camunda:inputParameter name="sum">${n + 1}</camunda:inputParameter>
   <camunda:inputParameter name="items"><camunda:list><camunda:value>a</camunda:value><camunda:value>${n}</camunda:value></camunda:list></camunda:inputParameter>
   <camunda:inputParameter name="lookup"><camunda:map><camunda:entry key="z">${name}</camunda:entry><camunda:entry key="a">1</camunda:entry></camunda:map></camunda:inputParameter>
+  <camunda:inputParameter name="nested"><camunda:list><camunda:map><camunda:entry key="k"><camunda:list><camunda:value>${n}</camunda:value></camunda:list></camunda:entry><camunda:entry key="${name}" /></camunda:map></camunda:list></camunda:inputParameter>
+  <camunda:inputParameter name="escaped">${n &lt; 50 ? 'small' : 'big'}</camunda:inputParameter>
   <camunda:outputParameter name="result">${answer} for ${greeting}</camunda:outputParameter>
   <camunda:outputParameter name="cleared" />
 </camunda:inputOutput></bpmn:extensionElements>"#;
@@ -121,6 +123,10 @@ async fn input_parameters_become_local_variables_of_the_task() {
     let lookup: Value =
         serde_json::from_str(v["lookup"]["value"].as_str().expect("json text")).expect("json");
     assert_eq!(lookup, json!({"a": "1", "z": "Ann"}));
+    let nested: Value =
+        serde_json::from_str(v["nested"]["value"].as_str().expect("json text")).expect("json");
+    assert_eq!(nested, json!([{"Ann": null, "k": [41]}]));
+    assert_eq!(v["escaped"]["value"], "small");
     // The activity is a scope: its own execution, and its inputs are not process variables.
     assert_ne!(t["executionId"], json!(pi));
     let process = api.get(&format!("/process-instance/{pi}/variables")).await;
