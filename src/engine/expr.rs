@@ -820,6 +820,15 @@ impl Parser {
                             _ => return Err("expected a property name after '.'".to_owned()),
                         }
                     }
+                    if matches!(self.peek(), Some(Tok::Sym("("))) {
+                        let name = std::iter::once(w.as_str())
+                            .chain(props.iter().map(String::as_str))
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        return Err(format!(
+                            "method and function calls ('{name}(…)') are not supported by the procos engine"
+                        ));
+                    }
                     Ok(Node::Path(w, props))
                 }
             },
@@ -973,6 +982,12 @@ mod tests {
             value("${5 % 0}", &v),
             Err(ExprError::DivideByZero { .. })
         ));
+        let err = Expression::parse("${execution.getVariable('x')}").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("('execution.getVariable(…)') are not supported"),
+            "{err}"
+        );
         for bad in ["${", "a ${b", "${a +}", "${a ? b}", "${(a}", "${1 2}"] {
             assert!(Expression::parse(bad).is_err(), "{bad} should not parse");
         }

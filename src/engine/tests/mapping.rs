@@ -442,6 +442,17 @@ async fn unsupported_mappings_are_refused_at_deploy_naming_the_element() {
     .await;
     assert!(m.contains("camunda:topic"), "{m}");
 
+    let nested_error = r#"<bpmn:extensionElements><camunda:errorEventDefinition id="e1" errorRef="Err_1" expression="${true}" /></bpmn:extensionElements>"#;
+    let m = deploy_refused(
+        &api,
+        model("n", "", r#"camunda:topic="work""#, nested_error, ""),
+    )
+    .await;
+    assert!(
+        m.contains("camunda:errorEventDefinition") && m.contains("'work'"),
+        "{m}"
+    );
+
     // A fixed priority must be an Integer, as BpmnParse.parsePriority reads it.
     for fixed in ["3000000000", "high", "5${x}"] {
         let attrs = format!(r#"camunda:topic="work" camunda:taskPriority="{fixed}""#);
