@@ -6,7 +6,7 @@
 //! complete / bpmnError ──► leave(token) or catch(token, boundary) ──► … same loop …
 //! ```
 //! Activities with `camunda:inputOutput` map variables in and out ([`mapping`]): inputs when
-//! the token arrives, outputs when it leaves (completed, or cancelled by an error boundary).
+//! the token arrives, outputs when it leaves (completed, or ended by a BPMN error, caught or not).
 //! Execution runs synchronously inside one REST call, on a copy of the instance: if it fails
 //! (no outgoing flow can be selected, an expression fails) the caller drops the copy and the
 //! call answers 500, leaving the engine as it was — Camunda's transaction rollback.

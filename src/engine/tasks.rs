@@ -438,7 +438,11 @@ impl Store {
         let task = self.owned_task(id, worker, |w| {
             format!("Bpmn error of External Task {id} cannot be reported by worker '{w}'.")
         })?;
-        let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
+        let (pid, exec_id, activity) = (
+            task.process_instance_id.clone(),
+            task.execution_id.clone(),
+            task.activity_id.clone(),
+        );
         let model = &task.definition.model;
         let boundaries = model
             .boundaries
@@ -475,6 +479,8 @@ impl Store {
                     error_message = body.error_message.as_deref().unwrap_or(""),
                     "No boundary event catches the BPMN error; the execution ends."
                 );
+                // The activity still ends, so its output mapping runs (`execution.end(true)`).
+                exec::mapping::leave(&mut instance, &exec_id, &activity)?;
                 exec::end_token(&mut instance, &exec_id)
             }
         };

@@ -510,3 +510,25 @@ async fn hostile_conditions_are_refused_at_deploy_or_evaluated_without_crashing(
     api.start("gw", json!({})).await;
     assert_eq!(api.fetch("w", "yes").await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_uncaught_bpmn_error_still_runs_the_output_mapping_as_the_execution_ends() {
+    let api = Api::new();
+    let io = r#"<bpmn:extensionElements><camunda:inputOutput>
+      <camunda:outputParameter name="reported">${sku}</camunda:outputParameter>
+    </camunda:inputOutput></bpmn:extensionElements>"#;
+    deploy(&api, model("u", "", r#"camunda:topic="work""#, io, "")).await;
+    let pi = api.start("u", json!({})).await;
+    let task = api.fetch_one("w", "work").await;
+    let a = api
+        .post(
+            &format!("/external-task/{task}/bpmnError"),
+            json!({"workerId": "w", "errorCode": "NOBODY_CATCHES",
+                   "variables": {"sku": {"value": "X-2", "type": "String"}}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    assert_eq!(api.history_state(&pi).await, "COMPLETED");
+    let h = history_vars(&api, &pi).await;
+    assert_eq!(h["reported"]["value"], "X-2", "{h}");
+}
