@@ -11,6 +11,10 @@
 //! - Input checks answer what the engine answers (`EnsureUtil`'s default exception is a 500
 //!   `ProcessEngineException`, e.g. negative `retries`); a duration whose end cannot be a date
 //!   (~8.2e15 ms and more) is refused with 400 naming the field before anything changes.
+//! - `variables` of complete / bpmnError are set from the task's activity: a local variable of
+//!   that name (an input parameter) is overwritten, anything else lands on the process; a caught
+//!   error also sets the boundary's `errorCodeVariable` / `errorMessageVariable`
+//!   (`exec::mapping`).
 
 use std::collections::BTreeMap;
 
@@ -463,7 +467,7 @@ impl Store {
             task.scope,
         );
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
-        set_variables(&mut instance, vars);
+        exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
         set_local_variables(&mut instance, &exec_id, scope, locals);
         let outcome = exec::leave(&mut instance, &exec_id)?;
         self.commit(instance, outcome, Some(id));
@@ -533,7 +537,11 @@ impl Store {
         let task = self.owned_task(id, worker, |w| {
             format!("Bpmn error of External Task {id} cannot be reported by worker '{w}'.")
         })?;
-        let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
+        let (pid, exec_id, activity) = (
+            task.process_instance_id.clone(),
+            task.execution_id.clone(),
+            task.activity_id.clone(),
+        );
         let model = &task.definition.model;
         let boundaries = model
             .boundaries
@@ -551,9 +559,18 @@ impl Store {
             .cloned();
         let vars = check_all(body.variables.clone())?;
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
-        set_variables(&mut instance, vars);
+        exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
         let outcome = match catcher {
-            Some(boundary) => exec::catch(&mut instance, &exec_id, &boundary)?,
+            Some(boundary) => {
+                exec::mapping::error_variables(
+                    &mut instance,
+                    &exec_id,
+                    &boundary,
+                    code,
+                    body.error_message.as_deref(),
+                );
+                exec::catch(&mut instance, &exec_id, &boundary)?
+            }
             None => {
                 tracing::debug!(
                     task_id = id,
@@ -561,6 +578,8 @@ impl Store {
                     error_message = body.error_message.as_deref().unwrap_or(""),
                     "No boundary event catches the BPMN error; the execution ends."
                 );
+                // The activity still ends, so its output mapping runs (`execution.end(true)`).
+                exec::mapping::leave(&mut instance, &exec_id, &activity)?;
                 exec::end_token(&mut instance, &exec_id)
             }
         };

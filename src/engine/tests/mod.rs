@@ -2,6 +2,7 @@
 
 mod deployment;
 mod long_poll;
+mod mapping;
 mod process;
 mod rest_compat;
 mod tasks;
