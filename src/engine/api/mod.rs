@@ -1,4 +1,5 @@
-//! The REST surface: routes under `/engine-rest`, the strict JSON body extractor, and the
+//! The REST surface: routes under `/engine-rest` (deployment, process, history, external_task,
+//! task: user tasks, job: timers), the strict JSON body extractor, and the
 //! fault-injection / logging middleware.
 //!
 //! ```text
@@ -9,7 +10,9 @@
 mod deployment;
 mod external_task;
 mod history;
+mod job;
 mod process;
+mod task;
 
 use std::collections::HashMap;
 
@@ -38,6 +41,8 @@ pub(crate) fn router(engine: Engine) -> Router {
         .merge(process::routes())
         .merge(history::routes())
         .merge(external_task::routes())
+        .merge(task::routes())
+        .merge(job::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(engine.clone(), faults));
     let api = camunda

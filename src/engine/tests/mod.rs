@@ -4,6 +4,8 @@ mod deployment;
 mod long_poll;
 mod process;
 mod tasks;
+mod timers;
+mod user_tasks;
 
 use axum::Router;
 use axum::body::Body;
