@@ -2,6 +2,8 @@
 //! timer catch events, timer boundary events and user tasks. Each reader turns the element into
 //! its [`Kind`] or says, naming the element, why the engine cannot run it.
 
+use chrono::{DateTime, Utc};
+
 use super::{Element, Kind, Pending};
 use crate::engine::timers::{self, TimerKind, TimerSpec};
 
@@ -21,10 +23,10 @@ pub(crate) struct UserTaskDef {
     pub form_key: Option<String>,
     /// `camunda:priority`; Camunda's default is 50.
     pub priority: i64,
-    /// `camunda:dueDate` / `camunda:followUpDate` as written (ISO date-times).
-    pub due_date: Option<String>,
-    /// See `due_date`.
-    pub follow_up_date: Option<String>,
+    /// `camunda:dueDate`, an ISO date-time.
+    pub due_date: Option<DateTime<Utc>>,
+    /// `camunda:followUpDate`, an ISO date-time.
+    pub follow_up_date: Option<DateTime<Utc>>,
 }
 
 /// Whether `tag` is a child of `timerEventDefinition` holding the timer's value.
@@ -139,6 +141,10 @@ pub(super) fn user_task(n: &Pending) -> Result<Kind, String> {
         })
         .unwrap_or_default()
     };
+    let date = |v: Option<String>| -> Result<Option<DateTime<Utc>>, String> {
+        v.map(|v| timers::date_time(&v).map_err(|e| format!("userTask '{}': {e}", n.id)))
+            .transpose()
+    };
     let priority = match attr("priority")? {
         None => 50,
         Some(p) => p.parse().map_err(|_| {
@@ -155,8 +161,8 @@ pub(super) fn user_task(n: &Pending) -> Result<Kind, String> {
         candidate_groups: list(attr("candidateGroups")?),
         form_key: n.attrs.get("formKey").cloned(),
         priority,
-        due_date: attr("dueDate")?,
-        follow_up_date: attr("followUpDate")?,
+        due_date: date(attr("dueDate")?)?,
+        follow_up_date: date(attr("followUpDate")?)?,
     })))
 }
 

@@ -250,3 +250,68 @@ async fn user_tasks_the_engine_cannot_run_are_refused_naming_the_element() {
         );
     }
 }
+
+/// User task `review` (due 2026-03-01) with an interrupting boundary timer → external `escalate`.
+fn escalating(due: &str) -> String {
+    approval().replace(
+        r#"<userTask id="approve" name="Approve order" camunda:assignee="alice" camunda:candidateGroups="sales, managers" camunda:formKey="embedded:app:forms/approve.html" camunda:priority="70" />"#,
+        &format!(
+            r#"<userTask id="approve" camunda:dueDate="{due}" />
+    <boundaryEvent id="tooSlow" attachedToRef="approve"><timerEventDefinition><timeDuration>P1D</timeDuration></timerEventDefinition></boundaryEvent>
+    <sequenceFlow id="fx" sourceRef="tooSlow" targetRef="escalate" />
+    <serviceTask id="escalate" camunda:type="external" camunda:topic="escalate" />
+    <sequenceFlow id="fy" sourceRef="escalate" targetRef="rejected" />"#
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_boundary_timer_on_a_user_task_cancels_it() {
+    let api = Api::new();
+    let d = api
+        .deploy(&[Part::file(
+            "data",
+            "e.bpmn",
+            escalating("2026-03-01T12:00:00Z"),
+        )])
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let pi = api.start("approval", json!({})).await;
+    let task = api.get(&format!("/task?processInstanceId={pi}")).await.body[0].clone();
+    assert_eq!(task["due"], "2026-03-01T12:00:00.000+0000");
+    let jobs = api
+        .get(&format!("/job?processInstanceId={pi}&activityId=tooSlow"))
+        .await;
+    let job = jobs.body[0]["id"]
+        .as_str()
+        .expect("the boundary's job")
+        .to_owned();
+    let fired = api.post(&format!("/job/{job}/execute"), json!({})).await;
+    assert_eq!(fired.status, StatusCode::NO_CONTENT, "{}", fired.body);
+    let id = task["id"].as_str().expect("id");
+    assert_eq!(
+        api.get(&format!("/task/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let late = api.post(&format!("/task/{id}/complete"), json!({})).await;
+    assert_eq!(
+        late.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        late.body
+    );
+    let escalate = api.fetch_one("w", "escalate").await;
+    assert_eq!(
+        api.complete(&escalate, "w", json!({})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.history_state(&pi).await, "COMPLETED");
+    let bad = api
+        .deploy(&[Part::file("data", "e.bpmn", escalating("next week"))])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.body["details"]["e.bpmn"]["errors"][0]["mainBpmnElementId"],
+        "approve"
+    );
+}

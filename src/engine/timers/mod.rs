@@ -17,6 +17,7 @@
 
 mod spec;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use spec::{Due, TimerKind, TimerSpec, parse};
+pub(crate) use spec::{Due, TimerKind, TimerSpec, date_time, parse};
 
 use super::Engine;
 use super::bpmn::Kind;
@@ -209,14 +210,27 @@ impl Store {
     /// the latest) and drops the start jobs of versions that were replaced or deleted, as
     /// Camunda does on deployment and on deleting a deployment.
     pub(crate) fn reconcile_start_timers(&mut self) {
+        // Runs after every change: one pass over the definitions, nothing more when no model
+        // has a timer start event.
+        if self.start_timers.is_empty()
+            && self
+                .definitions
+                .iter()
+                .all(|d| d.model.timer_starts.is_empty())
+        {
+            return;
+        }
+        let mut newest: HashMap<(&str, Option<&str>), u32> = HashMap::new();
+        for d in &self.definitions {
+            let v = newest.entry((&d.key, d.tenant_id.as_deref())).or_default();
+            *v = (*v).max(d.version);
+        }
         let latest: Vec<Arc<Definition>> = self
             .definitions
             .iter()
             .filter(|d| {
                 !d.model.timer_starts.is_empty()
-                    && !self.definitions.iter().any(|o| {
-                        o.key == d.key && o.tenant_id == d.tenant_id && o.version > d.version
-                    })
+                    && newest.get(&(d.key.as_str(), d.tenant_id.as_deref())) == Some(&d.version)
             })
             .cloned()
             .collect();

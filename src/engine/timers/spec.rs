@@ -142,7 +142,8 @@ fn duration(text: &str) -> Result<IsoDuration, String> {
     }
 }
 
-fn date_time(text: &str) -> Result<DateTime<Utc>, String> {
+/// An ISO 8601 date-time (without an offset: UTC), e.g. a user task's `camunda:dueDate`.
+pub(crate) fn date_time(text: &str) -> Result<DateTime<Utc>, String> {
     match iso8601::parsers::parse_datetime(text.as_bytes()) {
         Ok(([], d)) => d
             .into_fixed_offset()
