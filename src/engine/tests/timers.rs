@@ -421,3 +421,37 @@ async fn timers_the_engine_cannot_run_are_refused_naming_the_element() {
         assert!(message.contains(says), "{element}: {message}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_timer_job_is_tried_three_times_then_kept_with_its_error() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    let stuck = model(
+        "stuck",
+        r#"<startEvent id="s" />
+    <sequenceFlow id="f1" sourceRef="s" targetRef="wait" />
+    <intermediateCatchEvent id="wait"><timerEventDefinition><timeDuration>PT5S</timeDuration></timerEventDefinition></intermediateCatchEvent>
+    <sequenceFlow id="f2" sourceRef="wait" targetRef="gw" />
+    <exclusiveGateway id="gw" />
+    <sequenceFlow id="f3" sourceRef="gw" targetRef="e"><conditionExpression>${go}</conditionExpression></sequenceFlow>
+    <endEvent id="e" />"#,
+    );
+    deploy(&api, "stuck", stuck).await;
+    let pi = api
+        .start("stuck", json!({"go": {"value": false, "type": "Boolean"}}))
+        .await;
+    advance(5).await;
+    let failed = jobs(&api, "?withException=true").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["retries"], 0);
+    assert_eq!(failed[0]["failedActivityId"], "wait");
+    let message = failed[0]["exceptionMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("ENGINE-02004"), "{message}");
+    assert_eq!(count(&api, "/job/count?executable=true").await, 0);
+    advance(60).await;
+    assert_eq!(
+        api.history_state(&pi).await,
+        "ACTIVE",
+        "the token still waits"
+    );
+}

@@ -329,6 +329,7 @@ mod tests {
             (TimerKind::Duration, "${wait}", "expression"),
             (TimerKind::Cycle, "", "empty"),
             (TimerKind::Duration, "P4000000000Y", "beyond"),
+            (TimerKind::Cycle, "0 0 0 31 2 ?", "beyond"),
         ];
         for (kind, text, says) in cases {
             let err = parse(kind, text).expect_err(text);
