@@ -393,6 +393,7 @@ impl Run<'_> {
                 let what = JobKind::Boundary {
                     waiting: self.waiting(token_id)?,
                     interrupting: *interrupting,
+                    fired: 0,
                 };
                 let job = Job::arm(timer, Arc::clone(&def), boundary, what)?;
                 self.out.new_jobs.push(job);

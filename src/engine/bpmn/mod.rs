@@ -5,8 +5,8 @@
 //! and none intermediate throw events (pass-through); exclusive gateways (conditions, `default`);
 //! parallel gateways (fork / join); error boundary events on external tasks; timer start events
 //! (`timeCycle` ISO repeating intervals or Quartz cron, `timeDate`, `timeDuration`), intermediate
-//! timer catch events and timer boundary events on external / user tasks (`timeDuration`,
-//! `timeDate`; interrupting or not); user tasks with their camunda attributes as data (see
+//! timer catch events (`timeDuration`, `timeDate`) and timer boundary events on external / user
+//! tasks (also `timeCycle`; interrupting or not); user tasks with their camunda attributes as data (see
 //! `waits.rs`). Listeners, loops and expressions on these are refused. Anything else is a
 //! deployment error naming the element, so a model is never half-executed. Only executable
 //! processes are deployed, and each must set `camunda:historyTimeToLive` (ENGINE-12018, as

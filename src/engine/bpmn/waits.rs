@@ -83,10 +83,10 @@ pub(super) fn timer_catch(n: &Pending) -> Result<Kind, String> {
     Ok(Kind::TimerCatch { timer })
 }
 
-/// `<boundaryEvent><timerEventDefinition>`: a duration or a date, interrupting or not.
+/// `<boundaryEvent><timerEventDefinition>`, interrupting or not. A cycle repeats on a
+/// non-interrupting one while the activity waits; an interrupting one fires once.
 pub(super) fn timer_boundary(n: &Pending) -> Result<Kind, String> {
-    let (kind, timer) = timer_of(n)?;
-    refuse_cycle(n, kind)?;
+    let (_, timer) = timer_of(n)?;
     let interrupting = match n.attrs.get("cancelActivity").map(|v| v.trim()) {
         None | Some("true") => true,
         Some("false") => false,
@@ -107,7 +107,7 @@ pub(super) fn timer_boundary(n: &Pending) -> Result<Kind, String> {
 fn refuse_cycle(n: &Pending, kind: TimerKind) -> Result<(), String> {
     if kind == TimerKind::Cycle {
         return Err(format!(
-            "Unsupported element: the procos engine cannot execute a timeCycle on the {} '{}' (only on a start event; use timeDuration or timeDate)",
+            "Unsupported element: the procos engine cannot execute a timeCycle on the {} '{}' (only on start and boundary events; use timeDuration or timeDate)",
             n.tag, n.id
         ));
     }

@@ -455,3 +455,33 @@ async fn a_failing_timer_job_is_tried_three_times_then_kept_with_its_error() {
         "the token still waits"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_non_interrupting_cycle_on_a_boundary_fires_each_period_while_the_task_waits() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    let reminding = guarded(r#" cancelActivity="false""#).replace(
+        "<timeDuration>PT1M</timeDuration>",
+        "<timeCycle>R2/PT1M</timeCycle>",
+    );
+    deploy(&api, "guarded", reminding).await;
+    let pi = api.start("guarded", json!({})).await;
+    let task = api.fetch_one("worker", "slow").await;
+    advance(60).await;
+    assert_eq!(count(&api, "/task/count").await, 1, "first reminder");
+    assert_eq!(count(&api, "/job/count").await, 1, "armed again");
+    advance(60).await;
+    assert_eq!(count(&api, "/task/count").await, 2, "second reminder");
+    advance(600).await;
+    assert_eq!(count(&api, "/task/count").await, 2, "R2: no third one");
+    assert_eq!(count(&api, "/job/count").await, 0);
+    assert_eq!(
+        api.complete(&task, "worker", json!({})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.history_state(&pi).await,
+        "ACTIVE",
+        "the reminders still wait"
+    );
+}

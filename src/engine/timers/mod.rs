@@ -7,7 +7,8 @@
 //!   Start    ─► a new instance from the timer start event; a cycle schedules its next job
 //!   Catch    ─► the token leaves the catch event
 //!   Boundary ─► interrupting: the activity is cancelled (its external / user task goes) and
-//!               the token leaves through the boundary; non-interrupting: a new token does
+//!               the token leaves through the boundary; non-interrupting: a new token does,
+//!               and a cycle arms the next firing while the activity waits
 //! ```
 //! A job whose token has moved on is stale: every commit sweeps those of the instance
 //! ([`Store::sweep_waits`]), and ending an instance drops all of its jobs. A job that fails
@@ -62,10 +63,12 @@ pub(crate) enum JobKind {
     Start { fired: u32 },
     /// A token waits at an intermediate timer catch event.
     Catch(Waiting),
-    /// A boundary timer of the activity a token waits in.
+    /// A boundary timer of the activity a token waits in; `fired` counts the earlier firings
+    /// of a non-interrupting cycle.
     Boundary {
         waiting: Waiting,
         interrupting: bool,
+        fired: u32,
     },
 }
 
@@ -371,10 +374,24 @@ impl Store {
             }
             JobKind::Boundary {
                 interrupting: false,
-                ..
+                fired,
+                waiting,
             } => {
                 let outcome = exec::branch(&mut instance, &job.activity_id)?;
                 self.commit(instance, outcome, None);
+                // A cycle arms itself again while the activity goes on waiting.
+                let next = job
+                    .timer()
+                    .and_then(|t| t.next(job.due, fired + 1, Instant::now(), Utc::now()));
+                if let Some(due) = next {
+                    let what = JobKind::Boundary {
+                        waiting: waiting.clone(),
+                        interrupting: false,
+                        fired: fired + 1,
+                    };
+                    let again = Job::at(due, Arc::clone(&job.definition), &job.activity_id, what);
+                    self.add_jobs(vec![again]);
+                }
             }
             JobKind::Start { .. } => {}
         }
