@@ -3,17 +3,19 @@
 //!
 //! ```text
 //! GET  /job?processInstanceId=…&activityId=…&timers=true   GET /job/count   GET /job/{id}
-//! POST /job/{id}/execute   fires now (204); a job that does not exist answers 404
+//! POST /job/{id}/execute   fires now (204); a job that does not exist, or fails, answers 404
+//! PUT  /job/{id}/retries {"retries": 3}   gives a failed job its attempts back (204)
 //! ```
 //! Every job of this engine is a timer: `messages=true` finds none.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Params, count, flag};
+use super::{Body, Params, count, flag};
 use crate::engine::Engine;
 use crate::engine::errors::{ApiError, ApiResult};
 use crate::engine::timers::{Job, job_json};
@@ -24,6 +26,14 @@ pub(super) fn routes() -> Router<Engine> {
         .route("/job/count", get(count_jobs))
         .route("/job/{id}", get(one))
         .route("/job/{id}/execute", post(execute))
+        .route("/job/{id}/retries", put(retries))
+}
+
+/// Body of `PUT /job/{id}/retries` (Camunda's `RetriesDto`; `dueDate` is not supported).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RetriesIn {
+    retries: Option<i64>,
 }
 
 /// Whether a job passes the query parameters of Camunda's `JobQueryDto` it can answer.
@@ -71,7 +81,19 @@ async fn one(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResult<
     })
 }
 
+/// Camunda's resource answers 404 for every engine exception here, a failing job included.
 async fn execute(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    engine.mutate(|s| s.execute_job(&id))?;
+    engine
+        .mutate(|s| s.execute_job(&id))
+        .map_err(|e| ApiError::not_found(e.message))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn retries(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    Body(body): Body<RetriesIn>,
+) -> ApiResult<StatusCode> {
+    engine.mutate(|s| s.set_job_retries(&id, body.retries))?;
     Ok(StatusCode::NO_CONTENT)
 }

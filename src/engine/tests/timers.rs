@@ -485,3 +485,66 @@ async fn a_non_interrupting_cycle_on_a_boundary_fires_each_period_while_the_task
         "the reminders still wait"
     );
 }
+
+#[tokio::test]
+async fn a_failed_job_gets_its_retries_back_and_execute_reports_the_failure() {
+    let api = Api::new();
+    let stuck = model(
+        "stuck",
+        r#"<startEvent id="s" />
+    <sequenceFlow id="f1" sourceRef="s" targetRef="wait" />
+    <intermediateCatchEvent id="wait"><timerEventDefinition><timeDuration>PT5S</timeDuration></timerEventDefinition></intermediateCatchEvent>
+    <sequenceFlow id="f2" sourceRef="wait" targetRef="gw" />
+    <exclusiveGateway id="gw" />
+    <sequenceFlow id="f3" sourceRef="gw" targetRef="e"><conditionExpression>${go}</conditionExpression></sequenceFlow>
+    <endEvent id="e" />"#,
+    );
+    deploy(&api, "stuck", stuck).await;
+    api.start("stuck", json!({"go": {"value": false, "type": "Boolean"}}))
+        .await;
+    let job = jobs(&api, "").await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let failed = api.post(&format!("/job/{job}/execute"), json!({})).await;
+    assert_eq!(
+        failed.status,
+        StatusCode::NOT_FOUND,
+        "Camunda's answer to a failing job"
+    );
+    assert!(
+        failed.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ENGINE-02004"))
+    );
+    assert_eq!(jobs(&api, "").await[0]["retries"], 2);
+    let set = api
+        .call(
+            "PUT",
+            &format!("/job/{job}/retries"),
+            Some(json!({"retries": 5})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.body);
+    assert_eq!(jobs(&api, "").await[0]["retries"], 5);
+    let negative = api
+        .call(
+            "PUT",
+            &format!("/job/{job}/retries"),
+            Some(json!({"retries": -1})),
+        )
+        .await;
+    assert_eq!(negative.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        negative.body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ENGINE-13054"))
+    );
+    let unknown = api
+        .call("PUT", "/job/nope/retries", Some(json!({"retries": 1})))
+        .await;
+    assert_eq!(
+        unknown.body["message"],
+        "ENGINE-13053 No job found with id 'nope'.'"
+    );
+}

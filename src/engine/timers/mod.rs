@@ -304,6 +304,34 @@ impl Store {
         fired
     }
 
+    /// `PUT /job/{id}/retries`: a failed job gets attempts back and fires again when due. The
+    /// errors are the engine's (`ENGINE-13053` / `13054`), answered 500 as Camunda's resource.
+    pub(crate) fn set_job_retries(&mut self, id: &str, retries: Option<i64>) -> ApiResult<()> {
+        let fail = |m: String| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InvalidRequestException",
+                m,
+            )
+        };
+        let shown = retries.map_or_else(|| "null".to_owned(), |r| r.to_string());
+        let retries = retries
+            .and_then(|r| i32::try_from(r).ok())
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| {
+                fail(format!(
+                    "ENGINE-13054 The number of job retries must be a non-negative Integer, but '{shown}' has been provided."
+                ))
+            })?;
+        let job = self
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| fail(format!("ENGINE-13053 No job found with id '{id}'.'")))?;
+        job.retries = retries;
+        self.timers_changed = true;
+        Ok(())
+    }
+
     /// Fires one job now (the timer loop, or `POST /job/{id}/execute`). On failure the job
     /// stays with one retry less and the error answers the call.
     pub(crate) fn execute_job(&mut self, id: &str) -> ApiResult<()> {
