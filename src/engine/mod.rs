@@ -139,21 +139,29 @@ impl Engine {
         api::router(self.clone())
     }
 
-    /// Serves on `listener` until `shutdown` is cancelled. On shutdown, pending long polls
-    /// answer 500 (like the real engine), then in-flight calls finish.
+    /// Serves on `listener` until `shutdown` is cancelled, with the timer loop
+    /// ([`Engine::run_timers`]) beside it. On shutdown, pending long polls answer 500 (like the
+    /// real engine), then in-flight calls finish.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let engine = self.clone();
-        let timers = self.run_timers(shutdown.clone());
+        // The timer loop stops on shutdown, and also when the server ends on its own.
+        let timers_stop = shutdown.child_token();
+        let timers = self.run_timers(timers_stop.clone());
         let signal = async move {
             shutdown.cancelled().await;
             engine.reject_pending_polls();
         };
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(signal);
-        let (served, ()) = tokio::join!(std::future::IntoFuture::into_future(server), timers);
+        let server = async move {
+            let served = server.await;
+            timers_stop.cancel();
+            served
+        };
+        let (served, ()) = tokio::join!(server, timers);
         served
     }
 
