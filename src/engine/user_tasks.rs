@@ -139,10 +139,7 @@ impl Store {
         if let Some(t) = instance.tokens.get(&token) {
             seen.extend(t.locals.clone());
         }
-        let outcome = exec::leave(&mut instance, &token).map_err(|e| ApiError {
-            message: format!("Cannot complete task {id}: {}", e.message),
-            ..e
-        })?;
+        let outcome = exec::leave(&mut instance, &token).map_err(|e| cannot(e.message))?;
         self.user_tasks.remove(id);
         self.commit(instance, outcome, None);
         Ok(seen)

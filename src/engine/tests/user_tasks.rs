@@ -315,3 +315,24 @@ async fn a_boundary_timer_on_a_user_task_cancels_it() {
         "approve"
     );
 }
+
+#[tokio::test]
+async fn a_completion_the_process_cannot_follow_leaves_the_task_open() {
+    let api = Api::new();
+    let (_, id) = started(&api).await;
+    // `${approved}` cannot be evaluated without the variable: nothing changes, as a rollback.
+    let failed = api.post(&format!("/task/{id}/complete"), json!({})).await;
+    assert_eq!(
+        failed.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        failed.body
+    );
+    assert_eq!(failed.body["type"], "RestException");
+    let message = failed.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("Cannot complete task {id}: ")),
+        "{message}"
+    );
+    assert_eq!(api.get(&format!("/task/{id}")).await.status, StatusCode::OK);
+}
