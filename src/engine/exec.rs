@@ -4,6 +4,8 @@
 //! start ──► startEvent ──► flow ──► gateway ──► serviceTask(external) ⏸ (task created)
 //!                                        └────► endEvent ✕ (token ends; no tokens = instance ends)
 //! complete / bpmnError ──► leave(token) or catch(token, boundary) ──► … same loop …
+//! timer catch event ⏸ (job created) · userTask ⏸ (user task created) · an activity with
+//! timer boundary events arms one job per boundary; the timer loop fires them (timers/)
 //! ```
 //! Activities with `camunda:inputOutput` map variables in and out ([`mapping`]): inputs when
 //! the token arrives, outputs when it leaves (completed, or ended by a BPMN error, caught or not).
@@ -18,9 +20,11 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::bpmn::Kind;
+use super::bpmn::{Kind, UserTaskDef};
 use super::errors::{ApiError, ApiResult};
 use super::state::{Definition, ExternalTask, Instance, Token, new_id};
+use super::timers::{Job, JobKind, TimerSpec, Waiting};
+use super::user_tasks::UserTask;
 use super::variables::VarMap;
 
 /// Guards against models that loop without ever waiting.
@@ -33,6 +37,10 @@ pub(crate) struct Outcome {
     pub new_tasks: Vec<ExternalTask>,
     /// A terminate end event fired: every other task of the instance must go.
     pub terminated: bool,
+    /// Timer jobs armed (catch events, boundary events); their `seq` is assigned by the store.
+    pub new_jobs: Vec<Job>,
+    /// User tasks to create.
+    pub new_user_tasks: Vec<UserTask>,
 }
 
 impl Outcome {
@@ -42,9 +50,10 @@ impl Outcome {
     }
 }
 
-/// Creates an instance and runs it from its start event.
-pub(crate) fn start(
+/// Creates an instance and runs it from the start event `start` (a timer start event firing).
+pub(crate) fn start_at(
     definition: Arc<Definition>,
+    start: &str,
     business_key: Option<String>,
     variables: VarMap,
 ) -> ApiResult<(Instance, Outcome)> {
@@ -56,9 +65,8 @@ pub(crate) fn start(
         joins: Default::default(),
         definition: Arc::clone(&definition),
     };
-    let token = new_token(&mut instance, &definition.model.start_event);
-    let outcome =
-        Run::new(&mut instance).go(vec![(token, definition.model.start_event.clone())])?;
+    let token = new_token(&mut instance, start);
+    let outcome = Run::new(&mut instance).go(vec![(token, start.to_owned())])?;
     Ok((instance, outcome))
 }
 
@@ -83,6 +91,13 @@ pub(crate) fn catch(
     let activity = run.activity_of(token_id)?;
     mapping::leave(run.inst, token_id, &activity)?;
     run.go(vec![(token_id.to_owned(), boundary_id.to_owned())])
+}
+
+/// A non-interrupting boundary event fired: a new token leaves through it while the activity
+/// goes on waiting.
+pub(crate) fn branch(instance: &mut Instance, boundary_id: &str) -> ApiResult<Outcome> {
+    let token = new_token(instance, boundary_id);
+    Run::new(instance).go(vec![(token, boundary_id.to_owned())])
 }
 
 /// Ends a token without following any flow (an uncaught BPMN error).
@@ -213,8 +228,13 @@ impl<'a> Run<'a> {
                     scope,
                     seq: 0,
                 });
-                Ok(())
+                self.arm_boundary_timers(token_id, element_id)
             }
+            Kind::TimerStart { .. } | Kind::TimerBoundary { .. } => {
+                self.take_outgoing(token_id, element_id)
+            }
+            Kind::TimerCatch { timer } => self.wait_for_timer(token_id, element_id, timer),
+            Kind::UserTask(task) => self.create_user_task(token_id, element_id, task),
             Kind::ExclusiveGateway => {
                 let flows = def
                     .model
@@ -343,4 +363,74 @@ fn no_flow(element_id: &str) -> ApiError {
     ApiError::engine(format!(
         "ENGINE-02004 No outgoing sequence flow for the element with id '{element_id}' could be selected for continuing the process."
     ))
+}
+
+/// Wait states that need time or a person: timer catch events, timer boundary events, user tasks.
+impl Run<'_> {
+    fn waiting(&self, token_id: &str) -> ApiResult<Waiting> {
+        let token = self
+            .inst
+            .tokens
+            .get(token_id)
+            .ok_or_else(|| ApiError::engine(format!("Execution {token_id} does not exist")))?;
+        Ok(Waiting {
+            instance: self.inst.id.clone(),
+            token: token_id.to_owned(),
+            activity_instance: token.activity_instance_id.clone(),
+        })
+    }
+
+    fn wait_for_timer(
+        &mut self,
+        token_id: &str,
+        element_id: &str,
+        timer: &TimerSpec,
+    ) -> ApiResult<()> {
+        let waiting = self.waiting(token_id)?;
+        let def = Arc::clone(&self.inst.definition);
+        let job = Job::arm(timer, def, element_id, JobKind::Catch(waiting))?;
+        self.out.new_jobs.push(job);
+        Ok(())
+    }
+
+    /// One job per timer boundary event of the activity the token just entered.
+    fn arm_boundary_timers(&mut self, token_id: &str, activity_id: &str) -> ApiResult<()> {
+        let def = Arc::clone(&self.inst.definition);
+        let Some(boundaries) = def.model.boundaries.get(activity_id) else {
+            return Ok(());
+        };
+        for boundary in boundaries {
+            if let Some(Kind::TimerBoundary {
+                timer,
+                interrupting,
+                ..
+            }) = def.model.elements.get(boundary).map(|e| &e.kind)
+            {
+                let what = JobKind::Boundary {
+                    waiting: self.waiting(token_id)?,
+                    interrupting: *interrupting,
+                    fired: 0,
+                };
+                let job = Job::arm(timer, Arc::clone(&def), boundary, what)?;
+                self.out.new_jobs.push(job);
+            }
+        }
+        Ok(())
+    }
+
+    fn create_user_task(
+        &mut self,
+        token_id: &str,
+        element_id: &str,
+        task: &UserTaskDef,
+    ) -> ApiResult<()> {
+        let waiting = self.waiting(token_id)?;
+        self.out.new_user_tasks.push(UserTask::new(
+            task,
+            Arc::clone(&self.inst.definition),
+            element_id,
+            waiting,
+        ));
+        self.arm_boundary_timers(token_id, element_id)
+    }
 }

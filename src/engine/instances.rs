@@ -33,8 +33,30 @@ impl Store {
                 format!("No matching process definition with key: {key} and {tenant}"),
             )
         })?;
-        let (instance, outcome) = exec::start(
+        let start = definition.model.start_event.clone();
+        self.begin_instance(definition, &start, business_key, variables, with_variables)
+    }
+
+    /// A timer start event fired: a new instance of `definition` starts there.
+    pub(crate) fn start_instance_at(
+        &mut self,
+        definition: Arc<Definition>,
+        start: &str,
+    ) -> ApiResult<Value> {
+        self.begin_instance(definition, start, None, Vec::new(), false)
+    }
+
+    fn begin_instance(
+        &mut self,
+        definition: Arc<Definition>,
+        start: &str,
+        business_key: Option<String>,
+        variables: Vec<(String, TypedValue)>,
+        with_variables: bool,
+    ) -> ApiResult<Value> {
+        let (instance, outcome) = exec::start_at(
             Arc::clone(&definition),
+            start,
             business_key,
             variables.into_iter().collect(),
         )?;
@@ -91,6 +113,9 @@ impl Store {
             self.tasks.insert(task.id.clone(), task);
             self.wake = true;
         }
+        self.add_jobs(outcome.new_jobs);
+        self.add_user_tasks(outcome.new_user_tasks);
+        self.sweep_waits(&instance);
         if let Some(h) = self.history.get_mut(&id) {
             h.variables = instance.variables.clone();
         }

@@ -14,7 +14,14 @@
 //! instances.rs  start / commit / delete instances, JSON views   exec.rs   token execution
 //! tasks.rs      fetch selection and per-task calls              expr.rs   JUEL conditions
 //! variables.rs  typed variables                                 errors.rs Camunda error bodies
+//! timers/       timer definitions, jobs and the timer loop      user_tasks.rs  user tasks
 //! ```
+//!
+//! Time: [`Engine::serve`] runs the timer loop next to the server; it sleeps until the next
+//! job is due (on tokio's clock, so tests pause and advance it) and fires it as Camunda's job
+//! executor would. Timer start events are scheduled for the latest version of each key after
+//! every change of the store, so a new version replaces the old schedule and a deleted
+//! deployment takes its schedule with it.
 //!
 //! Choices where the model leaves room: a BPMN error that no boundary event catches ends the
 //! task's execution (the instance completes when no token is left), as for an uncaught error
@@ -32,6 +39,8 @@ mod expr;
 mod instances;
 mod state;
 mod tasks;
+mod timers;
+mod user_tasks;
 mod variables;
 
 #[cfg(test)]
@@ -83,6 +92,8 @@ struct Inner {
     options: EngineOptions,
     /// Bumped after every state change; long polls wait on it.
     changed: watch::Sender<u64>,
+    /// Wakes the timer loop when jobs were added or removed.
+    timers: tokio::sync::Notify,
     /// Cancelled on shutdown so pending long polls answer 500; replaced to allow re-serving.
     polls: Mutex<CancellationToken>,
     pending_polls: AtomicUsize,
@@ -114,6 +125,7 @@ impl Engine {
                 store: Mutex::new(Store::default()),
                 options,
                 changed,
+                timers: tokio::sync::Notify::new(),
                 polls: Mutex::new(CancellationToken::new()),
                 pending_polls: AtomicUsize::new(0),
                 faults: Mutex::new((0, 500)),
@@ -127,21 +139,30 @@ impl Engine {
         api::router(self.clone())
     }
 
-    /// Serves on `listener` until `shutdown` is cancelled. On shutdown, pending long polls
-    /// answer 500 (like the real engine), then in-flight calls finish.
+    /// Serves on `listener` until `shutdown` is cancelled, with the timer loop
+    /// ([`Engine::run_timers`]) beside it. On shutdown, pending long polls answer 500 (like the
+    /// real engine), then in-flight calls finish.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let engine = self.clone();
+        // The timer loop stops on shutdown, and also when the server ends on its own.
+        let timers_stop = shutdown.child_token();
+        let timers = self.run_timers(timers_stop.clone());
         let signal = async move {
             shutdown.cancelled().await;
             engine.reject_pending_polls();
         };
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(signal)
-            .await
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(signal);
+        let server = async move {
+            let served = server.await;
+            timers_stop.cancel();
+            served
+        };
+        let (served, ()) = tokio::join!(server, timers);
+        served
     }
 
     /// For tests: binds 127.0.0.1:0 and serves in a background task until [`RunningEngine::stop`]
@@ -195,14 +216,23 @@ impl Engine {
     }
 
     /// Runs `f` on the store (writes); wakes pending long polls when it created or unlocked a
-    /// task, as Camunda does (see [`Store::wake`]).
+    /// task, as Camunda does (see [`Store::wake`]). Then schedules the timer start events of
+    /// new versions (see `timers`) and wakes the timer loop when jobs changed.
     pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let (r, wake) = self.with(|s| {
+        let (r, wake, timers) = self.with(|s| {
             let r = f(s);
-            (r, std::mem::take(&mut s.wake))
+            s.reconcile_start_timers();
+            (
+                r,
+                std::mem::take(&mut s.wake),
+                std::mem::take(&mut s.timers_changed),
+            )
         });
         if wake {
             self.notify();
+        }
+        if timers {
+            self.inner.timers.notify_one();
         }
         r
     }

@@ -4,13 +4,14 @@
 //! Store ─ deployments ─► definitions (versions per key) ─► Process model (bpmn.rs)
 //!       ─ instances (runtime: tokens, variables)         ─► tasks (external tasks, locks)
 //!       ─ history (every instance ever started, final variables)   incidents
+//!       ─ jobs (timers: start, catch, boundary; timers/)   user tasks (user_tasks.rs)
 //! ```
 //! Operations on the store are synchronous and never await; the REST handlers lock, call one
 //! operation, unlock. Times that decide behaviour (lock expiry, retry timeouts) are
 //! `tokio::time::Instant`s so tests can pause and advance the clock; the wall-clock strings the
 //! engine reports are derived from them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +19,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::bpmn::Process;
+use super::timers::Job;
+use super::user_tasks::UserTask;
 use super::variables::VarMap;
 
 /// Counters of what clients did, for tests and `GET /engine-rest/_procos/stats`.
@@ -219,6 +222,15 @@ pub(crate) struct Store {
     /// a task was created or unlocked. Lock and retry-timeout expiry do not wake them; polls
     /// see those tasks at their next re-check, as on a real engine.
     pub wake: bool,
+    /// Timer jobs by id: timer start events, waiting catch events, armed boundary events.
+    pub jobs: HashMap<String, Job>,
+    /// Open user tasks by id.
+    pub user_tasks: HashMap<String, UserTask>,
+    /// Timer start events scheduled, as (definition id, element id), while that version is
+    /// the latest: its schedule is created once, so a finished `R3/…` cycle does not restart.
+    pub start_timers: HashSet<(String, String)>,
+    /// Set when jobs were added or removed: the timer loop recomputes when to wake up.
+    pub timers_changed: bool,
     seq: u64,
 }
 
@@ -252,6 +264,7 @@ impl Store {
         let instance = self.instances.remove(id);
         self.tasks.retain(|_, t| t.process_instance_id != id);
         self.incidents.retain(|_, i| i.process_instance_id != id);
+        self.drop_waits_of(id);
         if let Some(h) = self.history.get_mut(id) {
             if let Some(inst) = instance {
                 h.variables = inst.variables;

@@ -1,5 +1,6 @@
-//! The REST surface: routes under `/engine-rest`, the JSON body extractor (lenient as
-//! engine-rest's Jackson: unknown fields ignored, `null` as a field's default where the DTO
+//! The REST surface: routes under `/engine-rest` (deployment, process, history, external_task,
+//! execution: local variables, task: user tasks, job: timers), the JSON body extractor (lenient
+//! as engine-rest's Jackson: unknown fields ignored, `null` as a field's default where the DTO
 //! field is a Java primitive), and the fault-injection / logging middleware.
 //!
 //! ```text
@@ -11,7 +12,9 @@ mod deployment;
 mod execution;
 mod external_task;
 mod history;
+mod job;
 mod process;
+mod task;
 
 use std::collections::HashMap;
 
@@ -42,6 +45,8 @@ pub(crate) fn router(engine: Engine) -> Router {
         .merge(history::routes())
         .merge(external_task::routes())
         .merge(execution::routes())
+        .merge(task::routes())
+        .merge(job::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(engine.clone(), faults));
     let api = camunda

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::io::{self, ElementMappings};
-use super::{Element, Flow, Kind, Problem, ProcBuilder, Process};
+use super::{Element, Flow, Kind, Problem, ProcBuilder, Process, waits};
 use crate::engine::expr::{Condition, Expression};
 
 /// Builds and checks one process; returns `None` for non-executable ones or on problems.
@@ -58,6 +58,7 @@ pub(super) fn build(
     let mut elements = HashMap::new();
     let mut boundaries: HashMap<String, Vec<String>> = HashMap::new();
     let mut start_events = Vec::new();
+    let mut timer_starts = Vec::new();
     for n in &b.nodes {
         let def = n.event_defs.first().map(|(t, r)| (t.as_str(), r.clone()));
         let kind = match (n.tag.as_str(), def) {
@@ -139,6 +140,49 @@ pub(super) fn build(
                     error_code,
                 }
             }
+            ("startEvent", Some(("timerEventDefinition", _))) => match waits::timer_start(n) {
+                Ok(kind) => {
+                    timer_starts.push(n.id.clone());
+                    kind
+                }
+                Err(message) => {
+                    problem(message, n.pos, &n.id);
+                    continue;
+                }
+            },
+            ("intermediateCatchEvent", Some(("timerEventDefinition", _))) => {
+                match waits::timer_catch(n) {
+                    Ok(kind) => kind,
+                    Err(message) => {
+                        problem(message, n.pos, &n.id);
+                        continue;
+                    }
+                }
+            }
+            ("boundaryEvent", Some(("timerEventDefinition", _))) => {
+                match waits::timer_boundary(n) {
+                    Ok(kind) => {
+                        if let Kind::TimerBoundary { attached_to, .. } = &kind {
+                            boundaries
+                                .entry(attached_to.clone())
+                                .or_default()
+                                .push(n.id.clone());
+                        }
+                        kind
+                    }
+                    Err(message) => {
+                        problem(message, n.pos, &n.id);
+                        continue;
+                    }
+                }
+            }
+            ("userTask", None) => match waits::user_task(n) {
+                Ok(kind) => kind,
+                Err(message) => {
+                    problem(message, n.pos, &n.id);
+                    continue;
+                }
+            },
             (tag, def) => {
                 let what = match def {
                     Some((d, _)) => format!("{tag} with {d}"),
@@ -271,10 +315,30 @@ pub(super) fn build(
                 &el.id,
             );
         }
+        if let Some(message) = waits::check_timer_boundary(el, &elements) {
+            let pos = b
+                .nodes
+                .iter()
+                .find(|n| n.id == el.id)
+                .map_or(b.pos, |n| n.pos);
+            problem(message, pos, &el.id);
+        }
     }
-    let start_event = match start_events.as_slice() {
-        [one] => one.clone(),
-        [] => {
+    let start_event = match (start_events.as_slice(), timer_starts.as_slice()) {
+        ([one], _) => one.clone(),
+        // Camunda's initial start event: the none start event, else the only start event.
+        ([], [timer]) => timer.clone(),
+        ([], [_, _, ..]) => {
+            problem(
+                format!(
+                    "Process '{id}' has several timer start events and no none start event: the procos engine runs one timer start event per process, or timers next to a none start event"
+                ),
+                b.pos,
+                &id,
+            );
+            String::new()
+        }
+        ([], []) => {
             problem(
                 format!("Process '{id}' has no none start event"),
                 b.pos,
@@ -282,7 +346,7 @@ pub(super) fn build(
             );
             String::new()
         }
-        _ => {
+        (_, _) => {
             problem(
                 format!("Process '{id}' has more than one none start event"),
                 b.pos,
@@ -306,6 +370,7 @@ pub(super) fn build(
         boundaries,
         start_event,
         mappings,
+        timer_starts,
     })
 }
 

@@ -7,7 +7,11 @@
 //! `camunda:errorCodeVariable` / `camunda:errorMessageVariable`). External tasks may carry
 //! `camunda:inputOutput` (text, `${…}`, `camunda:list`, `camunda:map` values; see [`io`]) and
 //! `${…}` in `camunda:topic` / `camunda:taskPriority`; `camunda:taskPriority` on `<process>` is
-//! the default priority of its external tasks. Anything else is a
+//! the default priority of its external tasks. Timer start events
+//! (`timeCycle` ISO repeating intervals or Quartz cron, `timeDate`, `timeDuration`), intermediate
+//! timer catch events (`timeDuration`, `timeDate`) and timer boundary events on external / user
+//! tasks (also `timeCycle`; interrupting or not); user tasks with their camunda attributes as data (see
+//! `waits.rs`). Listeners, loops and expressions on these are refused. Anything else is a
 //! deployment error naming the element, so a model is never half-executed. Only executable
 //! processes are deployed, and each must set `camunda:historyTimeToLive` (ENGINE-12018, as
 //! Camunda 7.20+ enforces by default). Every problem carries its line and column.
@@ -21,7 +25,11 @@ use super::expr::Condition;
 
 mod build;
 pub(crate) mod io;
+mod waits;
 use build::build;
+pub(crate) use waits::UserTaskDef;
+
+use super::timers::TimerSpec;
 
 /// One executable process of a deployed resource.
 #[derive(Debug, Clone)]
@@ -42,6 +50,8 @@ pub(crate) struct Process {
     /// Input/output mappings, error variables and `${…}` topics / priorities, per element id
     /// (only elements that have any).
     pub mappings: HashMap<String, io::ElementMappings>,
+    /// Timer start events: each is scheduled while this is the latest version of its key.
+    pub timer_starts: Vec<String>,
 }
 
 /// A flow node.
@@ -74,6 +84,22 @@ pub(crate) enum Kind {
         attached_to: String,
         error_code: Option<String>,
     },
+    /// A start event with a timer: instances start here when its job fires (and by REST).
+    TimerStart {
+        timer: TimerSpec,
+    },
+    /// An intermediate timer catch event: the token waits until the timer fires.
+    TimerCatch {
+        timer: TimerSpec,
+    },
+    /// A timer boundary event; when it fires an interrupting one cancels the activity.
+    TimerBoundary {
+        attached_to: String,
+        timer: TimerSpec,
+        interrupting: bool,
+    },
+    /// A user task: the token waits until a person completes it (`POST /task/{id}/complete`).
+    UserTask(Box<UserTaskDef>),
 }
 
 /// A sequence flow.
@@ -105,6 +131,10 @@ struct Pending {
     condition: Option<String>,
     /// `camunda:inputOutput` and error-variable attributes inside the element.
     io: io::IoCollector,
+    /// Local names of every element nested inside (listeners, loop characteristics, …).
+    tags: Vec<String>,
+    /// `timeDuration` / `timeDate` / `timeCycle` of a timer event definition, with its text.
+    timer: Option<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +304,12 @@ impl ParseState {
             return;
         };
         p.io.start(&tag, &attrs, depth.saturating_sub(self.pending_depth));
+        p.tags.push(tag.clone());
+        if waits::is_timer_part(&tag) {
+            // Its text is read like a condition's (see push_text).
+            p.timer = Some((tag.clone(), String::new()));
+            self.in_condition = true;
+        }
         if tag.ends_with("EventDefinition") && depth == self.pending_depth + 1 {
             p.event_defs.push((tag, attrs.get("errorRef").cloned()));
         } else if tag == "property" && p.tag != "sequenceFlow" {
@@ -300,6 +336,8 @@ impl ParseState {
         }
         if let Some(cond) = self.pending.as_mut().and_then(|p| p.condition.as_mut()) {
             cond.push_str(text);
+        } else if let Some((_, timer)) = self.pending.as_mut().and_then(|p| p.timer.as_mut()) {
+            timer.push_str(text);
         }
     }
 
@@ -452,11 +490,11 @@ pub(crate) mod tests {
     fn unsupported_elements_and_missing_topics_are_refused() {
         let xml = order_process("order").replace(
             r#"<bpmn:endEvent id="done" />"#,
-            r#"<bpmn:userTask id="done" />"#,
+            r#"<bpmn:scriptTask id="done" />"#,
         );
         let problems = parse(xml.as_bytes()).expect_err("must fail");
         assert!(
-            problems.iter().any(|p| p.message.contains("userTask")),
+            problems.iter().any(|p| p.message.contains("scriptTask")),
             "{problems:?}"
         );
         let xml = order_process("order").replace(r#" camunda:topic="ship""#, "");

@@ -6,6 +6,8 @@ mod mapping;
 mod process;
 mod rest_compat;
 mod tasks;
+mod timers;
+mod user_tasks;
 
 use axum::Router;
 use axum::body::Body;

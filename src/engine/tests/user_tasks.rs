@@ -1,0 +1,338 @@
+//! User tasks through `/task`: listing, reading, variables, completing, claiming.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Api, Part};
+
+/// start → user task `approve` → gateway on `approved` → `ship` (external) | end.
+fn approval() -> String {
+    r#"<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn">
+  <process id="approval" isExecutable="true" camunda:historyTimeToLive="P1D">
+    <startEvent id="s" />
+    <sequenceFlow id="f1" sourceRef="s" targetRef="approve" />
+    <userTask id="approve" name="Approve order" camunda:assignee="alice" camunda:candidateGroups="sales, managers" camunda:formKey="embedded:app:forms/approve.html" camunda:priority="70" />
+    <sequenceFlow id="f2" sourceRef="approve" targetRef="gw" />
+    <exclusiveGateway id="gw" default="no" />
+    <sequenceFlow id="yes" sourceRef="gw" targetRef="ship"><conditionExpression>${approved}</conditionExpression></sequenceFlow>
+    <sequenceFlow id="no" sourceRef="gw" targetRef="rejected" />
+    <serviceTask id="ship" camunda:type="external" camunda:topic="ship" />
+    <sequenceFlow id="f3" sourceRef="ship" targetRef="shipped" />
+    <endEvent id="shipped" />
+    <endEvent id="rejected" />
+  </process>
+</definitions>"#
+        .to_owned()
+}
+
+async fn started(api: &Api) -> (String, String) {
+    let d = api
+        .deploy(&[Part::file("data", "approval.bpmn", approval())])
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let pi = api
+        .start(
+            "approval",
+            json!({"amount": {"value": 120, "type": "Integer"}}),
+        )
+        .await;
+    let tasks = api.get(&format!("/task?processInstanceId={pi}")).await;
+    assert_eq!(tasks.status, StatusCode::OK, "{}", tasks.body);
+    let id = tasks.body[0]["id"]
+        .as_str()
+        .expect("a user task")
+        .to_owned();
+    (pi, id)
+}
+
+#[tokio::test]
+async fn a_user_task_is_listed_as_camunda_lists_it() {
+    let api = Api::new();
+    let (pi, id) = started(&api).await;
+    let task = api.get(&format!("/task/{id}")).await;
+    assert_eq!(task.status, StatusCode::OK);
+    let t = &task.body;
+    assert_eq!(t["name"], "Approve order");
+    assert_eq!(t["assignee"], "alice");
+    assert_eq!(t["taskDefinitionKey"], "approve");
+    assert_eq!(t["processInstanceId"], pi.as_str());
+    assert_eq!(t["formKey"], "embedded:app:forms/approve.html");
+    assert_eq!(t["priority"], 70);
+    assert_eq!(t["suspended"], false);
+    assert!(t["created"].as_str().is_some_and(|c| c.len() == 28), "{t}");
+    for (query, hits) in [
+        ("taskDefinitionKey=approve", 1),
+        ("taskDefinitionKey=other", 0),
+        ("processDefinitionKey=approval", 1),
+        ("assignee=alice", 1),
+        ("assignee=bob", 0),
+        ("name=Approve%20order", 1),
+        ("candidateGroup=managers", 1),
+        ("candidateGroup=hr", 0),
+        ("unassigned=true", 0),
+    ] {
+        let n = api.get(&format!("/task/count?{query}")).await.body["count"].clone();
+        assert_eq!(n, hits, "{query}");
+        let list = api.get(&format!("/task?{query}")).await.body;
+        assert_eq!(list.as_array().map(Vec::len), Some(hits), "{query}");
+    }
+    let vars = api.get(&format!("/task/{id}/variables")).await.body;
+    assert_eq!(vars["amount"]["value"], 120);
+    let one = api.get(&format!("/task/{id}/variables/amount")).await;
+    assert_eq!(one.body["type"], "Integer");
+    let missing = api.get(&format!("/task/{id}/variables/nope")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.body["message"],
+        "task variable with name nope does not exist"
+    );
+}
+
+#[tokio::test]
+async fn completing_with_variables_moves_the_token_on() {
+    let api = Api::new();
+    let (pi, id) = started(&api).await;
+    let done = api
+        .post(
+            &format!("/task/{id}/complete"),
+            json!({"variables": {"approved": {"value": true, "type": "Boolean"}},
+                   "someFieldCamundaIgnores": 1}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
+    let ship = api.fetch_one("w", "ship").await;
+    assert_eq!(api.get("/task/count").await.body["count"], 0);
+    assert_eq!(
+        api.complete(&ship, "w", json!({})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.history_state(&pi).await, "COMPLETED");
+    let vars = api
+        .get(&format!(
+            "/history/variable-instance?processInstanceId={pi}"
+        ))
+        .await
+        .body;
+    let approved = vars
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "approved"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(approved["value"], true, "{vars}");
+}
+
+#[tokio::test]
+async fn with_variables_in_return_answers_the_variables() {
+    let api = Api::new();
+    let (pi, id) = started(&api).await;
+    let done = api
+        .post(
+            &format!("/task/{id}/complete"),
+            json!({"variables": {"approved": {"value": false, "type": "Boolean"}},
+                   "withVariablesInReturn": true}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["approved"]["value"], false);
+    assert_eq!(done.body["amount"]["value"], 120);
+    assert_eq!(api.history_state(&pi).await, "COMPLETED", "rejected path");
+    let null_flag = api
+        .post(
+            &format!("/task/{id}/complete"),
+            json!({"withVariablesInReturn": null}),
+        )
+        .await;
+    assert_eq!(
+        null_flag.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "already completed"
+    );
+}
+
+#[tokio::test]
+async fn unknown_tasks_answer_as_camunda() {
+    let api = Api::new();
+    let get = api.get("/task/nope").await;
+    assert_eq!(get.status, StatusCode::NOT_FOUND);
+    assert_eq!(get.body["type"], "InvalidRequestException");
+    assert_eq!(get.body["message"], "No matching task with id nope");
+    let complete = api.post("/task/nope/complete", json!({})).await;
+    assert_eq!(complete.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(complete.body["type"], "RestException");
+    assert_eq!(
+        complete.body["message"],
+        "Cannot complete task nope: Cannot find task with id nope: task is null"
+    );
+    let vars = api.get("/task/nope/variables").await;
+    assert_eq!(vars.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        vars.body["message"],
+        "task nope doesn't exist: task is null"
+    );
+    let bad = api
+        .post(
+            "/task/nope/complete",
+            json!({"variables": {"x": {"value": "a", "type": "Integer"}}}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+}
+
+#[tokio::test]
+async fn claim_and_unclaim_set_the_assignee() {
+    let api = Api::new();
+    let (_, id) = started(&api).await;
+    let taken = api
+        .post(&format!("/task/{id}/claim"), json!({"userId": "bob"}))
+        .await;
+    assert_eq!(taken.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(taken.body["type"], "TaskAlreadyClaimedException");
+    assert_eq!(
+        api.post(&format!("/task/{id}/unclaim"), json!({}))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/task/{id}")).await.body["assignee"],
+        Value::Null
+    );
+    assert_eq!(
+        api.get("/task/count?unassigned=true").await.body["count"],
+        1
+    );
+    let claim = api
+        .post(&format!("/task/{id}/claim"), json!({"userId": "bob"}))
+        .await;
+    assert_eq!(claim.status, StatusCode::NO_CONTENT, "{}", claim.body);
+    assert_eq!(
+        api.get("/task?assignee=bob").await.body[0]["id"],
+        id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_instance_removes_its_user_tasks() {
+    let api = Api::new();
+    let (pi, _) = started(&api).await;
+    let deleted = api
+        .call("DELETE", &format!("/process-instance/{pi}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get("/task/count").await.body["count"], 0);
+}
+
+#[tokio::test]
+async fn user_tasks_the_engine_cannot_run_are_refused_naming_the_element() {
+    let api = Api::new();
+    let cases = [
+        (r#"camunda:assignee="${initiator}""#, "", "expression"),
+        (
+            "",
+            r#"<extensionElements><camunda:taskListener event="create" class="x.Y" /></extensionElements>"#,
+            "taskListener",
+        ),
+        ("", "<multiInstanceLoopCharacteristics />", "multi-instance"),
+        (r#"camunda:priority="high""#, "", "priority"),
+    ];
+    for (attrs, children, says) in cases {
+        let xml = approval().replace(
+            r#"<userTask id="approve" name="Approve order" camunda:assignee="alice" camunda:candidateGroups="sales, managers" camunda:formKey="embedded:app:forms/approve.html" camunda:priority="70" />"#,
+            &format!(r#"<userTask id="approve" {attrs}>{children}</userTask>"#),
+        );
+        let a = api.deploy(&[Part::file("data", "a.bpmn", xml)]).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{says}: {}", a.body);
+        let error = &a.body["details"]["a.bpmn"]["errors"][0];
+        assert_eq!(error["mainBpmnElementId"], "approve");
+        assert!(
+            error["message"].as_str().unwrap_or_default().contains(says),
+            "{error}"
+        );
+    }
+}
+
+/// User task `review` (due 2026-03-01) with an interrupting boundary timer → external `escalate`.
+fn escalating(due: &str) -> String {
+    approval().replace(
+        r#"<userTask id="approve" name="Approve order" camunda:assignee="alice" camunda:candidateGroups="sales, managers" camunda:formKey="embedded:app:forms/approve.html" camunda:priority="70" />"#,
+        &format!(
+            r#"<userTask id="approve" camunda:dueDate="{due}" />
+    <boundaryEvent id="tooSlow" attachedToRef="approve"><timerEventDefinition><timeDuration>P1D</timeDuration></timerEventDefinition></boundaryEvent>
+    <sequenceFlow id="fx" sourceRef="tooSlow" targetRef="escalate" />
+    <serviceTask id="escalate" camunda:type="external" camunda:topic="escalate" />
+    <sequenceFlow id="fy" sourceRef="escalate" targetRef="rejected" />"#
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_boundary_timer_on_a_user_task_cancels_it() {
+    let api = Api::new();
+    let d = api
+        .deploy(&[Part::file(
+            "data",
+            "e.bpmn",
+            escalating("2026-03-01T12:00:00Z"),
+        )])
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let pi = api.start("approval", json!({})).await;
+    let task = api.get(&format!("/task?processInstanceId={pi}")).await.body[0].clone();
+    assert_eq!(task["due"], "2026-03-01T12:00:00.000+0000");
+    let jobs = api
+        .get(&format!("/job?processInstanceId={pi}&activityId=tooSlow"))
+        .await;
+    let job = jobs.body[0]["id"]
+        .as_str()
+        .expect("the boundary's job")
+        .to_owned();
+    let fired = api.post(&format!("/job/{job}/execute"), json!({})).await;
+    assert_eq!(fired.status, StatusCode::NO_CONTENT, "{}", fired.body);
+    let id = task["id"].as_str().expect("id");
+    assert_eq!(
+        api.get(&format!("/task/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let late = api.post(&format!("/task/{id}/complete"), json!({})).await;
+    assert_eq!(
+        late.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        late.body
+    );
+    let escalate = api.fetch_one("w", "escalate").await;
+    assert_eq!(
+        api.complete(&escalate, "w", json!({})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.history_state(&pi).await, "COMPLETED");
+    let bad = api
+        .deploy(&[Part::file("data", "e.bpmn", escalating("next week"))])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.body["details"]["e.bpmn"]["errors"][0]["mainBpmnElementId"],
+        "approve"
+    );
+}
+
+#[tokio::test]
+async fn a_completion_the_process_cannot_follow_leaves_the_task_open() {
+    let api = Api::new();
+    let (_, id) = started(&api).await;
+    // `${approved}` cannot be evaluated without the variable: nothing changes, as a rollback.
+    let failed = api.post(&format!("/task/{id}/complete"), json!({})).await;
+    assert_eq!(
+        failed.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        failed.body
+    );
+    assert_eq!(failed.body["type"], "RestException");
+    let message = failed.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("Cannot complete task {id}: ")),
+        "{message}"
+    );
+    assert_eq!(api.get(&format!("/task/{id}")).await.status, StatusCode::OK);
+}

@@ -1,0 +1,361 @@
+//! Timer definitions of a BPMN model (`timeDuration`, `timeDate`, `timeCycle`), parsed once at
+//! deploy and asked for their due dates when a timer is armed or fires again.
+//!
+//! ```text
+//! timeDuration  PT5M, P1DT2H, P2W         fires once, that long after the timer is armed
+//! timeDate      2026-01-01T08:00:00Z      fires once at that moment (now when it is past)
+//! timeCycle     R/PT1H, R3/PT10M          every interval, forever or n times
+//!               R/2026-01-01T00:00Z/PT1H  the same from a start moment
+//!               0 0/5 * * * ?             Quartz cron (seconds first), forever
+//! ```
+//! ISO 8601 durations and date-times are read by the `iso8601` crate; calendar units (years,
+//! months, days) are added on the calendar, as Camunda's Joda-based helper does. A date-time
+//! without an offset is read as UTC. Expressions (`${…}`) are refused: the engine does not
+//! evaluate values yet.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Days, Months, Utc};
+use tokio::time::Instant;
+
+/// A checked timer definition.
+#[derive(Clone)]
+pub(crate) enum TimerSpec {
+    /// `timeDuration`: once, this long after arming.
+    Duration(IsoDuration),
+    /// `timeDate`: once, at this moment.
+    Date(DateTime<Utc>),
+    /// `timeCycle` as an ISO 8601 repeating interval.
+    Cycle {
+        /// `R3` → `Some(3)` firings; `R` → unbounded.
+        repeat: Option<u32>,
+        /// The first firing, when the cycle names one.
+        start: Option<DateTime<Utc>>,
+        /// Time between firings.
+        every: IsoDuration,
+    },
+    /// `timeCycle` as a Quartz cron expression.
+    Cron(Box<cron::Schedule>),
+}
+
+impl fmt::Debug for TimerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimerSpec::Duration(d) => write!(f, "Duration({d:?})"),
+            TimerSpec::Date(d) => write!(f, "Date({d})"),
+            TimerSpec::Cycle {
+                repeat,
+                start,
+                every,
+            } => write!(f, "Cycle({repeat:?}, {start:?}, {every:?})"),
+            TimerSpec::Cron(c) => write!(f, "Cron({c})"),
+        }
+    }
+}
+
+/// An ISO 8601 duration, kept in its calendar units.
+pub(crate) type IsoDuration = iso8601::Duration;
+
+/// Which child of `timerEventDefinition` a definition came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// `timeDuration`
+    Duration,
+    /// `timeDate`
+    Date,
+    /// `timeCycle`
+    Cycle,
+}
+
+impl TimerKind {
+    /// The element name for `timeDuration` / `timeDate` / `timeCycle`.
+    pub(crate) fn from_tag(tag: &str) -> Option<TimerKind> {
+        match tag {
+            "timeDuration" => Some(TimerKind::Duration),
+            "timeDate" => Some(TimerKind::Date),
+            "timeCycle" => Some(TimerKind::Cycle),
+            _ => None,
+        }
+    }
+
+    /// The element name, for messages.
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            TimerKind::Duration => "timeDuration",
+            TimerKind::Date => "timeDate",
+            TimerKind::Cycle => "timeCycle",
+        }
+    }
+}
+
+/// When a timer is due: the engine's (pausable) clock decides, the wall clock is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due {
+    /// The moment on the engine's clock.
+    pub at: Instant,
+    /// The same moment on the wall clock (`dueDate` of the job).
+    pub wall: DateTime<Utc>,
+}
+
+impl Due {
+    /// `wall` on both clocks, `now` / `now_wall` being the same moment; a past date is due now.
+    fn at_wall(wall: DateTime<Utc>, now: Instant, now_wall: DateTime<Utc>) -> Option<Due> {
+        let ahead = (wall - now_wall).to_std().unwrap_or_default();
+        Some(Due {
+            at: now.checked_add(ahead)?,
+            wall: wall.max(now_wall),
+        })
+    }
+}
+
+/// Parses one timer definition; the message names what is wrong (the caller adds the element).
+pub(crate) fn parse(kind: TimerKind, text: &str) -> Result<TimerSpec, String> {
+    let text = text.trim();
+    let tag = kind.tag();
+    if text.is_empty() {
+        return Err(format!("the {tag} of the timer is empty"));
+    }
+    if text.contains("${") || text.contains("#{") {
+        return Err(format!(
+            "the {tag} `{text}` is an expression; the procos engine does not evaluate expressions in timer definitions yet"
+        ));
+    }
+    let spec = match kind {
+        TimerKind::Duration => TimerSpec::Duration(duration(text)?),
+        TimerKind::Date => TimerSpec::Date(date_time(text)?),
+        TimerKind::Cycle if text.starts_with('R') => cycle(text)?,
+        TimerKind::Cycle => TimerSpec::Cron(Box::new(cron(text)?)),
+    };
+    // A timer whose first due date cannot be computed would never fire: refuse it now.
+    spec.first(Instant::now(), Utc::now())
+        .map(|_| spec)
+        .ok_or_else(|| format!("the {tag} `{text}` lies beyond the dates the engine can compute"))
+}
+
+fn duration(text: &str) -> Result<IsoDuration, String> {
+    match iso8601::parsers::parse_duration(text.as_bytes()) {
+        Ok(([], d)) => Ok(d),
+        _ => Err(format!(
+            "`{text}` is not an ISO 8601 duration (e.g. PT5M, P1DT2H, P2W)"
+        )),
+    }
+}
+
+/// An ISO 8601 date-time (without an offset: UTC), e.g. a user task's `camunda:dueDate`.
+pub(crate) fn date_time(text: &str) -> Result<DateTime<Utc>, String> {
+    match iso8601::parsers::parse_datetime(text.as_bytes()) {
+        Ok(([], d)) => d
+            .into_fixed_offset()
+            .map(|d| d.with_timezone(&Utc))
+            .ok_or_else(|| format!("`{text}` is not a valid date-time")),
+        _ => Err(format!(
+            "`{text}` is not an ISO 8601 date-time (e.g. 2026-01-01T08:00:00Z)"
+        )),
+    }
+}
+
+fn cycle(text: &str) -> Result<TimerSpec, String> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let (r, start, every) = match parts.as_slice() {
+        [r, every] => (*r, None, *every),
+        [r, start, every] => (*r, Some(date_time(start)?), *every),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a repeating interval (R/PT1H, R3/PT10M or R/2026-01-01T00:00:00Z/PT1H)"
+            ));
+        }
+    };
+    let repeat = match &r[1..] {
+        "" => None,
+        n => match n.parse::<u32>() {
+            Ok(0) | Err(_) => {
+                return Err(format!(
+                    "`{r}` in the timeCycle `{text}` is not a repetition count of at least 1"
+                ));
+            }
+            Ok(n) => Some(n),
+        },
+    };
+    let every = duration(every)?;
+    if every.is_zero() {
+        return Err(format!(
+            "the interval of the timeCycle `{text}` is zero: it would fire without end"
+        ));
+    }
+    Ok(TimerSpec::Cycle {
+        repeat,
+        start,
+        every,
+    })
+}
+
+fn cron(text: &str) -> Result<cron::Schedule, String> {
+    cron::Schedule::from_str(text).map_err(|e| {
+        format!(
+            "`{text}` is neither a repeating interval (R/PT1H) nor a cron expression (0 0/5 * * * ?): {e}"
+        )
+    })
+}
+
+/// `base` plus an ISO duration on the calendar; `None` past the representable dates.
+pub(crate) fn add(base: DateTime<Utc>, d: &IsoDuration) -> Option<DateTime<Utc>> {
+    match *d {
+        iso8601::Duration::Weeks(w) => base.checked_add_days(Days::new(u64::from(w) * 7)),
+        iso8601::Duration::YMDHMS {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            millisecond,
+        } => {
+            let months = year.checked_mul(12)?.checked_add(month)?;
+            let clock = chrono::Duration::hours(i64::from(hour))
+                + chrono::Duration::minutes(i64::from(minute))
+                + chrono::Duration::seconds(i64::from(second))
+                + chrono::Duration::milliseconds(i64::from(millisecond));
+            base.checked_add_months(Months::new(months))?
+                .checked_add_days(Days::new(u64::from(day)))?
+                .checked_add_signed(clock)
+        }
+    }
+}
+
+impl TimerSpec {
+    /// The first due date when armed at `now` (`now_wall` on the wall clock).
+    pub(crate) fn first(&self, now: Instant, now_wall: DateTime<Utc>) -> Option<Due> {
+        match self {
+            TimerSpec::Duration(d)
+            | TimerSpec::Cycle {
+                every: d,
+                start: None,
+                ..
+            } => {
+                let wall = add(now_wall, d)?;
+                Due::at_wall(wall, now, now_wall)
+            }
+            TimerSpec::Date(at)
+            | TimerSpec::Cycle {
+                start: Some(at), ..
+            } => Due::at_wall(*at, now, now_wall),
+            TimerSpec::Cron(c) => {
+                let wall = c.after(&now_wall).next()?;
+                Due::at_wall(wall, now, now_wall)
+            }
+        }
+    }
+
+    /// The due date after the `fired`-th firing, which was due at `prev`; `None` when the timer
+    /// is done. A cycle keeps its cadence from `prev` unless that lies in the past (a late or
+    /// manual firing), then it starts again from now.
+    pub(crate) fn next(
+        &self,
+        prev: Due,
+        fired: u32,
+        now: Instant,
+        now_wall: DateTime<Utc>,
+    ) -> Option<Due> {
+        match self {
+            TimerSpec::Duration(_) | TimerSpec::Date(_) => None,
+            TimerSpec::Cycle { repeat, every, .. } => {
+                if repeat.is_some_and(|n| fired >= n) {
+                    return None;
+                }
+                let step = add(prev.wall, every)?;
+                let step_at = prev.at.checked_add((step - prev.wall).to_std().ok()?)?;
+                if step_at >= now {
+                    return Some(Due {
+                        at: step_at,
+                        wall: step,
+                    });
+                }
+                Due::at_wall(add(now_wall, every)?, now, now_wall)
+            }
+            TimerSpec::Cron(c) => {
+                let wall = c.after(&prev.wall.max(now_wall)).next()?;
+                Due::at_wall(wall, now, now_wall)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(spec: &TimerSpec) -> u64 {
+        let now = Instant::now();
+        let due = spec.first(now, Utc::now()).expect("due");
+        (due.at - now).as_secs()
+    }
+
+    #[test]
+    fn durations_dates_and_cycles_parse_with_their_due_dates() {
+        let d = parse(TimerKind::Duration, " PT1M30S ").expect("duration");
+        assert_eq!(secs(&d), 90);
+        let w = parse(TimerKind::Duration, "P2W").expect("weeks");
+        assert_eq!(secs(&w), 14 * 86_400);
+        let past = parse(TimerKind::Date, "2020-01-01T00:00:00Z").expect("date");
+        assert_eq!(secs(&past), 0, "a past date is due now");
+        let c = parse(TimerKind::Cycle, "R3/PT10S").expect("cycle");
+        assert!(
+            matches!(
+                c,
+                TimerSpec::Cycle {
+                    repeat: Some(3),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        assert_eq!(secs(&c), 10);
+        let s = parse(TimerKind::Cycle, "R/2020-01-01T00:00:00Z/PT1H").expect("with start");
+        assert_eq!(secs(&s), 0);
+        let cron = parse(TimerKind::Cycle, "0 0/5 * * * ?").expect("quartz cron");
+        assert!(secs(&cron) <= 300, "{cron:?}");
+    }
+
+    #[test]
+    fn bad_definitions_say_what_is_wrong() {
+        let cases = [
+            (TimerKind::Duration, "PT1Hjunk", "not an ISO 8601 duration"),
+            (TimerKind::Duration, "5 minutes", "not an ISO 8601 duration"),
+            (TimerKind::Date, "tomorrow", "not an ISO 8601 date-time"),
+            (TimerKind::Cycle, "R0/PT1S", "repetition count"),
+            (TimerKind::Cycle, "R/PT0S", "zero"),
+            (TimerKind::Cycle, "every day", "cron expression"),
+            (TimerKind::Duration, "${wait}", "expression"),
+            (TimerKind::Cycle, "", "empty"),
+            (TimerKind::Duration, "P4000000000Y", "beyond"),
+            (TimerKind::Cycle, "0 0 0 31 2 ?", "beyond"),
+        ];
+        for (kind, text, says) in cases {
+            let err = parse(kind, text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_cycle_stops_after_its_repetitions_and_keeps_its_cadence() {
+        let spec = parse(TimerKind::Cycle, "R2/PT10S").expect("cycle");
+        let (now, wall) = (Instant::now(), Utc::now());
+        let first = spec.first(now, wall).expect("first");
+        let second = spec.next(first, 1, now, wall).expect("second");
+        assert_eq!(second.at - first.at, std::time::Duration::from_secs(10));
+        assert_eq!(spec.next(second, 2, now, wall), None, "R2 fires twice");
+        let forever = parse(TimerKind::Cycle, "R/PT10S").expect("cycle");
+        assert!(forever.next(second, 1000, now, wall).is_some());
+    }
+
+    #[test]
+    fn months_are_added_on_the_calendar() {
+        let base = DateTime::parse_from_rfc3339("2026-01-31T00:00:00Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        let d = duration("P1M").expect("P1M");
+        let to = add(base, &d).expect("in range");
+        assert_eq!(to.to_rfc3339(), "2026-02-28T00:00:00+00:00");
+    }
+}
