@@ -169,6 +169,32 @@ async fn completes_with_typed_variables(kind: ClientKind) {
         .text(&format!("/process-instance/{pi}/variables/file/data"))
         .await;
     assert_eq!(data, expected, "the File's bytes");
+
+    // Camunda keeps a File's media type under valueInfo `mimeType` (FileValueType's
+    // VALUE_INFO_FILE_MIME_TYPE) and serves the data with it, plus `; charset=<encoding>`
+    // (VariableResponseProvider). The Python clients send `mimeType` and `encoding`; the JS
+    // client sends `mimetype` (lower case), which Camunda does not read: octet-stream.
+    let content_type = match kind {
+        ClientKind::Js => "application/octet-stream",
+        ClientKind::CamundaPython | ClientKind::OperatonPython => "text/plain; charset=UTF-8",
+    };
+    let r = rest
+        .http
+        .get(format!(
+            "{}/process-instance/{pi}/variables/file/data",
+            rest.url
+        ))
+        .send()
+        .await
+        .expect("GET the file");
+    assert_eq!(
+        r.headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some(content_type),
+        "the File's Content-Type, as Camunda serves it for valueInfo {}",
+        file_var["valueInfo"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,10 +214,19 @@ async fn operaton_python_client_completes_with_typed_variables() {
 
 // ── failure with retries ────────────────────────────────────────────────────────────────────
 
-/// The client fails `flaky` with retries counted down from the task's (1, then 0) and a 300 ms
-/// retry timeout: the task comes back once after the timeout, then the engine raises an
-/// incident carrying the last error, and the task keeps retries 0 and its error details.
+/// The client fails `flaky` with retries counted down from the task's (1, then 0) and a retry
+/// timeout: the task comes back once after the timeout, then the engine raises an incident
+/// carrying the last error, and the task keeps retries 0 and its error details.
+///
+/// The retry timeout is 300 ms for JS and 0 for Python: the Python clients long-poll for 30 s by
+/// default, and a pending poll is re-checked only when a task is created or unlocked or every
+/// 30 s (Camunda 7.23's FetchAndLockHandlerImpl; procos engine does the same), so a 300 ms
+/// timeout would hold the retry until the poll ends (see tests/clients/python/client.py).
 async fn fails_with_retries_until_an_incident(kind: ClientKind) {
+    let retry_timeout_ms = match kind {
+        ClientKind::Js => 300,
+        ClientKind::CamundaPython | ClientKind::OperatonPython => 0,
+    };
     let (engine, client) = stage(kind).await;
     let rest = &engine.rest;
     let pi = support::clients::start_typed(rest, "client_flaky", json!({})).await;
@@ -249,8 +284,8 @@ async fn fails_with_retries_until_an_incident(kind: ClientKind) {
     assert_eq!(attempts[1]["retries_sent"], json!(0), "{attempts:?}");
     let waited = attempts[1]["at"].as_i64().expect("at") - attempts[0]["at"].as_i64().expect("at");
     assert!(
-        waited >= 300,
-        "the task came back after {waited} ms, before the 300 ms retry timeout"
+        waited >= retry_timeout_ms,
+        "the task came back after {waited} ms, before the {retry_timeout_ms} ms retry timeout"
     );
 }
 
