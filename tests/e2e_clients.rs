@@ -9,9 +9,10 @@
 //! with their types, incidents, external tasks, the instance's path. What the client prints is
 //! only used to find its task and for failure messages.
 //!
-//! One test per client × feature: typed variables, failure with retries until an incident, a
-//! BPMN error caught by a boundary event, a File variable download, and (JS only: the Python
-//! clients have no extendLock) extending a lock.
+//! One test per client × feature: completing with typed variables, reading typed variables from
+//! a fetched task, failure with retries until an incident, a BPMN error caught by a boundary
+//! event, a File variable download, and (JS only: the Python clients have no extendLock)
+//! extending a lock.
 
 mod support;
 
@@ -210,6 +211,105 @@ async fn camunda_python_client_completes_with_typed_variables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operaton_python_client_completes_with_typed_variables() {
     completes_with_typed_variables(ClientKind::OperatonPython).await;
+}
+
+// ── reading typed variables ─────────────────────────────────────────────────────────────────
+
+/// The instance starts with String, Integer, Long, Double, Boolean, Json and Date variables; the
+/// client reads them from its fetched task (JS: its typed view, Json parsed and Date objects;
+/// Python: the wire type and value) and completes with what it saw.
+async fn reads_typed_variables(kind: ClientKind) {
+    let (engine, client) = stage(kind).await;
+    let rest = &engine.rest;
+    let pi = support::clients::start_typed(
+        rest,
+        "client_read",
+        json!({
+            "str": {"value": "procos ✓", "type": "String"},
+            "int": {"value": 42, "type": "Integer"},
+            "long": {"value": 1_099_511_627_776_i64, "type": "Long"},
+            "dbl": {"value": 3.25, "type": "Double"},
+            "bool": {"value": true, "type": "Boolean"},
+            "json": {"value": "{\"a\":1,\"list\":[1,\"two\",null]}", "type": "Json"},
+            "date": {"value": "2025-01-23T16:42:45.000+0200", "type": "Date"}
+        }),
+    )
+    .await;
+    let vars = wait_completed(rest, &client, &pi).await;
+    let seen_var = vars
+        .get("seen")
+        .unwrap_or_else(|| panic!("no variable \"seen\": {vars:?}"));
+    assert_eq!(seen_var["type"], json!("Json"), "{seen_var}");
+    let seen: Value =
+        serde_json::from_str(seen_var["value"].as_str().expect("a string")).expect("seen is JSON");
+    let json_value = json!({"a": 1, "list": [1, "two", null]});
+    match kind {
+        ClientKind::Js => assert_eq!(
+            seen,
+            json!({
+                "str": {"type": "string", "value": "procos ✓"},
+                "int": {"type": "integer", "value": 42},
+                "long": {"type": "long", "value": 1_099_511_627_776_i64},
+                "dbl": {"type": "double", "value": 3.25},
+                "bool": {"type": "boolean", "value": true},
+                "json": {"type": "json", "value": json_value},
+                "date": {"type": "date", "value": "2025-01-23T14:42:45.000Z"}
+            }),
+            "what the JS client read"
+        ),
+        ClientKind::CamundaPython | ClientKind::OperatonPython => {
+            let mut seen = seen;
+            let date_seen = seen
+                .as_object_mut()
+                .and_then(|s| s.remove("date"))
+                .unwrap_or_else(|| panic!("the client saw no date: {seen_var}"));
+            assert_eq!(date_seen["type"], json!("Date"), "{date_seen}");
+            assert_eq!(
+                date(date_seen["value"].as_str().expect("a string")),
+                date("2025-01-23T14:42:45.000+0000"),
+                "{date_seen}"
+            );
+            // The Python clients fetch with deserializeValues: true; take the Json value as the
+            // serialized string or as the parsed document, but it must be this document.
+            let json_seen = seen
+                .as_object_mut()
+                .and_then(|s| s.remove("json"))
+                .unwrap_or_else(|| panic!("the client saw no json: {seen_var}"));
+            assert_eq!(json_seen["type"], json!("Json"), "{json_seen}");
+            let document = match &json_seen["value"] {
+                Value::String(s) => serde_json::from_str(s).expect("serialized JSON"),
+                other => other.clone(),
+            };
+            assert_eq!(document, json_value, "{json_seen}");
+            assert_eq!(
+                seen,
+                json!({
+                    "str": {"type": "String", "value": "procos ✓"},
+                    "int": {"type": "Integer", "value": 42},
+                    "long": {"type": "Long", "value": 1_099_511_627_776_i64},
+                    "dbl": {"type": "Double", "value": 3.25},
+                    "bool": {"type": "Boolean", "value": true}
+                }),
+                "what the {} client read",
+                kind.name()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_client_reads_typed_variables() {
+    reads_typed_variables(ClientKind::Js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camunda_python_client_reads_typed_variables() {
+    reads_typed_variables(ClientKind::CamundaPython).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operaton_python_client_reads_typed_variables() {
+    reads_typed_variables(ClientKind::OperatonPython).await;
 }
 
 // ── failure with retries ────────────────────────────────────────────────────────────────────

@@ -16,6 +16,9 @@
 //             comes back once, then the engine raises an incident
 //   risky     handleBpmnError REJECTED with a variable; rejected: complete (error path only)
 //   slow      extendLock by one hour, then wait for "release <taskId>" on stdin and complete
+//   read      read the variables the instance was started with (getAllTyped: the client's
+//             typed view: Date objects, parsed Json) and complete with Json "seen" = {name:
+//             {type, value}} (dates as ISO strings)
 //   download  load the File variable "doc" the instance was started with, complete with its text
 
 import fs from "node:fs";
@@ -131,6 +134,16 @@ handle("slow", async (task, taskService) => {
   await releasedFor(task.id);
   await taskService.complete(task, new Variables().set("slowDone", true));
   emit("completed", task, { topic: "slow" });
+});
+
+handle("read", async (task, taskService) => {
+  const seen = {};
+  for (const [name, typed] of Object.entries(task.variables.getAllTyped())) {
+    const value = typed.value instanceof Date ? typed.value.toISOString() : typed.value;
+    seen[name] = { type: typed.type, value };
+  }
+  await taskService.complete(task, new Variables().set("seen", seen));
+  emit("read", task, { seen });
 });
 
 handle("download", async (task, taskService) => {

@@ -23,6 +23,9 @@ Topics (the models are in ../bpmn/):
             same. That holds the test half a minute for nothing; the JS client, which does not
             long-poll by default, checks a 300 ms retry timeout.)
   risky     task.bpmn_error REJECTED with a variable; rejected: complete (error path only)
+  read      the variables the instance was started with, as the fetched task carries them
+            (get_variable(name, with_meta=True): the wire type and value; the client fetches with
+            deserializeValues true by default); complete with Json "seen" = {name: {type, value}}
   download  the File variable "doc" the instance was started with, through the client's
             EngineClient.get_process_instance_variable (the only download these clients offer);
             complete with its text
@@ -93,6 +96,14 @@ def main():
         emit("completed", task, topic="rejected")
         return task.complete({"handledBy": "rejected_step"})
 
+    def read(task):
+        seen = {}
+        for name in task.get_variables():
+            meta = task.get_variable(name, with_meta=True)
+            seen[name] = {"type": meta.get("type"), "value": meta.get("value")}
+        emit("read", task, seen=seen)
+        return task.complete({"seen": {"value": json.dumps(seen), "type": "Json"}})
+
     engine = engine_mod.EngineClient(base_url)
 
     def download(task):
@@ -102,7 +113,8 @@ def main():
         emit("downloaded", task, text=text, filename=filename)
         return task.complete({"docText": text, "docName": filename})
 
-    handlers = {"typed": typed, "flaky": flaky, "risky": risky, "rejected": rejected, "download": download}
+    handlers = {"typed": typed, "flaky": flaky, "risky": risky, "rejected": rejected, "read": read,
+                "download": download}
 
     def handle(task):
         try:
