@@ -372,11 +372,17 @@ async fn fails_with_retries_until_an_incident(kind: ClientKind) {
 
     // Two attempts: the first saw no retries yet (null) and sent 1, the second saw 1 and sent 0,
     // not before the retry timeout had passed.
-    let attempts: Vec<Value> = client
-        .outcomes_of(&pi)
-        .into_iter()
-        .filter(|o| o["outcome"] == json!("failed"))
-        .collect();
+    // (The JS program prints after its call returned, so its second line may still be on the
+    // way when the incident is visible.)
+    let attempts = || -> Vec<Value> {
+        client
+            .outcomes_of(&pi)
+            .into_iter()
+            .filter(|o| o["outcome"] == json!("failed"))
+            .collect()
+    };
+    eventually(WITHIN, || async { attempts().len() >= 2 }).await;
+    let attempts = attempts();
     assert_eq!(attempts.len(), 2, "{}", client.report());
     assert_eq!(attempts[0]["retries_seen"], Value::Null, "{attempts:?}");
     assert_eq!(attempts[0]["retries_sent"], json!(1), "{attempts:?}");
