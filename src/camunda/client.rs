@@ -343,6 +343,19 @@ impl CamundaClient {
         resp.bytes().await.map_err(|e| call.transport(e))
     }
 
+    /// `GET /history/process-instance/{id}`: how an instance ended (state, times, reason).
+    pub async fn historic_process_instance(
+        &self,
+        id: &str,
+    ) -> Result<HistoricProcessInstance, CamundaError> {
+        let (call, rb) = self.request(
+            Method::GET,
+            &["history", "process-instance", id],
+            self.settings.request_timeout,
+        );
+        self.json(&call, rb).await
+    }
+
     /// `POST /process-definition/key/{key}/start`: starts the latest version of a process.
     pub async fn start_process(
         &self,

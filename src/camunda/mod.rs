@@ -14,6 +14,8 @@ pub mod variables;
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod recorded_tests;
 
 pub use backoff::with_retries;
 pub use client::{CamundaClient, ClientSettings};

@@ -1,8 +1,13 @@
 //! Request and response bodies of the calls procos makes, exactly as engine-rest spells them.
+//!
+//! Answers are read as leniently as a real engine (Camunda 7.2x, Operaton, CIB seven) may write
+//! them: unknown fields are ignored, any field may be absent, and `null` reads as the field's
+//! default — also where a DTO field is never null on Camunda 7.23 (a fork or an older version
+//! may differ). `testdata/` holds recorded answers the tests feed in.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::variables::VariableMap;
@@ -38,7 +43,9 @@ pub struct FetchTopic {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LockedTask {
+    #[serde(deserialize_with = "null_as_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub topic_name: String,
     pub worker_id: Option<String>,
     /// `yyyy-MM-dd'T'HH:mm:ss.SSSZ`.
@@ -56,10 +63,14 @@ pub struct LockedTask {
     pub activity_instance_id: Option<String>,
     pub execution_id: Option<String>,
     pub tenant_id: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub priority: i64,
     pub business_key: Option<String>,
     pub suspended: Option<bool>,
+    #[serde(deserialize_with = "null_as_default")]
     pub variables: VariableMap,
+    /// `camunda:property` name → value; a property without a value is left out.
+    #[serde(deserialize_with = "strings_without_nulls")]
     pub extension_properties: BTreeMap<String, String>,
 }
 
@@ -119,6 +130,7 @@ pub struct DeploymentRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Deployment {
+    #[serde(deserialize_with = "null_as_default")]
     pub id: String,
     pub name: Option<String>,
     pub source: Option<String>,
@@ -132,9 +144,64 @@ pub struct Deployment {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProcessInstance {
+    #[serde(deserialize_with = "null_as_default")]
     pub id: String,
     pub definition_id: Option<String>,
     pub business_key: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub ended: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub suspended: bool,
+}
+
+/// A historic process instance as `GET /history/process-instance/{id}` answers it (engine-rest
+/// 7.23's `HistoricProcessInstanceDto`); what end-to-end checks and operators read after an
+/// instance ended. Every field may be `null` or absent.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HistoricProcessInstance {
+    pub id: Option<String>,
+    pub business_key: Option<String>,
+    pub process_definition_id: Option<String>,
+    pub process_definition_key: Option<String>,
+    pub process_definition_name: Option<String>,
+    pub process_definition_version: Option<i32>,
+    /// `yyyy-MM-dd'T'HH:mm:ss.SSSZ`.
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub removal_time: Option<String>,
+    pub duration_in_millis: Option<i64>,
+    pub start_user_id: Option<String>,
+    pub start_activity_id: Option<String>,
+    pub delete_reason: Option<String>,
+    pub root_process_instance_id: Option<String>,
+    pub super_process_instance_id: Option<String>,
+    pub super_case_instance_id: Option<String>,
+    pub case_instance_id: Option<String>,
+    pub tenant_id: Option<String>,
+    /// `ACTIVE`, `SUSPENDED`, `COMPLETED`, `EXTERNALLY_TERMINATED`, `INTERNALLY_TERMINATED`.
+    pub state: Option<String>,
+    pub restarted_process_instance_id: Option<String>,
+}
+
+/// `deserialize_with` for a field an engine may send as `null`: reads as the default.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+/// A string map that may be `null` or hold `null` values (left out).
+fn strings_without_nulls<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let map = Option::<BTreeMap<String, Option<String>>>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
 }

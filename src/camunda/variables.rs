@@ -35,8 +35,13 @@ pub struct TypedValue {
     /// Type name (`String`, `Integer`, …). Always set on output.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_name: Option<String>,
-    /// `objectTypeName`, `serializationDataFormat`, `filename`, `mimetype`, `transient`, …
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// `objectTypeName`, `serializationDataFormat`, `filename`, `mimeType`, `transient`, …
+    /// (`null` from the engine reads as empty).
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        deserialize_with = "super::models::null_as_default"
+    )]
     pub value_info: Map<String, Value>,
 }
 

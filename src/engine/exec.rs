@@ -5,9 +5,13 @@
 //!                                        └────► endEvent ✕ (token ends; no tokens = instance ends)
 //! complete / bpmnError ──► leave(token) or catch(token, boundary) ──► … same loop …
 //! ```
+//! Activities with `camunda:inputOutput` map variables in and out ([`mapping`]): inputs when
+//! the token arrives, outputs when it leaves (completed, or ended by a BPMN error, caught or not).
 //! Execution runs synchronously inside one REST call, on a copy of the instance: if it fails
 //! (no outgoing flow can be selected, an expression fails) the caller drops the copy and the
 //! call answers 500, leaving the engine as it was — Camunda's transaction rollback.
+
+pub(crate) mod mapping;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -62,6 +66,7 @@ pub(crate) fn start(
 pub(crate) fn leave(instance: &mut Instance, token_id: &str) -> ApiResult<Outcome> {
     let mut run = Run::new(instance);
     let activity = run.activity_of(token_id)?;
+    mapping::leave(run.inst, token_id, &activity)?;
     run.take_outgoing(token_id, &activity)?;
     run.drain()
 }
@@ -72,7 +77,12 @@ pub(crate) fn catch(
     token_id: &str,
     boundary_id: &str,
 ) -> ApiResult<Outcome> {
-    Run::new(instance).go(vec![(token_id.to_owned(), boundary_id.to_owned())])
+    let run = Run::new(instance);
+    // Camunda runs the output mapping of a cancelled activity too (its default
+    // `skipOutputMappingOnCanceledActivities = false`).
+    let activity = run.activity_of(token_id)?;
+    mapping::leave(run.inst, token_id, &activity)?;
+    run.go(vec![(token_id.to_owned(), boundary_id.to_owned())])
 }
 
 /// Ends a token without following any flow (an uncaught BPMN error).
@@ -173,12 +183,18 @@ impl<'a> Run<'a> {
                 priority,
                 properties,
             } => {
+                mapping::enter(self.inst, token_id, element_id)?;
+                let (topic, priority) = mapping::task_topic_priority(
+                    self.inst, token_id, element_id, topic, *priority,
+                )?;
+                let scope = def.model.boundaries.contains_key(element_id)
+                    || mapping::is_scope(self.inst, element_id);
                 let token = self.inst.tokens.get(token_id).ok_or_else(|| {
                     ApiError::engine(format!("Execution {token_id} does not exist"))
                 })?;
                 self.out.new_tasks.push(ExternalTask {
                     id: new_id(),
-                    topic: topic.clone(),
+                    topic,
                     worker_id: None,
                     lock_expiration: None,
                     lock_expiration_wall: None,
@@ -191,10 +207,10 @@ impl<'a> Run<'a> {
                     activity_id: element_id.to_owned(),
                     activity_instance_id: token.activity_instance_id.clone(),
                     execution_id: token.id.clone(),
-                    priority: *priority,
+                    priority,
                     business_key: self.inst.business_key.clone(),
                     extension_properties: properties.clone(),
-                    scope: def.model.boundaries.contains_key(element_id),
+                    scope,
                     seq: 0,
                 });
                 Ok(())

@@ -181,13 +181,12 @@ impl ExternalTask {
         !self.locked(now) && self.retries.is_none_or(|r| r > 0)
     }
 
-    /// Locks the task for `worker` for `duration_ms` from now.
-    pub(crate) fn lock(&mut self, worker: &str, duration_ms: u64) {
-        let d = std::time::Duration::from_millis(duration_ms);
+    /// Locks the task for `worker` until `until`, computed (and refused when it cannot be
+    /// represented) by the caller before anything changes, so no duration can panic here.
+    pub(crate) fn lock(&mut self, worker: &str, until: super::tasks::Deadline) {
         self.worker_id = Some(worker.to_owned());
-        self.lock_expiration = Some(Instant::now() + d);
-        self.lock_expiration_wall =
-            Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+        self.lock_expiration = Some(until.at);
+        self.lock_expiration_wall = Some(until.wall);
     }
 }
 

@@ -6,15 +6,25 @@
 //! - A failure stores `retries` and sets the lock expiration to now + `retryTimeout` (the task is
 //!   fetchable again after it); `retries: 0` raises a `failedExternalTask` incident instead.
 //! - A task that no longer exists (completed, cancelled, instance deleted) answers 404.
+//! - Request structs read as Camunda's DTOs do: unknown fields ignored, `null` as the default
+//!   of a Java-primitive field (`maxTasks`, `retries`, the durations, the flags).
+//! - Input checks answer what the engine answers (`EnsureUtil`'s default exception is a 500
+//!   `ProcessEngineException`, e.g. negative `retries`); a duration whose end cannot be a date
+//!   (~8.2e15 ms and more) is refused with 400 naming the field before anything changes.
+//! - `variables` of complete / bpmnError are set from the task's activity: a local variable of
+//!   that name (an input parameter) is overwritten, anything else lands on the process; a caught
+//!   error also sets the boundary's `errorCodeVariable` / `errorMessageVariable`
+//!   (`exec::mapping`).
 
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::api::null_as_default;
 use super::errors::{ApiError, ApiResult};
 use super::exec;
 use super::instances::set_variables;
@@ -24,29 +34,45 @@ use super::variables::{TypedValue, VarMap, VariablesIn, check_all, format_date, 
 /// Camunda's `ERROR_MSG_` column holds 666 characters.
 const MAX_ERROR_MESSAGE: usize = 666;
 
-/// Body of `POST /external-task/fetchAndLock`.
+/// Body of `POST /external-task/fetchAndLock` (Camunda's `FetchExternalTasksExtendedDto`).
+///
+/// Read as engine-rest's Jackson reads it: unknown fields are ignored, and `null` for a field
+/// means its default (`maxTasks` 0, `usePriority` false, no topics, no sorting), as for Java
+/// primitives and unset lists.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct FetchAndLockIn {
     pub worker_id: Option<String>,
-    pub max_tasks: Option<i64>,
-    #[serde(default)]
+    /// Omitted or `null`: 0, which locks nothing and answers `[]` (a Java `int`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub max_tasks: i32,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub use_priority: bool,
     pub async_response_timeout: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub topics: Vec<TopicIn>,
-    #[serde(default)]
+    /// Accepted and, as in Camunda, not read: only the topic-level flag decides whether
+    /// extension properties are sent (`FetchExternalTasksDto.configureTopics`).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        rename = "includeExtensionProperties"
+    )]
+    pub _include_extension_properties: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub sorting: Vec<SortingIn>,
 }
 
-/// One topic of a fetchAndLock request.
+/// One topic of a fetchAndLock request (Camunda's `FetchExternalTaskTopicDto`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct TopicIn {
     pub topic_name: Option<String>,
-    pub lock_duration: Option<i64>,
+    /// Omitted or `null`: 0, refused as not greater than 0 (a Java `long`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub lock_duration: i64,
     pub variables: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub local_variables: bool,
     pub business_key: Option<String>,
     pub process_definition_id: Option<String>,
@@ -54,49 +80,52 @@ pub(crate) struct TopicIn {
     pub process_definition_key: Option<String>,
     pub process_definition_key_in: Option<Vec<String>>,
     pub process_definition_version_tag: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub without_tenant_id: bool,
     pub tenant_id_in: Option<Vec<String>>,
     pub process_variables: Option<BTreeMap<String, Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub deserialize_values: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub include_extension_properties: bool,
 }
 
-/// A sorting instruction of fetchAndLock.
+/// A sorting instruction of fetchAndLock (Camunda's `SortingDto`; its `parameters` are ignored).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct SortingIn {
-    pub sort_by: String,
-    pub sort_order: String,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
 }
 
 /// Body of `complete`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct CompleteIn {
     pub worker_id: Option<String>,
     pub variables: Option<VariablesIn>,
     pub local_variables: Option<VariablesIn>,
 }
 
-/// Body of `failure`.
+/// Body of `failure` (Camunda's `ExternalTaskFailureDto`: `retries` and `retryTimeout` are Java
+/// primitives, so omitted or `null` means 0).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct FailureIn {
     pub worker_id: Option<String>,
     pub error_message: Option<String>,
     pub error_details: Option<String>,
-    pub retries: Option<i32>,
-    pub retry_timeout: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub retries: i32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub retry_timeout: i64,
     pub variables: Option<VariablesIn>,
     pub local_variables: Option<VariablesIn>,
 }
 
 /// Body of `bpmnError`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct BpmnErrorIn {
     pub worker_id: Option<String>,
     pub error_code: Option<String>,
@@ -104,34 +133,73 @@ pub(crate) struct BpmnErrorIn {
     pub variables: Option<VariablesIn>,
 }
 
-/// Body of `extendLock`.
+/// Body of `extendLock` (`newDuration` is a Java `long`: omitted or `null` means 0).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct ExtendLockIn {
     pub worker_id: Option<String>,
-    pub new_duration: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub new_duration: i64,
 }
 
-/// Body of `lock`.
+/// Body of `lock` (`lockDuration` is a Java `long`: omitted or `null` means 0).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct LockIn {
     pub worker_id: Option<String>,
-    pub lock_duration: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub lock_duration: i64,
 }
 
 /// The largest `asyncResponseTimeout` the engine accepts (30 minutes).
 pub(crate) const MAX_ASYNC_RESPONSE_TIMEOUT: i64 = 1_800_000;
+
+/// The moment a lock or retry timeout ends: on the clock that decides (tokio's, which tests
+/// pause and advance) and on the wall clock the engine reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub at: Instant,
+    pub wall: DateTime<Utc>,
+}
+
+impl Deadline {
+    /// `ms` milliseconds after `now`, or `None` when that is past what the clocks can hold
+    /// (chrono ends at year 262143, about 8.2e15 ms from now): such a value is refused with 400
+    /// before anything changes, so no task is left half-locked.
+    pub(crate) fn after(now: Instant, ms: u64) -> Option<Deadline> {
+        let at = now.checked_add(std::time::Duration::from_millis(ms))?;
+        let wall =
+            Utc::now().checked_add_signed(TimeDelta::try_milliseconds(i64::try_from(ms).ok()?)?)?;
+        Some(Deadline { at, wall })
+    }
+}
+
+/// The deadline `ms` milliseconds from now, or 400 naming `field` when it cannot be represented.
+fn deadline_or_refuse(now: Instant, ms: u64, field: &str) -> ApiResult<Deadline> {
+    Deadline::after(now, ms).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field} {ms} is too large: the time it ends cannot be represented"
+        ))
+    })
+}
 
 fn gone(id: &str) -> ApiError {
     ApiError::rest(
         StatusCode::NOT_FOUND,
         format!("External task with id {id} does not exist"),
     )
+    .wrapping_engine_exception()
 }
 
+/// 400 `RestException` wrapping the engine's `BadUserRequestException` (code 0).
 fn bad(message: String) -> ApiError {
-    ApiError::rest(StatusCode::BAD_REQUEST, message)
+    ApiError::rest(StatusCode::BAD_REQUEST, message).wrapping_engine_exception()
+}
+
+/// 500 `ProcessEngineException`: what the engine's own input checks (`EnsureUtil` with its
+/// default exception class) raise, e.g. a negative `retries`.
+fn engine_refusal(message: String) -> ApiError {
+    ApiError::engine(message)
 }
 
 fn required<'a>(value: &'a Option<String>, what: &str) -> ApiResult<&'a str> {
@@ -141,13 +209,13 @@ fn required<'a>(value: &'a Option<String>, what: &str) -> ApiResult<&'a str> {
 }
 
 impl FetchAndLockIn {
-    /// Checks the request before anything is locked.
-    pub(crate) fn validate(&self) -> ApiResult<()> {
+    /// Checks the request before anything is locked, in the order Camunda does: the REST
+    /// layer's timeout and sorting checks (400), then the engine's (`maxTasks` below 0 or a
+    /// `lockDuration` not above 0: 500 `ProcessEngineException`, as `FetchExternalTasksCmd`).
+    /// A `lockDuration` too large to be a date answers 400 naming the topic.
+    pub(crate) fn validate(&self, now: Instant) -> ApiResult<()> {
         if self.worker_id.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::invalid("workerId is null or empty"));
-        }
-        if self.max_tasks.is_none_or(|m| m < 0) {
-            return Err(ApiError::invalid("maxTasks is null or negative"));
         }
         if let Some(t) = self.async_response_timeout
             && t > MAX_ASYNC_RESPONSE_TIMEOUT
@@ -156,24 +224,48 @@ impl FetchAndLockIn {
                 "The asynchronous response timeout cannot be set to a value greater than {MAX_ASYNC_RESPONSE_TIMEOUT} milliseconds"
             )));
         }
+        for s in &self.sorting {
+            let sort_by = s.sort_by.as_deref();
+            if sort_by != Some("createTime") {
+                return Err(ApiError::invalid(format!(
+                    "Cannot set query sortBy parameter to value {}",
+                    sort_by.unwrap_or("null")
+                )));
+            }
+            if let Some(order) = s.sort_order.as_deref()
+                && !matches!(order, "asc" | "desc")
+            {
+                return Err(ApiError::invalid(format!(
+                    "Cannot set query sortOrder parameter to value {order}"
+                )));
+            }
+        }
+        // FetchAndLockBuilderImpl.subscribe(): an ordering without a direction is refused.
+        if self.sorting.iter().any(|s| s.sort_order.is_none()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "NotValidException",
+                "Invalid query: call asc() or desc() after using orderByXX(): direction is null",
+            ));
+        }
+        if self.max_tasks < 0 {
+            return Err(engine_refusal(
+                "maxResults is not greater than or equal to 0".to_owned(),
+            ));
+        }
         for t in &self.topics {
             if t.topic_name.as_deref().is_none_or(str::is_empty) {
                 return Err(ApiError::invalid("topicName is null or empty"));
             }
-            if t.lock_duration.is_none_or(|d| d <= 0) {
-                return Err(ApiError::invalid(format!(
-                    "lockDuration of topic '{}' is null or not greater than 0",
-                    t.topic_name.as_deref().unwrap_or_default()
-                )));
-            }
-        }
-        for s in &self.sorting {
-            if s.sort_by != "createTime" || !matches!(s.sort_order.as_str(), "asc" | "desc") {
-                return Err(ApiError::invalid(format!(
-                    "Cannot sort by '{}' '{}': only createTime asc|desc is supported",
-                    s.sort_by, s.sort_order
-                )));
-            }
+            let duration = u64::try_from(t.lock_duration)
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| engine_refusal("lockTime is not greater than 0".to_owned()))?;
+            let field = format!(
+                "lockDuration of topic '{}'",
+                t.topic_name.as_deref().unwrap_or_default()
+            );
+            deadline_or_refuse(now, duration, &field)?;
         }
         Ok(())
     }
@@ -226,7 +318,7 @@ impl Store {
     /// Locks and renders up to `maxTasks` fetchable tasks of the requested topics.
     pub(crate) fn fetch_and_lock(&mut self, req: &FetchAndLockIn, now: Instant) -> Vec<Value> {
         let worker = req.worker_id.clone().unwrap_or_default();
-        let max = usize::try_from(req.max_tasks.unwrap_or(0)).unwrap_or(0);
+        let max = usize::try_from(req.max_tasks).unwrap_or(0);
         let mut candidates: Vec<(&ExternalTask, usize)> = self
             .tasks
             .values()
@@ -242,7 +334,10 @@ impl Store {
                     .map(|i| (t, i))
             })
             .collect();
-        let desc = req.sorting.first().is_some_and(|s| s.sort_order == "desc");
+        let desc = req
+            .sorting
+            .first()
+            .is_some_and(|s| s.sort_order.as_deref() == Some("desc"));
         candidates.sort_by(|(a, _), (b, _)| {
             let by_priority = if req.use_priority {
                 b.priority.cmp(&a.priority)
@@ -264,9 +359,16 @@ impl Store {
         let mut out = Vec::new();
         for (id, topic_index) in picked {
             let topic = &req.topics[topic_index];
-            let duration = u64::try_from(topic.lock_duration.unwrap_or(0)).unwrap_or(0);
+            // validate() refused durations that are not a representable deadline; should the
+            // clock have moved past the edge since, the task is left unlocked and not handed out.
+            let Some(until) = u64::try_from(topic.lock_duration)
+                .ok()
+                .and_then(|ms| Deadline::after(now, ms))
+            else {
+                continue;
+            };
             if let Some(task) = self.tasks.get_mut(&id) {
-                task.lock(&worker, duration);
+                task.lock(&worker, until);
             }
             if let Some(task) = self.tasks.get(&id) {
                 out.push(self.locked_json(task, topic));
@@ -365,7 +467,7 @@ impl Store {
             task.scope,
         );
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
-        set_variables(&mut instance, vars);
+        exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
         set_local_variables(&mut instance, &exec_id, scope, locals);
         let outcome = exec::leave(&mut instance, &exec_id)?;
         self.commit(instance, outcome, Some(id));
@@ -375,14 +477,17 @@ impl Store {
     /// `POST /external-task/{id}/failure`.
     pub(crate) fn failure(&mut self, id: &str, body: FailureIn, now: Instant) -> ApiResult<()> {
         let worker = required(&body.worker_id, "workerId")?;
-        let retries = body.retries.unwrap_or(0);
+        let retries = body.retries;
+        // HandleExternalTaskFailureCmd.validateInput: engine exceptions, 500 over REST.
         if retries < 0 {
-            return Err(bad(format!(
-                "retries is not greater than or equal to 0 (got {retries})"
-            )));
+            return Err(engine_refusal(
+                "retries is not greater than or equal to 0".to_owned(),
+            ));
         }
-        let timeout = u64::try_from(body.retry_timeout.unwrap_or(0))
-            .map_err(|_| bad("retryTimeout is not greater than or equal to 0".to_owned()))?;
+        let timeout = u64::try_from(body.retry_timeout).map_err(|_| {
+            engine_refusal("retryDuration is not greater than or equal to 0".to_owned())
+        })?;
+        let until = deadline_or_refuse(now, timeout, "retryTimeout")?;
         // The body is checked before the task is looked up, as the engine does.
         let vars = check_all(body.variables)?;
         let locals = check_all(body.local_variables)?;
@@ -400,7 +505,6 @@ impl Store {
             set_local_variables(instance, &exec_id, scope, locals);
         }
         if let Some(task) = self.tasks.get_mut(id) {
-            let d = std::time::Duration::from_millis(timeout);
             // Camunda stores at most 666 characters of the message, and keeps the old details
             // when none are sent.
             task.error_message = body
@@ -410,9 +514,8 @@ impl Store {
                 task.error_details = body.error_details;
             }
             task.retries = Some(retries);
-            task.lock_expiration = Some(now + d);
-            task.lock_expiration_wall =
-                Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+            task.lock_expiration = Some(until.at);
+            task.lock_expiration_wall = Some(until.wall);
         }
         // An incident when retries run out, not again while they stay out; resolved when a
         // later failure gives retries back (setRetriesAndManageIncidents).
@@ -434,7 +537,11 @@ impl Store {
         let task = self.owned_task(id, worker, |w| {
             format!("Bpmn error of External Task {id} cannot be reported by worker '{w}'.")
         })?;
-        let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
+        let (pid, exec_id, activity) = (
+            task.process_instance_id.clone(),
+            task.execution_id.clone(),
+            task.activity_id.clone(),
+        );
         let model = &task.definition.model;
         let boundaries = model
             .boundaries
@@ -452,9 +559,18 @@ impl Store {
             .cloned();
         let vars = check_all(body.variables.clone())?;
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
-        set_variables(&mut instance, vars);
+        exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
         let outcome = match catcher {
-            Some(boundary) => exec::catch(&mut instance, &exec_id, &boundary)?,
+            Some(boundary) => {
+                exec::mapping::error_variables(
+                    &mut instance,
+                    &exec_id,
+                    &boundary,
+                    code,
+                    body.error_message.as_deref(),
+                );
+                exec::catch(&mut instance, &exec_id, &boundary)?
+            }
             None => {
                 tracing::debug!(
                     task_id = id,
@@ -462,6 +578,8 @@ impl Store {
                     error_message = body.error_message.as_deref().unwrap_or(""),
                     "No boundary event catches the BPMN error; the execution ends."
                 );
+                // The activity still ends, so its output mapping runs (`execution.end(true)`).
+                exec::mapping::leave(&mut instance, &exec_id, &activity)?;
                 exec::end_token(&mut instance, &exec_id)
             }
         };
@@ -476,13 +594,13 @@ impl Store {
         body: ExtendLockIn,
         now: Instant,
     ) -> ApiResult<()> {
+        // ExtendLockOnExternalTaskCmd checks the duration before the worker.
+        let duration = u64::try_from(body.new_duration)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| bad("lockTime is not greater than 0".to_owned()))?;
+        let until = deadline_or_refuse(now, duration, "newDuration")?;
         let worker = required(&body.worker_id, "workerId")?;
-        let duration = body.new_duration.unwrap_or(0);
-        if duration <= 0 {
-            return Err(bad(format!(
-                "lockExpirationTime is not greater than 0 (newDuration {duration})"
-            )));
-        }
         let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
         if task.worker_id.as_deref() != Some(worker) {
             return Err(bad(format!(
@@ -492,19 +610,18 @@ impl Store {
         if !task.locked(now) {
             return Err(bad("Cannot extend a lock that expired".to_owned()));
         }
-        task.lock(worker, u64::try_from(duration).unwrap_or(0));
+        task.lock(worker, until);
         Ok(())
     }
 
     /// `POST /external-task/{id}/lock`.
     pub(crate) fn lock(&mut self, id: &str, body: LockIn, now: Instant) -> ApiResult<()> {
         let worker = required(&body.worker_id, "workerId")?;
-        let duration = body.lock_duration.unwrap_or(0);
-        if duration <= 0 {
-            return Err(bad(format!(
-                "lockDuration is not greater than 0 (got {duration})"
-            )));
-        }
+        let duration = u64::try_from(body.lock_duration)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| bad("lockDuration is not greater than 0".to_owned()))?;
+        let until = deadline_or_refuse(now, duration, "lockDuration")?;
         let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
         if task.locked(now) && task.worker_id.as_deref() != Some(worker) {
             return Err(bad(format!(
@@ -512,7 +629,7 @@ impl Store {
                 task.worker_id.as_deref().unwrap_or("null")
             )));
         }
-        task.lock(worker, u64::try_from(duration).unwrap_or(0));
+        task.lock(worker, until);
         Ok(())
     }
 
@@ -527,15 +644,16 @@ impl Store {
     }
 
     /// `PUT /external-task/{id}/retries`: sets retries; retries > 0 resolves the incident.
+    /// A negative value is the engine's `BadUserRequestException` (400), an unknown task 404.
     pub(crate) fn set_retries(&mut self, id: &str, retries: i32) -> ApiResult<()> {
         if retries < 0 {
-            return Err(ApiError::invalid(
-                "retries is not greater than or equal to 0",
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BadUserRequestException",
+                "The number of retries cannot be negative: retries is not greater than or equal to 0",
             ));
         }
-        let task = self.tasks.get_mut(id).ok_or_else(|| {
-            ApiError::not_found(format!("External task with id {id} does not exist"))
-        })?;
+        let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
         task.retries = Some(retries);
         if retries > 0 {
             self.incidents.retain(|_, i| i.task_id != id);
@@ -573,8 +691,15 @@ fn set_local_variables(
     }
 }
 
-/// An external task as `GET /external-task` reports it.
+/// An external task as `GET /external-task` reports it. A task whose activity is not a scope
+/// runs in the process instance's own execution in Camunda, so its `executionId` is the process
+/// instance id (where its local variables live and `/execution/{id}/localVariables` finds them).
 pub(crate) fn task_json(t: &ExternalTask) -> Value {
+    let execution_id = if t.scope {
+        &t.execution_id
+    } else {
+        &t.process_instance_id
+    };
     json!({
         "id": t.id,
         "topicName": t.topic,
@@ -589,7 +714,7 @@ pub(crate) fn task_json(t: &ExternalTask) -> Value {
         "processDefinitionVersionTag": t.definition.model.version_tag,
         "activityId": t.activity_id,
         "activityInstanceId": t.activity_instance_id,
-        "executionId": t.execution_id,
+        "executionId": execution_id,
         "tenantId": t.definition.tenant_id,
         "priority": t.priority,
         "businessKey": t.business_key,

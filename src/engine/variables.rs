@@ -82,9 +82,10 @@ impl VarType {
     }
 }
 
-/// A variable as a client sends it. Unknown fields are rejected, like engine-rest's Jackson.
+/// A variable as a client sends it (`VariableValueDto`). Unknown fields are ignored and `null`
+/// for any field means it is absent, as engine-rest's Jackson reads it.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct VariableIn {
     #[serde(default)]
     value: Value,
@@ -467,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn transient_variables_are_not_stored_and_unknown_fields_are_refused() {
+    fn transient_variables_are_not_stored_and_unknown_fields_are_ignored() {
         let input: VariablesIn = serde_json::from_value(json!({
             "keep": {"value": "a", "type": "String"},
             "drop": {"value": "b", "type": "String", "valueInfo": {"transient": true}}
@@ -476,8 +477,15 @@ mod tests {
         let checked = check_all(Some(input)).expect("valid");
         assert_eq!(checked.len(), 1);
         assert_eq!(checked[0].0, "keep");
-        assert!(
-            serde_json::from_value::<VariableIn>(json!({"value": 1, "typ": "Integer"})).is_err()
+        let lenient: VariableIn = serde_json::from_value(
+            json!({"value": 1, "type": null, "valueInfo": null, "typ": "x"}),
+        )
+        .expect("unknown fields and nulls are accepted");
+        let typed = check("n", lenient).expect("an untyped number");
+        assert_eq!(
+            typed.ty,
+            VarType::Integer,
+            "the type is guessed as Camunda does"
         );
     }
 }

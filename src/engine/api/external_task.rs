@@ -75,7 +75,7 @@ async fn fetch_and_lock(
     State(engine): State<Engine>,
     Body(req): Body<FetchAndLockIn>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    req.validate()?;
+    req.validate(Instant::now())?;
     let mut changes = engine.inner.changed.subscribe();
     let first = engine.with(|s| {
         s.stats.fetch_calls += 1;
@@ -242,9 +242,8 @@ async fn unlock(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResu
     )
 }
 
-/// Body of `PUT /external-task/{id}/retries`.
+/// Body of `PUT /external-task/{id}/retries` (`RetriesDto`: an `Integer`, so `null` is refused).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RetriesIn {
     retries: Option<i32>,
 }
@@ -256,7 +255,7 @@ async fn retries(
 ) -> ApiResult<StatusCode> {
     let n = body
         .retries
-        .ok_or_else(|| ApiError::invalid("retries is null"))?;
+        .ok_or_else(|| ApiError::invalid("The number of retries cannot be null."))?;
     engine.mutate(|s| s.set_retries(&id, n))?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -299,8 +298,12 @@ async fn count_tasks(State(engine): State<Engine>, params: Params) -> Json<Value
     engine.with(|s| count(query(s, &params, Instant::now()).len()))
 }
 
+/// `GET /external-task/{id}` of an unknown task: a bare `RestException` 404 (code `null`).
 fn no_task(id: &str) -> ApiError {
-    ApiError::not_found(format!("External task with id {id} does not exist"))
+    ApiError::rest(
+        StatusCode::NOT_FOUND,
+        format!("External task with id {id} does not exist"),
+    )
 }
 
 async fn one(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -317,6 +320,6 @@ async fn error_details(State(engine): State<Engine>, Path(id): Path<String>) -> 
         s.tasks
             .get(&id)
             .map(|t| t.error_details.clone().unwrap_or_default())
-            .ok_or_else(|| no_task(&id))
+            .ok_or_else(|| no_task(&id).wrapping_engine_exception())
     })
 }

@@ -1,4 +1,8 @@
 //! History and incidents: what tests read after an instance has ended.
+//!
+//! A historic process instance carries every field of engine-rest 7.23's
+//! `HistoricProcessInstanceDto`; those this engine has no use for (case instances, restarts)
+//! are `null`, as on a Camunda without them.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -19,6 +23,24 @@ pub(super) fn routes() -> Router<Engine> {
         .route("/history/variable-instance", get(variables))
         .route("/incident", get(incidents))
         .route("/incident/count", get(count_incidents))
+}
+
+/// Fields of `HistoricProcessInstanceDto` that are always `null` here: no CMMN, no restarts.
+const ALWAYS_NULL: [&str; 3] = [
+    "caseInstanceId",
+    "superCaseInstanceId",
+    "restartedProcessInstanceId",
+];
+
+/// A historic process instance with every field of Camunda's DTO.
+fn historic_instance(h: &HistoricInstance) -> Value {
+    let mut body = history_json(h);
+    if let Some(map) = body.as_object_mut() {
+        for field in ALWAYS_NULL {
+            map.entry(field).or_insert(Value::Null);
+        }
+    }
+    body
 }
 
 fn filtered<'a>(s: &'a Store, params: &Params) -> Vec<&'a HistoricInstance> {
@@ -55,7 +77,14 @@ fn filtered<'a>(s: &'a Store, params: &Params) -> Vec<&'a HistoricInstance> {
 }
 
 async fn list(State(engine): State<Engine>, params: Params) -> Json<Value> {
-    engine.with(|s| Json(filtered(s, &params).into_iter().map(history_json).collect()))
+    engine.with(|s| {
+        Json(
+            filtered(s, &params)
+                .into_iter()
+                .map(historic_instance)
+                .collect(),
+        )
+    })
 }
 
 async fn count_history(State(engine): State<Engine>, params: Params) -> Json<Value> {
@@ -66,7 +95,7 @@ async fn one(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResult<
     engine.with(|s| {
         s.history
             .get(&id)
-            .map(|h| Json(history_json(h)))
+            .map(|h| Json(historic_instance(h)))
             .ok_or_else(|| {
                 ApiError::not_found(format!(
                     "Historic process instance with id {id} does not exist"

@@ -1,5 +1,6 @@
-//! The REST surface: routes under `/engine-rest`, the strict JSON body extractor, and the
-//! fault-injection / logging middleware.
+//! The REST surface: routes under `/engine-rest`, the JSON body extractor (lenient as
+//! engine-rest's Jackson: unknown fields ignored, `null` as a field's default where the DTO
+//! field is a Java primitive), and the fault-injection / logging middleware.
 //!
 //! ```text
 //! request ─► faults (set_down → 503, fail_next → status, count, debug log) ─► handler ─► Store
@@ -7,6 +8,7 @@
 //! ```
 
 mod deployment;
+mod execution;
 mod external_task;
 mod history;
 mod process;
@@ -20,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use serde_json::{Value, json};
 
 use super::Engine;
@@ -38,6 +41,7 @@ pub(crate) fn router(engine: Engine) -> Router {
         .merge(process::routes())
         .merge(history::routes())
         .merge(external_task::routes())
+        .merge(execution::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(engine.clone(), faults));
     let api = camunda
@@ -84,9 +88,10 @@ async fn faults(State(engine): State<Engine>, req: Request, next: Next) -> Respo
     response
 }
 
-/// A JSON request body, checked like engine-rest's Jackson: a wrong content type answers 415,
-/// malformed JSON or unknown fields 400 `InvalidRequestException` naming the problem. An empty
-/// body reads as `{}`.
+/// A JSON request body, read like engine-rest's Jackson (`FAIL_ON_UNKNOWN_PROPERTIES=false`):
+/// unknown fields are ignored (each is named in a debug log line), a wrong content type answers
+/// 415, malformed JSON or a value of the wrong type 400 `InvalidRequestException` naming the
+/// field. An empty body reads as `{}`.
 pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -98,6 +103,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let path = req.uri().path().to_owned();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::invalid(format!("Cannot read the request body: {e}")))?;
@@ -117,12 +123,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             ));
         }
         let slice: &[u8] = if empty { b"{}" } else { &bytes };
-        let de = &mut serde_json::Deserializer::from_slice(slice);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::invalid(format!("Invalid request body at '{path}': {}", e.inner()))
-        })
+        parse_body(slice, &path).map(Body)
     }
+}
+
+/// Deserializes a JSON body, ignoring unknown fields (logged at debug with their path) and
+/// naming the field of any type error.
+fn parse_body<T: DeserializeOwned>(slice: &[u8], route: &str) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(slice);
+    let mut ignored = |field: serde_ignored::Path<'_>| {
+        tracing::debug!(route, %field, "Unknown field in the request body ignored, as Camunda does.");
+    };
+    let lenient = serde_ignored::Deserializer::new(de, &mut ignored);
+    serde_path_to_error::deserialize(lenient).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(format!("Invalid request body at '{path}': {}", e.inner()))
+    })
+}
+
+/// `deserialize_with` for a field whose Camunda DTO type is a Java primitive (or a list the
+/// engine treats as empty when unset): JSON `null` reads as the default, as Jackson does.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// Query parameters, as Camunda reads them (unknown ones ignored).

@@ -1,20 +1,18 @@
 //! Starting process instances and reading / deleting running ones, with their variables.
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Body, Params, count, flag};
+use super::{Body, Params, count, flag, null_as_default};
 use crate::engine::Engine;
 use crate::engine::errors::{ApiError, ApiResult};
 use crate::engine::instances::{instance_json, variables_json};
-use crate::engine::variables::{VarType, VariablesIn, check_all};
+use crate::engine::variables::{VariablesIn, check_all};
 
 pub(super) fn routes() -> Router<Engine> {
     Router::new()
@@ -34,24 +32,17 @@ pub(super) fn routes() -> Router<Engine> {
         )
 }
 
-/// Body of `POST /process-definition/key/{key}/start`.
+/// Body of `POST /process-definition/key/{key}/start` (`StartProcessInstanceDto`): unknown
+/// fields are ignored and `null` means a field's default, as engine-rest's Jackson reads it.
+/// `caseInstanceId`, `skipCustomListeners` and `skipIoMappings` are accepted and ignored like
+/// any unknown field: meaningless without case management and listeners.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct StartIn {
     business_key: Option<String>,
     variables: Option<VariablesIn>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     with_variables_in_return: bool,
-    // Accepted because clients may send them; meaningless without case management,
-    // listeners or I/O mappings.
-    #[allow(dead_code)]
-    case_instance_id: Option<String>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    skip_custom_listeners: bool,
-    #[allow(dead_code)]
-    #[serde(default)]
-    skip_io_mappings: bool,
     start_instructions: Option<Value>,
 }
 
@@ -207,46 +198,6 @@ async fn variable_data(
             .variables
             .get(&name)
             .ok_or_else(|| missing_variable(&id, &name))?;
-        match v.ty {
-            VarType::File => {
-                let info = |k: &str| {
-                    v.value_info
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                };
-                let mut mime =
-                    info("mimetype").unwrap_or_else(|| "application/octet-stream".to_owned());
-                if let Some(enc) = info("encoding") {
-                    mime = format!("{mime}; charset={enc}");
-                }
-                let filename = info("filename").unwrap_or_else(|| name.clone());
-                let disposition = format!("attachment; filename=\"{}\"", filename.replace('"', ""));
-                let bytes = v.file.clone().unwrap_or_default();
-                Ok((
-                    [
-                        (header::CONTENT_TYPE, mime),
-                        (header::CONTENT_DISPOSITION, disposition),
-                    ],
-                    bytes,
-                )
-                    .into_response())
-            }
-            VarType::Bytes => {
-                let bytes = v
-                    .value
-                    .as_str()
-                    .and_then(|b| BASE64.decode(b).ok())
-                    .unwrap_or_default();
-                Ok((
-                    [(header::CONTENT_TYPE, "application/octet-stream".to_owned())],
-                    bytes,
-                )
-                    .into_response())
-            }
-            _ => Err(ApiError::invalid(format!(
-                "Value of variable with id {name} is not a binary value."
-            ))),
-        }
+        super::execution::binary_response(v, &id)
     })
 }

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::io::{self, ElementMappings};
 use super::{Element, Flow, Kind, Problem, ProcBuilder, Process};
-use crate::engine::expr::Condition;
+use crate::engine::expr::{Condition, Expression};
 
 /// Builds and checks one process; returns `None` for non-executable ones or on problems.
 pub(super) fn build(
@@ -46,6 +47,14 @@ pub(super) fn build(
             &id,
         );
     }
+    let process_priority = match task_priority(&b.attrs) {
+        Ok(p) => p,
+        Err(message) => {
+            problem(message, b.pos, &id);
+            None
+        }
+    };
+    let mut mappings: HashMap<String, ElementMappings> = HashMap::new();
     let mut elements = HashMap::new();
     let mut boundaries: HashMap<String, Vec<String>> = HashMap::new();
     let mut start_events = Vec::new();
@@ -74,18 +83,31 @@ pub(super) fn build(
                     );
                     continue;
                 };
-                let priority = match n.attrs.get("taskPriority").map(|p| p.parse::<i64>()) {
-                    None => 0,
-                    Some(Ok(p)) => p,
-                    Some(Err(_)) => {
-                        problem(
-                            "camunda:taskPriority must be a long value".to_owned(),
-                            n.pos,
-                            &n.id,
-                        );
+                let own_priority = match task_priority(&n.attrs) {
+                    Ok(p) => p,
+                    Err(message) => {
+                        problem(message, n.pos, &n.id);
                         continue;
                     }
                 };
+                let topic_expr = match topic_expression(topic) {
+                    Ok(t) => t,
+                    Err(message) => {
+                        problem(message, n.pos, &n.id);
+                        continue;
+                    }
+                };
+                let (priority, priority_expr) =
+                    match own_priority.or_else(|| process_priority.clone()) {
+                        None => (0, None),
+                        Some(Priority::Fixed(p)) => (p, None),
+                        Some(Priority::Expr(e)) => (0, Some(e)),
+                    };
+                if topic_expr.is_some() || priority_expr.is_some() {
+                    let m = mappings.entry(n.id.clone()).or_default();
+                    m.topic = topic_expr;
+                    m.priority = priority_expr;
+                }
                 Kind::ExternalTask {
                     topic: topic.clone(),
                     priority,
@@ -139,6 +161,23 @@ pub(super) fn build(
         if n.id.is_empty() {
             problem(format!("Element '{}' has no id", n.tag), n.pos, "");
             continue;
+        }
+        let external = matches!(kind, Kind::ExternalTask { .. });
+        let found = io::mappings(&n.id, &n.tag, external, &n.io, &mut |message| {
+            problem(message, n.pos, &n.id)
+        });
+        if found.has_io
+            || found.error_code_variable.is_some()
+            || found.error_message_variable.is_some()
+        {
+            let m = mappings.entry(n.id.clone()).or_default();
+            m.has_io = found.has_io;
+            m.inputs = found.inputs;
+            m.outputs = found.outputs;
+            if matches!(kind, Kind::ErrorBoundary { .. }) {
+                m.error_code_variable = found.error_code_variable;
+                m.error_message_variable = found.error_message_variable;
+            }
         }
         let default_flow = n.attrs.get("default").cloned();
         elements.insert(
@@ -266,5 +305,47 @@ pub(super) fn build(
         incoming,
         boundaries,
         start_event,
+        mappings,
     })
+}
+
+/// A `camunda:taskPriority`: a number fixed at deployment, or `${…}` evaluated per task.
+#[derive(Debug, Clone)]
+enum Priority {
+    Fixed(i64),
+    Expr(Expression),
+}
+
+/// Camunda's `StringUtil.isExpression`: the (trimmed) text starts with `${` or `#{`. Only
+/// such attributes are expressions; anything else is taken as written.
+fn is_expression(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with("${") || t.starts_with("#{")
+}
+
+/// Reads `camunda:taskPriority` of a process or a task like `BpmnParse.parsePriority`: an
+/// expression, or an Integer.
+fn task_priority(attrs: &HashMap<String, String>) -> Result<Option<Priority>, String> {
+    let Some(text) = attrs.get("taskPriority") else {
+        return Ok(None);
+    };
+    if is_expression(text) {
+        return Expression::parse(text.trim())
+            .map(|e| Some(Priority::Expr(e)))
+            .map_err(|e| format!("camunda:taskPriority: {e}"));
+    }
+    text.parse::<i32>()
+        .map(|p| Some(Priority::Fixed(p.into())))
+        .map_err(|_| format!("Value '{text}' for attribute 'taskPriority' is not a valid number"))
+}
+
+/// A `camunda:topic` that is an expression, parsed (`BpmnParse.parseTopic`); `None` for a
+/// topic name taken as written.
+fn topic_expression(topic: &str) -> Result<Option<Expression>, String> {
+    if !is_expression(topic) {
+        return Ok(None);
+    }
+    Expression::parse(topic.trim())
+        .map(Some)
+        .map_err(|e| format!("camunda:topic: {e}"))
 }

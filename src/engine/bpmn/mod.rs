@@ -3,7 +3,11 @@
 //! Supported: none start event; none / error / terminate end events; service tasks with
 //! `camunda:type="external"` (topic, priority, `camunda:properties`); plain `task`, `manualTask`
 //! and none intermediate throw events (pass-through); exclusive gateways (conditions, `default`);
-//! parallel gateways (fork / join); error boundary events on external tasks. Anything else is a
+//! parallel gateways (fork / join); error boundary events on external tasks (with
+//! `camunda:errorCodeVariable` / `camunda:errorMessageVariable`). External tasks may carry
+//! `camunda:inputOutput` (text, `${…}`, `camunda:list`, `camunda:map` values; see [`io`]) and
+//! `${…}` in `camunda:topic` / `camunda:taskPriority`; `camunda:taskPriority` on `<process>` is
+//! the default priority of its external tasks. Anything else is a
 //! deployment error naming the element, so a model is never half-executed. Only executable
 //! processes are deployed, and each must set `camunda:historyTimeToLive` (ENGINE-12018, as
 //! Camunda 7.20+ enforces by default). Every problem carries its line and column.
@@ -16,6 +20,7 @@ use quick_xml::events::{BytesStart, Event};
 use super::expr::Condition;
 
 mod build;
+pub(crate) mod io;
 use build::build;
 
 /// One executable process of a deployed resource.
@@ -34,6 +39,9 @@ pub(crate) struct Process {
     /// Error boundary events per activity id.
     pub boundaries: HashMap<String, Vec<String>>,
     pub start_event: String,
+    /// Input/output mappings, error variables and `${…}` topics / priorities, per element id
+    /// (only elements that have any).
+    pub mappings: HashMap<String, io::ElementMappings>,
 }
 
 /// A flow node.
@@ -95,6 +103,8 @@ struct Pending {
     event_defs: Vec<(String, Option<String>)>,
     properties: BTreeMap<String, String>,
     condition: Option<String>,
+    /// `camunda:inputOutput` and error-variable attributes inside the element.
+    io: io::IoCollector,
 }
 
 #[derive(Debug, Default)]
@@ -176,9 +186,9 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Vec<Process>, Vec<Problem>> {
                 st.end(depth, &mut process_depth);
                 depth = depth.saturating_sub(1);
             }
-            Event::Text(t) if st.in_condition => st.push_text(&t.xml10_content()),
-            Event::CData(t) if st.in_condition => st.push_text(&t.xml10_content()),
-            Event::GeneralRef(r) if st.in_condition => {
+            Event::Text(t) if st.in_condition || st.io_text() => st.push_text(&t.xml10_content()),
+            Event::CData(t) if st.in_condition || st.io_text() => st.push_text(&t.xml10_content()),
+            Event::GeneralRef(r) if st.in_condition || st.io_text() => {
                 let raw = format!("&{};", r.xml10_content());
                 let resolved = quick_xml::escape::unescape(&raw).map(|c| c.into_owned());
                 st.push_text(&resolved.unwrap_or(raw));
@@ -263,6 +273,7 @@ impl ParseState {
         let Some(p) = self.pending.as_mut() else {
             return;
         };
+        p.io.start(&tag, &attrs, depth.saturating_sub(self.pending_depth));
         if tag.ends_with("EventDefinition") && depth == self.pending_depth + 1 {
             p.event_defs.push((tag, attrs.get("errorRef").cloned()));
         } else if tag == "property" && p.tag != "sequenceFlow" {
@@ -275,7 +286,18 @@ impl ParseState {
         }
     }
 
+    /// Whether text now belongs to an input/output parameter of the open element.
+    fn io_text(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.io.wants_text())
+    }
+
     fn push_text(&mut self, text: &str) {
+        if let Some(p) = self.pending.as_mut()
+            && p.io.wants_text()
+        {
+            p.io.text(text);
+            return;
+        }
         if let Some(cond) = self.pending.as_mut().and_then(|p| p.condition.as_mut()) {
             cond.push_str(text);
         }
@@ -283,6 +305,11 @@ impl ParseState {
 
     fn end(&mut self, depth: usize, process_depth: &mut usize) {
         self.in_condition = false;
+        if let Some(p) = self.pending.as_mut()
+            && depth > self.pending_depth
+        {
+            p.io.end(depth - self.pending_depth);
+        }
         if *process_depth == 0 {
             return;
         }

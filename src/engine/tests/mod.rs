@@ -2,7 +2,9 @@
 
 mod deployment;
 mod long_poll;
+mod mapping;
 mod process;
+mod rest_compat;
 mod tasks;
 
 use axum::Router;

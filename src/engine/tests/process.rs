@@ -135,19 +135,20 @@ async fn bad_request_bodies_answer_400_naming_the_problem() {
     let broken = api.send(req).await;
     assert_eq!(broken.status, StatusCode::BAD_REQUEST);
     assert_eq!(broken.body["type"], "InvalidRequestException");
-    let unknown = api
+    // Unknown fields are ignored as Camunda's Jackson does; a wrong type is refused.
+    let wrong_type = api
         .post(
             "/external-task/fetchAndLock",
-            json!({"workerId": "w", "maxTasks": 1, "topic": []}),
+            json!({"workerId": "w", "maxTasks": 1, "topics": {}}),
         )
         .await;
-    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
     assert!(
-        unknown.body["message"]
+        wrong_type.body["message"]
             .as_str()
-            .is_some_and(|m| m.contains("topic")),
+            .is_some_and(|m| m.contains("topics")),
         "{}",
-        unknown.body
+        wrong_type.body
     );
     let bad_type = api
         .post(

@@ -149,7 +149,7 @@ async fn only_the_locking_worker_may_complete_and_a_gone_task_answers_404() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(
         gone.body,
-        json!({"type": "RestException", "message": format!("External task with id {task} does not exist"), "code": null})
+        json!({"type": "RestException", "message": format!("External task with id {task} does not exist"), "code": 0})
     );
     let stats = api.engine.stats();
     assert_eq!((stats.complete_ok, stats.complete_rejected), (1, 2));
@@ -241,7 +241,8 @@ async fn failures_count_retries_down_and_zero_raises_an_incident() {
                 .await
         }
     };
-    assert_eq!(fail(-1).await.status, StatusCode::BAD_REQUEST);
+    // HandleExternalTaskFailureCmd refuses it with a plain ProcessEngineException: 500.
+    assert_eq!(fail(-1).await.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(fail(1).await.status, StatusCode::NO_CONTENT);
     let again = api.fetch("w1", "check").await;
     assert_eq!(again[0]["retries"], 1);
