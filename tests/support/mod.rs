@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ai;
+pub mod clients;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
