@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use serde_json::Value;
 
 use super::super::{Answer, Api};
 use crate::engine::bpmn;
@@ -210,6 +211,32 @@ async fn other_resources_are_stored_without_being_parsed() {
     assert_eq!(api.engine.stats().deployments, 1);
 }
 
+#[tokio::test]
+async fn a_resource_too_large_to_be_a_model_is_refused() {
+    let api = Api::new();
+    let limit = crate::engine::deploy::MODEL_LIMIT;
+    let xml = chain_model("huge", 10, limit / 10);
+    assert!(xml.len() > limit);
+    let a = deploy_bytes(&api, &[("huge.bpmn", xml.as_bytes())]).await;
+    let m = assert_refused(&a, "huge.bpmn");
+    assert!(m.contains(&limit.to_string()), "{m}");
+}
+
+#[tokio::test]
+async fn an_upload_above_the_body_limit_answers_413() {
+    let api = Api::new();
+    let big = vec![b'x'; crate::engine::api::BODY_LIMIT + 1];
+    let a = deploy_bytes(&api, &[("big.txt", &big)]).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
+    let m = a.body["message"].as_str().unwrap_or_default();
+    assert!(m.contains("too large"), "{m}");
+    assert!(
+        m.contains(&crate::engine::api::BODY_LIMIT.to_string()),
+        "{m}"
+    );
+    assert_eq!(api.engine.stats().deployments, 0);
+}
+
 /// `depth` nested elements named `tag` inside the order process's service task `check`.
 fn deeply_nested(tag: &str, depth: usize) -> String {
     let open = format!("<{tag}>").repeat(depth);
@@ -249,4 +276,99 @@ async fn ten_thousand_nested_elements_do_not_overflow_the_stack() {
             assert_refused(&a, name);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_answers_while_a_model_parses() {
+    use crate::engine::deploy::gate;
+    let api = std::sync::Arc::new(Api::new());
+    api.deploy_order("order").await;
+    api.start("order", super::super::amount(5)).await;
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    *gate::GATE.lock().expect("gate") = Some((started_tx, release_rx));
+    let deploying = {
+        let api = std::sync::Arc::clone(&api);
+        let xml = order_process("other");
+        tokio::spawn(async move { deploy_bytes(&api, &[(gate::NAME, xml.as_bytes())]).await })
+    };
+    tokio::task::spawn_blocking(move || started.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the deployment's parse starts");
+    // The parse is now held: the engine must answer other calls meanwhile. They are made
+    // from a thread of their own, so a store lock held by the parse cannot stall the test.
+    let (answered_tx, answered) = std::sync::mpsc::channel();
+    {
+        let api = std::sync::Arc::clone(&api);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _ = answered_tx.send(rt.block_on(async {
+                let version = api.get("/version").await.status;
+                (version, api.fetch("w1", "check").await.len())
+            }));
+        });
+    }
+    let during = answered.recv_timeout(Duration::from_secs(5));
+    let _ = release.send(());
+    let (version, fetched) =
+        during.expect("/version and fetchAndLock must answer while a deployment parses");
+    assert_eq!(version, StatusCode::OK);
+    assert_eq!(fetched, 1, "fetchAndLock hands out the waiting task");
+    let deployed = deploying.await.expect("deploy task");
+    assert_eq!(deployed.status, StatusCode::OK, "{}", deployed.body);
+    let defs: &Value = &deployed.body["deployedProcessDefinitions"];
+    assert_eq!(defs.as_object().map(|m| m.len()), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_deployments_get_distinct_versions_and_filter_duplicates() {
+    let api = std::sync::Arc::new(Api::new());
+    let xml = order_process("order");
+    let mut racers = Vec::new();
+    for _ in 0..6 {
+        let (api, xml) = (std::sync::Arc::clone(&api), xml.clone());
+        racers.push(tokio::spawn(async move {
+            api.deploy(&[
+                super::super::Part::text("deployment-name", "same"),
+                super::super::Part::text("enable-duplicate-filtering", "true"),
+                super::super::Part::file("data", "order.bpmn", xml),
+            ])
+            .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for r in racers {
+        let a = r.await.expect("racer");
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        ids.push(a.body["id"].as_str().unwrap_or_default().to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "all six answered the one deployment: {ids:?}");
+    let defs = api.get("/process-definition?key=order").await;
+    assert_eq!(defs.body.as_array().map(Vec::len), Some(1), "{}", defs.body);
+    // Without filtering, racing deployments each get their own, distinct version.
+    let mut racers = Vec::new();
+    for _ in 0..6 {
+        let (api, xml) = (std::sync::Arc::clone(&api), xml.clone());
+        racers.push(tokio::spawn(async move {
+            deploy_bytes(&api, &[("order.bpmn", xml.as_bytes())]).await
+        }));
+    }
+    for r in racers {
+        assert_eq!(r.await.expect("racer").status, StatusCode::OK);
+    }
+    let defs = api.get("/process-definition?key=order").await;
+    let mut versions: Vec<u64> = defs
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["version"].as_u64())
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=7).collect::<Vec<u64>>());
 }
