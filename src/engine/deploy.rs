@@ -10,7 +10,9 @@
 //!   parse models, linear, on a        under the store lock: duplicate filtering,
 //!   blocking thread, no lock held      versions (in the order deployments reach the lock)
 //! ```
-//! Model resources above [`MODEL_LIMIT`] are refused unparsed.
+//! Model resources above [`MODEL_LIMIT`] are refused unparsed. `DELETE /deployment/{id}`
+//! ([`Store::delete_deployment`]) removes a deployment, its definitions and, with `cascade`,
+//! their instances and history.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use serde_json::{Map, Value, json};
 use super::bpmn;
 use super::bpmn::Process;
 use super::errors::{ApiError, ApiResult};
-use super::state::{Definition, Deployment, Store, new_id};
+use super::state::{Definition, Deployment, HistoryState, Store, new_id};
 use super::variables::format_date;
 
 /// A checked `POST /deployment/create` request.
@@ -208,6 +210,62 @@ impl Store {
         let body = self.deployment_json(&deployment, Some(&new_defs));
         self.deployments.push(deployment);
         Ok(body)
+    }
+
+    /// `DELETE /deployment/{id}`: removes the deployment and its process definitions.
+    ///
+    /// As Camunda's `DeploymentManager`: with `cascade` the definitions' running instances are
+    /// deleted (reason "deleted deployment"), then their historic instances; without it, a
+    /// definition with running instances refuses the delete (ENGINE-03076, 500) and the
+    /// historic instances stay. The previous version of each key becomes the latest again.
+    pub(crate) fn delete_deployment(&mut self, id: &str, cascade: bool) -> ApiResult<()> {
+        let Some(index) = self.deployments.iter().position(|d| d.id == id) else {
+            return Err(ApiError::not_found(format!(
+                "Deployment with id '{id}' do not exist"
+            )));
+        };
+        let defs: Vec<String> = self
+            .definitions
+            .iter()
+            .filter(|d| d.deployment_id == id)
+            .map(|d| d.id.clone())
+            .collect();
+        let of_deployment = |def: &Definition| defs.contains(&def.id);
+        let running: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| of_deployment(&i.definition))
+            .map(|i| i.id.clone())
+            .collect();
+        if !cascade {
+            for def in &defs {
+                let n = self
+                    .instances
+                    .values()
+                    .filter(|i| i.definition.id == *def)
+                    .count();
+                if n > 0 {
+                    return Err(ApiError::engine(format!(
+                        "ENGINE-03076 Deletion of process definition without cascading failed. \
+                         Process definition with id: {def} can't be deleted, because there are \
+                         {n} dependent process instances."
+                    )));
+                }
+            }
+        }
+        for instance in running {
+            self.end_instance(
+                &instance,
+                HistoryState::ExternallyTerminated,
+                Some("deleted deployment".to_owned()),
+            );
+        }
+        if cascade {
+            self.history.retain(|_, h| !of_deployment(&h.definition));
+        }
+        self.definitions.retain(|d| d.deployment_id != id);
+        self.deployments.remove(index);
+        Ok(())
     }
 
     /// A deployment as `/deployment` lists it; with `defs`, as `/deployment/create` answers.

@@ -37,7 +37,7 @@ pub(super) fn routes() -> Router<Engine> {
     Router::new()
         .route("/deployment/create", post(create))
         .route("/deployment", get(list))
-        .route("/deployment/{id}", get(one))
+        .route("/deployment/{id}", get(one).delete(delete))
         .route("/process-definition", get(definitions))
         .route("/process-definition/key/{key}", get(definition_by_key))
 }
@@ -148,6 +148,18 @@ async fn prepare(req: DeployRequest) -> ApiResult<Prepared> {
     })
     .await
     .map_err(|e| ApiError::engine(format!("Parsing the deployment failed: {e}")))?
+}
+
+/// `DELETE /deployment/{id}?cascade=…`: `skipCustomListeners` and `skipIoMappings` are
+/// accepted and have nothing to skip here.
+async fn delete(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<StatusCode> {
+    let cascade = flag(&params, "cascade", false);
+    engine.mutate(|s| s.delete_deployment(&id, cascade))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list(State(engine): State<Engine>, params: Params) -> Json<Value> {

@@ -1,6 +1,7 @@
 //! Deployment: multipart rules, duplicate filtering, versions, parse errors; hostile inputs,
 //! deletion and the property test in the submodules.
 
+mod delete;
 mod hostile;
 
 use axum::http::StatusCode;
