@@ -3,6 +3,7 @@
 
 mod delete;
 mod hostile;
+mod proptests;
 
 use axum::http::StatusCode;
 use serde_json::Value;
