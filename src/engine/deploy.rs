@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chrono::Utc;
 use serde_json::{Map, Value, json};
@@ -60,7 +61,9 @@ impl DeployRequest {
     /// blocking thread before they lock the store, so the engine keeps answering meanwhile. A
     /// model above [`MODEL_LIMIT`] is refused unparsed. Every problem of every resource is
     /// reported at once, as Camunda's `ParseException` with per-resource `details`.
-    pub(crate) fn prepare(self) -> ApiResult<Prepared> {
+    ///
+    /// Once `abandoned` is set (the client went away) a parse in progress stops early.
+    pub(crate) fn prepare(self, abandoned: &AtomicBool) -> ApiResult<Prepared> {
         #[cfg(test)]
         gate::hold(&self.resources);
         let mut parsed = Vec::new();
@@ -70,7 +73,7 @@ impl DeployRequest {
             let result = if bytes.len() > MODEL_LIMIT {
                 Err(vec![too_large(bytes.len())])
             } else {
-                bpmn::parse(bytes)
+                bpmn::parse_until(bytes, abandoned)
             };
             match result {
                 Ok(processes) => {

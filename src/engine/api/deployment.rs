@@ -7,9 +7,12 @@
 //!
 //! Models are parsed on a blocking thread with no lock held (at most [`PARSING`] at a time),
 //! then the store is locked only to register the deployment: `/version`, `fetchAndLock` and
-//! every other call keep answering while a large model parses.
+//! every other call keep answering while a large model parses. A client that gives up stops
+//! its parse (checked every few thousand XML events).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{Multipart, Path, State};
@@ -136,18 +139,30 @@ async fn create(
 }
 
 /// Parses the request's models on a blocking thread, holding a [`PARSING`] permit for as long
-/// as the parse runs (also when the client gives up and this future is dropped).
+/// as the parse runs. When the client gives up (this future is dropped), the parse is told to
+/// stop ([`Abandon`]).
 async fn prepare(req: DeployRequest) -> ApiResult<Prepared> {
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon_on_drop = Abandon(Arc::clone(&abandoned));
     let permit = PARSING
         .acquire()
         .await
         .map_err(|e| ApiError::engine(format!("Cannot parse the deployment: {e}")))?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        req.prepare()
+        req.prepare(&abandoned)
     })
     .await
     .map_err(|e| ApiError::engine(format!("Parsing the deployment failed: {e}")))?
+}
+
+/// Sets its flag when dropped: the request handler that waits for a parse is gone.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// `DELETE /deployment/{id}?cascade=…`: `skipCustomListeners` and `skipIoMappings` are

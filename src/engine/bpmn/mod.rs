@@ -15,6 +15,7 @@
 //! empty document and a root other than `definitions`, with the Xerces message where it has one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
@@ -152,7 +153,23 @@ const FLOW_NODES: [&str; 20] = [
 /// UTF-8, a DOCTYPE, an undeclared entity, content outside the root element, no root element
 /// or a root that is not `definitions`. Positions are found incrementally ([`Positions`]), so
 /// the work is linear in the size of the resource, and no recursion follows the nesting depth.
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "deployments use parse_until; tests and tools parse directly"
+    )
+)]
 pub(crate) fn parse(xml: &[u8]) -> Result<Vec<Process>, Vec<Problem>> {
+    parse_until(xml, &AtomicBool::new(false))
+}
+
+/// [`parse`] that gives up once `abandoned` is set (checked every [`CHECK_EVERY`] XML events):
+/// the client that sent the deployment went away, nobody waits for the answer.
+pub(crate) fn parse_until(
+    xml: &[u8],
+    abandoned: &AtomicBool,
+) -> Result<Vec<Process>, Vec<Problem>> {
     let text = match std::str::from_utf8(xml) {
         Ok(text) => text,
         Err(err) => return Err(vec![not_utf8(xml, &err)]),
@@ -165,8 +182,14 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Vec<Process>, Vec<Problem>> {
     let mut depth = 0usize;
     let mut process_depth = 0usize;
     let mut root = Root::Before;
-    loop {
+    for events in 1u64.. {
         let before = reader.buffer_position();
+        if events % CHECK_EVERY == 0 && abandoned.load(Ordering::Relaxed) {
+            return Err(vec![xml_problem(
+                "Parsing abandoned: the client that sent the deployment went away".to_owned(),
+                at.line_col(before),
+            )]);
+        }
         let event = match reader.read_event() {
             Ok(e) => e,
             Err(err) => {
@@ -346,6 +369,9 @@ fn attributes(e: &BytesStart<'_>) -> HashMap<String, String> {
         })
         .collect()
 }
+
+/// How many XML events [`parse_until`] reads between two looks at its `abandoned` flag.
+const CHECK_EVERY: u64 = 4096;
 
 /// Where the reader is relative to the document's one root element.
 #[derive(Clone, Copy, PartialEq)]

@@ -99,6 +99,21 @@ fn a_two_megabyte_model_with_thousands_of_elements_parses_in_linear_time() {
 }
 
 #[test]
+fn a_parse_whose_client_went_away_stops_early() {
+    let xml = chain_model("big", 5_000, 10);
+    let gone = std::sync::atomic::AtomicBool::new(true);
+    let problems = bpmn::parse_until(xml.as_bytes(), &gone).expect_err("abandoned");
+    assert!(problems[0].message.contains("went away"), "{problems:?}");
+    let lines = xml.lines().count();
+    assert!(
+        problems[0].line < lines / 4,
+        "stopped early of {lines}: {problems:?}"
+    );
+    let here = std::sync::atomic::AtomicBool::new(false);
+    assert!(bpmn::parse_until(xml.as_bytes(), &here).is_ok());
+}
+
+#[test]
 fn problems_deep_in_a_large_model_keep_their_line_and_column() {
     let xml = chain_model("big", 2_000, 10).replace(
         "<bpmn:serviceTask id=\"t1500\" camunda:type=\"external\" camunda:topic=\"work\">",
