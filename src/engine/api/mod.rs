@@ -32,8 +32,9 @@ use serde_json::{Value, json};
 use super::Engine;
 use super::errors::ApiError;
 
-/// Deployments and file variables can be large; the engine has no small limit either.
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Deployments and file variables can be large; the engine has no small limit either. A larger
+/// upload answers 413 saying so (`POST /deployment/create`).
+pub(crate) const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Builds the whole router, nested under `/engine-rest`.
 pub(crate) fn router(engine: Engine) -> Router {

@@ -15,8 +15,15 @@
 //! deployment error naming the element, so a model is never half-executed. Only executable
 //! processes are deployed, and each must set `camunda:historyTimeToLive` (ENGINE-12018, as
 //! Camunda 7.20+ enforces by default). Every problem carries its line and column.
+//!
+//! Hostile input: parsing is linear in the resource's size (positions are found incrementally)
+//! and never recurses with the nesting depth. As Camunda's parser (DTDs disabled, a schema for
+//! the root) it refuses bytes that are not UTF-8 (naming the byte offset), a DOCTYPE,
+//! undeclared entities, malformed or repeated attributes, content outside the root element, an
+//! empty document and a root other than `definitions`, with the Xerces message where it has one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
@@ -181,28 +188,62 @@ const FLOW_NODES: [&str; 20] = [
 ];
 
 /// Parses a BPMN resource; on any problem returns all problems found.
+///
+/// Refused like Camunda's parser (DTDs disabled, schema-checked root): bytes that are not
+/// UTF-8, a DOCTYPE, an undeclared entity, content outside the root element, no root element
+/// or a root that is not `definitions`. Positions are found incrementally ([`Positions`]), so
+/// the work is linear in the size of the resource, and no recursion follows the nesting depth.
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "deployments use parse_until; tests and tools parse directly"
+    )
+)]
 pub(crate) fn parse(xml: &[u8]) -> Result<Vec<Process>, Vec<Problem>> {
-    let text = String::from_utf8_lossy(xml);
-    let mut reader = Reader::from_str(&text);
+    parse_until(xml, &AtomicBool::new(false))
+}
+
+/// [`parse`] that gives up once `abandoned` is set (checked every [`CHECK_EVERY`] XML events):
+/// the client that sent the deployment went away, nobody waits for the answer.
+pub(crate) fn parse_until(
+    xml: &[u8],
+    abandoned: &AtomicBool,
+) -> Result<Vec<Process>, Vec<Problem>> {
+    let text = match std::str::from_utf8(xml) {
+        Ok(text) => text,
+        Err(err) => return Err(vec![not_utf8(xml, &err)]),
+    };
+    // A UTF-8 byte order mark is allowed before the prolog; it is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut at = Positions::new(text);
+    let mut reader = Reader::from_str(text);
     let mut st = ParseState::default();
     let mut depth = 0usize;
     let mut process_depth = 0usize;
-    loop {
+    let mut root = Root::Before;
+    for events in 1u64.. {
         let before = reader.buffer_position();
+        if events % CHECK_EVERY == 0 && abandoned.load(Ordering::Relaxed) {
+            return Err(vec![xml_problem(
+                "Parsing abandoned: the client that sent the deployment went away".to_owned(),
+                at.line_col(before),
+            )]);
+        }
         let event = match reader.read_event() {
             Ok(e) => e,
             Err(err) => {
-                let (line, column) = line_col(&text, reader.error_position());
-                st.problems.push(Problem {
-                    message: format!("XML is not well-formed: {err}"),
-                    line,
-                    column,
-                    element_id: None,
-                });
-                return Err(st.problems);
+                let (line, column) = at.line_col(reader.error_position());
+                return Err(vec![xml_problem(
+                    format!("XML is not well-formed: {err}"),
+                    (line, column),
+                )]);
             }
         };
-        let pos = line_col(&text, skip_ws(&text, before));
+        let pos = at.line_col(skip_ws(text, before));
+        if let Some(message) = refusal(&event, depth, &mut root) {
+            return Err(vec![xml_problem(message, pos)]);
+        }
         match event {
             Event::Start(e) => {
                 depth += 1;
@@ -225,7 +266,7 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Vec<Process>, Vec<Problem>> {
             }
             Event::Eof => {
                 if depth > 0 {
-                    let (line, column) = line_col(&text, text.len() as u64);
+                    let (line, column) = at.line_col(text.len() as u64);
                     st.problems.push(Problem {
                         message: "XML is not well-formed: unexpected end of file".to_owned(),
                         line,
@@ -394,23 +435,190 @@ fn attributes(e: &BytesStart<'_>) -> HashMap<String, String> {
         .collect()
 }
 
+/// How many XML events [`parse_until`] reads between two looks at its `abandoned` flag.
+const CHECK_EVERY: u64 = 4096;
+
+/// Where the reader is relative to the document's one root element.
+#[derive(Clone, Copy, PartialEq)]
+enum Root {
+    Before,
+    Open,
+    After,
+}
+
+/// Why `event` makes the document something Camunda's parser refuses, if it does. The
+/// messages are those of the Xerces parser Camunda uses, so they can be looked up.
+fn refusal(event: &Event<'_>, depth: usize, root: &mut Root) -> Option<String> {
+    let outside = depth == 0;
+    let content = match event {
+        Event::DocType(_) => {
+            return Some(
+                "DOCTYPE is disallowed when the feature \
+                 \"http://apache.org/xml/features/disallow-doctype-decl\" set to true."
+                    .to_owned(),
+            );
+        }
+        Event::GeneralRef(r) => {
+            let name: &str = r;
+            if !is_predefined(name) {
+                return Some(format!(
+                    "The entity \"{name}\" was referenced, but not declared."
+                ));
+            }
+            true
+        }
+        Event::Text(t) => !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')),
+        Event::CData(_) => true,
+        Event::Start(e) | Event::Empty(e) if !outside => return bad_attribute(e),
+        Event::Start(e) | Event::Empty(e) => {
+            if let Some(message) = bad_attribute(e) {
+                return Some(message);
+            }
+            if *root != Root::Before {
+                return Some(
+                    "The markup in the document following the root element must be \
+                     well-formed."
+                        .to_owned(),
+                );
+            }
+            let name = e.local_name();
+            if name.as_ref() != "definitions" {
+                return Some(format!(
+                    "cvc-elt.1.a: Cannot find the declaration of element '{}'.",
+                    e.name().as_ref()
+                ));
+            }
+            *root = if matches!(event, Event::Empty(_)) {
+                Root::After
+            } else {
+                Root::Open
+            };
+            false
+        }
+        Event::End(_) if depth == 1 => {
+            *root = Root::After;
+            false
+        }
+        Event::Eof if *root == Root::Before => return Some("Premature end of file.".to_owned()),
+        _ => false,
+    };
+    match (content && outside, *root) {
+        (true, Root::Before) => Some("Content is not allowed in prolog.".to_owned()),
+        (true, _) => Some("Content is not allowed in trailing section.".to_owned()),
+        (false, _) => None,
+    }
+}
+
+/// An attribute Camunda's parser refuses: malformed, repeated, or referring to an entity
+/// that is not declared (no DTD can declare one).
+fn bad_attribute(e: &BytesStart<'_>) -> Option<String> {
+    let element = e.name().as_ref().to_owned();
+    for attr in e.attributes() {
+        let attr = match attr {
+            Ok(a) => a,
+            Err(err) => return Some(format!("Element type \"{element}\": {err}")),
+        };
+        let mut rest: &str = &attr.value;
+        while let Some(amp) = rest.find('&') {
+            rest = &rest[amp + 1..];
+            let name = rest.split(';').next().unwrap_or_default();
+            if !is_predefined(name) {
+                return Some(format!(
+                    "The entity \"{name}\" was referenced, but not declared (attribute \"{}\" \
+                     of element type \"{element}\").",
+                    attr.key.as_ref()
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The five entities XML predefines, and character references.
+fn is_predefined(name: &str) -> bool {
+    ["lt", "gt", "amp", "apos", "quot"].contains(&name) || name.starts_with('#')
+}
+
+/// A document-level problem (no element to name).
+fn xml_problem(message: String, (line, column): (usize, usize)) -> Problem {
+    Problem {
+        message,
+        line,
+        column,
+        element_id: None,
+    }
+}
+
+/// The problem for bytes that are not UTF-8: which byte, where.
+fn not_utf8(xml: &[u8], err: &std::str::Utf8Error) -> Problem {
+    let offset = err.valid_up_to();
+    let valid = std::str::from_utf8(&xml[..offset]).unwrap_or_default();
+    let (line, column) = Positions::new(valid).line_col(offset as u64);
+    let byte = xml.get(offset).copied().unwrap_or_default();
+    xml_problem(
+        format!(
+            "Invalid UTF-8: byte 0x{byte:02X} at byte offset {offset} (line {line}, column \
+             {column}) is not part of a UTF-8 sequence; the resource must be encoded in UTF-8"
+        ),
+        (line, column),
+    )
+}
+
+/// The offset of the first non-whitespace byte at or after `offset`.
 fn skip_ws(text: &str, offset: u64) -> u64 {
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(text.len());
-    let skipped = text[start..].len() - text[start..].trim_start().len();
+    let skipped = text.as_bytes()[start..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .count();
     offset + skipped as u64
 }
 
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: u64) -> (usize, usize) {
-    let offset = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
+/// Line and column of byte offsets, found incrementally: each call scans only the bytes since
+/// the previous one, so positioning every event of a document is linear in its size.
+struct Positions<'a> {
+    text: &'a [u8],
+    /// Offset reached so far, the line it is on (1-based) and where that line starts.
+    offset: usize,
+    line: usize,
+    line_start: usize,
+}
+
+impl<'a> Positions<'a> {
+    fn new(text: &'a str) -> Self {
+        Positions {
+            text: text.as_bytes(),
+            offset: 0,
+            line: 1,
+            line_start: 0,
+        }
+    }
+
+    /// 1-based line and column (in bytes) of `offset`. An offset before the last one asked
+    /// (only an error position can be) rescans from the start, once.
+    fn line_col(&mut self, offset: u64) -> (usize, usize) {
+        let offset = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
+        if offset < self.offset {
+            *self = Positions {
+                text: self.text,
+                offset: 0,
+                line: 1,
+                line_start: 0,
+            };
+        }
+        for (i, b) in self.text[self.offset..offset].iter().enumerate() {
+            if *b == b'\n' {
+                self.line += 1;
+                self.line_start = self.offset + i + 1;
+            }
+        }
+        self.offset = offset;
+        (self.line, offset - self.line_start + 1)
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
-//! Deployment: multipart rules, duplicate filtering, versions, parse errors.
+//! Deployment: multipart rules, duplicate filtering, versions, parse errors; hostile inputs,
+//! deletion and the property test in the submodules.
+
+mod delete;
+mod hostile;
+mod proptests;
 
 use axum::http::StatusCode;
 use serde_json::Value;
