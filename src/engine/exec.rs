@@ -202,8 +202,6 @@ impl<'a> Run<'a> {
                 let (topic, priority) = mapping::task_topic_priority(
                     self.inst, token_id, element_id, topic, *priority,
                 )?;
-                let scope = def.model.boundaries.contains_key(element_id)
-                    || mapping::is_scope(self.inst, element_id);
                 let token = self.inst.tokens.get(token_id).ok_or_else(|| {
                     ApiError::engine(format!("Execution {token_id} does not exist"))
                 })?;
@@ -225,7 +223,6 @@ impl<'a> Run<'a> {
                     priority,
                     business_key: self.inst.business_key.clone(),
                     extension_properties: properties.clone(),
-                    scope,
                     seq: 0,
                 });
                 self.arm_boundary_timers(token_id, element_id)

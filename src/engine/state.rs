@@ -167,9 +167,6 @@ pub(crate) struct ExternalTask {
     pub priority: i64,
     pub business_key: Option<String>,
     pub extension_properties: BTreeMap<String, String>,
-    /// Whether the activity is a scope (has boundary events): its local variables then live
-    /// on the token, otherwise on the process instance.
-    pub scope: bool,
     pub seq: u64,
 }
 

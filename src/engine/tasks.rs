@@ -27,7 +27,6 @@ use tokio::time::Instant;
 use super::api::null_as_default;
 use super::errors::{ApiError, ApiResult};
 use super::exec;
-use super::instances::set_variables;
 use super::state::{ExternalTask, Store};
 use super::variables::{TypedValue, VarMap, VariablesIn, check_all, format_date, render};
 
@@ -384,35 +383,19 @@ impl Store {
             .and_then(|i| i.tokens.get(&task.execution_id))
             .map(|t| &t.locals);
         let process_vars = instance.map(|i| &i.variables);
-        let mut visible = VarMap::new();
-        if topic.local_variables {
-            let locals = if task.scope {
-                token_locals
-            } else {
-                process_vars
-            };
-            visible.extend(
-                locals
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
+        // `localVariables: true` shows only the task's own scope; otherwise the scope and every
+        // scope above it, the nearest winning.
+        let scopes = if topic.local_variables {
+            vec![token_locals]
         } else {
-            visible.extend(
-                process_vars
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            if task.scope {
-                visible.extend(
-                    token_locals
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| (k.clone(), v.clone())),
-                );
-            }
-        }
+            vec![process_vars, token_locals]
+        };
+        let visible: VarMap = scopes
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut body = task_json(task);
         if let Some(map) = body.as_object_mut() {
             map.insert("errorDetails".to_owned(), json!(task.error_details));
@@ -461,14 +444,10 @@ impl Store {
         let task = self.owned_task(id, worker, |w| {
             format!("External Task {id} cannot be completed by worker '{w}'.")
         })?;
-        let (pid, exec_id, scope) = (
-            task.process_instance_id.clone(),
-            task.execution_id.clone(),
-            task.scope,
-        );
+        let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
         let mut instance = self.instances.get(&pid).cloned().ok_or_else(|| gone(id))?;
         exec::mapping::set_from_activity(&mut instance, &exec_id, vars);
-        set_local_variables(&mut instance, &exec_id, scope, locals);
+        set_local_variables(&mut instance, &exec_id, locals);
         let outcome = exec::leave(&mut instance, &exec_id)?;
         self.commit(instance, outcome, Some(id));
         Ok(())
@@ -494,15 +473,11 @@ impl Store {
         let task = self.owned_task(id, worker, |w| {
             format!("Failure of External Task {id} cannot be reported by worker '{w}'.")
         })?;
-        let (pid, exec_id, scope) = (
-            task.process_instance_id.clone(),
-            task.execution_id.clone(),
-            task.scope,
-        );
+        let (pid, exec_id) = (task.process_instance_id.clone(), task.execution_id.clone());
         let had_retries = task.retries.is_none_or(|r| r > 0);
         if let Some(instance) = self.instances.get_mut(&pid) {
-            set_variables(instance, vars);
-            set_local_variables(instance, &exec_id, scope, locals);
+            exec::mapping::set_from_activity(instance, &exec_id, vars);
+            set_local_variables(instance, &exec_id, locals);
         }
         if let Some(task) = self.tasks.get_mut(id) {
             // Camunda stores at most 666 characters of the message, and keeps the old details
@@ -674,32 +649,23 @@ impl Store {
     }
 }
 
-/// Local variables go on the activity's own execution when it is a scope (they vanish with
-/// it), otherwise on the process instance — where the activity's execution lives in Camunda.
+/// Local variables go on the task's own execution and vanish with it: every external task is
+/// a scope in Camunda (`BpmnParse.parseExternalServiceTask` → `activity.setScope(true)`).
 fn set_local_variables(
     instance: &mut super::state::Instance,
     exec_id: &str,
-    scope: bool,
     vars: Vec<(String, TypedValue)>,
 ) {
-    if scope {
-        if let Some(token) = instance.tokens.get_mut(exec_id) {
-            token.locals.extend(vars);
-        }
-    } else {
-        set_variables(instance, vars);
+    if let Some(token) = instance.tokens.get_mut(exec_id) {
+        token.locals.extend(vars);
     }
 }
 
-/// An external task as `GET /external-task` reports it. A task whose activity is not a scope
-/// runs in the process instance's own execution in Camunda, so its `executionId` is the process
-/// instance id (where its local variables live and `/execution/{id}/localVariables` finds them).
+/// An external task as `GET /external-task` reports it. Its `executionId` is the task's own
+/// scope execution (its local variables); the process variables are the local variables of the
+/// execution whose id is the `processInstanceId`, where the official JS client downloads File
+/// variables from.
 pub(crate) fn task_json(t: &ExternalTask) -> Value {
-    let execution_id = if t.scope {
-        &t.execution_id
-    } else {
-        &t.process_instance_id
-    };
     json!({
         "id": t.id,
         "topicName": t.topic,
@@ -714,7 +680,7 @@ pub(crate) fn task_json(t: &ExternalTask) -> Value {
         "processDefinitionVersionTag": t.definition.model.version_tag,
         "activityId": t.activity_id,
         "activityInstanceId": t.activity_instance_id,
-        "executionId": execution_id,
+        "executionId": t.execution_id,
         "tenantId": t.definition.tenant_id,
         "priority": t.priority,
         "businessKey": t.business_key,

@@ -280,6 +280,13 @@ pub(crate) fn check(name: &str, var: VariableIn) -> Result<TypedValue, VariableE
     };
     let mut value_info = value_info;
     value_info.remove("transient");
+    if ty == VarType::File {
+        // FileValueTypeImpl keeps only these three (camelCase `mimeType`; a `mimetype` some
+        // clients send is not read, so the download is `application/octet-stream`).
+        value_info.retain(|k, v| {
+            matches!(k.as_str(), "filename" | "mimeType" | "encoding") && !v.is_null()
+        });
+    }
     Ok(TypedValue {
         ty,
         value: checked,

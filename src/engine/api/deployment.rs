@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::{BODY_LIMIT, Params, flag};
+use super::{BODY_LIMIT, Params, flag, too_large};
 use crate::engine::Engine;
 use crate::engine::deploy::{DeployRequest, Prepared, definition_json};
 use crate::engine::errors::{ApiError, ApiResult};
@@ -48,19 +48,6 @@ pub(super) fn routes() -> Router<Engine> {
 /// Deployments parsed at the same time; more wait for a permit. Bounds the CPU that uploads
 /// can take from the engine's other calls (and the blocking threads they can occupy).
 static PARSING: Semaphore = Semaphore::const_new(2);
-
-/// 413 for an upload above [`BODY_LIMIT`].
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "InvalidRequestException",
-        format!(
-            "The upload is too large: the engine accepts request bodies of up to {BODY_LIMIT} \
-             bytes ({} MiB)",
-            BODY_LIMIT / (1024 * 1024)
-        ),
-    )
-}
 
 /// A multipart read error: 413 when it is the body limit, else 400 naming the problem.
 fn bad_part(e: MultipartError) -> ApiError {

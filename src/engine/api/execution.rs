@@ -1,11 +1,11 @@
 //! `/execution/{id}/localVariables`: the local variables of one execution, as the official JS
 //! client reads them to download a `File` variable of a task (`…/{name}/data` with the task's
-//! `executionId`).
+//! `processInstanceId`).
 //!
-//! Executions, as the engine reports them: the process instance itself (its variables are the
-//! process variables; a task whose activity is not a scope reports it as its `executionId`, as
-//! Camunda does), and the execution of an activity that is a scope (an activity with boundary
-//! events), whose locals live on its token.
+//! Executions, as the engine reports them: the process instance itself (its local variables are
+//! the process variables), and the execution of each waiting activity (a token), whose locals
+//! are the activity's own (an external task's input parameters and `localVariables`; every
+//! external task is a scope in Camunda).
 //!
 //! Errors as engine-rest answers them: an unknown variable 404 `InvalidRequestException`; an
 //! unknown execution 500 (the engine's `NullValueException` "execution … doesn't exist",
@@ -47,21 +47,15 @@ const URL_ENCODER: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_');
 
 /// The local variables of execution `id`: the process variables when `id` is a process
-/// instance, the token's locals when it is the execution of a scope activity, none for any
-/// other execution; `None` when no such execution exists.
-fn locals<'a>(s: &'a Store, id: &str) -> Option<Option<&'a VarMap>> {
+/// instance, the token's locals when it is an activity's execution; `None` when no such
+/// execution exists.
+fn locals<'a>(s: &'a Store, id: &str) -> Option<&'a VarMap> {
     if let Some(instance) = s.instances.get(id) {
-        return Some(Some(&instance.variables));
+        return Some(&instance.variables);
     }
-    s.instances.values().find_map(|i| {
-        let token = i.tokens.get(id)?;
-        let scope = i
-            .definition
-            .model
-            .boundaries
-            .contains_key(&token.activity_id);
-        Some(scope.then_some(&token.locals))
-    })
+    s.instances
+        .values()
+        .find_map(|i| i.tokens.get(id).map(|t| &t.locals))
 }
 
 fn no_execution(id: &str) -> String {
@@ -77,7 +71,7 @@ fn local<'a>(s: &'a Store, id: &str, name: &str) -> ApiResult<&'a TypedValue> {
         )
         .wrapping_engine_exception()
     })?;
-    vars.and_then(|v| v.get(name)).ok_or_else(|| {
+    vars.get(name).ok_or_else(|| {
         ApiError::not_found(format!(
             "execution variable with name {name} does not exist"
         ))
@@ -98,11 +92,7 @@ async fn variables(
                 no_execution(&id),
             )
         })?;
-        Ok(Json(render(
-            vars.unwrap_or(&VarMap::new()),
-            None,
-            deserialize,
-        )))
+        Ok(Json(render(vars, None, deserialize)))
     })
 }
 
@@ -123,7 +113,7 @@ async fn variable_data(
 }
 
 /// The download of a `File` or `Bytes` variable as engine-rest's `VariableResponseProvider`
-/// answers it: a file with its `mimetype` (plus `; charset=` its `encoding`) and
+/// answers it: a file with its `mimeType` (plus `; charset=` its `encoding`) and
 /// `Content-Disposition: attachment; filename="…"; filename*=UTF-8''…`, bytes as
 /// `application/octet-stream`; any other type 400 naming `resource_id` (the execution or
 /// process instance), as Camunda's message does.
@@ -131,9 +121,7 @@ pub(super) fn binary_response(v: &TypedValue, resource_id: &str) -> ApiResult<Re
     match v.ty {
         VarType::File => {
             let info = |k: &str| v.value_info.get(k).and_then(Value::as_str);
-            // Camunda writes and reads `mimeType`; `mimetype` (in some clients and docs) too.
             let mut mime = info("mimeType")
-                .or_else(|| info("mimetype"))
                 .unwrap_or("application/octet-stream")
                 .to_owned();
             if let Some(enc) = info("encoding") {

@@ -110,9 +110,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let path = req.uri().path().to_owned();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("Cannot read the request body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::invalid(format!("Cannot read the request body: {e}"))
+            }
+        })?;
         let empty = bytes.iter().all(u8::is_ascii_whitespace);
         if !empty
             && !content_type
@@ -131,6 +135,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let slice: &[u8] = if empty { b"{}" } else { &bytes };
         parse_body(slice, &path).map(Body)
     }
+}
+
+/// 413 for a request body above [`BODY_LIMIT`] (a deployment or a JSON body).
+pub(crate) fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "InvalidRequestException",
+        format!(
+            "The upload is too large: the engine accepts request bodies of up to {BODY_LIMIT} \
+             bytes ({} MiB)",
+            BODY_LIMIT / (1024 * 1024)
+        ),
+    )
 }
 
 /// Deserializes a JSON body, ignoring unknown fields (logged at debug with their path) and

@@ -29,11 +29,6 @@ fn of<'a>(instance: &'a Instance, element_id: &str) -> Option<&'a ElementMapping
     instance.definition.model.mappings.get(element_id)
 }
 
-/// Whether the activity is a scope because of its `camunda:inputOutput`.
-pub(crate) fn is_scope(instance: &Instance, element_id: &str) -> bool {
-    of(instance, element_id).is_some_and(|m| m.has_io)
-}
-
 /// Input parameters: each is evaluated against the process scope (not against earlier inputs)
 /// and becomes a local variable of the token's activity.
 pub(crate) fn enter(instance: &mut Instance, token_id: &str, element_id: &str) -> ApiResult<()> {

@@ -190,7 +190,7 @@ async fn file_variables_are_downloadable_and_absent_from_fetch() {
     let api = Api::new();
     api.deploy_order("order").await;
     let file = json!({"value": BASE64.encode(b"%PDF-1"), "type": "File",
-                      "valueInfo": {"filename": "invoice.pdf", "mimetype": "application/pdf"}});
+                      "valueInfo": {"filename": "invoice.pdf", "mimeType": "application/pdf"}});
     let pi = api
         .start(
             "order",
@@ -213,6 +213,33 @@ async fn file_variables_are_downloadable_and_absent_from_fetch() {
         .get(&format!("/process-instance/{pi}/variables/amount/data"))
         .await;
     assert_eq!(not_binary.status, StatusCode::BAD_REQUEST);
+}
+
+/// Camunda's FileValueType reads `mimeType` only: the lower-case `mimetype` the JS client sends
+/// is dropped, the download is `application/octet-stream`, and valueInfo keeps just the file's
+/// name, type and encoding.
+#[tokio::test]
+async fn a_file_keeps_only_camundas_value_info_keys() {
+    let api = Api::new();
+    api.deploy_order("order").await;
+    let file = json!({"value": BASE64.encode(b"hi"), "type": "File",
+                      "valueInfo": {"filename": "a.txt", "mimetype": "text/plain",
+                                    "encoding": "utf-8", "extra": 1}});
+    let pi = api.start("order", json!({"doc": file})).await;
+    let data = api
+        .get(&format!("/process-instance/{pi}/variables/doc/data"))
+        .await;
+    assert_eq!(
+        data.headers["content-type"],
+        "application/octet-stream; charset=utf-8"
+    );
+    let var = api
+        .get(&format!("/process-instance/{pi}/variables/doc"))
+        .await;
+    assert_eq!(
+        var.body["valueInfo"],
+        json!({"filename": "a.txt", "encoding": "utf-8"})
+    );
 }
 
 #[tokio::test]

@@ -328,8 +328,10 @@ async fn historic_instances_have_every_field_of_camundas_dto() {
     assert_eq!(one.body["restartedProcessInstanceId"], Value::Null);
 }
 
-/// A File variable on the process, and its task (`ship`, not a scope) downloads it the way the
-/// official JS client does: `GET /execution/{executionId}/localVariables/{name}/data`.
+/// A File variable on the process, downloaded the way the official JS client does:
+/// `GET /execution/{processInstanceId}/localVariables/{name}/data` (the process instance is the
+/// execution whose locals are the process variables). The task's own execution is a scope, as
+/// every external task in Camunda: the process variable is not local there.
 #[tokio::test]
 async fn a_file_variable_downloads_through_the_tasks_execution() {
     let api = Api::new();
@@ -348,11 +350,19 @@ async fn a_file_variable_downloads_through_the_tasks_execution() {
         StatusCode::NO_CONTENT
     );
     let tasks = api.fetch("w", "ship").await;
-    let execution = tasks[0]["executionId"].as_str().expect("executionId");
+    let own = tasks[0]["executionId"].as_str().expect("executionId");
+    assert_ne!(own, pi, "every external task has its own scope execution");
+    let not_local = api
+        .get(&format!("/execution/{own}/localVariables/doc/data"))
+        .await;
     assert_eq!(
-        execution, pi,
-        "a task that is not a scope runs in the instance's execution"
+        not_local.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        not_local.body
     );
+    assert_eq!(tasks[0]["processInstanceId"], pi.as_str());
+    let execution = pi.as_str();
     let data = api
         .get(&format!("/execution/{execution}/localVariables/doc/data"))
         .await;
@@ -600,4 +610,21 @@ mod durations {
             rt.block_on(probe(call, ms));
         }
     }
+}
+
+/// A JSON body above the engine's limit is refused as too large (413 saying the limit), not as
+/// a body that could not be read.
+#[tokio::test]
+async fn a_json_body_above_the_limit_answers_413_naming_the_limit() {
+    let api = Api::new();
+    let limit = crate::engine::api::BODY_LIMIT;
+    let a = api
+        .post(
+            "/external-task/t/complete",
+            json!({"workerId": "w", "pad": "x".repeat(limit)}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
+    let message = a.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&limit.to_string()), "{message}");
 }
