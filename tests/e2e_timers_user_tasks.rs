@@ -1,6 +1,6 @@
 //! `procos dev` runs a model with a timer start event, an external task served by a PDE, an
-//! intermediate timer and a user task; a person completes the user task over REST (what `curl`
-//! would send) and the instance completes.
+//! input/output mapping, an intermediate timer and a user task; a person completes the user task
+//! over REST (what `curl` would send) and the instance completes.
 
 mod support;
 
@@ -9,13 +9,20 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Procos, Rest, Workdir, config, free_port};
 
-/// Timer start (once, after 1 s) → external task `stamp` → timer 1 s → user task → end.
+/// Timer start (once, after 1 s) → external task `stamp` (input `owner`, output `stamped_by`)
+/// → timer 1 s → user task → end.
 const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://procos.dev/test">
   <bpmn:process id="nightly" isExecutable="true" camunda:historyTimeToLive="P1D">
     <bpmn:startEvent id="every_second"><bpmn:timerEventDefinition><bpmn:timeCycle>R1/PT1S</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:startEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="every_second" targetRef="stamp" />
-    <bpmn:serviceTask id="stamp" camunda:type="external" camunda:topic="stamp" />
+    <bpmn:serviceTask id="stamp" camunda:type="external" camunda:topic="stamp">
+      <bpmn:extensionElements><camunda:inputOutput>
+        <camunda:inputParameter name="owner">ops</camunda:inputParameter>
+        <camunda:inputParameter name="reviewer"><camunda:map><camunda:entry key="name">alice</camunda:entry></camunda:map></camunda:inputParameter>
+        <camunda:outputParameter name="stamped_by">${owner}-${reviewer.name}</camunda:outputParameter>
+      </camunda:inputOutput></bpmn:extensionElements>
+    </bpmn:serviceTask>
     <bpmn:sequenceFlow id="f2" sourceRef="stamp" targetRef="pause" />
     <bpmn:intermediateCatchEvent id="pause"><bpmn:timerEventDefinition><bpmn:timeDuration>PT1S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
     <bpmn:sequenceFlow id="f3" sourceRef="pause" targetRef="approve" />
@@ -77,6 +84,12 @@ async fn a_timer_started_instance_with_a_user_task_completes_in_procos_dev() {
     assert_eq!(done.status().as_u16(), 204);
     let vars = rest.wait_ended(&pi, Duration::from_secs(5)).await;
     assert_eq!(vars.get("approved"), Some(&json!(true)));
+    assert_eq!(
+        vars.get("stamped_by"),
+        Some(&json!("ops-alice")),
+        "the output mapping read the task's input variables"
+    );
+    assert_eq!(vars.get("owner"), None, "input variables are the task's own");
     assert_eq!(
         rest.get("/history/process-instance/count?processDefinitionKey=nightly")
             .await["count"],
