@@ -64,6 +64,11 @@ async fn two_hundred_example_instances_complete_exactly_once_against_a_separate_
     );
     assert_eq!(stats["complete_rejected"], json!(0), "{stats}");
     assert_eq!(
+        stats["ignored_fields"],
+        json!(0),
+        "the engine ignores unknown fields as Camunda does; procos must send none: {stats}"
+    );
+    assert_eq!(
         stats["fetched_tasks"],
         json!(2 * INSTANCES),
         "no task handed out twice: {stats}"

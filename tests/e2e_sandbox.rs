@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{config, stage};
+use support::{config, stage_with_scripts};
 
 /// Reports what it could do: read procos's config (`../pde.yaml` from `scripts_dir`), connect
 /// to the engine's port.
@@ -31,8 +31,7 @@ async fn nosy_run(sandbox: &str) -> serde_json::Map<String, serde_json::Value> {
         "  nosy:\n    pool: gp\n    endpoints: [py]\n",
         &format!("  py: {{ type: python, script: nosy.py{sandbox} }}\n"),
     );
-    let s = stage(&cfg, "nosy_p", "nosy").await;
-    s.work.script("nosy.py", NOSY);
+    let s = stage_with_scripts(&cfg, "nosy_p", "nosy", &[("nosy.py", NOSY)]).await;
     let port = s.engine.addr.port();
     let pi = s.rest.start("nosy_p", json!({"port": port})).await;
     s.rest.wait_ended(&pi, Duration::from_secs(60)).await

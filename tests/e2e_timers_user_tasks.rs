@@ -89,7 +89,11 @@ async fn a_timer_started_instance_with_a_user_task_completes_in_procos_dev() {
         Some(&json!("ops-alice")),
         "the output mapping read the task's input variables"
     );
-    assert_eq!(vars.get("owner"), None, "input variables are the task's own");
+    assert_eq!(
+        vars.get("owner"),
+        None,
+        "input variables are the task's own"
+    );
     assert_eq!(
         rest.get("/history/process-instance/count?processDefinitionKey=nightly")
             .await["count"],

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{eventually, stage};
+use support::{eventually, stage_with_scripts};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -42,8 +42,13 @@ fn running(pid: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_share_one_interpreter_and_a_crash_costs_only_its_task() {
-    let mut s = stage(&warm_config(), "warm_p", "warm_topic").await;
-    s.work.script("warm.py", SCRIPT);
+    let mut s = stage_with_scripts(
+        &warm_config(),
+        "warm_p",
+        "warm_topic",
+        &[("warm.py", SCRIPT)],
+    )
+    .await;
 
     let mut served = Vec::new();
     let mut pids = Vec::new();

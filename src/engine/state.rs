@@ -64,6 +64,9 @@ pub struct EngineStats {
     pub injected_faults: u64,
     /// Long polls waiting right now.
     pub long_polls_pending: u64,
+    /// Unknown JSON fields ignored in request bodies (as Camunda ignores them). Tests assert it
+    /// stays 0 for procos, so a misspelt field in procos's own client cannot hide.
+    pub ignored_fields: u64,
 }
 
 /// A deployment and its resources.

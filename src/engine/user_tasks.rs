@@ -30,14 +30,8 @@ pub(crate) struct UserTask {
     /// The token waiting in the task.
     pub execution_id: String,
     pub process_instance_id: String,
-    pub name: Option<String>,
-    pub assignee: Option<String>,
-    pub candidate_users: Vec<String>,
-    pub candidate_groups: Vec<String>,
-    pub form_key: Option<String>,
-    pub priority: i64,
-    pub due: Option<DateTime<Utc>>,
-    pub follow_up: Option<DateTime<Utc>>,
+    /// The modelled attributes; `assignee` changes with claim / unclaim.
+    pub spec: UserTaskDef,
     pub created: DateTime<Utc>,
     pub last_updated: Option<DateTime<Utc>>,
     /// Creation order, for stable listing.
@@ -59,14 +53,7 @@ impl UserTask {
             activity_instance_id: waiting.activity_instance,
             execution_id: waiting.token,
             process_instance_id: waiting.instance,
-            name: def.name.clone(),
-            assignee: def.assignee.clone(),
-            candidate_users: def.candidate_users.clone(),
-            candidate_groups: def.candidate_groups.clone(),
-            form_key: def.form_key.clone(),
-            priority: def.priority,
-            due: def.due_date,
-            follow_up: def.follow_up_date,
+            spec: def.clone(),
             created: Utc::now(),
             last_updated: None,
             seq: 0,
@@ -154,14 +141,14 @@ impl Store {
                 task_is_null(id),
             )
         })?;
-        match (&task.assignee, user) {
+        match (&task.spec.assignee, user) {
             (Some(current), Some(user)) if *current != user => Err(ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "TaskAlreadyClaimedException",
                 format!("Task '{id}' is already claimed by someone else."),
             )),
             (_, user) => {
-                task.assignee = user;
+                task.spec.assignee = user;
                 task.last_updated = Some(Utc::now());
                 Ok(())
             }
@@ -173,18 +160,18 @@ impl Store {
 pub(crate) fn user_task_json(t: &UserTask) -> Value {
     json!({
         "id": t.id,
-        "name": t.name,
-        "assignee": t.assignee,
+        "name": t.spec.name,
+        "assignee": t.spec.assignee,
         "owner": null,
         "created": format_date(t.created),
         "lastUpdated": t.last_updated.map(format_date),
-        "due": t.due.map(format_date),
-        "followUp": t.follow_up.map(format_date),
+        "due": t.spec.due_date.map(format_date),
+        "followUp": t.spec.follow_up_date.map(format_date),
         "delegationState": null,
         "description": null,
         "executionId": t.execution_id,
         "parentTaskId": null,
-        "priority": t.priority,
+        "priority": t.spec.priority,
         "processDefinitionId": t.definition.id,
         "processInstanceId": t.process_instance_id,
         "taskDefinitionKey": t.activity_id,
@@ -192,7 +179,7 @@ pub(crate) fn user_task_json(t: &UserTask) -> Value {
         "caseInstanceId": null,
         "caseDefinitionId": null,
         "suspended": false,
-        "formKey": t.form_key,
+        "formKey": t.spec.form_key,
         "camundaFormRef": null,
         "tenantId": t.definition.tenant_id,
         "taskState": "Created",

@@ -423,12 +423,26 @@ pub struct Stage {
 
 /// Sets up a [`Stage`].
 pub async fn stage(cfg: &str, key: &str, topic: &str) -> Stage {
+    stage_with_scripts(cfg, key, topic, &[]).await
+}
+
+/// [`stage`] with `scripts` (name, body) in scripts/ before procos starts, so an interpreter
+/// kept warm never sees a script half-written or changed under it.
+pub async fn stage_with_scripts(
+    cfg: &str,
+    key: &str,
+    topic: &str,
+    scripts: &[(&str, &str)],
+) -> Stage {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     let work = Workdir::new(
         cfg,
         &[(&format!("{key}.bpmn"), &one_task_bpmn(key, topic, "NEVER"))],
     );
+    for (name, body) in scripts {
+        work.script(name, body);
+    }
     let procos = Procos::daemon(&work, &engine.url);
     rest.wait_deployed(key, Duration::from_secs(30)).await;
     Stage {

@@ -100,17 +100,17 @@ async fn faults(State(engine): State<Engine>, req: Request, next: Next) -> Respo
 /// field. An empty body reads as `{}`.
 pub(crate) struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<Engine> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, engine: &Engine) -> Result<Self, ApiError> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let path = req.uri().path().to_owned();
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let bytes = Bytes::from_request(req, engine).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {
@@ -133,7 +133,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             ));
         }
         let slice: &[u8] = if empty { b"{}" } else { &bytes };
-        parse_body(slice, &path).map(Body)
+        let (body, ignored) = parse_body(slice, &path)?;
+        if ignored > 0 {
+            engine.with(|s| s.stats.ignored_fields += ignored);
+        }
+        Ok(Body(body))
     }
 }
 
@@ -150,18 +154,21 @@ pub(crate) fn too_large() -> ApiError {
     )
 }
 
-/// Deserializes a JSON body, ignoring unknown fields (logged at debug with their path) and
-/// naming the field of any type error.
-fn parse_body<T: DeserializeOwned>(slice: &[u8], route: &str) -> Result<T, ApiError> {
+/// Deserializes a JSON body, ignoring unknown fields (logged at debug with their path, and
+/// counted) and naming the field of any type error.
+fn parse_body<T: DeserializeOwned>(slice: &[u8], route: &str) -> Result<(T, u64), ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(slice);
+    let mut count = 0;
     let mut ignored = |field: serde_ignored::Path<'_>| {
+        count += 1;
         tracing::debug!(route, %field, "Unknown field in the request body ignored, as Camunda does.");
     };
     let lenient = serde_ignored::Deserializer::new(de, &mut ignored);
-    serde_path_to_error::deserialize(lenient).map_err(|e| {
+    let body = serde_path_to_error::deserialize(lenient).map_err(|e| {
         let path = e.path().to_string();
         ApiError::invalid(format!("Invalid request body at '{path}': {}", e.inner()))
-    })
+    })?;
+    Ok((body, count))
 }
 
 /// `deserialize_with` for a field whose Camunda DTO type is a Java primitive (or a list the

@@ -70,17 +70,17 @@ fn matches(params: &Params, t: &UserTask) -> bool {
         && eq("processDefinitionKey", Some(&t.definition.key))
         && eq("taskDefinitionKey", Some(&t.activity_id))
         && eq("executionId", Some(&t.execution_id))
-        && eq("assignee", t.assignee.as_deref())
-        && eq("name", t.name.as_deref())
-        && like("nameLike", t.name.as_deref())
+        && eq("assignee", t.spec.assignee.as_deref())
+        && eq("name", t.spec.name.as_deref())
+        && like("nameLike", t.spec.name.as_deref())
         && params
             .get("candidateGroup")
-            .is_none_or(|g| t.candidate_groups.contains(g))
+            .is_none_or(|g| t.spec.candidate_groups.contains(g))
         && params
             .get("candidateUser")
-            .is_none_or(|u| t.candidate_users.contains(u))
-        && (!flag(params, "unassigned", false) || t.assignee.is_none())
-        && (!flag(params, "assigned", false) || t.assignee.is_some())
+            .is_none_or(|u| t.spec.candidate_users.contains(u))
+        && (!flag(params, "unassigned", false) || t.spec.assignee.is_none())
+        && (!flag(params, "assigned", false) || t.spec.assignee.is_some())
 }
 
 fn page(params: &Params, name: &str) -> ApiResult<Option<usize>> {
@@ -212,7 +212,7 @@ async fn unclaim(State(engine): State<Engine>, Path(id): Path<String>) -> ApiRes
                 format!("Cannot find task with id {id}: task is null"),
             )
         })?;
-        task.assignee = None;
+        task.spec.assignee = None;
         task.last_updated = Some(chrono::Utc::now());
         Ok::<_, ApiError>(())
     })?;

@@ -42,6 +42,11 @@ async fn a_poll_with_nulls_and_unknown_fields_locks_a_task() {
         json!({}),
         "null means false"
     );
+    assert_eq!(
+        api.engine.stats().ignored_fields,
+        2,
+        "clientVersion and someFutureField are counted, so tests can hold procos to none"
+    );
 }
 
 #[tokio::test]
