@@ -80,6 +80,11 @@ enum Raw {
     Unsupported(String),
 }
 
+/// Open elements inside one `camunda:inputOutput` (parameter, list, entry, map, value, …)
+/// beyond which a value is refused: 64 allows 30 levels of lists or maps, far more than a model
+/// needs, while the recursion that builds, evaluates and drops a value stays shallow.
+const MAX_NESTING: usize = 64;
+
 /// Collects the mapping-related XML inside one flow node.
 #[derive(Debug, Default)]
 pub(super) struct IoCollector {
@@ -98,6 +103,14 @@ impl IoCollector {
     /// An element starts at `depth` below the flow node (1 = direct child).
     pub(super) fn start(&mut self, tag: &str, attrs: &HashMap<String, String>, depth: usize) {
         if self.io_depth.is_some() {
+            if self.stack.len() >= MAX_NESTING {
+                // Everything below is refused as one: values are built and dropped by
+                // recursion, so their depth must stay small.
+                self.stack.push(Open::Unsupported(format!(
+                    "camunda:list / camunda:map nested deeper than {MAX_NESTING} elements"
+                )));
+                return;
+            }
             let name = || attrs.get("name").cloned();
             self.stack.push(match tag {
                 "inputParameter" | "outputParameter" if self.stack.is_empty() => Open::Param {
@@ -190,7 +203,13 @@ impl IoCollector {
         match self.stack.last_mut() {
             Some(Open::Param { children, .. } | Open::Entry { children, .. }) => children.push(raw),
             Some(Open::List(items)) => items.push(raw),
-            Some(Open::Unsupported(_)) | Some(Open::Value(_)) | Some(Open::Map(_)) | None => {
+            // Inside an unsupported element: that element is reported, not each of its parts.
+            Some(Open::Unsupported(_)) => {}
+            Some(Open::Value(_)) => self.unsupported.push(match raw {
+                Raw::Unsupported(tag) => tag,
+                _ => "an element inside camunda:value".to_owned(),
+            }),
+            Some(Open::Map(_)) | None => {
                 if let Raw::Unsupported(tag) = raw {
                     self.unsupported.push(tag);
                 }

@@ -469,6 +469,41 @@ async fn unsupported_mappings_are_refused_at_deploy_naming_the_element() {
     assert!(m.contains("nested deeper than"), "{m}");
 }
 
+/// Lists nested 200,000 deep inside a parameter (6 MB, under the model limit) are refused at
+/// deploy naming the limit; building, evaluating and dropping such a value recursed once per
+/// level and overflowed the stack. An element inside a `camunda:value` is refused too (it was
+/// silently dropped).
+#[tokio::test]
+async fn lists_nested_beyond_the_limit_are_refused_not_a_stack_overflow() {
+    let api = Api::new();
+    let depth = 200_000;
+    let deep = format!(
+        r#"<bpmn:extensionElements><camunda:inputOutput><camunda:inputParameter name="p">{}x{}</camunda:inputParameter></camunda:inputOutput></bpmn:extensionElements>"#,
+        "<camunda:list>".repeat(depth),
+        "</camunda:list>".repeat(depth)
+    );
+    let m = deploy_refused(&api, model("l", "", r#"camunda:topic="work""#, &deep, "")).await;
+    assert!(
+        m.contains("nested deeper than 64") && m.contains("'work'"),
+        "{m}"
+    );
+
+    let fine = format!(
+        r#"<bpmn:extensionElements><camunda:inputOutput><camunda:inputParameter name="p">{}x{}</camunda:inputParameter></camunda:inputOutput></bpmn:extensionElements>"#,
+        "<camunda:list>".repeat(20),
+        "</camunda:list>".repeat(20)
+    );
+    deploy(&api, model("ok", "", r#"camunda:topic="work""#, &fine, "")).await;
+
+    let in_value = r#"<bpmn:extensionElements><camunda:inputOutput><camunda:inputParameter name="p"><camunda:list><camunda:value><camunda:list /></camunda:value></camunda:list></camunda:inputParameter></camunda:inputOutput></bpmn:extensionElements>"#;
+    let m = deploy_refused(
+        &api,
+        model("v", "", r#"camunda:topic="work""#, in_value, ""),
+    )
+    .await;
+    assert!(m.contains("inside camunda:value"), "{m}");
+}
+
 /// start → gateway: `condition` → task `yes` | default → task `no`.
 fn gateway(condition: &str) -> String {
     format!(
