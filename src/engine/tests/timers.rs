@@ -202,6 +202,35 @@ fn waiting() -> String {
     )
 }
 
+/// Many timers due at once are fired one per hold of the store lock (REST calls get in between),
+/// and every one of them fires.
+#[tokio::test(start_paused = true)]
+async fn timers_due_together_all_fire_one_lock_at_a_time() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    deploy(&api, "wait", waiting()).await;
+    for _ in 0..50 {
+        api.start("wait", json!({})).await;
+    }
+    advance(30).await;
+    let first = count(&api, "/external-task/count?topicName=after").await;
+    assert!(
+        (1..50).contains(&first),
+        "after 20 yields some fired, not all under one lock: {first}"
+    );
+    let mut yields = 0;
+    while count(&api, "/external-task/count?topicName=after").await < 50 {
+        assert!(
+            count(&api, "/job/count").await > 0,
+            "a REST call answers between two firings"
+        );
+        tokio::task::yield_now().await;
+        yields += 1;
+        assert!(yields < 1_000, "the timer loop stalled");
+    }
+    assert_eq!(count(&api, "/job/count").await, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_intermediate_timer_holds_the_token_until_it_is_due() {
     let api = Api::new();

@@ -3,7 +3,7 @@
 //! ```text
 //! deploy ─► mutate ─► reconcile_start_timers ─► Job::Start (latest version of each key only)
 //! token arrives at a timer catch event / an activity with timer boundaries ─► Job::Catch / ::Boundary
-//! run_timers: sleep until the next due job (or a change) ─► fire_due_jobs ─► execute_job
+//! run_timers: sleep until the next due job (or a change) ─► fire_next_due_job ─► execute_job
 //!   Start    ─► a new instance from the timer start event; a cycle schedules its next job
 //!   Catch    ─► the token leaves the catch event
 //!   Boundary ─► interrupting: the activity is cancelled (its external / user task goes) and
@@ -283,25 +283,23 @@ impl Store {
             .min()
     }
 
-    /// Fires every job due at `now`, oldest due first; returns how many fired successfully.
-    pub(crate) fn fire_due_jobs(&mut self, now: Instant) -> usize {
-        let mut due: Vec<(Instant, u64, String)> = self
+    /// Fires the oldest job due at `now`, if any; returns whether one was due. One job per call,
+    /// so the timer loop takes the store lock once per job and REST calls get in between even
+    /// when thousands of timers come due together.
+    pub(crate) fn fire_next_due_job(&mut self, now: Instant) -> bool {
+        let Some(id) = self
             .jobs
             .values()
             .filter(|j| j.retries > 0 && j.due.at <= now)
-            .map(|j| (j.due.at, j.seq, j.id.clone()))
-            .collect();
-        due.sort();
-        let mut fired = 0;
-        for (_, _, id) in due {
-            match self.execute_job(&id) {
-                Ok(()) => fired += 1,
-                Err(err) => {
-                    tracing::warn!(job_id = %id, error = %err.message, "Timer job failed.");
-                }
-            }
+            .min_by_key(|j| (j.due.at, j.seq))
+            .map(|j| j.id.clone())
+        else {
+            return false;
+        };
+        if let Err(err) = self.execute_job(&id) {
+            tracing::warn!(job_id = %id, error = %err.message, "Timer job failed.");
         }
-        fired
+        true
     }
 
     /// `PUT /job/{id}/retries`: a failed job gets attempts back and fires again when due. The
@@ -356,13 +354,15 @@ impl Store {
         self.start_instance_at(Arc::clone(&job.definition), &job.activity_id)?;
         let next = job
             .timer()
-            .and_then(|t| t.next(job.due, fired + 1, Instant::now(), Utc::now()));
+            .and_then(|t| t.next(job.due, fired.saturating_add(1), Instant::now(), Utc::now()));
         if let Some(due) = next {
             let again = Job::at(
                 due,
                 Arc::clone(&job.definition),
                 &job.activity_id,
-                JobKind::Start { fired: fired + 1 },
+                JobKind::Start {
+                    fired: fired.saturating_add(1),
+                },
             );
             self.add_jobs(vec![again]);
         }
@@ -408,14 +408,14 @@ impl Store {
                 let outcome = exec::branch(&mut instance, &job.activity_id)?;
                 self.commit(instance, outcome, None);
                 // A cycle arms itself again while the activity goes on waiting.
-                let next = job
-                    .timer()
-                    .and_then(|t| t.next(job.due, fired + 1, Instant::now(), Utc::now()));
+                let next = job.timer().and_then(|t| {
+                    t.next(job.due, fired.saturating_add(1), Instant::now(), Utc::now())
+                });
                 if let Some(due) = next {
                     let what = JobKind::Boundary {
                         waiting: waiting.clone(),
                         interrupting: false,
-                        fired: fired + 1,
+                        fired: fired.saturating_add(1),
                     };
                     let again = Job::at(due, Arc::clone(&job.definition), &job.activity_id, what);
                     self.add_jobs(vec![again]);
@@ -433,10 +433,12 @@ impl Engine {
     /// pause and advance time) or until jobs change.
     pub async fn run_timers(&self, shutdown: CancellationToken) {
         loop {
-            let next = self.mutate(|s| {
-                s.fire_due_jobs(Instant::now());
-                s.next_due()
-            });
+            let (fired, next) =
+                self.mutate(|s| (s.fire_next_due_job(Instant::now()), s.next_due()));
+            if fired && !shutdown.is_cancelled() {
+                tokio::task::yield_now().await;
+                continue;
+            }
             let sleep = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
