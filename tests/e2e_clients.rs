@@ -174,11 +174,12 @@ async fn completes_with_typed_variables(kind: ClientKind) {
     // Camunda keeps a File's media type under valueInfo `mimeType` (FileValueType's
     // VALUE_INFO_FILE_MIME_TYPE) and serves the data with it, plus `; charset=<encoding>`
     // (VariableResponseProvider): the Python clients send `mimeType` and `encoding`. The JS
-    // client sends `mimetype` (lower case), which Camunda does not read (it would serve
-    // application/octet-stream) and procos engine reads on purpose; not checked here.
-    if kind == ClientKind::Js {
-        return;
-    }
+    // client sends `mimetype` (lower case) and no encoding; Camunda does not read it and serves
+    // application/octet-stream, and so does procos engine.
+    let content_type = match kind {
+        ClientKind::Js => "application/octet-stream",
+        ClientKind::CamundaPython | ClientKind::OperatonPython => "text/plain; charset=UTF-8",
+    };
     let r = rest
         .http
         .get(format!(
@@ -192,7 +193,7 @@ async fn completes_with_typed_variables(kind: ClientKind) {
         r.headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
-        Some("text/plain; charset=UTF-8"),
+        Some(content_type),
         "the File's Content-Type, as Camunda serves it for valueInfo {}",
         file_var["valueInfo"]
     );

@@ -146,7 +146,8 @@ impl Store {
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "TaskAlreadyClaimedException",
                 format!("Task '{id}' is already claimed by someone else."),
-            )),
+            )
+            .wrapping_engine_exception()),
             (_, user) => {
                 task.spec.assignee = user;
                 task.last_updated = Some(Utc::now());

@@ -79,6 +79,11 @@ fn matches(params: &Params, t: &UserTask) -> bool {
         && params
             .get("candidateUser")
             .is_none_or(|u| t.spec.candidate_users.contains(u))
+        // A candidate query lists only unclaimed tasks unless asked for claimed ones too
+        // (Task.xml: `RES.ASSIGNEE_ is null` unless includeAssignedTasks).
+        && (!(params.contains_key("candidateGroup") || params.contains_key("candidateUser"))
+            || flag(params, "includeAssignedTasks", false)
+            || t.spec.assignee.is_none())
         && (!flag(params, "unassigned", false) || t.spec.assignee.is_none())
         && (!flag(params, "assigned", false) || t.spec.assignee.is_some())
 }
@@ -206,11 +211,14 @@ async fn claim(
 async fn unclaim(State(engine): State<Engine>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     engine.mutate(|s| {
         let task = s.user_tasks.get_mut(&id).ok_or_else(|| {
+            // The engine's NotFoundException (a BadUserRequestException: 400 with its code),
+            // thrown by AbstractSetTaskPropertyCmd — not JAX-RS's 404 of the same name.
             ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::BAD_REQUEST,
                 "NotFoundException",
                 format!("Cannot find task with id {id}: task is null"),
             )
+            .wrapping_engine_exception()
         })?;
         task.spec.assignee = None;
         task.last_updated = Some(chrono::Utc::now());

@@ -67,8 +67,10 @@ async fn a_user_task_is_listed_as_camunda_lists_it() {
         ("assignee=alice", 1),
         ("assignee=bob", 0),
         ("name=Approve%20order", 1),
-        ("candidateGroup=managers", 1),
-        ("candidateGroup=hr", 0),
+        // Assigned to alice: a candidate query shows it only with includeAssignedTasks.
+        ("candidateGroup=managers", 0),
+        ("candidateGroup=managers&includeAssignedTasks=true", 1),
+        ("candidateGroup=hr&includeAssignedTasks=true", 0),
         ("unassigned=true", 0),
     ] {
         let n = api.get(&format!("/task/count?{query}")).await.body["count"].clone();
@@ -188,6 +190,24 @@ async fn claim_and_unclaim_set_the_assignee() {
     assert_eq!(taken.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(taken.body["type"], "TaskAlreadyClaimedException");
     assert_eq!(
+        taken.body["code"], 0,
+        "an engine exception carries its code"
+    );
+    let unknown = api.post("/task/nope/unclaim", json!({})).await;
+    assert_eq!(
+        (
+            unknown.status,
+            unknown.body["type"].clone(),
+            unknown.body["code"].clone()
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("NotFoundException"),
+            json!(0)
+        ),
+        "the engine's NotFoundException is a BadUserRequestException"
+    );
+    assert_eq!(
         api.post(&format!("/task/{id}/unclaim"), json!({}))
             .await
             .status,
@@ -200,6 +220,11 @@ async fn claim_and_unclaim_set_the_assignee() {
     assert_eq!(
         api.get("/task/count?unassigned=true").await.body["count"],
         1
+    );
+    assert_eq!(
+        api.get("/task/count?candidateGroup=sales").await.body["count"],
+        1,
+        "unclaimed, it is back in its group's queue"
     );
     let claim = api
         .post(&format!("/task/{id}/claim"), json!({"userId": "bob"}))
