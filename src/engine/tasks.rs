@@ -478,6 +478,9 @@ impl Store {
         if let Some(instance) = self.instances.get_mut(&pid) {
             exec::mapping::set_from_activity(instance, &exec_id, vars);
             set_local_variables(instance, &exec_id, locals);
+            if let Some(h) = self.history.get_mut(&pid) {
+                h.variables = instance.variables.clone();
+            }
         }
         if let Some(task) = self.tasks.get_mut(id) {
             // Camunda stores at most 666 characters of the message, and keeps the old details

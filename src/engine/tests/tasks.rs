@@ -509,3 +509,29 @@ async fn local_variables_of_a_scope_activity_vanish_with_it() {
         "every external task is a scope in Camunda (BpmnParse.parseExternalServiceTask)"
     );
 }
+
+/// Variables sent with a failure are the instance's at once: history shows them without
+/// waiting for the task's next completion.
+#[tokio::test]
+async fn failure_variables_reach_the_instance_and_its_history() {
+    let api = Api::new();
+    api.deploy_order("order").await;
+    let pi = api.start("order", amount(1)).await;
+    let task = api.fetch_one("w1", "check").await;
+    let a = api
+        .post(
+            &format!("/external-task/{task}/failure"),
+            json!({"workerId": "w1", "errorMessage": "boom", "retries": 2, "retryTimeout": 0,
+                   "variables": {"attempts": {"value": 1, "type": "Integer"}}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    let vars = api.get(&format!("/process-instance/{pi}/variables")).await;
+    assert_eq!(vars.body["attempts"]["value"], 1);
+    let hist = api
+        .get(&format!(
+            "/history/variable-instance?processInstanceId={pi}&variableName=attempts"
+        ))
+        .await;
+    assert_eq!(hist.body[0]["value"], 1, "{}", hist.body);
+}
