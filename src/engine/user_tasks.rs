@@ -32,6 +32,10 @@ pub(crate) struct UserTask {
     pub process_instance_id: String,
     /// The modelled attributes; `assignee` changes with claim / unclaim.
     pub spec: UserTaskDef,
+    /// `camunda:dueDate`, a duration counted from `created`.
+    pub due: Option<DateTime<Utc>>,
+    /// `camunda:followUpDate`, likewise.
+    pub follow_up: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub last_updated: Option<DateTime<Utc>>,
     /// Creation order, for stable listing.
@@ -46,6 +50,7 @@ impl UserTask {
         element_id: &str,
         waiting: Waiting,
     ) -> UserTask {
+        let created = Utc::now();
         UserTask {
             id: new_id(),
             definition,
@@ -54,7 +59,9 @@ impl UserTask {
             execution_id: waiting.token,
             process_instance_id: waiting.instance,
             spec: def.clone(),
-            created: Utc::now(),
+            due: def.due_date.as_ref().and_then(|d| d.from(created)),
+            follow_up: def.follow_up_date.as_ref().and_then(|d| d.from(created)),
+            created,
             last_updated: None,
             seq: 0,
         }
@@ -166,8 +173,8 @@ pub(crate) fn user_task_json(t: &UserTask) -> Value {
         "owner": null,
         "created": format_date(t.created),
         "lastUpdated": t.last_updated.map(format_date),
-        "due": t.spec.due_date.map(format_date),
-        "followUp": t.spec.follow_up_date.map(format_date),
+        "due": t.due.map(format_date),
+        "followUp": t.follow_up.map(format_date),
         "delegationState": null,
         "description": null,
         "executionId": t.execution_id,

@@ -2,10 +2,8 @@
 //! timer catch events, timer boundary events and user tasks. Each reader turns the element into
 //! its [`Kind`] or says, naming the element, why the engine cannot run it.
 
-use chrono::{DateTime, Utc};
-
 use super::{Element, Kind, Pending};
-use crate::engine::timers::{self, TimerKind, TimerSpec};
+use crate::engine::timers::{self, DueDate, TimerKind, TimerSpec};
 
 /// A user task as modelled: what a person sees in `GET /task`. Assignment is data only (no
 /// identity service): nobody is notified and anyone may complete the task.
@@ -24,9 +22,9 @@ pub(crate) struct UserTaskDef {
     /// `camunda:priority`; Camunda's default is 50.
     pub priority: i64,
     /// `camunda:dueDate`, an ISO date-time.
-    pub due_date: Option<DateTime<Utc>>,
+    pub due_date: Option<DueDate>,
     /// `camunda:followUpDate`, an ISO date-time.
-    pub follow_up_date: Option<DateTime<Utc>>,
+    pub follow_up_date: Option<DueDate>,
 }
 
 /// Whether `tag` is a child of `timerEventDefinition` holding the timer's value.
@@ -141,8 +139,8 @@ pub(super) fn user_task(n: &Pending) -> Result<Kind, String> {
         })
         .unwrap_or_default()
     };
-    let date = |v: Option<String>| -> Result<Option<DateTime<Utc>>, String> {
-        v.map(|v| timers::date_time(&v).map_err(|e| format!("userTask '{}': {e}", n.id)))
+    let date = |v: Option<String>| -> Result<Option<DueDate>, String> {
+        v.map(|v| DueDate::parse(&v).map_err(|e| format!("userTask '{}': {e}", n.id)))
             .transpose()
     };
     let priority = match attr("priority")? {

@@ -361,3 +361,32 @@ async fn a_completion_the_process_cannot_follow_leaves_the_task_open() {
     );
     assert_eq!(api.get(&format!("/task/{id}")).await.status, StatusCode::OK);
 }
+
+/// `camunda:dueDate="P2D"` is a duration from the task's creation, as Camunda's
+/// DueDateBusinessCalendar reads a value starting with `P` (it was refused at deploy).
+#[tokio::test]
+async fn a_relative_due_date_counts_from_the_tasks_creation() {
+    let api = Api::new();
+    let d = api
+        .deploy(&[Part::file("data", "e.bpmn", escalating("P2D"))])
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let pi = api.start("approval", json!({})).await;
+    let task = api.get(&format!("/task?processInstanceId={pi}")).await.body[0].clone();
+    let parse = |field: &str| {
+        chrono::DateTime::parse_from_str(
+            task[field].as_str().expect(field),
+            "%Y-%m-%dT%H:%M:%S%.3f%z",
+        )
+        .expect("a Camunda date")
+    };
+    let days = (parse("due") - parse("created")).num_seconds() as f64 / 86_400.0;
+    assert!(
+        (days - 2.0).abs() < 0.001,
+        "due two days after created: {task}"
+    );
+    let bad = api
+        .deploy(&[Part::file("data", "e.bpmn", escalating("P2Xjunk"))])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+}

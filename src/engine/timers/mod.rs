@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use spec::{Due, TimerKind, TimerSpec, date_time, parse};
+pub(crate) use spec::{Due, DueDate, TimerKind, TimerSpec, parse};
 
 use super::Engine;
 use super::bpmn::Kind;

@@ -142,6 +142,40 @@ fn duration(text: &str) -> Result<IsoDuration, String> {
     }
 }
 
+/// A user task's `camunda:dueDate` / `camunda:followUpDate`: a date-time, or a duration from the
+/// task's creation (`P2D`), as Camunda's `DueDateBusinessCalendar` reads a value starting
+/// with `P`.
+#[derive(Debug, Clone)]
+pub(crate) enum DueDate {
+    /// A fixed moment.
+    At(DateTime<Utc>),
+    /// This long after the task is created.
+    After(IsoDuration),
+}
+
+impl DueDate {
+    /// Reads the attribute's text; the message says what is wrong.
+    pub(crate) fn parse(text: &str) -> Result<DueDate, String> {
+        if text.starts_with('P') {
+            let d = duration(text)?;
+            // Refuse now what could never be computed later.
+            add(Utc::now(), &d)
+                .map(|_| DueDate::After(d))
+                .ok_or_else(|| format!("`{text}` lies beyond the dates the engine can compute"))
+        } else {
+            date_time(text).map(DueDate::At)
+        }
+    }
+
+    /// The moment for a task created at `created`; `None` past the representable dates.
+    pub(crate) fn from(&self, created: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            DueDate::At(at) => Some(*at),
+            DueDate::After(d) => add(created, d),
+        }
+    }
+}
+
 /// An ISO 8601 date-time (without an offset: UTC), e.g. a user task's `camunda:dueDate`.
 pub(crate) fn date_time(text: &str) -> Result<DateTime<Utc>, String> {
     match iso8601::parsers::parse_datetime(text.as_bytes()) {
