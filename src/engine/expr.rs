@@ -545,20 +545,7 @@ impl Eval<'_> {
 }
 
 fn from_typed(v: &TypedValue) -> Val {
-    let json_object = v.ty == VarType::Object
-        && v.value_info
-            .get("serializationDataFormat")
-            .and_then(Value::as_str)
-            == Some("application/json");
-    match v.ty {
-        VarType::Json | VarType::Object if v.ty == VarType::Json || json_object => {
-            match v.value.as_str().map(serde_json::from_str::<Value>) {
-                Some(Ok(parsed)) => from_json(parsed),
-                _ => from_json(v.value.clone()),
-            }
-        }
-        _ => from_json(v.value.clone()),
-    }
+    from_json(v.json_document().unwrap_or_else(|| v.value.clone()))
 }
 
 fn from_json(v: Value) -> Val {

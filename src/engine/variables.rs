@@ -353,20 +353,32 @@ impl TypedValue {
     /// The wire form `{type, value, valueInfo}`. With `deserialize`, `Object` values in
     /// `application/json` format are sent as parsed JSON, as the real engine does for maps.
     pub(crate) fn to_json(&self, deserialize: bool) -> Value {
-        let mut value = self.value.clone();
-        if deserialize && self.ty == VarType::Object {
-            let json_format = self
+        let value = (deserialize && self.is_json_object())
+            .then(|| self.json_document())
+            .flatten()
+            .unwrap_or_else(|| self.value.clone());
+        json!({ "type": self.ty.name(), "value": value, "valueInfo": self.value_info })
+    }
+
+    /// An `Object` serialized as `application/json` (how the REST API carries maps and lists).
+    pub(crate) fn is_json_object(&self) -> bool {
+        self.ty == VarType::Object
+            && self
                 .value_info
                 .get("serializationDataFormat")
                 .and_then(Value::as_str)
-                == Some("application/json");
-            if let (true, Some(s)) = (json_format, self.value.as_str())
-                && let Ok(parsed) = serde_json::from_str::<Value>(s)
-            {
-                value = parsed;
-            }
+                == Some("application/json")
+    }
+
+    /// The parsed document of a `Json` variable or a JSON-format `Object`; `None` for any other
+    /// type, or text that is not JSON.
+    pub(crate) fn json_document(&self) -> Option<Value> {
+        if self.ty != VarType::Json && !self.is_json_object() {
+            return None;
         }
-        json!({ "type": self.ty.name(), "value": value, "valueInfo": self.value_info })
+        self.value
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
     }
 }
 

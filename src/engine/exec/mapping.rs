@@ -246,18 +246,5 @@ fn plain(param: &ParamValue, scopes: &[&VarMap]) -> Result<Value, ExprError> {
 
 /// A typed value inside a collection: JSON-format values are embedded as JSON, others as is.
 fn plain_typed(v: &TypedValue) -> Value {
-    let json_object = v.ty == VarType::Object
-        && v.value_info
-            .get("serializationDataFormat")
-            .and_then(Value::as_str)
-            == Some("application/json");
-    if (v.ty == VarType::Json || json_object)
-        && let Some(parsed) = v
-            .value
-            .as_str()
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
-    {
-        return parsed;
-    }
-    v.value.clone()
+    v.json_document().unwrap_or_else(|| v.value.clone())
 }
