@@ -109,7 +109,9 @@ async fn variable_data(
     State(engine): State<Engine>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    engine.with(|s| binary_response(local(s, &id, &name)?, &id))
+    // Decoded after the store is unlocked: a Bytes value can be large.
+    let v = engine.with(|s| local(s, &id, &name).cloned())?;
+    binary_response(&v, &id)
 }
 
 /// The download of a `File` or `Bytes` variable as engine-rest's `VariableResponseProvider`

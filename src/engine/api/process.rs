@@ -192,12 +192,13 @@ async fn variable_data(
     State(engine): State<Engine>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    engine.with(|s| {
-        let v = s
-            .instance(&id)?
+    // Decoded after the store is unlocked: a Bytes value can be large.
+    let v = engine.with(|s| {
+        s.instance(&id)?
             .variables
             .get(&name)
-            .ok_or_else(|| missing_variable(&id, &name))?;
-        super::execution::binary_response(v, &id)
-    })
+            .cloned()
+            .ok_or_else(|| missing_variable(&id, &name))
+    })?;
+    super::execution::binary_response(&v, &id)
 }
