@@ -117,7 +117,7 @@ fn assert_var(vars: &Map<String, Value>, name: &str, ty: &str, value: Value) {
 async fn completes_with_typed_variables(kind: ClientKind) {
     let (engine, client) = stage(kind).await;
     let rest = &engine.rest;
-    let pi = support::clients::start_typed(rest, "client_typed", json!({})).await;
+    let pi = rest.start_typed("client_typed", json!({})).await;
     // The instance moves on to "hold" only once the engine accepted the client's complete.
     wait_task_at(rest, &client, &pi, "hold").await;
 
@@ -222,20 +222,20 @@ async fn operaton_python_client_completes_with_typed_variables() {
 async fn reads_typed_variables(kind: ClientKind) {
     let (engine, client) = stage(kind).await;
     let rest = &engine.rest;
-    let pi = support::clients::start_typed(
-        rest,
-        "client_read",
-        json!({
-            "str": {"value": "procos ✓", "type": "String"},
-            "int": {"value": 42, "type": "Integer"},
-            "long": {"value": 1_099_511_627_776_i64, "type": "Long"},
-            "dbl": {"value": 3.25, "type": "Double"},
-            "bool": {"value": true, "type": "Boolean"},
-            "json": {"value": "{\"a\":1,\"list\":[1,\"two\",null]}", "type": "Json"},
-            "date": {"value": "2025-01-23T16:42:45.000+0200", "type": "Date"}
-        }),
-    )
-    .await;
+    let pi = rest
+        .start_typed(
+            "client_read",
+            json!({
+                "str": {"value": "procos ✓", "type": "String"},
+                "int": {"value": 42, "type": "Integer"},
+                "long": {"value": 1_099_511_627_776_i64, "type": "Long"},
+                "dbl": {"value": 3.25, "type": "Double"},
+                "bool": {"value": true, "type": "Boolean"},
+                "json": {"value": "{\"a\":1,\"list\":[1,\"two\",null]}", "type": "Json"},
+                "date": {"value": "2025-01-23T16:42:45.000+0200", "type": "Date"}
+            }),
+        )
+        .await;
     let vars = wait_completed(rest, &client, &pi).await;
     let seen_var = vars
         .get("seen")
@@ -330,7 +330,7 @@ async fn fails_with_retries_until_an_incident(kind: ClientKind) {
     };
     let (engine, client) = stage(kind).await;
     let rest = &engine.rest;
-    let pi = support::clients::start_typed(rest, "client_flaky", json!({})).await;
+    let pi = rest.start_typed("client_flaky", json!({})).await;
 
     let incident = || async { !rest.incidents(&pi).await.is_empty() };
     let raised = eventually(WITHIN, || async {
@@ -419,7 +419,7 @@ async fn operaton_python_client_fails_with_retries_until_an_incident() {
 async fn bpmn_error_takes_the_boundary_path(kind: ClientKind) {
     let (engine, client) = stage(kind).await;
     let rest = &engine.rest;
-    let pi = support::clients::start_typed(rest, "client_risky", json!({})).await;
+    let pi = rest.start_typed("client_risky", json!({})).await;
     let vars = wait_completed(rest, &client, &pi).await;
     assert_var(&vars, "reason", "String", json!("too risky"));
     assert_var(&vars, "handledBy", "String", json!("rejected_step"));
@@ -454,16 +454,16 @@ async fn downloads_a_file_variable(kind: ClientKind) {
     let (engine, client) = stage(kind).await;
     let rest = &engine.rest;
     let content = "hello from the process ✓\n";
-    let pi = support::clients::start_typed(
-        rest,
-        "client_download",
-        json!({"doc": {
-            "value": BASE64.encode(content),
-            "type": "File",
-            "valueInfo": {"filename": "doc.txt", "mimeType": "text/plain", "encoding": "UTF-8"}
-        }}),
-    )
-    .await;
+    let pi = rest
+        .start_typed(
+            "client_download",
+            json!({"doc": {
+                "value": BASE64.encode(content),
+                "type": "File",
+                "valueInfo": {"filename": "doc.txt", "mimeType": "text/plain", "encoding": "UTF-8"}
+            }}),
+        )
+        .await;
     let vars = wait_completed(rest, &client, &pi).await;
     assert_var(&vars, "docText", "String", json!(content));
     assert_var(&vars, "docName", "String", json!("doc.txt"));
@@ -493,7 +493,7 @@ async fn operaton_python_client_downloads_a_file_variable() {
 async fn js_client_extends_a_lock() {
     let (engine, mut client) = stage(ClientKind::Js).await;
     let rest = &engine.rest;
-    let pi = support::clients::start_typed(rest, "client_slow", json!({})).await;
+    let pi = rest.start_typed("client_slow", json!({})).await;
     let extended = client.wait_outcome("extended", &pi, WITHIN).await;
     let id = extended["task"].as_str().expect("task id").to_owned();
 

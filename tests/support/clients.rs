@@ -243,22 +243,6 @@ pub async fn deploy_models(rest: &Rest) -> Value {
     body
 }
 
-/// Starts an instance of `key` with variables already in Camunda's wire form
-/// (`{name: {value, type, valueInfo}}`) and returns its id.
-pub async fn start_typed(rest: &Rest, key: &str, variables: Value) -> String {
-    let r = rest
-        .http
-        .post(format!("{}/process-definition/key/{key}/start", rest.url))
-        .json(&json!({ "variables": variables }))
-        .send()
-        .await
-        .expect("start");
-    let status = r.status();
-    let body: Value = r.json().await.expect("json");
-    assert!(status.is_success(), "start {key}: {status} {body}");
-    body["id"].as_str().expect("id").to_owned()
-}
-
 /// A running client program: its outcome lines (JSON on stdout) and its log (stderr and any
 /// stdout line that is not JSON), collected as they come.
 pub struct ClientRun {

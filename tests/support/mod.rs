@@ -252,6 +252,12 @@ impl Rest {
     pub async fn start(&self, key: &str, vars: Value) -> String {
         let variables =
             procos::camunda::variables::encode_json_map(vars.as_object().expect("object"));
+        self.start_typed(key, json!(variables)).await
+    }
+
+    /// Starts an instance of `key` with variables already in Camunda's wire form
+    /// (`{name: {value, type, valueInfo}}`) and returns its id.
+    pub async fn start_typed(&self, key: &str, variables: Value) -> String {
         let r = self
             .http
             .post(format!("{}/process-definition/key/{key}/start", self.url))
