@@ -229,6 +229,9 @@ pub(crate) struct Store {
     /// Timer start events scheduled, as (definition id, element id), while that version is
     /// the latest: its schedule is created once, so a finished `R3/…` cycle does not restart.
     pub start_timers: HashSet<(String, String)>,
+    /// The definitions the start timers were last reconciled for (their count and the newest
+    /// id): deployments append and deletions remove, so an unchanged pair means nothing to do.
+    pub start_timers_for: Option<(usize, String)>,
     /// Set when jobs were added or removed: the timer loop recomputes when to wake up.
     pub timers_changed: bool,
     seq: u64,

@@ -213,8 +213,19 @@ impl Store {
     /// the latest) and drops the start jobs of versions that were replaced or deleted, as
     /// Camunda does on deployment and on deleting a deployment.
     pub(crate) fn reconcile_start_timers(&mut self) {
-        // Runs after every change: one pass over the definitions, nothing more when no model
-        // has a timer start event.
+        // Runs after every change of the store, so it must be cheap when the definitions did
+        // not change (every fetchAndLock is a change): compare their fingerprint first.
+        let fingerprint = (
+            self.definitions.len(),
+            self.definitions
+                .last()
+                .map(|d| d.id.clone())
+                .unwrap_or_default(),
+        );
+        if self.start_timers_for.as_ref() == Some(&fingerprint) {
+            return;
+        }
+        self.start_timers_for = Some(fingerprint);
         if self.start_timers.is_empty()
             && self
                 .definitions
