@@ -102,7 +102,7 @@ impl Store {
     pub(crate) fn commit(&mut self, instance: Instance, outcome: Outcome, done_task: Option<&str>) {
         if let Some(task_id) = done_task {
             self.tasks.remove(task_id);
-            self.incidents.retain(|_, i| i.task_id != task_id);
+            self.incidents.retain(|_, i| i.configuration != task_id);
         }
         let id = instance.id.clone();
         if outcome.terminated {
@@ -156,13 +156,14 @@ impl Store {
         };
         let incident = Incident {
             id: super::state::new_id(),
+            incident_type: "failedExternalTask",
             time: Utc::now(),
             message: task.error_message.clone(),
-            process_instance_id: task.process_instance_id.clone(),
+            process_instance_id: Some(task.process_instance_id.clone()),
             definition_id: task.definition.id.clone(),
             activity_id: task.activity_id.clone(),
-            execution_id: task.execution_id.clone(),
-            task_id: task.id.clone(),
+            execution_id: Some(task.execution_id.clone()),
+            configuration: task.id.clone(),
             tenant_id: task.definition.tenant_id.clone(),
             seq,
         };
@@ -261,12 +262,12 @@ pub(crate) fn incident_json(i: &Incident) -> Value {
         "processInstanceId": i.process_instance_id,
         "executionId": i.execution_id,
         "incidentTimestamp": format_date(i.time),
-        "incidentType": "failedExternalTask",
+        "incidentType": i.incident_type,
         "activityId": i.activity_id,
         "failedActivityId": i.activity_id,
         "causeIncidentId": i.id,
         "rootCauseIncidentId": i.id,
-        "configuration": i.task_id,
+        "configuration": i.configuration,
         "tenantId": i.tenant_id,
         "incidentMessage": i.message,
         "jobDefinitionId": null,

@@ -197,13 +197,17 @@ impl ExternalTask {
 #[derive(Debug, Clone)]
 pub(crate) struct Incident {
     pub id: String,
+    /// `failedExternalTask` or `failedJob` (a timer job out of retries).
+    pub incident_type: &'static str,
     pub time: DateTime<Utc>,
     pub message: Option<String>,
-    pub process_instance_id: String,
+    /// `None` for a timer start event's job: no instance exists yet.
+    pub process_instance_id: Option<String>,
     pub definition_id: String,
     pub activity_id: String,
-    pub execution_id: String,
-    pub task_id: String,
+    pub execution_id: Option<String>,
+    /// The failed external task's or job's id (Camunda's `configuration`).
+    pub configuration: String,
     pub tenant_id: Option<String>,
     pub seq: u64,
 }
@@ -266,7 +270,8 @@ impl Store {
     pub(crate) fn end_instance(&mut self, id: &str, state: HistoryState, reason: Option<String>) {
         let instance = self.instances.remove(id);
         self.tasks.retain(|_, t| t.process_instance_id != id);
-        self.incidents.retain(|_, i| i.process_instance_id != id);
+        self.incidents
+            .retain(|_, i| i.process_instance_id.as_deref() != Some(id));
         self.drop_waits_of(id);
         if let Some(h) = self.history.get_mut(id) {
             if let Some(inst) = instance {

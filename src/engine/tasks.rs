@@ -500,7 +500,7 @@ impl Store {
         if retries == 0 && had_retries {
             self.raise_incident(id);
         } else if retries > 0 && !had_retries {
-            self.incidents.retain(|_, i| i.task_id != id);
+            self.incidents.retain(|_, i| i.configuration != id);
         }
         Ok(())
     }
@@ -634,8 +634,8 @@ impl Store {
         let task = self.tasks.get_mut(id).ok_or_else(|| gone(id))?;
         task.retries = Some(retries);
         if retries > 0 {
-            self.incidents.retain(|_, i| i.task_id != id);
-        } else if !self.incidents.values().any(|i| i.task_id == id) {
+            self.incidents.retain(|_, i| i.configuration != id);
+        } else if !self.incidents.values().any(|i| i.configuration == id) {
             self.raise_incident(id);
         }
         Ok(())

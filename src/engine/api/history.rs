@@ -141,15 +141,19 @@ fn incident_list(s: &Store, params: &Params) -> Vec<Value> {
         .filter(|i| {
             params
                 .get("processInstanceId")
-                .is_none_or(|k| *k == i.process_instance_id)
+                .is_none_or(|k| i.process_instance_id.as_deref() == Some(k.as_str()))
         })
-        .filter(|_| {
+        .filter(|i| {
             params
                 .get("incidentType")
-                .is_none_or(|k| k == "failedExternalTask")
+                .is_none_or(|k| k == i.incident_type)
         })
         .filter(|i| params.get("activityId").is_none_or(|k| *k == i.activity_id))
-        .filter(|i| params.get("configuration").is_none_or(|k| *k == i.task_id))
+        .filter(|i| {
+            params
+                .get("configuration")
+                .is_none_or(|k| *k == i.configuration)
+        })
         .collect();
     found.sort_by_key(|i| i.seq);
     found.into_iter().map(incident_json).collect()

@@ -477,11 +477,43 @@ async fn a_failing_timer_job_is_tried_three_times_then_kept_with_its_error() {
     let message = failed[0]["exceptionMessage"].as_str().unwrap_or_default();
     assert!(message.contains("ENGINE-02004"), "{message}");
     assert_eq!(count(&api, "/job/count?executable=true").await, 0);
+    // Out of retries: a failedJob incident an operator sees, as Camunda raises one.
+    let incidents = api
+        .get(&format!(
+            "/incident?processInstanceId={pi}&incidentType=failedJob"
+        ))
+        .await
+        .body;
+    assert_eq!(
+        incidents[0]["configuration"], failed[0]["id"],
+        "{incidents}"
+    );
+    assert_eq!(incidents[0]["activityId"], "wait");
+    assert!(
+        incidents[0]["incidentMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("ENGINE-02004")),
+        "{incidents}"
+    );
     advance(60).await;
     assert_eq!(
         api.history_state(&pi).await,
         "ACTIVE",
         "the token still waits"
+    );
+    let job = failed[0]["id"].as_str().expect("job id");
+    let set = api
+        .call(
+            "PUT",
+            &format!("/job/{job}/retries"),
+            Some(json!({"retries": 1})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.body);
+    assert_eq!(
+        count(&api, "/incident/count").await,
+        0,
+        "retries given back resolve the incident"
     );
 }
 

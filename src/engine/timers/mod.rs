@@ -32,7 +32,7 @@ use super::Engine;
 use super::bpmn::Kind;
 use super::errors::{ApiError, ApiResult};
 use super::exec;
-use super::state::{Definition, Instance, Store, new_id};
+use super::state::{Definition, Incident, Instance, Store, new_id};
 use super::variables::format_date;
 
 /// Camunda's default number of attempts for a job.
@@ -338,6 +338,10 @@ impl Store {
             .ok_or_else(|| fail(format!("ENGINE-13053 No job found with id '{id}'.'")))?;
         job.retries = retries;
         self.timers_changed = true;
+        if retries > 0 {
+            // Retries given back resolve the job's incident, as SetJobRetriesCmd does.
+            self.incidents.retain(|_, i| i.configuration != id);
+        }
         Ok(())
     }
 
@@ -352,10 +356,33 @@ impl Store {
                 let mut job = job;
                 job.retries = (job.retries - 1).max(0);
                 job.exception_message = Some(err.message.clone());
+                if job.retries == 0 {
+                    self.raise_job_incident(&job);
+                }
                 self.jobs.insert(job.id.clone(), job);
                 Err(err)
             }
         }
+    }
+
+    /// A `failedJob` incident for a job out of retries (Camunda's `DefaultJobRetryCmd`).
+    fn raise_job_incident(&mut self, job: &Job) {
+        let seq = self.next_seq();
+        let incident = Incident {
+            id: new_id(),
+            incident_type: "failedJob",
+            time: Utc::now(),
+            message: job.exception_message.clone(),
+            process_instance_id: job.process_instance_id().map(str::to_owned),
+            definition_id: job.definition.id.clone(),
+            activity_id: job.activity_id.clone(),
+            execution_id: job.execution_id().map(str::to_owned),
+            configuration: job.id.clone(),
+            tenant_id: job.definition.tenant_id.clone(),
+            seq,
+        };
+        self.incidents.insert(incident.id.clone(), incident);
+        self.stats.incidents_created += 1;
     }
 
     fn run_job(&mut self, job: &Job) -> ApiResult<()> {
