@@ -15,6 +15,8 @@
 //! (the process cannot continue) keeps its place with one retry less, as Camunda's default
 //! of three attempts; at 0 it stays listed with its `exceptionMessage` and no longer fires.
 //! `GET /job` and `POST /job/{id}/execute` (api/job.rs) show and fire jobs by hand.
+//! A `${…}` definition is evaluated once, when its job is armed ([`Job::arm`]); the job keeps
+//! the result, so a cycle repeats what it evaluated to then.
 
 mod spec;
 
