@@ -6,6 +6,7 @@
 //! complete / bpmnError ──► leave(token) or catch(token, boundary) ──► … same loop …
 //! timer catch event ⏸ (job created) · userTask ⏸ (user task created) · an activity with
 //! timer boundary events arms one job per boundary; the timer loop fires them (timers/)
+//! (a `${…}` timer definition or user-task attribute is evaluated then, in the token's scope)
 //! ```
 //! Activities with `camunda:inputOutput` map variables in and out ([`mapping`]): inputs when
 //! the token arrives, outputs when it leaves (completed, or ended by a BPMN error, caught or not).
@@ -385,7 +386,10 @@ impl Run<'_> {
     ) -> ApiResult<()> {
         let waiting = self.waiting(token_id)?;
         let def = Arc::clone(&self.inst.definition);
-        let job = Job::arm(timer, def, element_id, JobKind::Catch(waiting))?;
+        let empty = VarMap::new();
+        let locals = self.inst.tokens.get(token_id).map_or(&empty, |t| &t.locals);
+        let scopes = [locals, &self.inst.variables];
+        let job = Job::arm(timer, &scopes, def, element_id, JobKind::Catch(waiting))?;
         self.out.new_jobs.push(job);
         Ok(())
     }
@@ -408,7 +412,10 @@ impl Run<'_> {
                     interrupting: *interrupting,
                     fired: 0,
                 };
-                let job = Job::arm(timer, Arc::clone(&def), boundary, what)?;
+                let empty = VarMap::new();
+                let locals = self.inst.tokens.get(token_id).map_or(&empty, |t| &t.locals);
+                let scopes = [locals, &self.inst.variables];
+                let job = Job::arm(timer, &scopes, Arc::clone(&def), boundary, what)?;
                 self.out.new_jobs.push(job);
             }
         }
@@ -422,8 +429,13 @@ impl Run<'_> {
         task: &UserTaskDef,
     ) -> ApiResult<()> {
         let waiting = self.waiting(token_id)?;
+        let empty = VarMap::new();
+        let locals = self.inst.tokens.get(token_id).map_or(&empty, |t| &t.locals);
+        let task = task
+            .resolve(&[locals, &self.inst.variables])
+            .map_err(ApiError::engine)?;
         self.out.new_user_tasks.push(UserTask::new(
-            task,
+            &task,
             Arc::clone(&self.inst.definition),
             element_id,
             waiting,

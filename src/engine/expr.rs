@@ -1,5 +1,6 @@
-//! Expressions: a subset of JUEL for sequence-flow conditions, input/output mappings, and the
-//! `camunda:topic` / `camunda:taskPriority` attributes of external tasks.
+//! Expressions: a subset of JUEL for sequence-flow conditions, input/output mappings, the
+//! `camunda:topic` / `camunda:taskPriority` attributes of external tasks, timer definitions
+//! (`timers::spec`) and the assignment and date attributes of user tasks (`bpmn::waits`).
 //!
 //! Supported: variables and property access on `Json` (and JSON-format `Object`) variables
 //! (`${order.total}`), string / number / boolean / null literals, `!` `-` `empty` prefixes,

@@ -1,5 +1,6 @@
 //! Timer events on tokio's paused clock: timer start events (cycles, dates, cron), intermediate
-//! timer catch events, timer boundary events, and the `/job` view of them.
+//! timer catch events, timer boundary events, and the `/job` view of them; `${…}` definitions
+//! evaluated when the timer is armed.
 
 use std::time::Duration;
 
@@ -422,9 +423,19 @@ async fn timers_the_engine_cannot_run_are_refused_naming_the_element() {
     );
     let cases = [
         (
-            catch("<timeDuration>${wait}</timeDuration>"),
+            catch("<timeDuration>${wait +}</timeDuration>"),
             "t1",
-            "expression",
+            "Error parsing",
+        ),
+        (
+            ticking("bad", "<timeCycle>${every}</timeCycle>"),
+            "tick",
+            "Cannot resolve identifier 'every'",
+        ),
+        (
+            ticking("bad", "<timeCycle>${'hourly'}</timeCycle>"),
+            "tick",
+            "cron",
         ),
         (catch("<timeCycle>R/PT1S</timeCycle>"), "t1", "timeCycle"),
         (catch("<timeDuration>soon</timeDuration>"), "t1", "ISO 8601"),
@@ -607,5 +618,132 @@ async fn a_failed_job_gets_its_retries_back_and_execute_reports_the_failure() {
     assert_eq!(
         unknown.body["message"],
         "ENGINE-13053 No job found with id 'nope'.'"
+    );
+}
+
+/// The model of [`waiting`] with another definition on the catch event `wait`.
+fn waiting_for(timer: &str) -> String {
+    waiting().replace("<timeDuration>PT30S</timeDuration>", timer)
+}
+
+/// `<timeDuration>${wait}</timeDuration>` is read from the instance's variables when the token
+/// arrives; a variable that is missing or no duration fails the start call (500) and leaves
+/// nothing behind, as Camunda's PropertyNotFoundException rolls the start back.
+#[tokio::test(start_paused = true)]
+async fn a_timer_expression_is_evaluated_against_the_instance_when_armed() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    deploy(
+        &api,
+        "wait",
+        waiting_for("<timeDuration>${wait}</timeDuration>"),
+    )
+    .await;
+    let pi = api
+        .start(
+            "wait",
+            json!({"wait": {"value": "PT30S", "type": "String"}}),
+        )
+        .await;
+    let armed = jobs(&api, &format!("?processInstanceId={pi}")).await;
+    assert_eq!(armed.len(), 1, "{armed:?}");
+    advance(29).await;
+    assert!(api.fetch("w", "after").await.is_empty(), "still waiting");
+    advance(1).await;
+    assert_eq!(api.fetch("w", "after").await.len(), 1, "fired at 30 s");
+
+    let missing = api
+        .post("/process-definition/key/wait/start", json!({}))
+        .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        missing.body
+    );
+    let message = missing.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Cannot resolve identifier 'wait'"),
+        "{message}"
+    );
+    let junk = api
+        .post(
+            "/process-definition/key/wait/start",
+            json!({"variables": {"wait": {"value": "soon", "type": "String"}}}),
+        )
+        .await;
+    assert_eq!(
+        junk.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        junk.body
+    );
+    let message = junk.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ISO 8601"), "{message}");
+    assert_eq!(
+        count(&api, "/history/process-instance/count").await,
+        1,
+        "the failed starts left no instance"
+    );
+    assert!(jobs(&api, "").await.is_empty());
+}
+
+/// A composite `timeDate` and a boundary duration built from a Long variable.
+#[tokio::test(start_paused = true)]
+async fn timer_expressions_compose_text_and_work_on_boundaries() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    deploy(
+        &api,
+        "wait",
+        waiting_for("<timeDate>${year}-01-01T00:00:00Z</timeDate>"),
+    )
+    .await;
+    api.start("wait", json!({"year": {"value": 2000, "type": "Long"}}))
+        .await;
+    advance(0).await;
+    assert_eq!(api.fetch("w", "after").await.len(), 1, "a past date fires");
+    let boundary = guarded("").replace(
+        "<timeDuration>PT1M</timeDuration>",
+        "<timeDuration>PT${secs}S</timeDuration>",
+    );
+    assert!(boundary.contains("${secs}"), "{boundary}");
+    deploy(&api, "guarded", boundary).await;
+    let pi = api
+        .start("guarded", json!({"secs": {"value": 5, "type": "Long"}}))
+        .await;
+    advance(4).await;
+    assert_eq!(
+        jobs(&api, &format!("?processInstanceId={pi}")).await.len(),
+        1
+    );
+    advance(1).await;
+    assert!(
+        jobs(&api, &format!("?processInstanceId={pi}"))
+            .await
+            .is_empty(),
+        "the boundary fired after 5 s"
+    );
+}
+
+/// A timer start event's expression sees no variables: evaluated at deploy, scheduled as text.
+#[tokio::test(start_paused = true)]
+async fn a_timer_start_expression_that_needs_no_variable_schedules_the_cycle() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    deploy(
+        &api,
+        "tick",
+        ticking("tick", "<timeCycle>${'R2/PT10S'}</timeCycle>"),
+    )
+    .await;
+    advance(10).await;
+    assert_eq!(count(&api, "/history/process-instance/count").await, 1);
+    advance(10).await;
+    advance(100).await;
+    assert_eq!(
+        count(&api, "/history/process-instance/count").await,
+        2,
+        "R2 fires twice"
     );
 }

@@ -1,4 +1,5 @@
-//! User tasks through `/task`: listing, reading, variables, completing, claiming.
+//! User tasks through `/task`: listing, reading, variables, completing, claiming, and `${…}`
+//! attributes evaluated when the task is created.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -251,7 +252,8 @@ async fn deleting_the_instance_removes_its_user_tasks() {
 async fn user_tasks_the_engine_cannot_run_are_refused_naming_the_element() {
     let api = Api::new();
     let cases = [
-        (r#"camunda:assignee="${initiator}""#, "", "expression"),
+        (r#"camunda:assignee="${initiator""#, "", "Error parsing"),
+        (r#"camunda:priority="${p}""#, "", "expression"),
         (
             "",
             r#"<extensionElements><camunda:taskListener event="create" class="x.Y" /></extensionElements>"#,
@@ -389,4 +391,111 @@ async fn a_relative_due_date_counts_from_the_tasks_creation() {
         .deploy(&[Part::file("data", "e.bpmn", escalating("P2Xjunk"))])
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+}
+
+/// The approval model with the user task's attributes replaced by `attrs`.
+fn approval_with(attrs: &str) -> String {
+    approval().replace(
+        r#"<userTask id="approve" name="Approve order" camunda:assignee="alice" camunda:candidateGroups="sales, managers" camunda:formKey="embedded:app:forms/approve.html" camunda:priority="70" />"#,
+        &format!(r#"<userTask id="approve" {attrs} />"#),
+    )
+}
+
+/// `${…}` attributes are evaluated against the instance when the task is created: a String,
+/// a comma-separated list or a collection, a relative (`P2D`) or a Date result.
+#[tokio::test]
+async fn user_task_expressions_are_evaluated_when_the_task_is_created() {
+    let api = Api::new();
+    let xml = approval_with(
+        r#"name="Approve ${item}" camunda:assignee="${initiator}" camunda:candidateUsers="${reviewers}" camunda:candidateGroups="${groups}" camunda:dueDate="${due}" camunda:followUpDate="${followUp}""#,
+    );
+    let d = api.deploy(&[Part::file("data", "x.bpmn", xml)]).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let pi = api
+        .start(
+            "approval",
+            json!({
+                "item": {"value": "order 7", "type": "String"},
+                "initiator": {"value": "bob", "type": "String"},
+                "reviewers": {"value": "carol, dave", "type": "String"},
+                "groups": {"value": "[\"sales\",\"ops\"]", "type": "Json"},
+                "due": {"value": "P2D", "type": "String"},
+                "followUp": {"value": "2026-03-01T12:00:00.000+0000", "type": "Date"},
+            }),
+        )
+        .await;
+    let task = api.get(&format!("/task?processInstanceId={pi}")).await.body[0].clone();
+    assert_eq!(task["name"], "Approve order 7");
+    assert_eq!(task["assignee"], "bob");
+    assert_eq!(task["followUp"], "2026-03-01T12:00:00.000+0000");
+    let parse = |field: &str| {
+        chrono::DateTime::parse_from_str(
+            task[field].as_str().expect(field),
+            "%Y-%m-%dT%H:%M:%S%.3f%z",
+        )
+        .expect("a Camunda date")
+    };
+    let days = (parse("due") - parse("created")).num_seconds() as f64 / 86_400.0;
+    assert!(
+        (days - 2.0).abs() < 0.001,
+        "due two days after created: {task}"
+    );
+    for query in [
+        "candidateUser=dave",
+        "candidateGroup=ops",
+        "candidateGroup=sales",
+    ] {
+        let listed = api
+            .get(&format!("/task?{query}&includeAssignedTasks=true"))
+            .await;
+        assert_eq!(listed.body.as_array().map(Vec::len), Some(1), "{query}");
+    }
+}
+
+/// A variable the assignee expression needs and the start does not bring fails the start
+/// (500, Camunda's PropertyNotFoundException), leaving no instance and no task.
+#[tokio::test]
+async fn an_unknown_variable_in_a_user_task_expression_fails_the_start() {
+    let api = Api::new();
+    let xml = approval_with(r#"camunda:assignee="${initiator}""#);
+    let d = api.deploy(&[Part::file("data", "x.bpmn", xml)]).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let a = api
+        .post("/process-definition/key/approval/start", json!({}))
+        .await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", a.body);
+    let message = a.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Cannot resolve identifier 'initiator'"),
+        "{message}"
+    );
+    assert_eq!(
+        api.get("/task").await.body.as_array().map(Vec::len),
+        Some(0)
+    );
+    // TaskDecorator casts the assignee to a String: a number fails the same way.
+    let number = api
+        .post(
+            "/process-definition/key/approval/start",
+            json!({"variables": {"initiator": {"value": 7, "type": "Integer"}}}),
+        )
+        .await;
+    assert_eq!(
+        number.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        number.body
+    );
+    assert!(
+        number.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a String"),
+        "{}",
+        number.body
+    );
+    assert_eq!(
+        api.get("/history/process-instance/count").await.body["count"],
+        0
+    );
 }

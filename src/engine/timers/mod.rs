@@ -15,6 +15,8 @@
 //! (the process cannot continue) keeps its place with one retry less, as Camunda's default
 //! of three attempts; at 0 it stays listed with its `exceptionMessage` and no longer fires.
 //! `GET /job` and `POST /job/{id}/execute` (api/job.rs) show and fire jobs by hand.
+//! A `${…}` definition is evaluated once, when its job is armed ([`Job::arm`]); the job keeps
+//! the result, so a cycle repeats what it evaluated to then.
 
 mod spec;
 
@@ -33,7 +35,7 @@ use super::bpmn::Kind;
 use super::errors::{ApiError, ApiResult};
 use super::exec;
 use super::state::{Definition, Incident, Instance, Store, new_id};
-use super::variables::format_date;
+use super::variables::{VarMap, format_date};
 
 /// Camunda's default number of attempts for a job.
 const JOB_RETRIES: i32 = 3;
@@ -46,6 +48,8 @@ pub(crate) struct Job {
     /// The timer event's element id.
     pub activity_id: String,
     pub due: Due,
+    /// The timer as armed: an expression in the model is evaluated once, here.
+    pub spec: TimerSpec,
     pub create_time: DateTime<Utc>,
     /// Attempts left; at 0 the job no longer fires (Camunda would raise an incident).
     pub retries: i32,
@@ -81,27 +85,37 @@ pub(crate) struct Waiting {
 }
 
 impl Job {
-    /// A job for `timer` of `activity_id`, due from now.
+    /// A job for `timer` of `activity_id`, due from now; an expression is evaluated against
+    /// `scopes` (innermost first), and its failure is the caller's engine error.
     pub(crate) fn arm(
         timer: &TimerSpec,
+        scopes: &[&VarMap],
         definition: Arc<Definition>,
         activity_id: &str,
         what: JobKind,
     ) -> ApiResult<Job> {
+        let timer = timer.resolve(scopes).map_err(ApiError::engine)?;
         let due = timer.first(Instant::now(), Utc::now()).ok_or_else(|| {
             ApiError::engine(format!(
                 "The due date of the timer '{activity_id}' cannot be computed"
             ))
         })?;
-        Ok(Job::at(due, definition, activity_id, what))
+        Ok(Job::at(due, timer, definition, activity_id, what))
     }
 
-    fn at(due: Due, definition: Arc<Definition>, activity_id: &str, what: JobKind) -> Job {
+    fn at(
+        due: Due,
+        spec: TimerSpec,
+        definition: Arc<Definition>,
+        activity_id: &str,
+        what: JobKind,
+    ) -> Job {
         Job {
             id: new_id(),
             definition,
             activity_id: activity_id.to_owned(),
             due,
+            spec,
             create_time: Utc::now(),
             retries: JOB_RETRIES,
             exception_message: None,
@@ -135,15 +149,6 @@ impl Job {
                 .get(&w.token)
                 .is_some_and(|t| t.activity_instance_id == w.activity_instance)
         })
-    }
-
-    fn timer(&self) -> Option<&TimerSpec> {
-        match &self.definition.model.elements.get(&self.activity_id)?.kind {
-            Kind::TimerStart { timer }
-            | Kind::TimerCatch { timer }
-            | Kind::TimerBoundary { timer, .. } => Some(timer),
-            _ => None,
-        }
     }
 }
 
@@ -270,6 +275,7 @@ impl Store {
                 };
                 match Job::arm(
                     timer,
+                    &[],
                     Arc::clone(&def),
                     element,
                     JobKind::Start { fired: 0 },
@@ -391,11 +397,12 @@ impl Store {
         };
         self.start_instance_at(Arc::clone(&job.definition), &job.activity_id)?;
         let next = job
-            .timer()
-            .and_then(|t| t.next(job.due, fired.saturating_add(1), Instant::now(), Utc::now()));
+            .spec
+            .next(job.due, fired.saturating_add(1), Instant::now(), Utc::now());
         if let Some(due) = next {
             let again = Job::at(
                 due,
+                job.spec.clone(),
                 Arc::clone(&job.definition),
                 &job.activity_id,
                 JobKind::Start {
@@ -446,16 +453,22 @@ impl Store {
                 let outcome = exec::branch(&mut instance, &job.activity_id)?;
                 self.commit(instance, outcome, None);
                 // A cycle arms itself again while the activity goes on waiting.
-                let next = job.timer().and_then(|t| {
-                    t.next(job.due, fired.saturating_add(1), Instant::now(), Utc::now())
-                });
+                let next =
+                    job.spec
+                        .next(job.due, fired.saturating_add(1), Instant::now(), Utc::now());
                 if let Some(due) = next {
                     let what = JobKind::Boundary {
                         waiting: waiting.clone(),
                         interrupting: false,
                         fired: fired.saturating_add(1),
                     };
-                    let again = Job::at(due, Arc::clone(&job.definition), &job.activity_id, what);
+                    let again = Job::at(
+                        due,
+                        job.spec.clone(),
+                        Arc::clone(&job.definition),
+                        &job.activity_id,
+                        what,
+                    );
                     self.add_jobs(vec![again]);
                 }
             }

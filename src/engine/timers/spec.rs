@@ -10,14 +10,23 @@
 //! ```
 //! ISO 8601 durations and date-times are read by the `iso8601` crate; calendar units (years,
 //! months, days) are added on the calendar, as Camunda's Joda-based helper does. A date-time
-//! without an offset is read as UTC. Expressions (`${…}`) are refused: the engine does not
-//! evaluate values yet.
+//! without an offset is read as UTC.
+//!
+//! A definition may be an expression (`${wait}`, `PT${minutes}M`): its syntax is checked at
+//! deploy, and it is evaluated when the timer is armed ([`TimerSpec::resolve`]) — against the
+//! instance's variables (and the activity's locals) for catch and boundary timers, against no
+//! variables for a timer start event (so that one is evaluated, and refused, at deploy). The
+//! result, a String (or a Date variable for `timeDate`), is then read as the text above, as
+//! Camunda's `TimerDeclarationImpl` does.
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Days, Months, Utc};
 use tokio::time::Instant;
+
+use crate::engine::expr::Expression;
+use crate::engine::variables::{TypedValue, VarMap, VarType, parse_date};
 
 /// A checked timer definition.
 #[derive(Clone)]
@@ -37,6 +46,9 @@ pub(crate) enum TimerSpec {
     },
     /// `timeCycle` as a Quartz cron expression.
     Cron(Box<cron::Schedule>),
+    /// `${…}`: evaluated when the timer is armed ([`TimerSpec::resolve`]) into one of the
+    /// others.
+    Expr(TimerKind, Box<Expression>),
 }
 
 impl fmt::Debug for TimerSpec {
@@ -50,6 +62,7 @@ impl fmt::Debug for TimerSpec {
                 every,
             } => write!(f, "Cycle({repeat:?}, {start:?}, {every:?})"),
             TimerSpec::Cron(c) => write!(f, "Cron({c})"),
+            TimerSpec::Expr(kind, e) => write!(f, "Expr({}, {})", kind.tag(), e.source()),
         }
     }
 }
@@ -117,9 +130,19 @@ pub(crate) fn parse(kind: TimerKind, text: &str) -> Result<TimerSpec, String> {
         return Err(format!("the {tag} of the timer is empty"));
     }
     if text.contains("${") || text.contains("#{") {
-        return Err(format!(
-            "the {tag} `{text}` is an expression; the procos engine does not evaluate expressions in timer definitions yet"
-        ));
+        let e =
+            Expression::parse(text).map_err(|e| format!("the {tag} expression is invalid: {e}"))?;
+        return Ok(TimerSpec::Expr(kind, Box::new(e)));
+    }
+    literal(kind, text)
+}
+
+/// Parses the text of a definition that is not an expression (also an expression's result).
+fn literal(kind: TimerKind, text: &str) -> Result<TimerSpec, String> {
+    let text = text.trim();
+    let tag = kind.tag();
+    if text.is_empty() {
+        return Err(format!("the {tag} of the timer is empty"));
     }
     let spec = match kind {
         TimerKind::Duration => TimerSpec::Duration(duration(text)?),
@@ -257,7 +280,41 @@ pub(crate) fn add(base: DateTime<Utc>, d: &IsoDuration) -> Option<DateTime<Utc>>
     }
 }
 
+/// The text an expression's result stands for: a String as is, a Date variable (for
+/// `timeDate`) in ISO form; anything else is refused, as Camunda's `TimerDeclarationImpl`
+/// refuses a result that is neither a String nor a Date.
+pub(crate) fn result_text(v: &TypedValue, kind: TimerKind) -> Result<String, String> {
+    match (&v.ty, &v.value) {
+        (VarType::String, serde_json::Value::String(s)) => Ok(s.clone()),
+        (VarType::Date, serde_json::Value::String(s)) if kind == TimerKind::Date => parse_date(s)
+            .map(|d| d.to_rfc3339())
+            .ok_or_else(|| format!("the Date `{s}` cannot be read")),
+        (ty, value) => Err(format!(
+            "it evaluated to {value} ({}), not a String{}",
+            ty.name(),
+            if kind == TimerKind::Date {
+                " or a Date"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
 impl TimerSpec {
+    /// The timer to arm: an expression evaluated against `scopes` (innermost first) and its
+    /// result parsed; any other definition as it is. The message names the expression.
+    pub(crate) fn resolve(&self, scopes: &[&VarMap]) -> Result<TimerSpec, String> {
+        let TimerSpec::Expr(kind, e) = self else {
+            return Ok(self.clone());
+        };
+        let tag = kind.tag();
+        let v = e.value(scopes).map_err(|err| err.to_string())?;
+        let text = result_text(&v, *kind)
+            .map_err(|err| format!("The {tag} expression '{}': {err}", e.source()))?;
+        literal(*kind, &text).map_err(|err| format!("The {tag} expression '{}': {err}", e.source()))
+    }
+
     /// The first due date when armed at `now` (`now_wall` on the wall clock).
     pub(crate) fn first(&self, now: Instant, now_wall: DateTime<Utc>) -> Option<Due> {
         match self {
@@ -278,6 +335,8 @@ impl TimerSpec {
                 let wall = c.after(&now_wall).next()?;
                 Due::at_wall(wall, now, now_wall)
             }
+            // Resolved before it is armed.
+            TimerSpec::Expr(..) => None,
         }
     }
 
@@ -292,7 +351,7 @@ impl TimerSpec {
         now_wall: DateTime<Utc>,
     ) -> Option<Due> {
         match self {
-            TimerSpec::Duration(_) | TimerSpec::Date(_) => None,
+            TimerSpec::Duration(_) | TimerSpec::Date(_) | TimerSpec::Expr(..) => None,
             TimerSpec::Cycle { repeat, every, .. } => {
                 if repeat.is_some_and(|n| fired >= n) {
                     return None;
@@ -360,13 +419,57 @@ mod tests {
             (TimerKind::Cycle, "R0/PT1S", "repetition count"),
             (TimerKind::Cycle, "R/PT0S", "zero"),
             (TimerKind::Cycle, "every day", "cron expression"),
-            (TimerKind::Duration, "${wait}", "expression"),
+            (TimerKind::Duration, "${wait", "Error parsing"),
             (TimerKind::Cycle, "", "empty"),
             (TimerKind::Duration, "P4000000000Y", "beyond"),
             (TimerKind::Cycle, "0 0 0 31 2 ?", "beyond"),
         ];
         for (kind, text, says) in cases {
             let err = parse(kind, text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    fn var(ty: VarType, value: serde_json::Value) -> TypedValue {
+        TypedValue {
+            ty,
+            value,
+            value_info: serde_json::Map::new(),
+            file: None,
+        }
+    }
+
+    #[test]
+    fn an_expression_is_parsed_at_deploy_and_resolved_when_armed() {
+        let mut vars = VarMap::new();
+        vars.insert("wait".into(), var(VarType::String, "PT5M".into()));
+        vars.insert("n".into(), var(VarType::Long, 7.into()));
+        vars.insert(
+            "at".into(),
+            var(VarType::Date, "2020-01-01T08:00:00.000+0100".into()),
+        );
+        let wait = parse(TimerKind::Duration, "${wait}").expect("an expression");
+        assert!(matches!(wait, TimerSpec::Expr(..)), "{wait:?}");
+        let armed = wait.resolve(&[&vars]).expect("resolved");
+        assert_eq!(secs(&armed), 300);
+        let composite = parse(TimerKind::Duration, "PT${n}S").expect("composite");
+        assert_eq!(secs(&composite.resolve(&[&vars]).expect("PT7S")), 7);
+        let date = parse(TimerKind::Date, "${at}").expect("a Date variable");
+        match date.resolve(&[&vars]).expect("a date") {
+            TimerSpec::Date(d) => assert_eq!(d.to_rfc3339(), "2020-01-01T07:00:00+00:00"),
+            other => panic!("{other:?}"),
+        }
+        let cases = [
+            ("${missing}", "Cannot resolve identifier 'missing'"),
+            ("${n}", "not a String"),
+            ("${at}", "not a String"),
+            ("${'soon'}", "not an ISO 8601 duration"),
+        ];
+        for (text, says) in cases {
+            let err = parse(TimerKind::Duration, text)
+                .expect("parses")
+                .resolve(&[&vars])
+                .expect_err(text);
             assert!(err.contains(says), "{text}: {err}");
         }
     }
