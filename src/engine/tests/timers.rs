@@ -462,11 +462,10 @@ async fn timers_the_engine_cannot_run_are_refused_naming_the_element() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_failing_timer_job_is_tried_three_times_then_kept_with_its_error() {
-    let api = Api::new();
-    let _loop = timers(&api);
-    let stuck = model(
+/// A 5 s timer, then a gateway whose only flow needs `go`: with `go = false` the timer's job
+/// fails (ENGINE-02004, no outgoing flow) every time it fires.
+fn stuck() -> String {
+    model(
         "stuck",
         r#"<startEvent id="s" />
     <sequenceFlow id="f1" sourceRef="s" targetRef="wait" />
@@ -475,8 +474,14 @@ async fn a_failing_timer_job_is_tried_three_times_then_kept_with_its_error() {
     <exclusiveGateway id="gw" />
     <sequenceFlow id="f3" sourceRef="gw" targetRef="e"><conditionExpression>${go}</conditionExpression></sequenceFlow>
     <endEvent id="e" />"#,
-    );
-    deploy(&api, "stuck", stuck).await;
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_timer_job_is_tried_three_times_then_kept_with_its_error() {
+    let api = Api::new();
+    let _loop = timers(&api);
+    deploy(&api, "stuck", stuck()).await;
     let pi = api
         .start("stuck", json!({"go": {"value": false, "type": "Boolean"}}))
         .await;
@@ -561,17 +566,7 @@ async fn a_non_interrupting_cycle_on_a_boundary_fires_each_period_while_the_task
 #[tokio::test]
 async fn a_failed_job_gets_its_retries_back_and_execute_reports_the_failure() {
     let api = Api::new();
-    let stuck = model(
-        "stuck",
-        r#"<startEvent id="s" />
-    <sequenceFlow id="f1" sourceRef="s" targetRef="wait" />
-    <intermediateCatchEvent id="wait"><timerEventDefinition><timeDuration>PT5S</timeDuration></timerEventDefinition></intermediateCatchEvent>
-    <sequenceFlow id="f2" sourceRef="wait" targetRef="gw" />
-    <exclusiveGateway id="gw" />
-    <sequenceFlow id="f3" sourceRef="gw" targetRef="e"><conditionExpression>${go}</conditionExpression></sequenceFlow>
-    <endEvent id="e" />"#,
-    );
-    deploy(&api, "stuck", stuck).await;
+    deploy(&api, "stuck", stuck()).await;
     api.start("stuck", json!({"go": {"value": false, "type": "Boolean"}}))
         .await;
     let job = jobs(&api, "").await[0]["id"]
