@@ -49,6 +49,9 @@ async fn tasks_share_one_interpreter_and_a_crash_costs_only_its_task() {
         &[("warm.py", SCRIPT)],
     )
     .await;
+    // The pool warms up at start; a task that came first would start its own interpreter and
+    // the one left idle afterwards is the warm-up's (fresh, so 'served' starts again at 1).
+    s.procos.wait_log("Warm interpreters ready.", T).await;
 
     let mut served = Vec::new();
     let mut pids = Vec::new();
