@@ -537,6 +537,8 @@ async fn a_task_fetched_again_after_its_lock_lapsed_is_not_run_twice() {
         json!(0),
         "run once, reported once: {stats}"
     );
+    // The engine shows the end before procos has logged it: wait for the line, then count.
+    procos.wait_log("Task finished.", T).await;
     let finished = procos
         .log_json()
         .into_iter()
