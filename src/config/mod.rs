@@ -18,6 +18,7 @@ mod interpolate;
 mod load;
 mod meta;
 pub mod secret;
+pub mod stamp;
 mod validate;
 
 pub use error::{ConfigError, Problem};

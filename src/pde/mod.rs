@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::camunda::{CamundaClient, LockedTask};
 use crate::endpoints::SubTasks;
 use crate::journal::Journal;
+use crate::telemetry::events::{TaskEvent, TaskEvents};
 
 pub mod cache;
 pub mod completion;
@@ -50,6 +51,8 @@ pub struct Pipeline {
     /// Runs Meta-PDE sub-tasks over these same topics; set once after building, because the
     /// runner needs the pipeline (see [`Pipeline::set_sub_tasks`]).
     sub_tasks: OnceLock<Arc<dyn SubTasks>>,
+    /// Every finished engine task is published here (see [`crate::telemetry::events`]).
+    events: TaskEvents,
 }
 
 /// How long each block took, for the task's final log line.
@@ -135,7 +138,20 @@ impl Pipeline {
             topics,
             completion: Completion::new(camunda, journal),
             sub_tasks: OnceLock::new(),
+            events: TaskEvents::default(),
         }
+    }
+
+    /// The same pipeline publishing its finished tasks to `events` (a feed that outlives it,
+    /// e.g. across config reloads) instead of its own.
+    pub fn with_events(mut self, events: TaskEvents) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The feed of finished tasks: subscribe to see each one.
+    pub fn events(&self) -> &TaskEvents {
+        &self.events
     }
 
     /// Installs the runner that `sub_pde` endpoints use to run sub-tasks (every task's
@@ -226,6 +242,15 @@ impl Pipeline {
             Verdict::Done { judge: Some(j), .. } => Some(j.score),
             _ => None,
         };
+        let (endpoint, error_class, error_message) = match &verdict {
+            Verdict::Done { endpoint, .. } => (Some(endpoint.clone()), None, None),
+            Verdict::Failed { error, .. } => (
+                route.map(|r| r.endpoint.clone()),
+                error.code.clone(),
+                Some(crate::config::secret::redact(&error.message)),
+            ),
+            Verdict::Cancelled => (route.map(|r| r.endpoint.clone()), None, None),
+        };
         let t = Instant::now();
         let outcome = self
             .completion
@@ -242,6 +267,18 @@ impl Pipeline {
             outcome.as_str(),
             std::time::Duration::from_millis(total),
         );
+        self.events.send(TaskEvent {
+            task_id: task.id.clone(),
+            topic: topic.name.clone(),
+            process_instance_id: task.process_instance_id.clone(),
+            process_definition_key: task.process_definition_key.clone(),
+            outcome: outcome.as_str(),
+            endpoint,
+            error_class,
+            error_message,
+            duration: std::time::Duration::from_millis(total),
+            at: std::time::SystemTime::now(),
+        });
         tracing::info!(
             outcome = outcome.as_str(),
             start_ms = timings.start_ms,
@@ -300,15 +337,27 @@ mod tests {
             camunda,
             Journal::in_memory(Duration::from_secs(60)),
         );
+        let mut finished = pipeline.events().subscribe();
         let task = LockedTask {
             id: "t1".into(),
             topic_name: "t".into(),
+            process_instance_id: Some("pi1".into()),
             ..LockedTask::default()
         };
         let outcome = pipeline
             .run(task, CancellationToken::new(), &Lease::new())
             .await;
         assert_eq!(outcome, Outcome::Completed);
+        let event = finished
+            .try_recv()
+            .expect("the finished task was published");
+        assert_eq!(
+            (event.task_id.as_str(), event.topic.as_str(), event.outcome),
+            ("t1", "t", "completed")
+        );
+        assert_eq!(event.process_instance_id.as_deref(), Some("pi1"));
+        assert_eq!(event.endpoint.as_deref(), Some("echo"));
+        assert_eq!(event.error_class, None);
         let requests = server.received_requests().await.unwrap_or_default();
         let body: Value = requests[0].body_json().expect("json");
         let route = &body["variables"]["pde_route"];

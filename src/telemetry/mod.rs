@@ -1,5 +1,7 @@
-//! Telemetry: structured logs ([`logs`]) and Prometheus metrics ([`metrics`]).
+//! Telemetry: structured logs ([`logs`]), Prometheus metrics ([`metrics`]) and the feed of
+//! finished tasks ([`events`]).
 
+pub mod events;
 pub mod logs;
 pub mod metrics;
 
