@@ -39,8 +39,8 @@ const SECTIONS: [&str; 5] = ["camunda", "deploy", "pde_manager", "topics", "endp
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
-const ENDPOINT_KINDS: [&str; 7] = [
-    "http", "python", "noop", "openai", "ollama", "email", "sub_pde",
+const ENDPOINT_KINDS: [&str; 8] = [
+    "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos",
 ];
 
 mod prescan;
@@ -344,6 +344,7 @@ impl Parser {
             "ollama" => self.de(&body, path).map(EndpointConfig::Ollama),
             "email" => self.de(&body, path).map(EndpointConfig::Email),
             "sub_pde" => self.de(&body, path).map(EndpointConfig::SubPde),
+            "procos" => self.de(&body, path).map(EndpointConfig::Procos),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

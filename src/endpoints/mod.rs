@@ -13,7 +13,8 @@
 //! Every kind is built inside the same layer stack ([`stack`]: timeout, concurrency limit,
 //! circuit breaker, retry with a budget, observation), applied in one place,
 //! [`EndpointConfig::build`], with a [`BuildContext`] that gives background work (probes) its
-//! home and shares the daemon's [`health::HealthRegistry`] and HTTP client.
+//! home and shares the daemon's [`health::HealthRegistry`], HTTP client and learner (which the
+//! built-in [`procos`] kind reports, for system processes such as the health monitor).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub mod llm;
 pub mod noop;
 pub mod ollama;
 pub mod openai;
+pub mod procos;
 pub mod python;
 pub mod stack;
 pub mod sub_pde;
@@ -60,6 +62,8 @@ pub enum EndpointConfig {
     Email(Box<email::EmailConfig>),
     /// A Meta-PDE: sub-tasks of other topics run in process, then combined.
     SubPde(sub_pde::SubPdeConfig),
+    /// procos's own state (health, routing statistics, suggestions), for system processes.
+    Procos(procos::ProcosConfig),
 }
 
 impl EndpointConfig {
@@ -73,6 +77,7 @@ impl EndpointConfig {
             EndpointConfig::Ollama(_) => "ollama",
             EndpointConfig::Email(_) => "email",
             EndpointConfig::SubPde(_) => "sub_pde",
+            EndpointConfig::Procos(_) => "procos",
         }
     }
 
@@ -85,9 +90,10 @@ impl EndpointConfig {
         match self {
             EndpointConfig::Http(c) => !http::reads_only(&c.method),
             EndpointConfig::Python(c) => !c.pure,
-            EndpointConfig::Noop(_) | EndpointConfig::Openai(_) | EndpointConfig::Ollama(_) => {
-                false
-            }
+            EndpointConfig::Noop(_)
+            | EndpointConfig::Openai(_)
+            | EndpointConfig::Ollama(_)
+            | EndpointConfig::Procos(_) => false,
             EndpointConfig::Email(_) | EndpointConfig::SubPde(_) => true,
         }
     }
@@ -104,6 +110,7 @@ impl EndpointConfig {
             EndpointConfig::Ollama(c) => c.validate(),
             EndpointConfig::Email(c) => c.validate(),
             EndpointConfig::SubPde(c) => c.validate(),
+            EndpointConfig::Procos(c) => c.validate(),
         }
     }
 
@@ -118,6 +125,7 @@ impl EndpointConfig {
             EndpointConfig::Ollama(c) => c.policy(),
             EndpointConfig::Email(c) => c.policy(),
             EndpointConfig::SubPde(c) => c.policy(),
+            EndpointConfig::Procos(c) => c.policy(),
         }
     }
 
@@ -142,6 +150,9 @@ impl EndpointConfig {
             EndpointConfig::SubPde(c) => {
                 Arc::new(sub_pde::SubPdeEndpoint::with_context(name, c, cx)?)
             }
+            EndpointConfig::Procos(c) => {
+                Arc::new(procos::ProcosEndpoint::with_context(name, c, cx))
+            }
         };
         let mut policy = self.policy();
         // The built endpoint knows best (an http method from a template may be anything).
@@ -152,7 +163,8 @@ impl EndpointConfig {
 
 /// What building an endpoint may use beyond its own config: the daemon's shutdown signal and
 /// task tracker (the home of background work such as probes), the shared health registry, one
-/// shared HTTP client, and facts of the config — the idea of Vector's `SourceConfig::build(cx)`.
+/// shared HTTP client, the learner, and facts of the config — the idea of Vector's
+/// `SourceConfig::build(cx)`.
 ///
 /// One per daemon; cheap to clone (every handle is shared).
 #[derive(Debug, Clone)]
@@ -165,6 +177,8 @@ pub struct BuildContext {
     client: reqwest::Client,
     /// Topic → its endpoints' names, for `sub_pde` probes (a step's health is its topic's).
     topics: Arc<BTreeMap<String, Vec<String>>>,
+    /// The daemon's learner, for the `procos` endpoint's routing figures and suggestions.
+    learner: Option<Arc<crate::learner::Learner>>,
 }
 
 impl BuildContext {
@@ -178,6 +192,7 @@ impl BuildContext {
             health: Arc::new(HealthRegistry::default()),
             client: shared_client(),
             topics: Arc::new(BTreeMap::new()),
+            learner: None,
         }
     }
 
@@ -191,6 +206,18 @@ impl BuildContext {
     pub fn with_topics(mut self, topics: BTreeMap<String, Vec<String>>) -> Self {
         self.topics = Arc::new(topics);
         self
+    }
+
+    /// The same context with the daemon's learner: what the `procos` endpoint reports routing
+    /// figures and suggestions from (without one it reports health only).
+    pub fn with_learner(mut self, learner: Arc<crate::learner::Learner>) -> Self {
+        self.learner = Some(learner);
+        self
+    }
+
+    /// The daemon's learner, when the context was given one.
+    pub fn learner(&self) -> Option<&Arc<crate::learner::Learner>> {
+        self.learner.as_ref()
     }
 
     /// Cancelled when procos stops: background work ends.
@@ -578,6 +605,7 @@ mod side_effect_tests {
             ("{type: http, method: DELETE, url: 'http://x/'}", true),
             ("{type: email, host: localhost, from: a@x.org}", true),
             ("{type: sub_pde, steps: [{name: x, topic: t}]}", true),
+            ("{type: procos}", false),
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for (yaml, expected) in cases {
@@ -589,6 +617,6 @@ mod side_effect_tests {
             assert_eq!(config.has_side_effects(), expected, "{yaml}");
             assert_eq!(built.side_effects(), expected, "{yaml} (built)");
         }
-        assert_eq!(kinds.len(), 7, "every kind is covered: {kinds:?}");
+        assert_eq!(kinds.len(), 8, "every kind is covered: {kinds:?}");
     }
 }

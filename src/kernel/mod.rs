@@ -165,7 +165,8 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let background = TaskTracker::new();
     let stop = shutdown.child_token();
     let _stop_on_return = stop.clone().drop_guard();
-    let cx = BuildContext::new(stop.clone(), background.clone());
+    // The learner goes into the context for the `procos` endpoint (system processes).
+    let cx = BuildContext::new(stop.clone(), background.clone()).with_learner(learner.clone());
     let endpoints = build_endpoints(&config, &cx)?;
     let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
     let manager = Manager::new(&config, camunda.clone(), &endpoints, journal, learner)?;
