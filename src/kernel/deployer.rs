@@ -1,5 +1,6 @@
 //! Deploys the deploy dir's `.bpmn`, `.dmn` and `.form` files as one deployment, and redeploys
-//! when files are added or changed.
+//! when files are added or changed. Subfolders count too, each file named by its path relative
+//! to the dir (`system/health_monitor.bpmn`, the shipped system processes), and are watched.
 //!
 //! Every deployment sends all files with `deploy-changed-only`: the engine compares them with the
 //! last deployment of the same name and source and versions only what changed, so an unchanged
@@ -375,6 +376,45 @@ mod tests {
             EventKind::Create(CreateKind::Folder),
             "bpmn/sub"
         )));
+    }
+
+    #[test]
+    fn files_in_subfolders_deploy_under_their_relative_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("system/deeper")).expect("dirs");
+        for (name, body) in [
+            ("a.bpmn", "a"),
+            ("system/health_monitor.bpmn", "h"),
+            ("system/deeper/rules.dmn", "r"),
+            ("system/notes.txt", "n"),
+        ] {
+            std::fs::write(dir.path().join(name), body).expect("write");
+        }
+        let mut out = Vec::new();
+        collect_dir(dir.path(), dir.path(), &mut out).expect("collect");
+        let mut names: Vec<&str> = out.iter().map(|r| r.name.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "a.bpmn",
+                "system/deeper/rules.dmn",
+                "system/health_monitor.bpmn"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_shipped_bpmn_dir_holds_the_health_monitor() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpmn");
+        let mut out = Vec::new();
+        collect_dir(&root, &root, &mut out).expect("collect");
+        let monitor = out
+            .iter()
+            .find(|r| r.name == "system/health_monitor.bpmn")
+            .expect("bpmn/system/health_monitor.bpmn is deployed with the examples");
+        let xml = String::from_utf8_lossy(&monitor.content);
+        assert!(xml.contains("camunda:topic=\"procos_health\"") && xml.contains("R/PT1M"));
     }
 
     #[test]
