@@ -352,7 +352,7 @@ mod tests {
             ("sampling_ratio: 1.5", "sampling_ratio"),
             ("sampling_ratio: -0.1", "sampling_ratio"),
             ("service_name: ' '", "service_name"),
-            ("exporter: otlp", "."),
+            ("exporter: otlp", "exporter"),
         ] {
             let err = parse(yaml).expect_err(yaml);
             assert!(err.starts_with(path), "{yaml}: {err}");
