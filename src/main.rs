@@ -189,7 +189,16 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
 }
 
 async fn run_daemon(config: FileConfig, shutdown: CancellationToken) -> ExitCode {
-    match kernel::run(config, shutdown).await {
+    // Traces (telemetry.otlp / OTEL_EXPORTER_OTLP_ENDPOINT): started before the kernel, flushed
+    // after it returns.
+    let traces = match telemetry::traces::start(&config.telemetry) {
+        Ok(traces) => traces,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start traces.");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let code = match kernel::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(kernel::KernelError::Boot(e)) => {
             tracing::error!(error = %e, "The engine is unavailable; giving up.");
@@ -199,7 +208,11 @@ async fn run_daemon(config: FileConfig, shutdown: CancellationToken) -> ExitCode
             tracing::error!(error = %e, "procos cannot run.");
             ExitCode::FAILURE
         }
+    };
+    if let Some(traces) = traces {
+        traces.shutdown(std::time::Duration::from_secs(5)).await;
     }
+    code
 }
 
 async fn run_engine(listen: std::net::SocketAddr, shutdown: CancellationToken) -> ExitCode {

@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub topics: BTreeMap<String, TopicConfig>,
     /// Named endpoints that topics and pools refer to.
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// OpenTelemetry traces (`telemetry:`); off by default.
+    #[serde(default)]
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 /// Connection to the engine's REST API and the fetch-and-lock parameters.

@@ -28,6 +28,7 @@ use super::file::{
     CamundaConfig, DeployConfig, FileConfig, ManagerConfig, PoolConfig, TopicConfig,
 };
 use super::interpolate::{Sensitive, interpolate, key_text};
+use super::telemetry::TelemetryConfig;
 use super::validate::{Parts, validate_parts};
 use crate::endpoints::EndpointConfig;
 
@@ -35,7 +36,15 @@ use crate::endpoints::EndpointConfig;
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Top-level keys of `pde.yaml`, in the order the docs present them.
-const SECTIONS: [&str; 5] = ["camunda", "deploy", "pde_manager", "topics", "endpoints"];
+// `telemetry` (traces, issue 12): optional, defaults when absent.
+const SECTIONS: [&str; 6] = [
+    "camunda",
+    "deploy",
+    "pde_manager",
+    "topics",
+    "endpoints",
+    "telemetry",
+];
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
@@ -204,9 +213,14 @@ impl Parser {
             Some(v) => self.entries(v, "endpoints", Parser::endpoint),
             None => self.missing(top, "endpoints"),
         };
+        // Traces (issue 12): optional section.
+        let telemetry = match section("telemetry") {
+            Some(v) => self.de::<TelemetryConfig>(v, "telemetry"),
+            None => Some(TelemetryConfig::default()),
+        };
 
-        if let (Some(camunda), Some(deploy), Some((manager, true)), Some(t), Some(e)) =
-            (&camunda, &deploy, &manager, &topics, &endpoints)
+        if let (Some(camunda), Some(deploy), Some((manager, true)), Some(t), Some(e), Some(tel)) =
+            (&camunda, &deploy, &manager, &topics, &endpoints, &telemetry)
             && t.parsed.len() == t.names.len()
             && e.parsed.len() == e.names.len()
         {
@@ -216,6 +230,7 @@ impl Parser {
                 pde_manager: manager.clone(),
                 topics: t.parsed.clone(),
                 endpoints: e.parsed.clone(),
+                telemetry: tel.clone(),
             });
         }
 

@@ -19,6 +19,8 @@ mod load;
 mod meta;
 pub mod secret;
 pub mod stamp;
+/// `telemetry:` (OpenTelemetry traces; issue 12).
+pub mod telemetry;
 mod validate;
 
 pub use error::{ConfigError, Problem};

@@ -216,6 +216,9 @@ impl HttpEndpoint {
             value.set_sensitive(true);
             headers.insert(header.name.clone(), value);
         }
+        // The current trace span's `traceparent`, unless a header above set one (traces off:
+        // nothing).
+        crate::telemetry::traces::inject(&mut headers);
         let body =
             match method {
                 Method::GET | Method::HEAD => None,

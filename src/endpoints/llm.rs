@@ -387,7 +387,14 @@ pub(crate) async fn exchange(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<u8>, EndpointError> {
     let work = async {
-        let mut response = builder.send().await.map_err(|e| site.transport(e))?;
+        // The current trace span's `traceparent` (openai and ollama; nothing when traces are off).
+        let (client, request) = builder.build_split();
+        let mut request = request.map_err(|e| site.transport(e))?;
+        crate::telemetry::traces::inject(request.headers_mut());
+        let mut response = client
+            .execute(request)
+            .await
+            .map_err(|e| site.transport(e))?;
         let status = response.status();
         let retry_after = retry_after(&response);
         let Some(body) = read_capped(&mut response, MAX_RESPONSE_BYTES)

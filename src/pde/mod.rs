@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The five blocks are plain structs called in order from one readable [`Pipeline::run`]. Each
-//! block's time is measured and logged with the outcome. A block that decides the task's fate
+//! block's time is measured and logged with the outcome, and each runs in its own trace span
+//! under the task's span ([`crate::telemetry::traces`]; nothing when traces are off). A block that decides the task's fate
 //! early (Test rejects the input, Gateway finds no usable endpoint) hands a [`Verdict`] straight
 //! to Completion, which alone talks to the engine.
 
@@ -23,6 +24,7 @@ use crate::camunda::{CamundaClient, LockedTask};
 use crate::endpoints::SubTasks;
 use crate::journal::Journal;
 use crate::telemetry::events::{TaskEvent, TaskEvents};
+use crate::telemetry::traces;
 
 pub mod cache;
 pub mod completion;
@@ -69,6 +71,17 @@ fn ms_since(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
 
+/// A block span's error status: a failed verdict's error class (never its message, which may
+/// quote a value).
+fn failure_class(verdict: &Verdict) -> Option<String> {
+    match verdict {
+        Verdict::Failed { error, .. } => {
+            Some(error.code.clone().unwrap_or_else(|| "failed".into()))
+        }
+        Verdict::Done { .. } | Verdict::Cancelled => None,
+    }
+}
+
 /// Test → Gateway → Validation on a built context, timing each block: everything between Start
 /// and Completion. Engine tasks and Meta-PDE sub-tasks both run exactly this.
 ///
@@ -95,7 +108,10 @@ pub async fn checked_work_routed(
     journal: Option<(&Journal, TaskKey<'_>)>,
 ) -> (Verdict, Option<gateway::RouteNote>) {
     let t = Instant::now();
-    let report = test::run(ctx, topic).await;
+    let report = traces::block("test", test::run(ctx, topic), |r| {
+        r.as_ref().err().and_then(failure_class)
+    })
+    .await;
     timings.test_ms = ms_since(t);
     let report = match report {
         Ok(report) => report,
@@ -104,7 +120,11 @@ pub async fn checked_work_routed(
 
     let t = Instant::now();
     let profile = profile::TaskProfile::of(&ctx.request);
-    let route = gateway::route(ctx, topic, &report, &profile);
+    let route = traces::block_sync(
+        "gateway",
+        || gateway::route(ctx, topic, &report, &profile),
+        |r| r.as_ref().err().and_then(failure_class),
+    );
     timings.gateway_ms = ms_since(t);
     let (route, note) = match route {
         Ok(routed) => routed,
@@ -122,7 +142,12 @@ pub async fn checked_work_routed(
     }
 
     let t = Instant::now();
-    let verdict = validation::execute_as(ctx, topic, &route, &profile.class).await;
+    let verdict = traces::block(
+        "validation",
+        validation::execute_as(ctx, topic, &route, &profile.class),
+        failure_class,
+    )
+    .await;
     timings.validation_ms = ms_since(t);
     (verdict, Some(note))
 }
@@ -187,7 +212,16 @@ impl Pipeline {
     /// then nothing is reported to the engine. `lease` is released before anything is reported.
     /// The caller attaches the task's span ([`start::span`]).
     pub async fn run(&self, task: LockedTask, cancel: CancellationToken, lease: &Lease) -> Outcome {
-        self.run_blocks(task, cancel, lease).await
+        // Traces: the task's span (the Start block's) around every block; its trace id goes on
+        // the task's log span. Inert when traces are off.
+        let trace = start::trace(&task);
+        trace.record_in_logs(&tracing::Span::current());
+        let outcome = trace.scope(self.run_blocks(task, cancel, lease)).await;
+        trace.finish(
+            outcome.as_str(),
+            matches!(outcome, Outcome::Failed | Outcome::Incident),
+        );
+        outcome
     }
 
     /// Gives a task back to the engine without running it.
@@ -252,10 +286,12 @@ impl Pipeline {
             Verdict::Cancelled => (route.map(|r| r.endpoint.clone()), None, None),
         };
         let t = Instant::now();
-        let outcome = self
-            .completion
-            .finish(task, topic, verdict, route, lease)
-            .await;
+        let outcome = traces::block(
+            "completion",
+            self.completion.finish(task, topic, verdict, route, lease),
+            |o| matches!(o, Outcome::Failed | Outcome::Incident).then(|| o.as_str().to_string()),
+        )
+        .await;
         timings.completion_ms = ms_since(t);
         let total = timings.start_ms
             + timings.test_ms

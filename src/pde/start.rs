@@ -1,5 +1,6 @@
 //! Start block: turns a locked task into the context every later block works on — decoded typed
-//! variables, extension properties, business key — and opens the task's tracing span.
+//! variables, extension properties, business key — and opens the task's tracing span and its
+//! trace span ([`trace`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use super::verdict::{Verdict, class};
 use crate::camunda::variables::{decode_all, to_json_map};
 use crate::camunda::{CamundaClient, LockedTask, VarType, Variable};
 use crate::endpoints::{EndpointError, EndpointRequest, FileMeta, FileSource};
+use crate::telemetry::traces::{TaskFields, TaskTrace};
 
 /// The task as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -22,7 +24,8 @@ pub struct TaskContext {
 }
 
 /// The task's span: every log line of the task carries these fields. `pde` (the executor) is
-/// recorded once the task has a slot.
+/// recorded once the task has a slot; `trace_id` once the task's trace starts (traces on and
+/// the task sampled), so log lines and traces can be joined.
 pub fn span(task: &LockedTask) -> tracing::Span {
     tracing::info_span!(
         "task",
@@ -32,7 +35,20 @@ pub fn span(task: &LockedTask) -> tracing::Span {
         business_key = task.business_key.as_deref().unwrap_or(""),
         activity = task.activity_id.as_deref().unwrap_or(""),
         pde = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     )
+}
+
+/// The task's trace span (the Start block's span): ids and business key, never variables.
+/// `trace_id` of [`span`] is recorded from it when the task is traced and sampled.
+pub fn trace(task: &LockedTask) -> TaskTrace {
+    TaskTrace::start(TaskFields {
+        task_id: &task.id,
+        topic: &task.topic_name,
+        process_instance_id: task.process_instance_id.as_deref(),
+        business_key: task.business_key.as_deref(),
+        activity_id: task.activity_id.as_deref(),
+    })
 }
 
 /// Builds the task context. A variable that cannot be decoded is an input error naming it.

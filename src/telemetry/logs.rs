@@ -1,5 +1,11 @@
 //! Structured logs: JSON lines (one object per event, with the task span's fields) or a pretty
 //! human format; JSON by default when stderr is not a terminal. Filter with `RUST_LOG` syntax.
+//!
+//! When traces are on ([`super::traces`]), the task span's fields include `trace_id` (32 hex
+//! digits, recorded when the task's trace is sampled): in JSON every line of the task has
+//! `"span": {"task_id": …, "trace_id": …}`, in the pretty format `task{task_id=… trace_id=…}`.
+//! The trace's own spans are not `tracing` spans, so they never become a log line's current span
+//! and the log output is the same with traces on or off, except for that field.
 
 use std::io::IsTerminal;
 

@@ -84,6 +84,7 @@ impl<L: Layer> Endpoint for Layered<L> {
     }
 
     async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
-        self.layer.call(self.inner.as_ref(), request).await
+        // Traces: the outermost layer opens the call's attempt count (inert when off).
+        crate::telemetry::traces::endpoint_call(self.layer.call(self.inner.as_ref(), request)).await
     }
 }

@@ -1,4 +1,6 @@
-//! The observation layer: every attempt's latency and result, in metrics.
+//! The observation layer: every attempt's latency and result, in metrics, and one trace span
+//! per attempt (endpoint name, kind, attempt number, result class; see
+//! [`crate::telemetry::traces`]) under which the kind's requests carry their `traceparent`.
 //!
 //! `telemetry::metrics::endpoint_called` counts whole calls (retries included) from the
 //! Validation block; this layer counts each attempt (`procos_endpoint_attempts_total`,
@@ -11,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Layer, Layered};
 use crate::endpoints::{Endpoint, EndpointError, EndpointReply, EndpointRequest, ErrorKind};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 
 /// Records each attempt that passes through it.
 #[derive(Debug)]
@@ -39,6 +41,13 @@ pub fn outcome(result: &Result<EndpointReply, EndpointError>) -> &'static str {
     }
 }
 
+/// An attempt's result class for its trace span, and whether it is a failure (a business
+/// error or a cancellation is an answer, not a fault of the endpoint).
+fn attempt_result(result: &Result<EndpointReply, EndpointError>) -> traces::AttemptResult {
+    let class = outcome(result);
+    (class, !matches!(class, "ok" | "business" | "cancelled"))
+}
+
 #[async_trait]
 impl Layer for Observe {
     async fn call(
@@ -47,7 +56,14 @@ impl Layer for Observe {
         request: &EndpointRequest,
     ) -> Result<EndpointReply, EndpointError> {
         let started = Instant::now();
-        let result = inner.call(request).await;
+        // One trace span per attempt (inert when traces are off).
+        let result = traces::endpoint_attempt(
+            inner.name(),
+            inner.kind(),
+            inner.call(request),
+            attempt_result,
+        )
+        .await;
         metrics::endpoint_attempt(inner.name(), outcome(&result), started.elapsed());
         result
     }
