@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub topics: BTreeMap<String, TopicConfig>,
     /// Named endpoints that topics and pools refer to.
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// The admin server: metrics, health, readiness, status API and page (issue 12).
+    #[serde(default)]
+    pub admin: super::admin::AdminConfig,
 }
 
 /// Connection to the engine's REST API and the fetch-and-lock parameters.

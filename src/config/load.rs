@@ -35,7 +35,14 @@ use crate::endpoints::EndpointConfig;
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Top-level keys of `pde.yaml`, in the order the docs present them.
-const SECTIONS: [&str; 5] = ["camunda", "deploy", "pde_manager", "topics", "endpoints"];
+const SECTIONS: [&str; 6] = [
+    "camunda",
+    "deploy",
+    "pde_manager",
+    "topics",
+    "endpoints",
+    "admin",
+];
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
@@ -204,9 +211,14 @@ impl Parser {
             Some(v) => self.entries(v, "endpoints", Parser::endpoint),
             None => self.missing(top, "endpoints"),
         };
+        // `admin:` (issue 12's admin server): optional, every key has a default.
+        let admin = match section("admin") {
+            Some(v) => self.de::<super::admin::AdminConfig>(v, "admin"),
+            None => Some(Default::default()),
+        };
 
-        if let (Some(camunda), Some(deploy), Some((manager, true)), Some(t), Some(e)) =
-            (&camunda, &deploy, &manager, &topics, &endpoints)
+        if let (Some(camunda), Some(deploy), Some((manager, true)), Some(t), Some(e), Some(admin)) =
+            (&camunda, &deploy, &manager, &topics, &endpoints, &admin)
             && t.parsed.len() == t.names.len()
             && e.parsed.len() == e.names.len()
         {
@@ -216,6 +228,7 @@ impl Parser {
                 pde_manager: manager.clone(),
                 topics: t.parsed.clone(),
                 endpoints: e.parsed.clone(),
+                admin: admin.clone(),
             });
         }
 
@@ -232,6 +245,7 @@ impl Parser {
             topic_names: topics.as_ref().map(|t| t.names.clone()),
             endpoints: endpoints.as_ref().map_or(&no_endpoints, |e| &e.parsed),
             endpoint_names: endpoints.as_ref().map(|e| e.names.clone()),
+            admin: admin.as_ref(),
         };
         Err(validate_parts(&parts))
     }
