@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 const T: Duration = Duration::from_secs(30);
 const TOKEN: &str = "adm-token-5c0e9a71d2";
+/// Another secret of the config (the engine's bearer token): never in an admin response either.
+const ENGINE_TOKEN: &str = "engine-secret-8d41f0b3e6";
 
 /// The admin server's address from the "Admin server listening." log line.
 async fn admin_addr(procos: &Procos) -> String {
@@ -41,7 +43,7 @@ async fn every_route_answers_after_tasks_ran_and_only_with_the_token() {
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
     let cfg = config(
-        "",
+        "  auth:\n    type: bearer\n    token: ${ENGINE_TOKEN}",
         &["echo", "py"],
         "  ok: { pool: gp, endpoints: [echo] }\n  boom: { pool: gp, endpoints: [py], retries: 1, retry_timeout: 100ms }",
         "  echo: { type: noop }\n  py: { type: python, scripts_dir: scripts }",
@@ -60,7 +62,11 @@ async fn every_route_answers_after_tasks_ran_and_only_with_the_token() {
     let procos = Procos::spawn(
         work.path(),
         &["--config", "pde.yaml"],
-        &[("CAMUNDA_URL", &engine.url), ("ADMIN_TOKEN", TOKEN)],
+        &[
+            ("CAMUNDA_URL", &engine.url),
+            ("ADMIN_TOKEN", TOKEN),
+            ("ENGINE_TOKEN", ENGINE_TOKEN),
+        ],
     );
     let addr = admin_addr(&procos).await;
     rest.wait_deployed("ok_process", T).await;
@@ -177,13 +183,17 @@ async fn every_route_answers_after_tasks_ran_and_only_with_the_token() {
         "{deployed}"
     );
 
-    // The page itself, and no route ever shows the token.
+    // The page itself, and no route ever shows a secret of the config.
     let (status, page) = get(&addr, "/", Some(TOKEN)).await;
     assert_eq!(status, 200);
     assert!(page.contains("<title>procos · status</title>"));
     for path in ["/", "/api/status", "/metrics", "/healthz", "/readyz"] {
         let (_, body) = get(&addr, path, Some(TOKEN)).await;
-        assert!(!body.contains(TOKEN), "{path} shows the token");
+        assert!(!body.contains(TOKEN), "{path} shows the admin token");
+        assert!(
+            !body.contains(ENGINE_TOKEN),
+            "{path} shows the engine token"
+        );
     }
 }
 
