@@ -148,7 +148,7 @@ impl AdminState {
             started: Instant::now(),
             started_at: SystemTime::now(),
             worker_id: parts.worker_id,
-            token: config.admin.token.clone(),
+            token: config.admin.token().cloned(),
             stamp: parts.stamp,
             readiness: Arc::default(),
             shutdown: parts.shutdown,

@@ -36,7 +36,8 @@ pub struct AdminConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Bearer token every route but `/healthz` and `/readyz` requires; required when `listen`
-    /// is not a loopback address, so the page is never open to a network by accident.
+    /// is not a loopback address, so the page is never open to a network by accident. Empty
+    /// means none (see [`AdminConfig::token`]).
     #[serde(default)]
     pub token: Option<Secret>,
     /// Link to a process instance in Cockpit, `{id}` standing for its id. Default: the origin
@@ -73,12 +74,8 @@ impl AdminConfig {
         if !self.enabled {
             return;
         }
-        match &self.token {
-            Some(t) if t.is_empty() => out.push(Problem::new(
-                "admin.token",
-                "is empty: give a token, or remove the key to serve without one (loopback only)",
-            )),
-            None if !self.listen.ip().is_loopback() => out.push(Problem::new(
+        if self.token().is_none() && !self.listen.ip().is_loopback() {
+            out.push(Problem::new(
                 "admin.token",
                 format!(
                     "required: admin.listen {} is not a loopback address, so the admin server \
@@ -86,8 +83,7 @@ impl AdminConfig {
                      admin.token (e.g. ${{PROCOS_ADMIN_TOKEN}}) or listen on 127.0.0.1",
                     self.listen
                 ),
-            )),
-            _ => {}
+            ));
         }
         if let Some(url) = &self.cockpit_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -103,6 +99,12 @@ impl AdminConfig {
                 ));
             }
         }
+    }
+
+    /// The token, when one was given: an empty value (`${PROCOS_ADMIN_TOKEN:-}` with the
+    /// variable unset) is none, so one config serves a loopback-only and a token-protected setup.
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref().filter(|t| !t.is_empty())
     }
 
     /// The Cockpit link template: `cockpit_url`, else derived from `camunda_url` (its scheme,
@@ -162,17 +164,26 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_token_and_a_cockpit_url_without_id_are_refused() {
-        let c = AdminConfig {
+    fn an_empty_token_is_none_and_does_not_open_a_public_address() {
+        let mut c = AdminConfig {
             token: Some(Secret::new("")),
+            ..Default::default()
+        };
+        assert!(c.token().is_none());
+        assert!(problems(&c).is_empty(), "loopback without a token is fine");
+        c.listen_on("0.0.0.0:9464".parse().expect("addr"));
+        let paths: Vec<String> = problems(&c).into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, ["admin.token"]);
+    }
+
+    #[test]
+    fn a_cockpit_url_must_be_http_with_an_id() {
+        let c = AdminConfig {
             cockpit_url: Some("cockpit.example.com/x".into()),
             ..Default::default()
         };
         let paths: Vec<String> = problems(&c).into_iter().map(|p| p.path).collect();
-        assert_eq!(
-            paths,
-            ["admin.token", "admin.cockpit_url", "admin.cockpit_url"]
-        );
+        assert_eq!(paths, ["admin.cockpit_url", "admin.cockpit_url"]);
     }
 
     #[test]
