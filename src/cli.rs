@@ -20,7 +20,9 @@ pub struct Cli {
     /// Log filter in RUST_LOG syntax (e.g. `info,procos=debug`); default `RUST_LOG`, else `info`.
     #[arg(long, global = true)]
     pub log_filter: Option<String>,
-    /// Serve Prometheus metrics on this address at `/metrics` (e.g. `0.0.0.0:9464`); off if unset.
+    /// Alias of `admin.listen`: where the admin server (`/metrics`, `/healthz`, `/readyz`,
+    /// `/api/status`, the status page) listens, e.g. `127.0.0.1:9464`. A non-loopback address
+    /// needs `admin.token`.
     #[arg(long, global = true, env = "PROCOS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// What to do; without a command, run the daemon.

@@ -22,8 +22,11 @@
 //!            camunda    the engine's REST API: client, models, typed variables, errors
 //!                       (used by kernel, manager and pde::completion; uses nothing above)
 //!            engine     an in-memory Camunda-compatible engine: `procos dev` and the test suite
+//!            admin      the admin server: /metrics, /healthz, /readyz, /api/status and the status
+//!                       page (started by kernel; reads manager, learner, endpoint health, telemetry)
 //! ```
 
+pub mod admin;
 pub mod backoff;
 pub mod camunda;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! procos's entry point: parse the command line, set up logs, load the config, run the kernel
 //! until a signal, drain, and exit with a code that says what happened.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -128,12 +129,27 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn load(path: &Path) -> Result<FileConfig, ExitCode> {
-    config::load(path).map_err(|e| {
+fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<FileConfig, ExitCode> {
+    let mut config = config::load(path).map_err(|e| {
         tracing::error!("{e}");
         eprintln!("{e}");
         ExitCode::from(EX_CONFIG)
-    })
+    })?;
+    // `--metrics-listen` is an alias of `admin.listen`, checked as the file's value would be.
+    if let Some(addr) = metrics_listen {
+        config.admin.listen_on(addr);
+        let mut problems = Vec::new();
+        config.admin.check(&mut problems);
+        if !problems.is_empty() {
+            for p in problems {
+                let line = format!("{}: {} (--metrics-listen {addr})", p.path, p.message);
+                tracing::error!("{line}");
+                eprintln!("{}: {line}", path.display());
+            }
+            return Err(ExitCode::from(EX_CONFIG));
+        }
+    }
+    Ok(config)
 }
 
 async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
@@ -144,13 +160,7 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(listen) = cli.metrics_listen
-        && !matches!(cli.command, Some(Command::Engine { .. }))
-        && let Err(e) = telemetry::metrics::serve(listen)
-    {
-        tracing::error!(error = %e, "Cannot serve metrics.");
-        return ExitCode::FAILURE;
-    }
+    let metrics_listen = cli.metrics_listen;
     match cli.command {
         Some(Command::Engine { listen }) => run_engine(listen, shutdown).await,
         Some(Command::Dev {
@@ -159,7 +169,7 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             vars,
             count,
         }) => {
-            let mut config = match load(&config_path) {
+            let mut config = match load(&config_path, metrics_listen) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -181,10 +191,12 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             engine_stop.cancel();
             code
         }
-        Some(Command::Validate) | Some(Command::Stats { .. }) | None => match load(&config_path) {
-            Ok(config) => run_daemon(config, shutdown).await,
-            Err(code) => code,
-        },
+        Some(Command::Validate) | Some(Command::Stats { .. }) | None => {
+            match load(&config_path, metrics_listen) {
+                Ok(config) => run_daemon(config, shutdown).await,
+                Err(code) => code,
+            }
+        }
     }
 }
 

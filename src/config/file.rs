@@ -32,6 +32,9 @@ pub struct FileConfig {
     /// OpenTelemetry traces (`telemetry:`); off by default.
     #[serde(default)]
     pub telemetry: super::telemetry::TelemetryConfig,
+    /// The admin server: metrics, health, readiness, status API and page (issue 12).
+    #[serde(default)]
+    pub admin: super::admin::AdminConfig,
 }
 
 /// Connection to the engine's REST API and the fetch-and-lock parameters.

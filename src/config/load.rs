@@ -36,14 +36,15 @@ use crate::endpoints::EndpointConfig;
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Top-level keys of `pde.yaml`, in the order the docs present them.
-// `telemetry` (traces, issue 12): optional, defaults when absent.
-const SECTIONS: [&str; 6] = [
+// `telemetry` and `admin` (issue 12): optional, defaults when absent.
+const SECTIONS: [&str; 7] = [
     "camunda",
     "deploy",
     "pde_manager",
     "topics",
     "endpoints",
     "telemetry",
+    "admin",
 ];
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
@@ -218,10 +219,23 @@ impl Parser {
             Some(v) => self.de::<TelemetryConfig>(v, "telemetry"),
             None => Some(TelemetryConfig::default()),
         };
+        // `admin:` (issue 12's admin server): optional, every key has a default.
+        let admin = match section("admin") {
+            Some(v) => self.de::<super::admin::AdminConfig>(v, "admin"),
+            None => Some(Default::default()),
+        };
 
-        if let (Some(camunda), Some(deploy), Some((manager, true)), Some(t), Some(e), Some(tel)) =
-            (&camunda, &deploy, &manager, &topics, &endpoints, &telemetry)
-            && t.parsed.len() == t.names.len()
+        if let (
+            Some(camunda),
+            Some(deploy),
+            Some((manager, true)),
+            Some(t),
+            Some(e),
+            Some(tel),
+            Some(admin),
+        ) = (
+            &camunda, &deploy, &manager, &topics, &endpoints, &telemetry, &admin,
+        ) && t.parsed.len() == t.names.len()
             && e.parsed.len() == e.names.len()
         {
             return Ok(FileConfig {
@@ -231,6 +245,7 @@ impl Parser {
                 topics: t.parsed.clone(),
                 endpoints: e.parsed.clone(),
                 telemetry: tel.clone(),
+                admin: admin.clone(),
             });
         }
 
@@ -247,6 +262,7 @@ impl Parser {
             topic_names: topics.as_ref().map(|t| t.names.clone()),
             endpoints: endpoints.as_ref().map_or(&no_endpoints, |e| &e.parsed),
             endpoint_names: endpoints.as_ref().map(|e| e.names.clone()),
+            admin: admin.as_ref(),
         };
         Err(validate_parts(&parts))
     }

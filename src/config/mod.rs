@@ -12,6 +12,7 @@
 //! [`load`] and [`load_str`] are the entry points; `procos validate` calls them and prints the
 //! [`ConfigError`], one problem per line.
 
+pub mod admin;
 mod error;
 pub mod file;
 mod interpolate;

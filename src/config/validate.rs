@@ -75,6 +75,7 @@ pub fn validate(config: &FileConfig) -> Vec<Problem> {
         topic_names: Some(config.topics.keys().cloned().collect()),
         endpoints: &config.endpoints,
         endpoint_names: Some(config.endpoints.keys().cloned().collect()),
+        admin: Some(&config.admin),
     })
 }
 
@@ -93,6 +94,8 @@ pub(crate) struct Parts<'a> {
     pub topic_names: Option<BTreeSet<String>>,
     pub endpoints: &'a BTreeMap<String, EndpointConfig>,
     pub endpoint_names: Option<BTreeSet<String>>,
+    /// `admin:` (issue 12's admin server).
+    pub admin: Option<&'a super::admin::AdminConfig>,
 }
 
 /// Every semantic problem in `parts`.
@@ -134,6 +137,9 @@ pub(crate) fn validate_parts(parts: &Parts<'_>) -> Vec<Problem> {
         endpoint(e, &key_path("endpoints", name), &mut out);
     }
     super::meta::check(parts, &mut out);
+    if let Some(a) = parts.admin {
+        a.check(&mut out);
+    }
     out
 }
 

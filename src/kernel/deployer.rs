@@ -56,6 +56,19 @@ pub struct Deployer {
     backoff: BackoffConfig,
     /// Fingerprint of the files the engine last accepted; the same files are not sent again.
     deployed: Arc<Mutex<Option<u64>>>,
+    /// The last deployment the engine accepted, for `/api/status`.
+    last: Arc<Mutex<Option<Deployed>>>,
+}
+
+/// A deployment the engine accepted: what `/api/status` shows as the deployed resources.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Deployed {
+    /// The engine's deployment id.
+    pub deployment_id: String,
+    /// The files sent, named relative to the deploy dir.
+    pub resources: Vec<String>,
+    /// When the engine accepted it (unix seconds).
+    pub at: f64,
 }
 
 impl Deployer {
@@ -66,7 +79,13 @@ impl Deployer {
             config,
             backoff,
             deployed: Arc::new(Mutex::new(None)),
+            last: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The last deployment the engine accepted from this deployer (or a clone of it).
+    pub fn last_deployment(&self) -> Option<Deployed> {
+        self.last.lock().ok().and_then(|l| l.clone())
     }
 
     /// Reads every deployable file under the dir, sorted by name, named relative to the dir.
@@ -112,6 +131,13 @@ impl Deployer {
             Ok(d) => {
                 if let Ok(mut last) = self.deployed.lock() {
                     *last = Some(fingerprint);
+                }
+                if let Ok(mut last) = self.last.lock() {
+                    *last = Some(Deployed {
+                        deployment_id: d.id.clone(),
+                        resources: names.clone(),
+                        at: crate::endpoints::health::now_secs(),
+                    });
                 }
                 let definitions: Vec<String> = d
                     .deployed_process_definitions

@@ -5,6 +5,8 @@
 //!   └─► deployer ── deploy bpmn/ (changed only) ──► watch bpmn/ and redeploy (debounced)
 //!   └─► manager ─── pools, fetch loop, pipelines ── until the shutdown token fires, then drain
 //!   └─► learner flusher ── its changes to the store every few seconds, and once after the drain
+//!  admin server (crate::admin) ── bound before boot; /readyz flips as boot, deploy and the
+//!                                 manager come up, and back while draining
 //! ```
 
 use std::sync::Arc;
@@ -43,6 +45,9 @@ pub enum KernelError {
     /// The outcome journal under `state_dir` could not be opened.
     #[error(transparent)]
     Journal(#[from] crate::journal::StoreError),
+    /// The admin server could not start (`admin.listen` taken, …).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// The worker id: configured, or hostname + a random suffix. Without a `state_dir` it is new for
@@ -148,6 +153,42 @@ pub fn flusher(
     }
 }
 
+/// Starts the admin server (unless `admin.enabled: false`) on `tracker` until `stop`, with the
+/// config stamp of version 1 (reloads publish later ones) and the feed of finished tasks.
+async fn admin(
+    config: &FileConfig,
+    camunda: &CamundaClient,
+    cx: &BuildContext,
+    manager: &Manager,
+    learner: Arc<Learner>,
+    tracker: &TaskTracker,
+    (shutdown, stop): (&CancellationToken, &CancellationToken),
+) -> Result<Option<Arc<crate::admin::AdminState>>, crate::admin::AdminError> {
+    if !config.admin.enabled {
+        return Ok(None);
+    }
+    // Until reloads publish stamps from the file's text, the parsed config stands for it
+    // (secrets print as `***` in Debug).
+    let (_, stamp) = tokio::sync::watch::channel(crate::config::stamp::ConfigStamp::new(
+        1,
+        &format!("{config:?}"),
+    ));
+    let state = crate::admin::AdminState::new(
+        config,
+        crate::admin::Parts {
+            worker_id: camunda.worker_id().to_string(),
+            stamp,
+            health: cx.health().clone(),
+            learner,
+            manager: manager.status(),
+            shutdown: shutdown.clone(),
+        },
+    );
+    state.collect(manager.pipeline().events(), tracker, stop.clone());
+    crate::admin::bind(config, state.clone(), tracker, stop.clone()).await?;
+    Ok(Some(state))
+}
+
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
     // Opening reads the whole file and may fsync: not on a runtime thread.
@@ -169,9 +210,26 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let cx = BuildContext::new(stop.clone(), background.clone()).with_learner(learner.clone());
     let endpoints = build_endpoints(&config, &cx)?;
     let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
-    let manager = Manager::new(&config, camunda.clone(), &endpoints, journal, learner)?;
+    let manager = Manager::new(
+        &config,
+        camunda.clone(),
+        &endpoints,
+        journal,
+        learner.clone(),
+    )?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
+    // Admin server (issue 12): up before boot, so /readyz says what it waits for.
+    let admin = admin(
+        &config,
+        &camunda,
+        &cx,
+        &manager,
+        learner,
+        &background,
+        (&shutdown, &stop),
+    )
+    .await?;
     match boot::wait_for_engine(
         &camunda,
         config.camunda.boot_timeout,
@@ -180,7 +238,11 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     )
     .await
     {
-        Ok(_) => {}
+        Ok(_) => {
+            if let Some(a) = &admin {
+                a.readiness().engine_answered();
+            }
+        }
         Err(boot::BootError::Stopped) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
@@ -192,6 +254,11 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
         config.camunda.backoff.clone(),
     );
     deployer.deploy_at_boot(&shutdown).await;
+    if let Some(a) = &admin {
+        a.set_deployer(deployer.clone());
+        a.readiness().deployed();
+        a.readiness().fetching(true);
+    }
     if config.deploy.watch {
         background.spawn(deployer.watch(shutdown.clone()));
     }

@@ -40,6 +40,7 @@ use crate::pde::{Completion, Outcome, Pipeline, SubTaskRunner, TaskKey, TopicRun
 
 pub mod heartbeat;
 pub mod pool;
+pub mod status;
 pub mod task_run;
 
 use task_run::{TaskEnv, TaskRun};

@@ -1,8 +1,10 @@
 //! Prometheus metrics: every metric name and label is here, so dashboards have one place to look.
 //!
 //! Labels are of low cardinality only (topic, endpoint, model, pool, outcome) — never a task id.
-//! Recording goes through the `metrics` facade: without `--metrics-listen` nothing is installed
-//! and every call is a no-op.
+//! Recording goes through the `metrics` facade: [`install`] puts the Prometheus recorder in place
+//! when the admin server starts (`admin.listen`, alias `--metrics-listen`), which serves
+//! [`render`] at `/metrics`; with `admin.enabled: false` nothing is installed and every call is a
+//! no-op.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -17,11 +19,10 @@
 //! | `procos_pool_busy_slots` | gauge | pool |
 //! | `procos_cache_lookups_total` | counter | topic, result (`hit`, `miss`) |
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::endpoints::Usage;
 
@@ -36,25 +37,41 @@ const FETCHED_TASKS: &str = "procos_fetched_tasks_total";
 const POOL_BUSY: &str = "procos_pool_busy_slots";
 const CACHE_LOOKUPS: &str = "procos_cache_lookups_total";
 
-/// Whether `serve` installed the exporter: without it, figures that cost work to gather (the
-/// learner's report) are not gathered for nobody.
-static SERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The recorder's handle, once [`install`] put it in place: the admin server renders it at
+/// `/metrics`. Without it, figures that cost work to gather (the learner's report) are not
+/// gathered for nobody.
+static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
 
-/// Is a Prometheus exporter serving these metrics?
+/// Is a Prometheus recorder collecting these metrics (the admin server is on)?
 pub fn served() -> bool {
-    SERVED.load(std::sync::atomic::Ordering::Relaxed)
+    HANDLE.get().is_some()
 }
 
-/// Serves `/metrics` on `listen` (Prometheus text format). Call inside the tokio runtime.
-pub fn serve(listen: SocketAddr) -> Result<(), String> {
-    PrometheusBuilder::new()
-        .with_http_listener(listen)
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
-    SERVED.store(true, std::sync::atomic::Ordering::Relaxed);
+/// Installs the Prometheus recorder as the process's metrics recorder (once; later calls return
+/// the same handle). The admin server ([`crate::admin`]) serves [`render`] at `/metrics`; the
+/// exporter's own HTTP listener is not used, so there is one server and one port.
+pub fn install() -> Result<PrometheusHandle, String> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let handle = HANDLE.get_or_init(|| handle).clone();
     describe();
-    tracing::info!(address = %listen, "Serving Prometheus metrics at /metrics.");
-    Ok(())
+    Ok(handle)
+}
+
+/// The metrics in Prometheus's text format; empty before [`install`].
+pub fn render() -> String {
+    HANDLE
+        .get()
+        .map(|h| {
+            // Without the exporter's own listener nobody else drains histograms: do it here.
+            h.run_upkeep();
+            h.render()
+        })
+        .unwrap_or_default()
 }
 
 fn describe() {

@@ -103,6 +103,9 @@ impl Procos {
             .args(["--log-format", "json"])
             .current_dir(dir)
             .env("RUST_LOG", "info,procos=debug")
+            // The admin server on a free port (the default 9464 is one per machine); a test
+            // reads it from the "Admin server listening." line, or passes its own.
+            .env("PROCOS_METRICS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
