@@ -59,7 +59,7 @@ fn stats_calls(work: &Workdir, pg: &str) -> u64 {
     assert!(out.status.success(), "procos stats: {stdout}{stderr}");
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
     let report: Value = serde_json::from_str(&stdout).expect("json");
-    report["topics"][0]["endpoints"][0]["figures"]["calls"]
+    report["topics"][0]["endpoints"][0]["calls"]
         .as_u64()
         .unwrap_or_else(|| panic!("no echo figures in {report}"))
 }
