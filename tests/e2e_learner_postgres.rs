@@ -152,3 +152,30 @@ async fn a_database_down_at_start_and_mid_run_stops_no_task_and_is_caught_up() {
     assert_eq!(procos.exit_code(T).await, 0);
     assert!(!procos.log_lines().join("\n").contains(PASSWORD));
 }
+
+#[test]
+fn procos_validate_names_a_state_url_that_is_not_postgres_and_never_prints_it() {
+    let work = workdir();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_procos"))
+        .args(["validate", "--config", "pde.yaml"])
+        .current_dir(work.path())
+        .env("CAMUNDA_URL", "http://127.0.0.1:9/engine-rest")
+        .env("WORKER", "w")
+        .env(
+            "PG_URL",
+            format!("mysql://procos:{PASSWORD}@db:3306/procos"),
+        )
+        .output()
+        .expect("procos validate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    assert!(
+        text.contains("pde_manager.state") && text.contains("PostgreSQL URL"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+}
