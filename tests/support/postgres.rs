@@ -51,6 +51,22 @@ fn as_postgres(program: &Path) -> std::process::Command {
     c
 }
 
+/// Removes the data dirs of test servers whose test process is gone (a killed process leaves
+/// its server's dir behind: the server dies with it, the files do not).
+fn remove_stale_servers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("procos-test-pg-")
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The binary's server, started on first call.
 pub fn server() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
@@ -58,6 +74,7 @@ pub fn server() -> &'static PgServer {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let bin = bin_dir();
+            remove_stale_servers();
             let dir = std::env::temp_dir().join(format!("procos-test-pg-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("pg dir");
