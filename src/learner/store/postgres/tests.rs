@@ -39,6 +39,19 @@ fn server() -> &'static Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let bin = bin_dir();
+            // Data dirs of test processes that are gone (their servers died with them).
+            for entry in std::fs::read_dir(std::env::temp_dir())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("procos-unit-pg-")
+                    && !std::path::Path::new("/proc").join(pid).exists()
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
             let dir = std::env::temp_dir().join(format!("procos-unit-pg-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("pg dir");
