@@ -105,6 +105,7 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
                 StatsError::Store(StoreError::Missing { .. }) => EX_NOINPUT,
                 StatsError::Store(StoreError::InUse { .. }) => EX_TEMPFAIL,
                 StatsError::Store(_) => EX_IOERR,
+                StatsError::Shared(_) => EX_UNAVAILABLE,
             });
         }
     };

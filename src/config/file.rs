@@ -137,6 +137,13 @@ pub struct ManagerConfig {
     /// twice by one process, but a restart forgets what was reported and what was learned.
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Where the learner's statistics are shared between replicas: a PostgreSQL URL
+    /// (`postgres://user:password@host:5432/db`, `?sslmode=require` for TLS). Each replica writes
+    /// its own rows and reads everyone's (learner/store/postgres.rs); the outcome journal stays
+    /// under `state_dir`. Unset: the statistics live in `state_dir` (or in memory). The URL may
+    /// carry a password, so it is a [`Secret`]: never in a log line or an error.
+    #[serde(default)]
+    pub state: Option<Secret>,
     /// How long a journaled outcome is kept after the engine acknowledged it; never less than
     /// twice the longest lock duration or the long poll plus a minute, so that a late duplicate
     /// delivery is recognised.

@@ -120,6 +120,12 @@ pub(crate) fn validate_parts(parts: &Parts<'_>) -> Vec<Problem> {
             "pde_manager.journal_retention",
             &mut out,
         );
+        // replicas: the shared learner store's URL (parsed only; connecting is the build's job).
+        if let Some(url) = &m.state
+            && let Err(message) = crate::learner::store::postgres::check_url(url)
+        {
+            out.push(Problem::new("pde_manager.state", message));
+        }
     }
     for (name, pool) in parts.pools {
         self::pool(name, pool, parts.endpoint_names.as_ref(), &mut out);

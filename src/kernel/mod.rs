@@ -48,6 +48,9 @@ pub enum KernelError {
     /// The admin server could not start (`admin.listen` taken, …).
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// The replicas' shared learner store (`pde_manager.state`) is unusable.
+    #[error(transparent)]
+    Shared(#[from] crate::learner::store::postgres::SharedError),
 }
 
 /// The worker id: configured, or hostname + a random suffix. Without a `state_dir` it is new for
@@ -115,6 +118,11 @@ pub fn journal(config: &FileConfig) -> Result<(Journal, String), crate::journal:
 pub fn learner(config: &FileConfig, journal: &Journal) -> Arc<Learner> {
     // Each topic's `routing.half_life` is set when its runtime is built.
     let learner = Arc::new(Learner::new(DEFAULT_HALF_LIFE, Default::default()));
+    // replicas: with a shared store the flusher's first flush loads it (not blocking the boot).
+    if config.pde_manager.state.is_some() {
+        tracing::info!("pde_manager.state is set: the learner is loaded from the shared store.");
+        return learner;
+    }
     match (
         &config.pde_manager.state_dir,
         JournalStats::new(journal.clone()).load(),
@@ -189,6 +197,21 @@ async fn admin(
     Ok(Some(state))
 }
 
+/// replicas: `flusher` writing the learner to the replicas' shared store (`pde_manager.state`)
+/// as `worker_id`, when one is configured. Call it inside the runtime (the pool's upkeep).
+pub fn with_shared_store(
+    config: &FileConfig,
+    flusher: Flusher,
+    worker_id: &str,
+) -> Result<Flusher, crate::learner::store::postgres::SharedError> {
+    let Some(url) = &config.pde_manager.state else {
+        return Ok(flusher);
+    };
+    let shared = crate::learner::store::postgres::SharedStats::new(url, worker_id)?;
+    tracing::info!(store = %shared.location(), worker_id, "The learner's statistics are shared through PostgreSQL.");
+    Ok(flusher.with_shared(shared))
+}
+
 /// Boots and runs procos until `shutdown` fires and running tasks are drained.
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
     // Opening reads the whole file and may fsync: not on a runtime thread.
@@ -210,6 +233,7 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let cx = BuildContext::new(stop.clone(), background.clone()).with_learner(learner.clone());
     let endpoints = build_endpoints(&config, &cx)?;
     let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
+    let flusher = with_shared_store(&config, flusher, camunda.worker_id())?;
     let manager = Manager::new(
         &config,
         camunda.clone(),

@@ -191,6 +191,18 @@ impl Learner {
         Duration::from_secs_f64(self.half_life(topic).max(0.0))
     }
 
+    /// The decay half-life of `topic`'s figures, in seconds (for arithmetic on [`Stats`]).
+    pub fn half_life_secs(&self, topic: &str) -> f64 {
+        self.half_life(topic)
+    }
+
+    /// Changes `key`'s figures in place under the learner's lock (created empty if missing),
+    /// without marking them changed: the shared store swaps in what other replicas learned,
+    /// atomically with the observations of running tasks (store/postgres.rs).
+    pub fn adjust(&self, key: &Key, f: impl FnOnce(&mut Stats)) {
+        f(lock(&self.stats).entry(key.clone()).or_default());
+    }
+
     /// How many keys changed since the last flush (status and tests).
     pub fn pending(&self) -> usize {
         lock(&self.dirty).len()

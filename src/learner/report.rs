@@ -313,6 +313,9 @@ pub enum StatsError {
     /// The store is missing or unreadable.
     #[error(transparent)]
     Store(#[from] crate::journal::StoreError),
+    /// The replicas' shared store (`pde_manager.state`) could not be read.
+    #[error(transparent)]
+    Shared(#[from] super::store::postgres::SharedError),
 }
 
 /// The report of the store under `config`'s `state_dir`, read without writing to it (procos may
@@ -322,6 +325,9 @@ pub fn from_config(
     config: &crate::config::FileConfig,
     config_path: &std::path::Path,
 ) -> Result<(Report, std::path::PathBuf), StatsError> {
+    if let Some(url) = &config.pde_manager.state {
+        return from_shared(config, url);
+    }
     let dir = config
         .pde_manager
         .state_dir
@@ -340,6 +346,36 @@ pub fn from_config(
     learner.load(stored.stats);
     let report = build(&learner, &stored.health, &listed(config), as_of);
     Ok((report, stored.source))
+}
+
+/// replicas: the report of the shared store (every replica's rows merged), with the health of
+/// this host's `state_dir` when there is one. Blocking: runs its own small runtime.
+fn from_shared(
+    config: &crate::config::FileConfig,
+    url: &crate::config::Secret,
+) -> Result<(Report, std::path::PathBuf), StatsError> {
+    let learner = Learner::default();
+    for (topic, c) in &config.topics {
+        if let Some(half_life) = c.routing.half_life {
+            learner.set_half_life(topic, half_life);
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::journal::StoreError::Write(format!("starting a runtime: {e}")))?;
+    let stats = runtime.block_on(super::store::postgres::read_merged(url, &learner))?;
+    let health = match &config.pde_manager.state_dir {
+        Some(dir) => super::store::read_state_dir(dir)
+            .map(|s| s.health)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let as_of = last_observation(&stats);
+    learner.load(stats);
+    let report = build(&learner, &health, &listed(config), as_of);
+    let source = crate::config::secret::redact_url(url.expose());
+    Ok((report, std::path::PathBuf::from(source)))
 }
 
 /// Each topic's endpoints as listed in the config.

@@ -262,6 +262,9 @@ pub struct Flusher {
     /// A snapshot was written by this process (the first flush writes one even if idle, so that
     /// a snapshot a crash left behind is brought up to the store).
     snapshot_written: AtomicBool,
+    /// The replicas' shared store (`pde_manager.state`): the statistics go there instead of the
+    /// journal's table, and what other replicas learned comes back at each flush.
+    shared: Option<postgres::SharedStats>,
 }
 
 impl Flusher {
@@ -282,7 +285,15 @@ impl Flusher {
             written_health: Mutex::new(Vec::new()),
             snapshot: None,
             snapshot_written: AtomicBool::new(false),
+            shared: None,
         }
+    }
+
+    /// Keeps the statistics in the replicas' shared store instead of the journal's table (the
+    /// health rows stay there): see [`postgres`].
+    pub fn with_shared(mut self, shared: postgres::SharedStats) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Also writes the whole learner to `state_dir/learner.json` after each commit, for readers
@@ -295,6 +306,10 @@ impl Flusher {
     /// Flushes every `every` until `stop` fires, then once more (call `stop` after the manager
     /// has drained, so the last tasks' observations are kept).
     pub async fn run(self, stop: CancellationToken) {
+        if self.shared.is_some() {
+            // What the other replicas learned, at once rather than after the first period.
+            self.flush_logged().await;
+        }
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -314,7 +329,15 @@ impl Flusher {
     /// Writes what changed since the last flush in one commit (nothing when nothing changed),
     /// then the snapshot file, and refreshes the gauges. Returns the statistics rows written.
     pub async fn flush(&self) -> Result<usize, StoreError> {
-        let dirty = self.learner.take_dirty();
+        let mut dirty = self.learner.take_dirty();
+        // With a shared store the statistics go there (its failures are logged by it, the
+        // changes kept dirty for the next flush); the journal then takes the health rows only.
+        let mut shared_changed = false;
+        if let Some(shared) = &self.shared
+            && let Ok(synced) = shared.sync(&self.learner, std::mem::take(&mut dirty)).await
+        {
+            shared_changed = synced.written + synced.refreshed > 0;
+        }
         let health = self.health.snapshot();
         let health_changed = {
             let written = self
@@ -331,7 +354,7 @@ impl Flusher {
         }
         let first_snapshot =
             self.snapshot.is_some() && !self.snapshot_written.load(Ordering::Relaxed);
-        if dirty.is_empty() && !health_changed && !first_snapshot {
+        if dirty.is_empty() && !health_changed && !first_snapshot && !shared_changed {
             return Ok(0);
         }
         let n = dirty.len();
@@ -367,6 +390,8 @@ impl Flusher {
         Ok(n)
     }
 }
+
+pub mod postgres;
 
 #[cfg(test)]
 mod tests;

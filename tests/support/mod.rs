@@ -466,4 +466,5 @@ pub async fn stage_with_scripts(
 }
 
 pub mod fault_proxy;
+pub mod postgres;
 pub mod sink;
