@@ -177,19 +177,36 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
                     }
                 }
             }
-            let code = run_daemon(config, shutdown).await;
+            let options = reloading(&config_path, Some(config.camunda.url.clone()));
+            let code = run_daemon(config, options, shutdown).await;
             engine_stop.cancel();
             code
         }
         Some(Command::Validate) | Some(Command::Stats { .. }) | None => match load(&config_path) {
-            Ok(config) => run_daemon(config, shutdown).await,
+            Ok(config) => run_daemon(config, reloading(&config_path, None), shutdown).await,
             Err(code) => code,
         },
     }
 }
 
-async fn run_daemon(config: FileConfig, shutdown: CancellationToken) -> ExitCode {
-    match kernel::run(config, shutdown).await {
+/// Kernel options that reload `path` on SIGHUP and on change; `camunda_url` overrides the
+/// file's (`procos dev`).
+fn reloading(path: &Path, camunda_url: Option<String>) -> kernel::RunOptions {
+    kernel::RunOptions {
+        reload: Some(kernel::reload::Source {
+            path: path.to_path_buf(),
+            camunda_url,
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_daemon(
+    config: FileConfig,
+    options: kernel::RunOptions,
+    shutdown: CancellationToken,
+) -> ExitCode {
+    match kernel::run_with(config, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(kernel::KernelError::Boot(e)) => {
             tracing::error!(error = %e, "The engine is unavailable; giving up.");
