@@ -658,6 +658,11 @@ impl ManagerHandle {
         Ok(applied)
     }
 
+    /// The pools of the config in force, by name (for status pages: they change on reload).
+    pub fn pools(&self) -> BTreeMap<String, Arc<Pool>> {
+        self.shared.generation().pools.clone()
+    }
+
     /// Topics of the config in force, by name.
     pub fn topics(&self) -> Vec<String> {
         self.shared

@@ -188,6 +188,11 @@ async fn a_valid_reload_swaps_topics_keeps_what_did_not_change_and_bumps_the_ver
     // Pools: io kept with its running tasks, gp re-created with its new size.
     assert!(Arc::ptr_eq(&io_before, &rig.manager.pools()["io"]));
     assert_eq!(rig.manager.pools()["gp"].capacity, 6);
+    assert_eq!(
+        rig.manager.handle().pools()["gp"].capacity,
+        6,
+        "what a status page reads"
+    );
     // One learner for every generation, and the same feed of finished tasks.
     assert!(Arc::ptr_eq(&after.topics()["c"].learner, &rig.learner));
     after.events().send(event("after-reload"));
