@@ -1,5 +1,6 @@
 //! procos's entry point: parse the command line, set up logs, load the config, run the kernel
-//! until a signal, drain, and exit with a code that says what happened.
+//! until a signal, drain, and exit with a code that says what happened. The kernel reloads the
+//! config file on SIGHUP and on change; `procos dev --start` is in [`dev_run`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use clap::Parser;
 use procos::cli::{Cli, Command, StatsFormat};
 use procos::config::{self, FileConfig};
 use procos::engine::{Engine, EngineOptions};
-use procos::{camunda, kernel, telemetry};
+use procos::{kernel, telemetry};
 use tokio_util::sync::CancellationToken;
+
+mod dev_run;
 
 /// sysexits.h: configuration error.
 const EX_CONFIG: u8 = 78;
@@ -177,31 +180,71 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             let Some(engine_stop) = start_dev_engine(listen, &mut config).await else {
                 return ExitCode::FAILURE;
             };
-            if let Some(key) = start {
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&vars) {
+            let (events, feed) = dev_run::feed();
+            let summary = match start {
+                Some(key) => match serde_json::from_str(&vars) {
                     Ok(vars) => {
-                        tokio::spawn(start_instances(kernel::client(&config), key, vars, count));
+                        let client = match kernel::client(&config) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                eprintln!("procos dev: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        };
+                        let run = dev_run::DevRun { key, vars, count };
+                        let url = config.camunda.url.clone();
+                        Some(tokio::spawn(dev_run::run(
+                            client,
+                            url,
+                            run,
+                            feed,
+                            shutdown.clone(),
+                        )))
                     }
                     Err(e) => {
                         eprintln!("procos dev: --vars must be a JSON object: {e}");
                         return ExitCode::from(EX_CONFIG);
                     }
-                }
+                },
+                None => None,
+            };
+            let mut options = reloading(&config_path, Some(config.camunda.url.clone()));
+            options.events = events;
+            let code = run_daemon(config, options, shutdown).await;
+            if let Some(summary) = summary {
+                // On Ctrl-C it prints what ended so far; bounded so a stuck engine cannot hold
+                // the exit.
+                let _ = tokio::time::timeout(Duration::from_secs(10), summary).await;
             }
-            let code = run_daemon(config, shutdown).await;
             engine_stop.cancel();
             code
         }
         Some(Command::Validate) | Some(Command::Stats { .. }) | None => {
             match load(&config_path, metrics_listen) {
-                Ok(config) => run_daemon(config, shutdown).await,
+                Ok(config) => run_daemon(config, reloading(&config_path, None), shutdown).await,
                 Err(code) => code,
             }
         }
     }
 }
 
-async fn run_daemon(config: FileConfig, shutdown: CancellationToken) -> ExitCode {
+/// Kernel options that reload `path` on SIGHUP and on change; `camunda_url` overrides the
+/// file's (`procos dev`).
+fn reloading(path: &Path, camunda_url: Option<String>) -> kernel::RunOptions {
+    kernel::RunOptions {
+        reload: Some(kernel::reload::Source {
+            path: path.to_path_buf(),
+            camunda_url,
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_daemon(
+    config: FileConfig,
+    options: kernel::RunOptions,
+    shutdown: CancellationToken,
+) -> ExitCode {
     // Traces (telemetry.otlp / OTEL_EXPORTER_OTLP_ENDPOINT): started before the kernel, flushed
     // after it returns.
     let traces = match telemetry::traces::start(&config.telemetry) {
@@ -211,7 +254,7 @@ async fn run_daemon(config: FileConfig, shutdown: CancellationToken) -> ExitCode
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let code = match kernel::run(config, shutdown).await {
+    let code = match kernel::run_with(config, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(kernel::KernelError::Boot(e)) => {
             tracing::error!(error = %e, "The engine is unavailable; giving up.");
@@ -278,32 +321,4 @@ async fn start_dev_engine(
         }
     });
     Some(stop)
-}
-
-/// Starts `count` instances once the definition is deployed (retrying while it is not yet).
-async fn start_instances(
-    client: Result<camunda::CamundaClient, camunda::CamundaError>,
-    key: String,
-    vars: serde_json::Map<String, serde_json::Value>,
-    count: u32,
-) {
-    let Ok(client) = client else { return };
-    let variables = camunda::variables::encode_json_map(&vars);
-    let mut started = 0;
-    let mut tries = 0;
-    while started < count && tries < 120 {
-        match client.start_process(&key, None, variables.clone()).await {
-            Ok(pi) => {
-                started += 1;
-                tracing::info!(process_instance = %pi.id, key = %key, "Started a process instance.");
-            }
-            Err(e) => {
-                tries += 1;
-                if tries == 120 {
-                    tracing::error!(key = %key, error = %e, "Could not start process instances.");
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
 }

@@ -5,6 +5,7 @@
 //!   └─► deployer ── deploy bpmn/ (changed only) ──► watch bpmn/ and redeploy (debounced)
 //!   └─► manager ─── pools, fetch loop, pipelines ── until the shutdown token fires, then drain
 //!   └─► learner flusher ── its changes to the store every few seconds, and once after the drain
+//!   └─► reloader ── SIGHUP / config file change ──► validate ──► new manager generation
 //!  admin server (crate::admin) ── bound before boot; /readyz flips as boot, deploy and the
 //!                                 manager come up, and back while draining
 //! ```
@@ -26,6 +27,7 @@ use crate::manager::{Manager, ManagerError, build_endpoints};
 
 pub mod boot;
 pub mod deployer;
+pub mod reload;
 pub mod supervisor;
 
 pub use deployer::Deployer;
@@ -162,9 +164,11 @@ pub fn flusher(
 }
 
 /// Starts the admin server (unless `admin.enabled: false`) on `tracker` until `stop`, with the
-/// config stamp of version 1 (reloads publish later ones) and the feed of finished tasks.
+/// config stamps (version 1, then each applied reload's) and the feed of finished tasks.
+#[allow(clippy::too_many_arguments)] // the kernel's parts, each named once, called once
 async fn admin(
     config: &FileConfig,
+    stamp: crate::config::stamp::StampReceiver,
     camunda: &CamundaClient,
     cx: &BuildContext,
     manager: &Manager,
@@ -175,12 +179,6 @@ async fn admin(
     if !config.admin.enabled {
         return Ok(None);
     }
-    // Until reloads publish stamps from the file's text, the parsed config stands for it
-    // (secrets print as `***` in Debug).
-    let (_, stamp) = tokio::sync::watch::channel(crate::config::stamp::ConfigStamp::new(
-        1,
-        &format!("{config:?}"),
-    ));
     let state = crate::admin::AdminState::new(
         config,
         crate::admin::Parts {
@@ -212,8 +210,49 @@ pub fn with_shared_store(
     Ok(flusher.with_shared(shared))
 }
 
-/// Boots and runs procos until `shutdown` fires and running tasks are drained.
+// ---- config reload (kernel/reload.rs): what the caller hands over, and the stamp channel ----
+
+/// What the caller hands the kernel besides the config.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// The config file, reloaded on SIGHUP and on change (`None`: no reload).
+    pub reload: Option<reload::Source>,
+    /// The feed of finished tasks the manager publishes to (the dev summary subscribes first).
+    pub events: crate::telemetry::events::TaskEvents,
+}
+
+/// The stamp of the config procos starts with (version 1), over the file's text when known.
+fn first_stamp(options: &RunOptions) -> (crate::config::stamp::StampSender, String) {
+    let text = options
+        .reload
+        .as_ref()
+        .and_then(|s| std::fs::read_to_string(&s.path).ok())
+        .unwrap_or_default();
+    let stamp = crate::config::stamp::ConfigStamp::new(1, &text);
+    (tokio::sync::watch::Sender::new(stamp), text)
+}
+
+// ---- end of config reload ----
+
+/// Boots and runs procos until `shutdown` fires and running tasks are drained (no reload).
 pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), KernelError> {
+    run_with(config, RunOptions::default(), shutdown).await
+}
+
+/// [`run`] with options: the config file to reload, the feed of finished tasks.
+pub async fn run_with(
+    config: FileConfig,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<(), KernelError> {
+    // Before anything slow: SIGHUP's default action would end the process.
+    let hangups = match options.reload {
+        Some(_) => supervisor::hangups()
+            .map_err(|e| tracing::warn!(error = %e, "Cannot listen for SIGHUP; reload by editing the file."))
+            .ok(),
+        None => None,
+    };
+    let (stamps, config_text) = first_stamp(&options);
     // Opening reads the whole file and may fsync: not on a runtime thread.
     let opening = config.clone();
     let (journal, worker_id, learner) = tokio::task::spawn_blocking(move || {
@@ -234,18 +273,20 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     let endpoints = build_endpoints(&config, &cx)?;
     let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
     let flusher = with_shared_store(&config, flusher, camunda.worker_id())?;
-    let manager = Manager::new(
+    let manager = Manager::with_events(
         &config,
         camunda.clone(),
         &endpoints,
         journal,
         learner.clone(),
+        options.events.clone(),
     )?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
     // Admin server (issue 12): up before boot, so /readyz says what it waits for.
     let admin = admin(
         &config,
+        stamps.subscribe(),
         &camunda,
         &cx,
         &manager,
@@ -285,6 +326,12 @@ pub async fn run(config: FileConfig, shutdown: CancellationToken) -> Result<(), 
     }
     if config.deploy.watch {
         background.spawn(deployer.watch(shutdown.clone()));
+    }
+    if let Some(source) = options.reload {
+        let running = reload::Snapshot::new(config.clone(), &config_text);
+        let reloader =
+            reload::Reloader::new(source, running, endpoints, cx, manager.handle(), stamps);
+        background.spawn(reloader.run(hangups, shutdown.clone()));
     }
     manager.run(shutdown.clone()).await;
     // After the drain: the last tasks' observations are in the learner now.

@@ -1,5 +1,6 @@
 //! Shutdown signals: the first SIGINT/SIGTERM starts a graceful stop, a second one exits at once
-//! (exit 130), killing running python scripts and what they started on the way out.
+//! (exit 130), killing running python scripts and what they started on the way out. SIGHUP
+//! reloads the config ([`hangups`]).
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -34,4 +35,10 @@ pub fn install() -> std::io::Result<CancellationToken> {
         std::process::exit(FORCED_EXIT);
     });
     Ok(token)
+}
+
+/// SIGHUP, the operator's "reload the config" (see [`super::reload`]). Installed at start, so a
+/// SIGHUP never kills procos (the default action) even before the reloader listens.
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    signal(SignalKind::hangup())
 }

@@ -16,10 +16,19 @@
 //! background. On shutdown the loop stops fetching, waiting tasks are unlocked, running tasks get
 //! `shutdown_grace` to finish; after that they are cancelled and unlocked so another worker can
 //! take them at once.
+//!
+//! Pools, topic runtimes and the pipeline over them form one *generation*, the config in force.
+//! A config reload ([`ManagerHandle::apply`], driven by [`crate::kernel::reload`]) builds a new
+//! generation and swaps it in; the fetch loop reads the current one at the start of each round,
+//! so new topics are asked for from the next poll on. A task keeps the generation it was
+//! dispatched on (its pipeline, topic runtime and endpoints) until it ends. A task of a topic
+//! the reload removed, brought back by the poll that was pending during the reload, is
+//! unlocked without running. The learner, the journal and the feed of finished tasks are the
+//! same for every generation.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,7 +45,8 @@ use crate::config::FileConfig;
 use crate::config::file::BackoffConfig;
 use crate::endpoints::{BuildContext, Endpoint, EndpointError};
 use crate::journal::{Claim, Journal, Resend};
-use crate::pde::{Completion, Outcome, Pipeline, SubTaskRunner, TaskKey, TopicRuntime};
+use crate::pde::{Completion, Lease, Outcome, Pipeline, SubTaskRunner, TaskKey, TopicRuntime};
+use crate::telemetry::events::TaskEvents;
 
 pub mod heartbeat;
 pub mod pool;
@@ -82,16 +92,56 @@ struct FetchSettings {
 /// Runs every topic's tasks through its pool.
 #[derive(Debug)]
 pub struct Manager {
+    shared: Arc<Shared>,
+}
+
+/// What outlives a config reload: the engine client, the journal, the learner, the feed of
+/// finished tasks, and the current [`Generation`] that the fetch loop reads each round.
+#[derive(Debug)]
+struct Shared {
     camunda: CamundaClient,
+    /// What runs here and what was reported: a task fetched again is never run twice.
+    journal: Journal,
+    /// One per daemon: what routing learns survives every reload.
+    learner: Arc<crate::learner::Learner>,
+    /// Calls in flight per endpoint, one per daemon.
+    busy: Arc<crate::pde::routing::Busy>,
+    /// Woken when a slot frees up, and when a reload changed what may be fetched.
+    freed: Arc<Notify>,
+    /// Every generation's pipeline publishes here, so subscribers keep the feed across reloads.
+    events: TaskEvents,
+    /// The config in force; replaced whole by [`ManagerHandle::apply`].
+    current: RwLock<Arc<Generation>>,
+}
+
+/// One applied config: pools, topic runtimes and the pipeline over them. Tasks hold the
+/// generation's pipeline and topic they started with, so a reload never changes a running task.
+#[derive(Debug)]
+pub(crate) struct Generation {
     pipeline: Arc<Pipeline>,
     pools: BTreeMap<String, Arc<Pool>>,
     topic_pool: BTreeMap<String, Arc<Pool>>,
-    settings: FetchSettings,
-    freed: Arc<Notify>,
-    /// Pools that some topic runs on (fixed at start; the only ones the fetch loop reserves).
+    /// Pools that some topic runs on (the only ones the fetch loop reserves).
     serving: HashSet<String>,
-    /// What runs here and what was reported: a task fetched again is never run twice.
-    journal: Journal,
+    settings: FetchSettings,
+}
+
+/// Applies a new config to a running [`Manager`] (see [`crate::kernel::reload`]). Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct ManagerHandle {
+    shared: Arc<Shared>,
+}
+
+/// What [`ManagerHandle::apply`] did, for the reload's log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Topics whose runtime was built anew (added or changed).
+    pub topics_built: Vec<String>,
+    /// Topics whose runtime was kept as it was (result cache included).
+    pub topics_kept: Vec<String>,
+    /// Pools created or re-created with a new size.
+    pub pools_built: Vec<String>,
 }
 
 /// How often the re-sender looks for journaled reports the engine has not taken yet (and
@@ -109,6 +159,16 @@ pub fn build_endpoints(
     config: &FileConfig,
     cx: &BuildContext,
 ) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
+    build_named_endpoints(config, cx, |_| true)
+}
+
+/// Like [`build_endpoints`], only for the endpoints `wanted` picks (a config reload rebuilds
+/// the added and changed ones and keeps the others).
+pub fn build_named_endpoints(
+    config: &FileConfig,
+    cx: &BuildContext,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, Arc<dyn Endpoint>>, ManagerError> {
     let topics = config
         .topics
         .iter()
@@ -121,6 +181,7 @@ pub fn build_endpoints(
     config
         .endpoints
         .iter()
+        .filter(|(name, _)| wanted(name))
         .map(|(name, c)| {
             c.build(name, &cx)
                 .map(|e| (name.clone(), e))
@@ -142,93 +203,93 @@ impl Manager {
         journal: Journal,
         learner: Arc<crate::learner::Learner>,
     ) -> Result<Self, ManagerError> {
-        let busy = Arc::new(crate::pde::routing::Busy::default());
-        let freed = Arc::new(Notify::new());
-        let pools: BTreeMap<String, Arc<Pool>> = config
-            .pde_manager
-            .pools
-            .iter()
-            .map(|(name, p)| {
-                (
-                    name.clone(),
-                    Pool::notifying(name, p.instances, p.max_concurrent_tasks, freed.clone()),
-                )
-            })
-            .collect();
-        let mut topics = BTreeMap::new();
-        let mut topic_pool = BTreeMap::new();
-        for (name, topic) in &config.topics {
-            let (Some(pool), Some(pool_cfg)) = (
-                pools.get(&topic.pool),
-                config.pde_manager.pools.get(&topic.pool),
-            ) else {
-                return Err(ManagerError::UnknownPool {
-                    topic: name.clone(),
-                    pool: topic.pool.clone(),
-                });
-            };
-            let runtime = TopicRuntime::build(
-                name,
-                topic,
-                &pool_cfg.endpoints,
-                endpoints,
-                config.camunda.lock_duration,
-            )?
-            .learning(learner.clone(), busy.clone());
-            topics.insert(name.clone(), Arc::new(runtime));
-            topic_pool.insert(name.clone(), pool.clone());
-        }
-        let pipeline = Arc::new(Pipeline::new(topics, camunda.clone(), journal.clone()));
-        let slots = topic_pool
-            .iter()
-            .map(|(topic, pool)| {
-                let lender: Arc<dyn crate::pde::sub_task::Slots> = pool.clone();
-                (topic.clone(), lender)
-            })
-            .collect();
-        pipeline.set_sub_tasks(Arc::new(SubTaskRunner::new(&pipeline, slots)));
-        Ok(Self {
-            pipeline,
+        Self::with_events(
+            config,
             camunda,
-            pools,
-            serving: topic_pool.values().map(|p| p.name.clone()).collect(),
-            topic_pool,
-            settings: FetchSettings {
-                long_poll: config.camunda.long_poll,
-                max_tasks: config.camunda.max_tasks.max(1),
-                use_priority: config.camunda.use_priority,
-                backoff: config.camunda.backoff.clone(),
-                grace: config.pde_manager.shutdown_grace,
-            },
-            freed,
+            endpoints,
             journal,
+            learner,
+            TaskEvents::default(),
+        )
+    }
+
+    /// Like [`Manager::new`], publishing finished tasks to `events` (a feed the caller already
+    /// hands to its subscribers); every later generation publishes there too.
+    pub fn with_events(
+        config: &FileConfig,
+        camunda: CamundaClient,
+        endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
+        journal: Journal,
+        learner: Arc<crate::learner::Learner>,
+        events: TaskEvents,
+    ) -> Result<Self, ManagerError> {
+        let parts = Parts {
+            camunda: &camunda,
+            journal: &journal,
+            learner: &learner,
+            busy: &Arc::new(crate::pde::routing::Busy::default()),
+            freed: &Arc::new(Notify::new()),
+            events: &events,
+        };
+        let (generation, _) = Generation::build(config, endpoints, None, &BTreeSet::new(), &parts)?;
+        let shared = Shared {
+            busy: parts.busy.clone(),
+            freed: parts.freed.clone(),
+            current: RwLock::new(Arc::new(generation)),
+            camunda,
+            journal,
+            learner,
+            events,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
         })
     }
 
-    /// The pools, by name.
-    pub fn pools(&self) -> &BTreeMap<String, Arc<Pool>> {
-        &self.pools
+    /// The handle that applies reloaded configs while [`Manager::run`] goes on.
+    pub fn handle(&self) -> ManagerHandle {
+        ManagerHandle {
+            shared: self.shared.clone(),
+        }
     }
 
-    /// The pipeline every PDE runs (shared, built once).
-    pub fn pipeline(&self) -> &Arc<Pipeline> {
-        &self.pipeline
+    /// The pools of the config in force, by name.
+    pub fn pools(&self) -> BTreeMap<String, Arc<Pool>> {
+        self.generation().pools.clone()
+    }
+
+    /// The pipeline of the config in force (tasks already running keep the one they started
+    /// with).
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.generation().pipeline.clone()
+    }
+
+    /// The feed of finished tasks, the same across reloads.
+    pub fn events(&self) -> &TaskEvents {
+        &self.shared.events
+    }
+
+    /// The generation in force now.
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.shared.generation()
     }
 
     /// Fetches and runs tasks until `shutdown` fires, then drains (see the module docs).
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         let hard = CancellationToken::new();
+        let first = self.generation();
         tracing::info!(
-            pools = self.pools.len(),
-            topics = self.topic_pool.len(),
-            worker_id = self.camunda.worker_id(),
+            pools = first.pools.len(),
+            topics = first.topic_pool.len(),
+            worker_id = self.shared.camunda.worker_id(),
             "PDE manager started."
         );
+        drop(first);
         let resender = self.resend_loop(&shutdown);
         tokio::join!(self.fetch_loop(&tracker, &shutdown, &hard), resender);
         tracker.close();
-        let grace = self.settings.grace;
+        let grace = self.generation().settings.grace;
         tracing::info!(
             running = tracker.len(),
             grace_ms = grace.as_millis() as u64,
@@ -254,11 +315,11 @@ impl Manager {
         let (mut fresh, never) = (HashMap::new(), CancellationToken::new());
         let last_pass = self.resend_pass(&mut fresh, &never);
         let _ = tokio::time::timeout(Duration::from_secs(5), last_pass).await;
-        if let Err(e) = self.journal.flush().await {
+        if let Err(e) = self.shared.journal.flush().await {
             tracing::error!(error = %e, "Could not write the outcome journal's last entries.");
         }
-        let unsent = self.journal.unsettled().len();
-        if unsent > 0 && self.journal.is_durable() {
+        let unsent = self.shared.journal.unsettled().len();
+        if unsent > 0 && self.shared.journal.is_durable() {
             tracing::warn!(
                 unsent,
                 "Stopping with outcomes the engine has not taken yet; they are in the journal and sent at the next start."
@@ -277,7 +338,7 @@ impl Manager {
     /// keeps refusing (a suspended instance, a 403 for one tenant) holds up no other; while the
     /// engine looks unreachable, whole passes back off.
     async fn resend_loop(&self, shutdown: &CancellationToken) {
-        let mut engine = Backoff::new(self.settings.backoff.clone());
+        let mut engine = Backoff::new(self.generation().settings.backoff.clone());
         let mut retry_at = HashMap::new();
         let mut wait = Duration::ZERO;
         let mut swept = Instant::now();
@@ -288,7 +349,7 @@ impl Manager {
             }
             // The sweep scans the whole ledger under its lock: not on every pass.
             if swept.elapsed() >= SWEEP_EVERY {
-                self.journal.sweep();
+                self.shared.journal.sweep();
                 swept = Instant::now();
             }
             wait = if self.resend_pass(&mut retry_at, shutdown).await {
@@ -308,7 +369,7 @@ impl Manager {
         retry_at: &mut HashMap<String, (Backoff, Instant)>,
         stop: &CancellationToken,
     ) -> bool {
-        let pending = self.journal.unsettled();
+        let pending = self.shared.journal.unsettled();
         let still: HashSet<&String> = pending.iter().collect();
         retry_at.retain(|id, _| still.contains(id));
         let now = Instant::now();
@@ -316,10 +377,11 @@ impl Manager {
             .into_iter()
             .filter(|id| retry_at.get(id).is_none_or(|(_, at)| *at <= now));
         let unreachable = AtomicBool::new(false);
-        let completion: &Completion = self.pipeline.completion();
+        let generation = self.generation();
+        let completion: &Completion = generation.pipeline.completion();
         let results: Vec<(String, Outcome)> = futures::stream::iter(due)
             .map(|id| {
-                let unreachable = &unreachable;
+                let (unreachable, generation) = (&unreachable, &generation);
                 async move {
                     if unreachable.load(Ordering::Relaxed) {
                         return None;
@@ -329,13 +391,13 @@ impl Manager {
                         retries,
                         topic,
                         report,
-                    } = self.journal.claim_pending(&id)?;
+                    } = self.shared.journal.claim_pending(&id)?;
                     let key = TaskKey {
                         id: &id,
                         retries,
                         topic: &topic,
                     };
-                    let runtime = self.pipeline.topics().get(&topic);
+                    let runtime = generation.pipeline.topics().get(&topic);
                     let (outcome, down) = completion
                         .deliver_once(key, runtime.map(Arc::as_ref), report)
                         .await;
@@ -354,9 +416,12 @@ impl Manager {
             .await;
         for (id, outcome) in results {
             if outcome == Outcome::Deferred {
-                let (backoff, at) = retry_at
-                    .entry(id)
-                    .or_insert_with(|| (Backoff::new(self.settings.backoff.clone()), now));
+                let (backoff, at) = retry_at.entry(id).or_insert_with(|| {
+                    (
+                        Backoff::new(self.generation().settings.backoff.clone()),
+                        now,
+                    )
+                });
                 *at = Instant::now() + backoff.next_delay();
             } else {
                 retry_at.remove(&id);
@@ -371,28 +436,30 @@ impl Manager {
         shutdown: &CancellationToken,
         hard: &CancellationToken,
     ) {
-        let mut backoff = Backoff::new(self.settings.backoff.clone());
+        let mut backoff = Backoff::new(self.generation().settings.backoff.clone());
         while !shutdown.is_cancelled() {
-            let reserved = self.reserve();
+            // One generation per round: a reload takes effect from the next poll on.
+            let g = self.generation();
+            let reserved = g.reserve();
             if reserved.is_empty() {
                 tokio::select! {
-                    _ = self.freed.notified() => continue,
+                    _ = self.shared.freed.notified() => continue,
                     _ = shutdown.cancelled() => break,
                 }
             }
-            let request = self.request(&reserved);
+            let request = g.request(&reserved, self.shared.camunda.worker_id());
             // While the poll is pending, its slots are parked in their pools, where a Meta-PDE
             // sub-task may borrow one (see `pool`).
             for (name, permit) in reserved {
-                if let Some(pool) = self.pools.get(&name) {
+                if let Some(pool) = g.pools.get(&name) {
                     pool.park(permit);
                 }
             }
             let asked = Instant::now();
             let result = tokio::select! {
-                r = self.camunda.fetch_and_lock(&request) => r,
+                r = self.shared.camunda.fetch_and_lock(&request) => r,
                 _ = shutdown.cancelled() => {
-                    self.unpark();
+                    g.unpark();
                     break;
                 }
             };
@@ -403,7 +470,7 @@ impl Manager {
                     if tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) {
                         // An empty answer that came back at once (no long polling, or an engine
                         // that ignores it) would make this loop spin; pace it instead.
-                        self.unpark();
+                        g.unpark();
                         self.pause(Duration::from_secs(1), shutdown).await;
                         continue;
                     }
@@ -415,12 +482,12 @@ impl Manager {
                         );
                     }
                     for task in tasks {
-                        self.dispatch(task, tracker, shutdown, hard);
+                        self.dispatch(&g, task, tracker, shutdown, hard);
                     }
-                    self.unpark();
+                    g.unpark();
                 }
                 Err(e) => {
-                    self.unpark();
+                    g.unpark();
                     let delay = backoff.next_delay();
                     tracing::warn!(
                         error = %e,
@@ -434,13 +501,6 @@ impl Manager {
         }
     }
 
-    /// Releases the slots parked for the poll that just ended.
-    fn unpark(&self) {
-        for pool in self.pools.values() {
-            pool.unpark();
-        }
-    }
-
     async fn pause(&self, delay: Duration, shutdown: &CancellationToken) {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -448,79 +508,9 @@ impl Manager {
         }
     }
 
-    /// Takes free slots of the pools that serve topics, up to `max_tasks` in all, one slot per
-    /// pool in turn so that a large pool cannot take the whole budget from the others.
-    fn reserve(&self) -> BTreeMap<String, OwnedSemaphorePermit> {
-        let mut budget = self.settings.max_tasks;
-        let mut reserved: BTreeMap<String, OwnedSemaphorePermit> = BTreeMap::new();
-        let serving: Vec<(&String, &Arc<Pool>)> =
-            self.pools.iter().filter(|(n, _)| self.serves(n)).collect();
-        let mut progress = true;
-        while budget > 0 && progress {
-            progress = false;
-            for (name, pool) in &serving {
-                if budget == 0 {
-                    break;
-                }
-                let Some(permit) = pool.reserve(1) else {
-                    continue;
-                };
-                budget -= 1;
-                progress = true;
-                match reserved.get_mut(*name) {
-                    Some(held) => held.merge(permit),
-                    None => {
-                        reserved.insert((*name).clone(), permit);
-                    }
-                }
-            }
-        }
-        reserved
-    }
-
-    /// Does any topic run on this pool?
-    fn serves(&self, pool: &str) -> bool {
-        self.serving.contains(pool)
-    }
-
-    fn request(&self, reserved: &BTreeMap<String, OwnedSemaphorePermit>) -> FetchAndLock {
-        let topics = self
-            .pipeline
-            .topics()
-            .values()
-            .filter(|t| reserved.contains_key(&t.config.pool))
-            .map(|t| FetchTopic {
-                topic_name: t.name.clone(),
-                lock_duration: t.lock_duration.as_millis() as u64,
-                variables: t.config.variables.clone(),
-                include_extension_properties: true,
-                deserialize_values: false,
-            })
-            .collect();
-        // A pool left out of this poll (no free slot) must not wait a whole long poll once its
-        // slots free up: its topics are not in the pending request. Cancelling the pending
-        // request could drop tasks the engine has just locked for it, so instead the poll is
-        // kept short while any pool is left out.
-        let left_out = self
-            .pools
-            .keys()
-            .any(|p| !reserved.contains_key(p) && self.serves(p));
-        let wait = if left_out {
-            self.settings.long_poll.min(SATURATED_POLL)
-        } else {
-            self.settings.long_poll
-        };
-        FetchAndLock {
-            worker_id: self.camunda.worker_id().to_string(),
-            max_tasks: reserved.values().map(|p| p.num_permits()).sum(),
-            use_priority: self.settings.use_priority,
-            async_response_timeout: Some(wait.as_millis() as u64),
-            topics,
-        }
-    }
-
     fn dispatch(
         &self,
+        g: &Generation,
         task: LockedTask,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
@@ -528,9 +518,25 @@ impl Manager {
     ) {
         let span = crate::pde::start::span(&task);
         let _entered = span.enter(); // not held across an await: dispatch is synchronous
+        if !self.generation().topic_pool.contains_key(&task.topic_name) {
+            // Fetched by the poll that was pending when a reload removed its topic: give it
+            // back, as if it had never been asked for.
+            tracing::info!("The task's topic was removed by a config reload; unlocking it.");
+            let pipeline = g.pipeline.clone();
+            let freed = self.shared.freed.clone();
+            drop(_entered);
+            tracker.spawn(
+                async move {
+                    pipeline.give_back(&task, &Lease::new()).await;
+                    freed.notify_one();
+                }
+                .instrument(span),
+            );
+            return;
+        }
         let (Some(pool), Some(topic)) = (
-            self.topic_pool.get(&task.topic_name).cloned(),
-            self.pipeline.topics().get(&task.topic_name).cloned(),
+            g.topic_pool.get(&task.topic_name).cloned(),
+            g.pipeline.topics().get(&task.topic_name).cloned(),
         ) else {
             tracing::error!(
                 "The engine returned a task of a topic procos did not ask for; leaving it to expire."
@@ -539,11 +545,12 @@ impl Manager {
         };
         let permit = pool.take_parked();
         let claim = self
+            .shared
             .journal
             .claim(&task.id, task.retries, topic.lock_duration);
         let run = |running| {
             let env = TaskEnv {
-                pipeline: self.pipeline.clone(),
+                pipeline: g.pipeline.clone(),
                 pool,
                 topic: topic.clone(),
                 shutdown: shutdown.clone(),
@@ -551,7 +558,7 @@ impl Manager {
             };
             TaskRun::new(env, task, running)
         };
-        let freed = self.freed.clone();
+        let freed = self.shared.freed.clone();
         let work = match claim {
             Claim::AlreadyRunning => {
                 // Its lock lapsed and this worker fetched it again: the copy already running keeps
@@ -594,6 +601,261 @@ impl Manager {
             }
             .instrument(span),
         );
+    }
+}
+
+/// What every generation is built with (fixed for the daemon's life).
+struct Parts<'a> {
+    camunda: &'a CamundaClient,
+    journal: &'a Journal,
+    learner: &'a Arc<crate::learner::Learner>,
+    busy: &'a Arc<crate::pde::routing::Busy>,
+    freed: &'a Arc<Notify>,
+    events: &'a TaskEvents,
+}
+
+impl Shared {
+    fn generation(&self) -> Arc<Generation> {
+        // A poisoned lock only means a reload panicked mid-swap; the Arc inside is whole.
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            camunda: &self.camunda,
+            journal: &self.journal,
+            learner: &self.learner,
+            busy: &self.busy,
+            freed: &self.freed,
+            events: &self.events,
+        }
+    }
+}
+
+impl ManagerHandle {
+    /// Builds a generation from a reloaded (validated) config and puts it in force: the next
+    /// poll asks for its topics. Pools whose size is unchanged are kept (with their running
+    /// tasks); `keep` names the topics whose runtime may be kept as it is (neither the topic
+    /// nor its endpoints changed). Tasks already running finish on the generation they started
+    /// on. On error nothing changes.
+    pub fn apply(
+        &self,
+        config: &FileConfig,
+        endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
+        keep: &BTreeSet<String>,
+    ) -> Result<Applied, ManagerError> {
+        let old = self.shared.generation();
+        let parts = self.shared.parts();
+        let (generation, applied) = Generation::build(config, endpoints, Some(&old), keep, &parts)?;
+        match self.shared.current.write() {
+            Ok(mut current) => *current = Arc::new(generation),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
+        }
+        // A loop waiting for a free slot of the old pools must look at the new ones.
+        self.shared.freed.notify_one();
+        Ok(applied)
+    }
+
+    /// The pools of the config in force, by name (for status pages: they change on reload).
+    pub fn pools(&self) -> BTreeMap<String, Arc<Pool>> {
+        self.shared.generation().pools.clone()
+    }
+
+    /// The generation in force (the status view reads its topics).
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.shared.generation()
+    }
+
+    /// Topics of the config in force, by name.
+    pub fn topics(&self) -> Vec<String> {
+        self.shared
+            .generation()
+            .topic_pool
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Generation {
+    /// Pools and topic runtimes for `config`. With `previous`, a pool of the same size and a
+    /// topic named in `keep` are taken over from it unchanged.
+    fn build(
+        config: &FileConfig,
+        endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
+        previous: Option<&Generation>,
+        keep: &BTreeSet<String>,
+        parts: &Parts<'_>,
+    ) -> Result<(Self, Applied), ManagerError> {
+        let mut applied = Applied::default();
+        let mut pools: BTreeMap<String, Arc<Pool>> = BTreeMap::new();
+        for (name, p) in &config.pde_manager.pools {
+            let kept = previous.and_then(|g| g.pools.get(name)).filter(|old| {
+                old.capacity == p.max_concurrent_tasks && old.instances() == p.instances.max(1)
+            });
+            let pool = match kept {
+                Some(old) => old.clone(),
+                None => {
+                    if previous.is_some() {
+                        applied.pools_built.push(name.clone());
+                    }
+                    Pool::notifying(
+                        name,
+                        p.instances,
+                        p.max_concurrent_tasks,
+                        parts.freed.clone(),
+                    )
+                }
+            };
+            pools.insert(name.clone(), pool);
+        }
+        let mut topics = BTreeMap::new();
+        let mut topic_pool = BTreeMap::new();
+        for (name, topic) in &config.topics {
+            let (Some(pool), Some(pool_cfg)) = (
+                pools.get(&topic.pool),
+                config.pde_manager.pools.get(&topic.pool),
+            ) else {
+                return Err(ManagerError::UnknownPool {
+                    topic: name.clone(),
+                    pool: topic.pool.clone(),
+                });
+            };
+            let kept = previous
+                .filter(|_| keep.contains(name))
+                .and_then(|g| g.pipeline.topics().get(name));
+            let runtime = match kept {
+                Some(runtime) => {
+                    applied.topics_kept.push(name.clone());
+                    runtime.clone()
+                }
+                None => {
+                    applied.topics_built.push(name.clone());
+                    let runtime = TopicRuntime::build(
+                        name,
+                        topic,
+                        &pool_cfg.endpoints,
+                        endpoints,
+                        config.camunda.lock_duration,
+                    )?
+                    .learning(parts.learner.clone(), parts.busy.clone());
+                    Arc::new(runtime)
+                }
+            };
+            topics.insert(name.clone(), runtime);
+            topic_pool.insert(name.clone(), pool.clone());
+        }
+        let pipeline = Arc::new(
+            Pipeline::new(topics, parts.camunda.clone(), parts.journal.clone())
+                .with_events(parts.events.clone()),
+        );
+        let slots = topic_pool
+            .iter()
+            .map(|(topic, pool)| {
+                let lender: Arc<dyn crate::pde::sub_task::Slots> = pool.clone();
+                (topic.clone(), lender)
+            })
+            .collect();
+        pipeline.set_sub_tasks(Arc::new(SubTaskRunner::new(&pipeline, slots)));
+        let generation = Self {
+            pipeline,
+            pools,
+            serving: topic_pool.values().map(|p| p.name.clone()).collect(),
+            topic_pool,
+            settings: FetchSettings {
+                long_poll: config.camunda.long_poll,
+                max_tasks: config.camunda.max_tasks.max(1),
+                use_priority: config.camunda.use_priority,
+                backoff: config.camunda.backoff.clone(),
+                grace: config.pde_manager.shutdown_grace,
+            },
+        };
+        Ok((generation, applied))
+    }
+
+    /// Releases the slots parked for the poll that just ended.
+    fn unpark(&self) {
+        for pool in self.pools.values() {
+            pool.unpark();
+        }
+    }
+
+    /// Takes free slots of the pools that serve topics, up to `max_tasks` in all, one slot per
+    /// pool in turn so that a large pool cannot take the whole budget from the others.
+    fn reserve(&self) -> BTreeMap<String, OwnedSemaphorePermit> {
+        let mut budget = self.settings.max_tasks;
+        let mut reserved: BTreeMap<String, OwnedSemaphorePermit> = BTreeMap::new();
+        let serving: Vec<(&String, &Arc<Pool>)> =
+            self.pools.iter().filter(|(n, _)| self.serves(n)).collect();
+        let mut progress = true;
+        while budget > 0 && progress {
+            progress = false;
+            for (name, pool) in &serving {
+                if budget == 0 {
+                    break;
+                }
+                let Some(permit) = pool.reserve(1) else {
+                    continue;
+                };
+                budget -= 1;
+                progress = true;
+                match reserved.get_mut(*name) {
+                    Some(held) => held.merge(permit),
+                    None => {
+                        reserved.insert((*name).clone(), permit);
+                    }
+                }
+            }
+        }
+        reserved
+    }
+
+    /// Does any topic run on this pool?
+    fn serves(&self, pool: &str) -> bool {
+        self.serving.contains(pool)
+    }
+
+    fn request(
+        &self,
+        reserved: &BTreeMap<String, OwnedSemaphorePermit>,
+        worker_id: &str,
+    ) -> FetchAndLock {
+        let topics = self
+            .pipeline
+            .topics()
+            .values()
+            .filter(|t| reserved.contains_key(&t.config.pool))
+            .map(|t| FetchTopic {
+                topic_name: t.name.clone(),
+                lock_duration: t.lock_duration.as_millis() as u64,
+                variables: t.config.variables.clone(),
+                include_extension_properties: true,
+                deserialize_values: false,
+            })
+            .collect();
+        // A pool left out of this poll (no free slot) must not wait a whole long poll once its
+        // slots free up: its topics are not in the pending request. Cancelling the pending
+        // request could drop tasks the engine has just locked for it, so instead the poll is
+        // kept short while any pool is left out.
+        let left_out = self
+            .pools
+            .keys()
+            .any(|p| !reserved.contains_key(p) && self.serves(p));
+        let wait = if left_out {
+            self.settings.long_poll.min(SATURATED_POLL)
+        } else {
+            self.settings.long_poll
+        };
+        FetchAndLock {
+            worker_id: worker_id.to_string(),
+            max_tasks: reserved.values().map(|p| p.num_permits()).sum(),
+            use_priority: self.settings.use_priority,
+            async_response_timeout: Some(wait.as_millis() as u64),
+            topics,
+        }
     }
 }
 

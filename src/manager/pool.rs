@@ -171,6 +171,11 @@ impl Pool {
             .saturating_sub(self.parked())
     }
 
+    /// How many PDE instances share the pool (a reload keeps a pool whose size is unchanged).
+    pub fn instances(&self) -> usize {
+        self.running.len()
+    }
+
     /// Tasks running now, per instance.
     pub fn running(&self) -> Vec<usize> {
         self.running

@@ -1,6 +1,6 @@
 //! A read-only view of the manager's pools and topics for the admin server's `/api/status`
-//! ([`crate::admin`]): taken once from a [`Manager`] before it runs, it keeps the pools (shared,
-//! so every reading is live) and each topic's pool, endpoints and strategy.
+//! ([`crate::admin`]): taken once from a [`Manager`] before it runs, it reads the generation in
+//! force at each reading, so pools and topics a config reload changed show at once.
 //!
 //! Reading it takes no lock a task holds: slot counts are the semaphore's and the per-instance
 //! atomics.
@@ -14,6 +14,8 @@ use super::{Manager, Pool};
 /// The manager's pools and topics, for status readers.
 #[derive(Debug, Clone, Default)]
 pub struct ManagerStatus {
+    /// The manager's generations; `None` for a fixed view (tests).
+    handle: Option<super::ManagerHandle>,
     pools: Vec<Arc<Pool>>,
     topics: Vec<TopicStatus>,
 }
@@ -45,24 +47,28 @@ pub struct TopicStatus {
 }
 
 impl Manager {
-    /// The view `/api/status` reads (see the module docs); take it before [`Manager::run`].
+    /// The view `/api/status` reads (see the module docs).
     pub fn status(&self) -> ManagerStatus {
-        let topics = self
-            .pipeline
-            .topics()
-            .values()
-            .map(|t| TopicStatus {
-                name: t.name.clone(),
-                pool: t.config.pool.clone(),
-                endpoints: t.config.endpoints.clone(),
-                strategy: t.config.routing.strategy.as_str(),
-            })
-            .collect();
         ManagerStatus {
-            pools: self.pools.values().cloned().collect(),
-            topics,
+            handle: Some(self.handle()),
+            ..ManagerStatus::default()
         }
     }
+}
+
+/// The topics of a generation's pipeline, by name.
+fn topics_of(generation: &super::Generation) -> Vec<TopicStatus> {
+    generation
+        .pipeline
+        .topics()
+        .values()
+        .map(|t| TopicStatus {
+            name: t.name.clone(),
+            pool: t.config.pool.clone(),
+            endpoints: t.config.endpoints.clone(),
+            strategy: t.config.routing.strategy.as_str(),
+        })
+        .collect()
 }
 
 impl Pool {
@@ -78,14 +84,20 @@ impl Pool {
 }
 
 impl ManagerStatus {
-    /// Every pool now, by name.
+    /// Every pool of the config in force now, by name.
     pub fn pools(&self) -> Vec<PoolStatus> {
-        self.pools.iter().map(|p| p.status()).collect()
+        match &self.handle {
+            Some(h) => h.pools().values().map(|p| p.status()).collect(),
+            None => self.pools.iter().map(|p| p.status()).collect(),
+        }
     }
 
-    /// Every topic, by name.
-    pub fn topics(&self) -> &[TopicStatus] {
-        &self.topics
+    /// Every topic of the config in force, by name.
+    pub fn topics(&self) -> Vec<TopicStatus> {
+        match &self.handle {
+            Some(h) => topics_of(&h.generation()),
+            None => self.topics.clone(),
+        }
     }
 }
 
@@ -101,7 +113,7 @@ mod tests {
         let b = pool.seat(permits);
         let status = ManagerStatus {
             pools: vec![pool.clone()],
-            topics: vec![],
+            ..ManagerStatus::default()
         };
         let now = status.pools();
         assert_eq!(now[0].slots, 4);

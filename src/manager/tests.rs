@@ -47,8 +47,8 @@ fn topics(r: &FetchAndLock) -> Vec<&str> {
 #[test]
 fn asks_for_free_slots_only_capped_by_max_tasks() {
     let m = manager();
-    let reserved = m.reserve();
-    let request = m.request(&reserved);
+    let reserved = m.generation().reserve();
+    let request = m.generation().request(&reserved, "w");
     assert_eq!(
         request.max_tasks, 5,
         "2 + 4 free slots, capped at max_tasks 5"
@@ -89,17 +89,17 @@ fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
         std::sync::Arc::new(crate::learner::Learner::default()),
     )
     .expect("manager");
-    let reserved = m.reserve();
+    let reserved = m.generation().reserve();
     assert_eq!(
         reserved.keys().collect::<Vec<_>>(),
         vec!["gp"],
         "io serves no topic: no slots reserved for it"
     );
-    assert_eq!(m.request(&reserved).max_tasks, 3);
+    assert_eq!(m.generation().request(&reserved, "w").max_tasks, 3);
 
     let m = manager();
-    let _most = m.pools["io"].reserve(3).expect("io down to 1 free");
-    let reserved = m.reserve();
+    let _most = m.pools()["io"].reserve(3).expect("io down to 1 free");
+    let reserved = m.generation().reserve();
     assert_eq!(reserved["gp"].num_permits(), 2);
     assert_eq!(reserved["io"].num_permits(), 1);
 }
@@ -107,9 +107,9 @@ fn the_budget_is_shared_fairly_and_idle_pools_get_none() {
 #[test]
 fn a_full_pool_is_left_out_and_the_poll_is_kept_short() {
     let m = manager();
-    let _busy = m.pools["gp"].reserve(2).expect("fill gp");
-    let reserved = m.reserve();
-    let request = m.request(&reserved);
+    let _busy = m.pools()["gp"].reserve(2).expect("fill gp");
+    let reserved = m.generation().reserve();
+    let request = m.generation().request(&reserved, "w");
     assert_eq!(
         topics(&request),
         vec!["b"],
@@ -121,6 +121,9 @@ fn a_full_pool_is_left_out_and_the_poll_is_kept_short() {
         Some(SATURATED_POLL.as_millis() as u64)
     );
     drop(reserved);
-    let _all = m.pools["io"].reserve(4).expect("fill io");
-    assert!(m.reserve().is_empty(), "all pools full: no poll at all");
+    let _all = m.pools()["io"].reserve(4).expect("fill io");
+    assert!(
+        m.generation().reserve().is_empty(),
+        "all pools full: no poll at all"
+    );
 }

@@ -1,0 +1,547 @@
+//! Live configuration: on SIGHUP, or when the config file's content changes, the file is loaded
+//! and validated exactly as at start-up and, if valid, applied to the running manager without
+//! dropping a task.
+//!
+//! ```text
+//!  SIGHUP ──────────────────────────┐
+//!  file event (content kind, quiet ─┴─► read text ─► same as last seen? ─► nothing
+//!  for DEBOUNCE, same file name)           │ no
+//!                                          ▼
+//!                        config::load_str (same checks as start-up)
+//!                          ├─ problems ─► one ERROR line per problem with its YAML path;
+//!                          │              the running config stays
+//!                          ├─ a key that cannot change live ─► one ERROR line per key
+//!                          │              ("restart procos to change it"); nothing applied
+//!                          └─ valid ─► diff: rebuild added/changed endpoints (layer stack),
+//!                                      ManagerHandle::apply (new generation: topics, pools),
+//!                                      stamp version +1, one INFO line
+//! ```
+//!
+//! A reload that touches a key which cannot change while procos runs (see [`FIXED`]) is
+//! refused *whole*: applying the rest would leave a running config that matches no file, and
+//! the stamp in `/api/status` promises the file on disk is the one in use.
+//!
+//! What a reload keeps: the learner (daemon-wide, so its statistics), the journal, the feed of
+//! finished tasks, pools whose size did not change, and topic runtimes (with their result
+//! cache) whose topic, pool and endpoints did not change. Tasks already running finish on the
+//! endpoints and topic settings they started with; a removed topic is no longer fetched and
+//! its running tasks complete and report normally. Endpoints replaced by a reload keep their
+//! background probes until procos stops (the build context has one shutdown token).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
+use serde_yaml::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FileConfig;
+use crate::config::stamp::{ConfigStamp, StampSender};
+use crate::endpoints::{BuildContext, Endpoint};
+use crate::manager::{ManagerHandle, build_named_endpoints};
+
+/// Quiet time after the last event on the config file before it is read (an editor's save is
+/// often several events: truncate, write, rename).
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Keys that cannot change while procos runs, with why; a reload changing one is refused.
+pub const FIXED: [&str; 10] = [
+    "camunda.url",
+    "camunda.auth",
+    "camunda.worker_id",
+    "camunda.request_timeout",
+    "camunda.boot_timeout",
+    "pde_manager.state_dir",
+    "pde_manager.journal_retention",
+    "deploy",
+    "admin.listen",
+    "telemetry",
+];
+
+/// Where the running config came from, so it can be read again.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The config file (`--config`).
+    pub path: PathBuf,
+    /// `camunda.url` as the command line set it over the file's (`procos dev` points it at its
+    /// own engine); set on every reloaded config too.
+    pub camunda_url: Option<String>,
+}
+
+/// One loaded config with the YAML tree it came from (anchors merged), for the diff.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The validated config, as the manager runs it.
+    pub config: FileConfig,
+    /// The file's YAML tree, before interpolation: equal subtrees mean equal settings (the
+    /// process's environment does not change while it runs).
+    pub raw: Value,
+    /// The file's text.
+    pub text: String,
+}
+
+impl Snapshot {
+    /// A snapshot of `config`, loaded from `text`.
+    pub fn new(config: FileConfig, text: &str) -> Self {
+        let mut raw: Value = serde_yaml::from_str(text).unwrap_or(Value::Null);
+        // The text was loaded successfully, so merges resolve; if not, the diff sees Null.
+        let _ = raw.apply_merge();
+        Self {
+            config,
+            raw,
+            text: text.to_string(),
+        }
+    }
+
+    /// The raw subtree at a dotted path (`Null` when absent).
+    fn at(&self, path: &str) -> &Value {
+        path.split('.')
+            .try_fold(&self.raw, |v, key| v.get(key))
+            .unwrap_or(&Value::Null)
+    }
+}
+
+/// Names added, removed and changed in one section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// In the new config only.
+    pub added: Vec<String>,
+    /// In the old config only.
+    pub removed: Vec<String>,
+    /// In both, with different settings.
+    pub changed: Vec<String>,
+}
+
+impl Delta {
+    fn of<'a, T>(
+        old: impl IntoIterator<Item = (&'a String, T)>,
+        new: impl IntoIterator<Item = (&'a String, T)>,
+        differs: impl Fn(&str) -> bool,
+    ) -> Self {
+        let old: BTreeSet<&String> = old.into_iter().map(|(k, _)| k).collect();
+        let new: BTreeSet<&String> = new.into_iter().map(|(k, _)| k).collect();
+        Self {
+            added: new.difference(&old).map(|s| s.to_string()).collect(),
+            removed: old.difference(&new).map(|s| s.to_string()).collect(),
+            changed: old
+                .intersection(&new)
+                .filter(|n| differs(n))
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    /// Added or changed: what must be built.
+    pub fn built(&self) -> impl Iterator<Item = &String> {
+        self.added.iter().chain(&self.changed)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// What differs between the running config and a reloaded one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// `topics:` entries.
+    pub topics: Delta,
+    /// `endpoints:` entries.
+    pub endpoints: Delta,
+    /// `pde_manager.pools:` entries.
+    pub pools: Delta,
+    /// Keys of [`FIXED`] whose value differs: the reload is refused.
+    pub fixed: Vec<&'static str>,
+    /// Did `camunda.lock_duration` (every topic's default lock) change?
+    pub default_lock: bool,
+}
+
+impl Changes {
+    /// Compares two loaded configs, entry by entry.
+    pub fn between(old: &Snapshot, new: &Snapshot) -> Self {
+        let (o, n) = (&old.config, &new.config);
+        let fixed = FIXED
+            .into_iter()
+            .filter(|key| fixed_differs(old, new, key))
+            .collect();
+        Self {
+            topics: Delta::of(&o.topics, &n.topics, raw_differs(old, new, "topics")),
+            endpoints: Delta::of(
+                &o.endpoints,
+                &n.endpoints,
+                raw_differs(old, new, "endpoints"),
+            ),
+            pools: Delta::of(
+                &o.pde_manager.pools,
+                &n.pde_manager.pools,
+                raw_differs(old, new, "pde_manager.pools"),
+            ),
+            fixed,
+            default_lock: o.camunda.lock_duration != n.camunda.lock_duration,
+        }
+    }
+
+    /// Topics of `new` whose runtime can be kept: the topic, its pool's settings and every
+    /// endpoint it or its pool can reach are unchanged, and so is the default lock duration.
+    pub fn unchanged_topics(&self, new: &FileConfig) -> BTreeSet<String> {
+        if self.default_lock {
+            return BTreeSet::new();
+        }
+        let rebuilt: BTreeSet<&String> = self.endpoints.built().collect();
+        new.topics
+            .iter()
+            .filter(|(name, topic)| {
+                let pool_ok = !self.pools.built().any(|p| *p == topic.pool);
+                let pool_endpoints = new
+                    .pde_manager
+                    .pools
+                    .get(&topic.pool)
+                    .map(|p| p.endpoints.as_slice())
+                    .unwrap_or_default();
+                let endpoints_ok = topic
+                    .endpoints
+                    .iter()
+                    .chain(pool_endpoints)
+                    .all(|e| !rebuilt.contains(&e));
+                !self.topics.built().any(|t| t == *name) && pool_ok && endpoints_ok
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Nothing at all to apply (the file changed only in comments or layout, or in settings
+    /// read each poll such as `camunda.long_poll`, which a new generation still picks up).
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty() && self.endpoints.is_empty() && self.pools.is_empty()
+    }
+}
+
+/// Does entry `name` under `section` differ between the two files?
+fn raw_differs<'a>(
+    old: &'a Snapshot,
+    new: &'a Snapshot,
+    section: &'static str,
+) -> impl Fn(&str) -> bool + 'a {
+    move |name| entry(old, section, name) != entry(new, section, name)
+}
+
+/// The raw entry `name` under `section` (`Null` when absent); names may contain dots.
+fn entry<'a>(s: &'a Snapshot, section: &str, name: &str) -> &'a Value {
+    s.at(section).get(name).unwrap_or(&Value::Null)
+}
+
+/// Does the fixed `key` differ? Typed values where the config has them (so an explicit default
+/// equals an absent key), the raw YAML for the rest (secrets, sections this build does not
+/// read).
+fn fixed_differs(old: &Snapshot, new: &Snapshot, key: &str) -> bool {
+    let (o, n) = (&old.config, &new.config);
+    match key {
+        "camunda.url" => o.camunda.url != n.camunda.url,
+        "camunda.worker_id" => o.camunda.worker_id != n.camunda.worker_id,
+        "camunda.request_timeout" => o.camunda.request_timeout != n.camunda.request_timeout,
+        "camunda.boot_timeout" => o.camunda.boot_timeout != n.camunda.boot_timeout,
+        "pde_manager.state_dir" => o.pde_manager.state_dir != n.pde_manager.state_dir,
+        "pde_manager.journal_retention" => {
+            o.pde_manager.journal_retention != n.pde_manager.journal_retention
+        }
+        "deploy" => {
+            let (a, b) = (&o.deploy, &n.deploy);
+            a.dir != b.dir
+                || a.watch != b.watch
+                || a.deployment_name != b.deployment_name
+                || a.source != b.source
+                || a.tenant_id != b.tenant_id
+                || a.debounce != b.debounce
+        }
+        _ => old.at(key) != new.at(key),
+    }
+}
+
+/// Why a reloaded file was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read or is not a valid config; every problem is logged.
+    #[error("{0}")]
+    Invalid(#[from] crate::config::ConfigError),
+    /// Keys that cannot change live changed.
+    #[error("{} cannot change while procos runs; restart procos to change it", .0.join(", "))]
+    Fixed(Vec<&'static str>),
+    /// An endpoint or topic could not be built.
+    #[error(transparent)]
+    Build(#[from] crate::manager::ManagerError),
+}
+
+/// What woke the reloader; `false` when its source ended.
+enum Trigger {
+    Hangup(bool),
+    File(bool),
+}
+
+/// Applies reloaded configs to the running manager, one at a time.
+pub struct Reloader {
+    source: Source,
+    /// The config in force.
+    running: Snapshot,
+    /// The text last read from the file (applied or refused): a file event that leaves it as
+    /// it was does nothing.
+    seen: String,
+    endpoints: BTreeMap<String, Arc<dyn Endpoint>>,
+    cx: BuildContext,
+    manager: ManagerHandle,
+    stamps: StampSender,
+}
+
+impl Reloader {
+    /// A reloader for a manager running `running` (loaded from `source.path`) with `endpoints`,
+    /// built with `cx`; each applied config is published on `stamps`.
+    pub fn new(
+        source: Source,
+        running: Snapshot,
+        endpoints: BTreeMap<String, Arc<dyn Endpoint>>,
+        cx: BuildContext,
+        manager: ManagerHandle,
+        stamps: StampSender,
+    ) -> Self {
+        Self {
+            source,
+            seen: running.text.clone(),
+            running,
+            endpoints,
+            cx,
+            manager,
+            stamps,
+        }
+    }
+
+    /// Waits for SIGHUP (`hangups`) and for changes of the config file until `shutdown`,
+    /// reloading on each.
+    pub async fn run(
+        mut self,
+        mut hangups: Option<tokio::signal::unix::Signal>,
+        shutdown: CancellationToken,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let _watcher = self.watch(tx);
+        loop {
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let trigger = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hangup => Trigger::Hangup(got.is_some()),
+                got = rx.recv() => Trigger::File(got.is_some()),
+            };
+            match trigger {
+                // The signal stream ended (never on a live runtime): the file still reloads.
+                Trigger::Hangup(false) => hangups = None,
+                Trigger::Hangup(true) => {
+                    tracing::info!(path = %self.source.path.display(), "SIGHUP: reloading the config.");
+                    self.reload(true).await;
+                }
+                Trigger::File(true) if settled(&mut rx, DEBOUNCE, &shutdown).await => {
+                    self.reload(false).await;
+                }
+                Trigger::File(_) => return,
+            }
+        }
+    }
+
+    /// Watches the config file's folder (editors replace the file by a rename) for content
+    /// changes of that file name. `None` (logged) when it cannot: SIGHUP still works.
+    fn watch(&self, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+        let path = &self.source.path;
+        let name = path.file_name()?.to_os_string();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let handler = move |result: notify::Result<Event>| {
+            let relevant = match &result {
+                Ok(event) => changes_file(event, &name),
+                // A watcher error may mean missed events: look at the file again.
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = tx.send(());
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot watch the config file; reload it with SIGHUP.");
+                return None;
+            }
+        };
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "Cannot watch the config file; reload it with SIGHUP.");
+            return None;
+        }
+        tracing::info!(path = %path.display(), "Watching the config file; a change (or SIGHUP) reloads it.");
+        Some(watcher)
+    }
+
+    /// Reads the file and applies it if it is valid and new. `forced` (SIGHUP): also when the
+    /// text is the one last looked at.
+    pub async fn reload(&mut self, forced: bool) {
+        let path = self.source.path.clone();
+        let read = tokio::task::spawn_blocking(move || read_text(&path)).await;
+        let text = match read {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                log_refused(&ReloadError::Invalid(e));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Config reload failed.");
+                return;
+            }
+        };
+        if text == self.seen && !forced {
+            tracing::debug!("Config file unchanged; nothing to reload.");
+            return;
+        }
+        self.seen = text.clone();
+        if text == self.running.text {
+            tracing::info!(
+                version = self.stamps.borrow().version,
+                "Config file unchanged; nothing to reload."
+            );
+            return;
+        }
+        if let Err(e) = self.apply(&text) {
+            log_refused(&e);
+        }
+    }
+
+    /// Loads, checks and applies `text`; on error nothing changes.
+    pub fn apply(&mut self, text: &str) -> Result<(), ReloadError> {
+        let mut config =
+            crate::config::load_str(text, &self.source.path, &|name| std::env::var(name).ok())?;
+        if let Some(url) = &self.source.camunda_url {
+            config.camunda.url = url.clone();
+        }
+        let next = Snapshot::new(config, text);
+        let changes = Changes::between(&self.running, &next);
+        if !changes.fixed.is_empty() {
+            return Err(ReloadError::Fixed(changes.fixed));
+        }
+        let wanted: BTreeSet<String> = changes.endpoints.built().cloned().collect();
+        let built = build_named_endpoints(&next.config, &self.cx, |n| wanted.contains(n))?;
+        let mut endpoints: BTreeMap<String, Arc<dyn Endpoint>> = self
+            .endpoints
+            .iter()
+            .filter(|(name, _)| next.config.endpoints.contains_key(*name))
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect();
+        endpoints.extend(built);
+        let keep = changes.unchanged_topics(&next.config);
+        let applied = self.manager.apply(&next.config, &endpoints, &keep)?;
+        self.endpoints = endpoints;
+        self.running = next;
+        let version = self.stamps.borrow().version + 1;
+        self.stamps.send_replace(ConfigStamp::new(version, text));
+        tracing::info!(
+            version,
+            topics_added = %changes.topics.added.join(","),
+            topics_removed = %changes.topics.removed.join(","),
+            topics_changed = %changes.topics.changed.join(","),
+            endpoints_rebuilt = %changes.endpoints.built().cloned().collect::<Vec<_>>().join(","),
+            endpoints_removed = %changes.endpoints.removed.join(","),
+            pools_resized = %applied.pools_built.join(","),
+            "Config reloaded."
+        );
+        Ok(())
+    }
+}
+
+/// One byte past the config loader's 1 MiB bound: enough for `load_str` to refuse a file that
+/// is too large, with its size.
+const READ_BOUND: u64 = 1024 * 1024 + 1;
+
+/// The file's text, bounded as at start-up.
+fn read_text(path: &Path) -> Result<String, crate::config::ConfigError> {
+    use std::io::Read;
+    let fail = |message: String| crate::config::ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![crate::config::Problem::new("", message)],
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(READ_BOUND).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    // Longer than the bound: load_str says so with the size.
+    String::from_utf8(bytes)
+        .map_err(|e| fail(format!("cannot read {}: not UTF-8 ({e})", path.display())))
+}
+
+/// One ERROR line per problem, each with its YAML path (messages are already scrubbed of
+/// values from the environment).
+fn log_refused(error: &ReloadError) {
+    match error {
+        ReloadError::Invalid(e) => {
+            for problem in &e.problems {
+                tracing::error!(
+                    file = %e.file.display(),
+                    path = %problem.path,
+                    problem = %problem.message,
+                    "Config reload refused: {problem}; procos keeps running the previous config."
+                );
+            }
+        }
+        ReloadError::Fixed(keys) => {
+            for key in keys {
+                tracing::error!(
+                    key,
+                    "Config reload refused: {key} cannot change while procos runs; restart procos to change it. The previous config stays in force."
+                );
+            }
+        }
+        ReloadError::Build(e) => tracing::error!(
+            error = %e,
+            "Config reload refused; procos keeps running the previous config."
+        ),
+    }
+}
+
+/// Waits until no event came for `quiet`; false when the watch should end.
+async fn settled(
+    rx: &mut mpsc::UnboundedReceiver<()>,
+    quiet: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(quiet) => return true,
+            got = rx.recv() => if got.is_none() { return false },
+        }
+    }
+}
+
+/// Could this event have changed the config file's content? Creating, writing, removing or
+/// renaming it can; opening, reading, closing it read-only, or a change of permissions or
+/// access time cannot. Events on other files of the folder are ignored.
+fn changes_file(event: &Event, name: &std::ffi::OsStr) -> bool {
+    let kind_may_change = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_)
+        | EventKind::Remove(_)
+        | EventKind::Modify(_)
+        | EventKind::Any
+        | EventKind::Other => true,
+    };
+    kind_may_change && event.paths.iter().any(|p| p.file_name() == Some(name))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! Unit tests of the reload's diff and of applying it to a manager.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::camunda::{CamundaClient, ClientSettings};
+use crate::manager::{Manager, build_endpoints};
+use crate::telemetry::events::TaskEvent;
+
+const BASE: &str = r#"
+camunda: { url: "http://127.0.0.1:9/engine-rest", long_poll: 20s }
+pde_manager:
+  pools:
+    gp: { instances: 2, endpoints: [echo, slow], max_concurrent_tasks: 2 }
+    io: { instances: 1, endpoints: [echo], max_concurrent_tasks: 4 }
+topics:
+  a: { pool: gp, endpoints: [echo] }
+  b: { pool: io, endpoints: [echo] }
+  s: { pool: gp, endpoints: [slow] }
+endpoints:
+  echo: { type: noop }
+  slow: { type: noop, delay: 1s }
+"#;
+
+fn snapshot(text: &str) -> Snapshot {
+    let config = crate::config::load_str(text, Path::new("pde.yaml"), &|_| None).expect("valid");
+    Snapshot::new(config, text)
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn comments_and_layout_change_nothing() {
+    let edited = format!(
+        "# a comment\n{}",
+        BASE.replace("{ type: noop }", "{type: noop}")
+    );
+    let changes = Changes::between(&snapshot(BASE), &snapshot(&edited));
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(changes.fixed.is_empty());
+}
+
+#[test]
+fn added_removed_and_changed_entries_are_told_apart() {
+    let new = BASE
+        .replace(
+            "  b: { pool: io, endpoints: [echo] }\n",
+            "  c: { pool: io, endpoints: [echo] }\n",
+        )
+        .replace("delay: 1s", "delay: 2s");
+    let changes = Changes::between(&snapshot(BASE), &snapshot(&new));
+    assert_eq!(changes.topics.added, names(&["c"]));
+    assert_eq!(changes.topics.removed, names(&["b"]));
+    assert!(changes.topics.changed.is_empty());
+    assert_eq!(changes.endpoints.changed, names(&["slow"]));
+    // `a` uses echo only, but its pool gp can reach `slow` (the `pde.endpoint` override), so it
+    // is rebuilt like `s`; `c` is new.
+    let keep = changes.unchanged_topics(&snapshot(&new).config);
+    assert!(
+        keep.is_empty(),
+        "gp's topics reach slow, c is new: {keep:?}"
+    );
+
+    let only_io = BASE.replace("max_concurrent_tasks: 4", "max_concurrent_tasks: 8");
+    let changes = Changes::between(&snapshot(BASE), &snapshot(&only_io));
+    assert_eq!(changes.pools.changed, names(&["io"]));
+    let keep = changes.unchanged_topics(&snapshot(&only_io).config);
+    assert_eq!(
+        keep.into_iter().collect::<Vec<_>>(),
+        names(&["a", "s"]),
+        "b's pool changed"
+    );
+}
+
+#[test]
+fn keys_that_cannot_change_live_are_named_and_an_explicit_default_is_no_change() {
+    let moved = BASE.replace("127.0.0.1:9", "127.0.0.1:10");
+    let changes = Changes::between(&snapshot(BASE), &snapshot(&moved));
+    assert_eq!(changes.fixed, vec!["camunda.url"]);
+
+    let explicit = BASE.replace("long_poll: 20s", "long_poll: 20s, request_timeout: 30s");
+    let changes = Changes::between(&snapshot(BASE), &snapshot(&explicit));
+    assert!(changes.fixed.is_empty(), "30s is the default: {changes:?}");
+
+    let dir = BASE.replace("pde_manager:\n", "pde_manager:\n  state_dir: /tmp/x\n");
+    assert_eq!(
+        Changes::between(&snapshot(BASE), &snapshot(&dir)).fixed,
+        vec!["pde_manager.state_dir"]
+    );
+}
+
+struct Rig {
+    manager: Manager,
+    reloader: Reloader,
+    learner: Arc<crate::learner::Learner>,
+    stamps: crate::config::stamp::StampReceiver,
+}
+
+fn rig() -> Rig {
+    let running = snapshot(BASE);
+    let camunda = CamundaClient::new(ClientSettings {
+        url: running.config.camunda.url.clone(),
+        auth: None,
+        worker_id: "w".into(),
+        request_timeout: Duration::from_secs(1),
+    })
+    .expect("client");
+    let cx = BuildContext::default();
+    let endpoints = build_endpoints(&running.config, &cx).expect("endpoints");
+    let learner = Arc::new(crate::learner::Learner::default());
+    let manager = Manager::new(
+        &running.config,
+        camunda,
+        &endpoints,
+        crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        learner.clone(),
+    )
+    .expect("manager");
+    let (stamps, rx) = tokio::sync::watch::channel(ConfigStamp::new(1, BASE));
+    let source = Source {
+        path: "pde.yaml".into(),
+        camunda_url: None,
+    };
+    let reloader = Reloader::new(source, running, endpoints, cx, manager.handle(), stamps);
+    Rig {
+        manager,
+        reloader,
+        learner,
+        stamps: rx,
+    }
+}
+
+fn event(id: &str) -> TaskEvent {
+    TaskEvent {
+        task_id: id.into(),
+        topic: "a".into(),
+        process_instance_id: None,
+        process_definition_key: None,
+        outcome: "completed",
+        endpoint: None,
+        error_class: None,
+        error_message: None,
+        duration: Duration::from_millis(1),
+        at: SystemTime::now(),
+    }
+}
+
+#[tokio::test]
+async fn a_valid_reload_swaps_topics_keeps_what_did_not_change_and_bumps_the_version() {
+    let mut rig = rig();
+    let before = rig.manager.pipeline();
+    let io_before = rig.manager.pools()["io"].clone();
+    let mut feed = rig.manager.events().subscribe();
+    let new = BASE
+        .replace(
+            "  b: { pool: io, endpoints: [echo] }\n",
+            "  c: { pool: io, endpoints: [echo] }\n",
+        )
+        .replace(
+            "gp: { instances: 2, endpoints: [echo, slow], max_concurrent_tasks: 2 }",
+            "gp: { instances: 2, endpoints: [echo, slow], max_concurrent_tasks: 6 }",
+        )
+        .replace("delay: 1s", "delay: 2s");
+    rig.reloader.apply(&new).expect("applied");
+
+    let after = rig.manager.pipeline();
+    assert_eq!(
+        after.topics().keys().collect::<Vec<_>>(),
+        vec!["a", "c", "s"]
+    );
+    assert_eq!(rig.stamps.borrow().version, 2);
+    assert_eq!(
+        rig.stamps.borrow().fingerprint,
+        ConfigStamp::new(0, &new).fingerprint
+    );
+    // The running tasks' generation still has the old `slow` and topic `b`.
+    assert!(before.topics().contains_key("b"));
+    assert!(
+        !Arc::ptr_eq(
+            &before.topics()["s"].endpoints[0],
+            &after.topics()["s"].endpoints[0]
+        ),
+        "slow was rebuilt for new tasks"
+    );
+    // Pools: io kept with its running tasks, gp re-created with its new size.
+    assert!(Arc::ptr_eq(&io_before, &rig.manager.pools()["io"]));
+    assert_eq!(rig.manager.pools()["gp"].capacity, 6);
+    assert_eq!(
+        rig.manager.handle().pools()["gp"].capacity,
+        6,
+        "what a status page reads"
+    );
+    // One learner for every generation, and the same feed of finished tasks.
+    assert!(Arc::ptr_eq(&after.topics()["c"].learner, &rig.learner));
+    after.events().send(event("after-reload"));
+    assert_eq!(feed.recv().await.expect("event").task_id, "after-reload");
+}
+
+#[tokio::test]
+async fn an_unchanged_topic_keeps_its_runtime() {
+    let mut rig = rig();
+    let before = rig.manager.pipeline();
+    let new = BASE.replace("max_concurrent_tasks: 4", "max_concurrent_tasks: 5");
+    rig.reloader.apply(&new).expect("applied");
+    let after = rig.manager.pipeline();
+    assert!(Arc::ptr_eq(&before.topics()["a"], &after.topics()["a"]));
+    assert!(
+        !Arc::ptr_eq(&before.topics()["b"], &after.topics()["b"]),
+        "b's pool changed"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_file_or_a_fixed_key_changes_nothing() {
+    let mut rig = rig();
+    let before = rig.manager.pipeline();
+    let broken = BASE
+        .replace(
+            "  a: { pool: gp, endpoints: [echo] }",
+            "  a: { pool: gp, endpoints: [echho] }",
+        )
+        .replace("delay: 1s", "delay: 1s, colour: red");
+    match rig.reloader.apply(&broken) {
+        Err(ReloadError::Invalid(e)) => {
+            let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+            assert!(
+                paths.iter().any(|p| p.starts_with("topics.a.endpoints")),
+                "{paths:?}"
+            );
+            assert!(
+                paths.iter().any(|p| p.starts_with("endpoints.slow")),
+                "{paths:?}"
+            );
+        }
+        other => panic!("expected the problems, got {other:?}"),
+    }
+    let moved = BASE
+        .replace("127.0.0.1:9", "127.0.0.1:10")
+        .replace("  b: { pool: io, endpoints: [echo] }\n", "");
+    match rig.reloader.apply(&moved) {
+        Err(ReloadError::Fixed(keys)) => assert_eq!(keys, vec!["camunda.url"]),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        Arc::ptr_eq(&before, &rig.manager.pipeline()),
+        "nothing applied"
+    );
+    assert_eq!(rig.stamps.borrow().version, 1);
+}
+
+#[test]
+fn only_content_events_on_the_config_file_count() {
+    use notify::event::{CreateKind, DataChange, RenameMode};
+    let name = std::ffi::OsStr::new("pde.yaml");
+    let on = |kind, path: &str| changes_file(&Event::new(kind).add_path(path.into()), name);
+    assert!(on(
+        EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+        "/w/pde.yaml"
+    ));
+    assert!(on(EventKind::Create(CreateKind::File), "/w/pde.yaml"));
+    assert!(on(
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        "/w/pde.yaml"
+    ));
+    assert!(!on(
+        EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        "/w/pde.yaml"
+    ));
+    assert!(!on(
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        "/w/pde.yaml"
+    ));
+    assert!(!on(
+        EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+        "/w/other.yaml"
+    ));
+}
