@@ -478,6 +478,7 @@ fn worker(peer: Peer, url: &str, dir: &Path) -> Option<tokio::process::Command> 
                 r#"
 camunda: {{ url: "{url}", max_tasks: 200, long_poll: 10s }}
 deploy: {{ dir: "{}", watch: false }}
+admin: {{ listen: "127.0.0.1:0" }}
 pde_manager:
   pools:
     bench: {{ instances: 2, endpoints: [noop], max_concurrent_tasks: 200 }}

@@ -181,6 +181,7 @@ async fn drain(dir: &Path, mode: Mode, sandbox: bool, tasks: usize) -> f64 {
         r#"
 camunda: {{ url: "{}", long_poll: 20s, max_tasks: 200 }}
 deploy: {{ dir: "{}", watch: false }}
+admin: {{ listen: "127.0.0.1:0" }}
 pde_manager:
   pools:
     gp: {{ instances: 2, endpoints: [py], max_concurrent_tasks: 32 }}

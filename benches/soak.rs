@@ -96,6 +96,8 @@ fn config(sink_port: u16, journal: bool) -> String {
   long_poll: 5s
   max_tasks: 200
   backoff: {{ initial: 100ms, max: 2s }}
+admin:
+  listen: 127.0.0.1:0
 deploy:
   dir: bpmn
   watch: false

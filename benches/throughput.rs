@@ -62,6 +62,7 @@ async fn run(instances: usize, durable: bool) -> f64 {
         r#"
 camunda: {{ url: "{}", long_poll: 20s, max_tasks: 200 }}
 deploy: {{ dir: "{}", watch: false }}
+admin: {{ listen: "127.0.0.1:0" }}
 pde_manager:
   {state_dir}
   pools:

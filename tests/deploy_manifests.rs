@@ -163,6 +163,20 @@ fn every_manifest_parses_and_keeps_the_operators_invariants() {
         json!(format!("${{{worker_var}}}")),
         "camunda.worker_id comes from the pod name"
     );
+    // The admin server the probes reach: on the pod's addresses at the probes' port, so with a
+    // token (from the Secret; procos refuses a non-loopback admin server without one).
+    let listen = config["admin"]["listen"]
+        .as_str()
+        .expect("admin.listen set");
+    let addr: std::net::SocketAddr = listen.parse().expect("admin.listen is an address");
+    assert!(!addr.ip().is_loopback(), "probes cannot reach loopback");
+    assert_eq!(u64::from(addr.port()), ADMIN_PORT);
+    assert!(
+        config["admin"]["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("${") && !t.contains(":-")),
+        "admin.token is required from the environment"
+    );
     // The learner is shared (replicas learn together), from the Secret.
     assert!(
         config["pde_manager"]["state"]
@@ -267,6 +281,7 @@ fn the_configmaps_config_passes_procos_validate() {
         .current_dir(work.path())
         .env("CAMUNDA_URL", "http://camunda:8080/engine-rest")
         .env("PROCOS_WORKER_ID", "procos-7d9f-abcde")
+        .env("PROCOS_ADMIN_TOKEN", "admin-token-for-the-test")
         .env(
             "PROCOS_STATE_URL",
             "postgres://procos:pw@postgres:5432/procos",
@@ -337,6 +352,7 @@ async fn every_metric_the_dashboard_queries_exists_on_a_running_procos() {
             ("CAMUNDA_URL", &engine.url),
             ("PROCOS_WORKER_ID", "procos-0"),
             ("PROCOS_STATE_URL", &pg),
+            ("PROCOS_ADMIN_TOKEN", "admin-token-for-the-test"),
             ("OPENAI_API_KEY", "sk-test"),
             ("OPENAI_BASE_URL", &base),
         ],
@@ -368,6 +384,7 @@ async fn every_metric_the_dashboard_queries_exists_on_a_running_procos() {
         let last = rest
             .http
             .get(&url)
+            .bearer_auth("admin-token-for-the-test")
             .send()
             .await
             .expect("scrape")
