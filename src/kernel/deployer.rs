@@ -265,17 +265,7 @@ async fn settled(
 /// deployable file (or a folder, which may hold some) can; opening, reading and closing a file
 /// read-only cannot, nor can a change of permissions or access time.
 fn changes_content(event: &Event) -> bool {
-    let kind_may_change = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)) => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Create(_)
-        | EventKind::Remove(_)
-        | EventKind::Modify(_)
-        | EventKind::Any
-        | EventKind::Other => true,
-    };
+    let kind_may_change = may_change_a_file(&event.kind);
     let folder_or_rename = matches!(
         event.kind,
         EventKind::Create(notify::event::CreateKind::Folder)
@@ -355,6 +345,23 @@ fn log_rejection(e: &CamundaError) {
     }
     if !any {
         tracing::error!(error = %message, "Deployment rejected.");
+    }
+}
+
+/// Whether an event of this kind can change a file's content: creating, writing, removing or
+/// renaming can; opening, reading, closing read-only, or a change of permissions or access time
+/// cannot. Shared with the config reloader's watcher.
+pub(crate) fn may_change_a_file(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_)
+        | EventKind::Remove(_)
+        | EventKind::Modify(_)
+        | EventKind::Any
+        | EventKind::Other => true,
     }
 }
 

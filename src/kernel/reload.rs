@@ -33,8 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
-use notify::{Event, EventKind, RecursiveMode, Watcher};
+use notify::{Event, RecursiveMode, Watcher};
 use serde_yaml::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -529,18 +528,8 @@ async fn settled(
 /// renaming it can; opening, reading, closing it read-only, or a change of permissions or
 /// access time cannot. Events on other files of the folder are ignored.
 fn changes_file(event: &Event, name: &std::ffi::OsStr) -> bool {
-    let kind_may_change = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)) => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Create(_)
-        | EventKind::Remove(_)
-        | EventKind::Modify(_)
-        | EventKind::Any
-        | EventKind::Other => true,
-    };
-    kind_may_change && event.paths.iter().any(|p| p.file_name() == Some(name))
+    super::deployer::may_change_a_file(&event.kind)
+        && event.paths.iter().any(|p| p.file_name() == Some(name))
 }
 
 #[cfg(test)]

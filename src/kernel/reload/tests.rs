@@ -253,7 +253,10 @@ async fn an_invalid_file_or_a_fixed_key_changes_nothing() {
 
 #[test]
 fn only_content_events_on_the_config_file_count() {
-    use notify::event::{CreateKind, DataChange, RenameMode};
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
+    };
     let name = std::ffi::OsStr::new("pde.yaml");
     let on = |kind, path: &str| changes_file(&Event::new(kind).add_path(path.into()), name);
     assert!(on(
