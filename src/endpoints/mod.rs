@@ -220,6 +220,13 @@ impl BuildContext {
         self.learner.as_ref()
     }
 
+    /// The same context whose background work (probes) stops on `token` instead: a child of
+    /// the daemon's token, so that a config reload can stop one endpoint's probes alone.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
+        self
+    }
+
     /// Cancelled when procos stops: background work ends.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown

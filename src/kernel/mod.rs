@@ -23,7 +23,7 @@ use crate::endpoints::health::HealthRegistry;
 use crate::journal::Journal;
 use crate::learner::store::{FLUSH_EVERY, Flusher, JournalStats};
 use crate::learner::{DEFAULT_HALF_LIFE, Learner, StatsStore};
-use crate::manager::{Manager, ManagerError, build_endpoints};
+use crate::manager::{Manager, ManagerError, build_stoppable_endpoints};
 
 pub mod boot;
 pub mod deployer;
@@ -270,7 +270,7 @@ pub async fn run_with(
     let _stop_on_return = stop.clone().drop_guard();
     // The learner goes into the context for the `procos` endpoint (system processes).
     let cx = BuildContext::new(stop.clone(), background.clone()).with_learner(learner.clone());
-    let endpoints = build_endpoints(&config, &cx)?;
+    let (endpoints, stops) = build_stoppable_endpoints(&config, &cx, |_| true)?;
     let flusher = flusher(&config, &journal, learner.clone(), cx.health().clone());
     let flusher = with_shared_store(&config, flusher, camunda.worker_id())?;
     let manager = Manager::with_events(
@@ -329,8 +329,14 @@ pub async fn run_with(
     }
     if let Some(source) = options.reload {
         let running = reload::Snapshot::new(config.clone(), &config_text);
-        let reloader =
-            reload::Reloader::new(source, running, endpoints, cx, manager.handle(), stamps);
+        let reloader = reload::Reloader::new(
+            source,
+            running,
+            (endpoints, stops),
+            cx,
+            manager.handle(),
+            stamps,
+        );
         background.spawn(reloader.run(hangups, shutdown.clone()));
     }
     manager.run(shutdown.clone()).await;

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::FileConfig;
 use crate::config::stamp::{ConfigStamp, StampSender};
 use crate::endpoints::{BuildContext, Endpoint};
-use crate::manager::{ManagerHandle, build_named_endpoints};
+use crate::manager::{ManagerHandle, build_stoppable_endpoints};
 
 /// Quiet time after the last event on the config file before it is read (an editor's save is
 /// often several events: truncate, write, rename).
@@ -289,18 +289,22 @@ pub struct Reloader {
     /// it was does nothing.
     seen: String,
     endpoints: BTreeMap<String, Arc<dyn Endpoint>>,
+    /// Per endpoint, the token that stops its probes: cancelled when a reload replaces or
+    /// removes it.
+    stops: BTreeMap<String, CancellationToken>,
     cx: BuildContext,
     manager: ManagerHandle,
     stamps: StampSender,
 }
 
 impl Reloader {
-    /// A reloader for a manager running `running` (loaded from `source.path`) with `endpoints`,
-    /// built with `cx`; each applied config is published on `stamps`.
+    /// A reloader for a manager running `running` (loaded from `source.path`) with `endpoints`
+    /// and their stop tokens ([`build_stoppable_endpoints`]), built with `cx`; each applied
+    /// config is published on `stamps`.
     pub fn new(
         source: Source,
         running: Snapshot,
-        endpoints: BTreeMap<String, Arc<dyn Endpoint>>,
+        (endpoints, stops): crate::manager::StoppableEndpoints,
         cx: BuildContext,
         manager: ManagerHandle,
         stamps: StampSender,
@@ -310,6 +314,7 @@ impl Reloader {
             seen: running.text.clone(),
             running,
             endpoints,
+            stops,
             cx,
             manager,
             stamps,
@@ -432,7 +437,8 @@ impl Reloader {
             return Err(ReloadError::Fixed(changes.fixed));
         }
         let wanted: BTreeSet<String> = changes.endpoints.built().cloned().collect();
-        let built = build_named_endpoints(&next.config, &self.cx, |n| wanted.contains(n))?;
+        let (built, mut new_stops) =
+            build_stoppable_endpoints(&next.config, &self.cx, |n| wanted.contains(n))?;
         let mut endpoints: BTreeMap<String, Arc<dyn Endpoint>> = self
             .endpoints
             .iter()
@@ -441,7 +447,20 @@ impl Reloader {
             .collect();
         endpoints.extend(built);
         let keep = changes.unchanged_topics(&next.config);
-        let applied = self.manager.apply(&next.config, &endpoints, &keep)?;
+        let applied = match self.manager.apply(&next.config, &endpoints, &keep) {
+            Ok(applied) => applied,
+            Err(e) => {
+                new_stops.values().for_each(CancellationToken::cancel);
+                return Err(e.into());
+            }
+        };
+        // The replaced and removed endpoints' probes stop; the new ones run on their own tokens.
+        for name in changes.endpoints.built().chain(&changes.endpoints.removed) {
+            if let Some(old) = self.stops.remove(name) {
+                old.cancel();
+            }
+        }
+        self.stops.append(&mut new_stops);
         self.endpoints = endpoints;
         self.running = next;
         let version = self.stamps.borrow().version + 1;

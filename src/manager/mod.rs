@@ -193,6 +193,41 @@ pub fn build_named_endpoints(
         .collect()
 }
 
+/// Endpoints by name, and for each the token that stops its background work (probes).
+pub type StoppableEndpoints = (
+    BTreeMap<String, Arc<dyn Endpoint>>,
+    BTreeMap<String, CancellationToken>,
+);
+
+/// [`build_named_endpoints`], each endpoint built with its own child of the context's shutdown
+/// token: a config reload that replaces or removes an endpoint cancels it, so the old
+/// endpoint's probes stop writing into the health entry the new one shares by name. On error
+/// the tokens already made are cancelled.
+pub fn build_stoppable_endpoints(
+    config: &FileConfig,
+    cx: &BuildContext,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<StoppableEndpoints, ManagerError> {
+    let mut endpoints = BTreeMap::new();
+    let mut stops = BTreeMap::new();
+    for name in config.endpoints.keys().filter(|n| wanted(n)) {
+        let stop = cx.shutdown().child_token();
+        let cx = cx.clone().with_shutdown(stop.clone());
+        match build_named_endpoints(config, &cx, |n| n == name) {
+            Ok(one) => {
+                endpoints.extend(one);
+                stops.insert(name.clone(), stop);
+            }
+            Err(e) => {
+                stop.cancel();
+                stops.values().for_each(CancellationToken::cancel);
+                return Err(e);
+            }
+        }
+    }
+    Ok((endpoints, stops))
+}
+
 impl Manager {
     /// Builds pools and topic runtimes from a validated config and built endpoints. Every
     /// topic shares `learner` (one per daemon: what routing learns, and what the store keeps).

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::camunda::{CamundaClient, ClientSettings};
-use crate::manager::{Manager, build_endpoints};
+use crate::manager::{Manager, build_stoppable_endpoints};
 use crate::telemetry::events::TaskEvent;
 
 const BASE: &str = r#"
@@ -109,7 +109,8 @@ fn rig() -> Rig {
     })
     .expect("client");
     let cx = BuildContext::default();
-    let endpoints = build_endpoints(&running.config, &cx).expect("endpoints");
+    let (endpoints, stops) =
+        build_stoppable_endpoints(&running.config, &cx, |_| true).expect("endpoints");
     let learner = Arc::new(crate::learner::Learner::default());
     let manager = Manager::new(
         &running.config,
@@ -124,7 +125,14 @@ fn rig() -> Rig {
         path: "pde.yaml".into(),
         camunda_url: None,
     };
-    let reloader = Reloader::new(source, running, endpoints, cx, manager.handle(), stamps);
+    let reloader = Reloader::new(
+        source,
+        running,
+        (endpoints, stops),
+        cx,
+        manager.handle(),
+        stamps,
+    );
     Rig {
         manager,
         reloader,
@@ -280,4 +288,23 @@ fn only_content_events_on_the_config_file_count() {
         EventKind::Modify(ModifyKind::Data(DataChange::Content)),
         "/w/other.yaml"
     ));
+}
+
+#[tokio::test]
+async fn a_replaced_endpoint_stops_its_probes_and_an_unchanged_one_keeps_them() {
+    let mut rig = rig();
+    let before: BTreeMap<String, CancellationToken> = rig.reloader.stops.clone();
+    rig.reloader
+        .apply(&BASE.replace("delay: 1s", "delay: 2s"))
+        .expect("applied");
+    assert!(
+        before["slow"].is_cancelled(),
+        "the replaced endpoint's probes must stop: its health entry is the new one's"
+    );
+    assert!(!before["echo"].is_cancelled(), "echo did not change");
+    assert!(
+        !rig.reloader.stops["slow"].is_cancelled(),
+        "the new slow runs"
+    );
+    assert!(!rig.reloader.stops["echo"].is_cancelled());
 }
