@@ -553,22 +553,8 @@ impl Manager {
     ) {
         let span = crate::pde::start::span(&task);
         let _entered = span.enter(); // not held across an await: dispatch is synchronous
-        if !self.generation().topic_pool.contains_key(&task.topic_name) {
-            // Fetched by the poll that was pending when a reload removed its topic: give it
-            // back, as if it had never been asked for.
-            tracing::info!("The task's topic was removed by a config reload; unlocking it.");
-            let pipeline = g.pipeline.clone();
-            let freed = self.shared.freed.clone();
-            drop(_entered);
-            tracker.spawn(
-                async move {
-                    pipeline.give_back(&task, &Lease::new()).await;
-                    freed.notify_one();
-                }
-                .instrument(span),
-            );
-            return;
-        }
+        // A reload may have removed the topic while this poll was pending.
+        let in_force = self.generation().topic_pool.contains_key(&task.topic_name);
         let (Some(pool), Some(topic)) = (
             g.topic_pool.get(&task.topic_name).cloned(),
             g.pipeline.topics().get(&task.topic_name).cloned(),
@@ -578,11 +564,32 @@ impl Manager {
             );
             return;
         };
-        let permit = pool.take_parked();
         let claim = self
             .shared
             .journal
             .claim(&task.id, task.retries, topic.lock_duration);
+        let freed = self.shared.freed.clone();
+        let claim = match claim {
+            Claim::Run(running) if !in_force => {
+                // New here, of a topic a reload removed: give it back, as if it had never been
+                // asked for — only after the journal's claim, so a copy running here or an outcome
+                // journaled here is never handed to another worker.
+                tracing::info!("The task's topic was removed by a config reload; unlocking it.");
+                let pipeline = g.pipeline.clone();
+                drop(_entered);
+                tracker.spawn(
+                    async move {
+                        pipeline.give_back(&task, &Lease::new()).await;
+                        drop(running);
+                        freed.notify_one();
+                    }
+                    .instrument(span),
+                );
+                return;
+            }
+            other => other,
+        };
+        let permit = pool.take_parked();
         let run = |running| {
             let env = TaskEnv {
                 pipeline: g.pipeline.clone(),
@@ -593,7 +600,6 @@ impl Manager {
             };
             TaskRun::new(env, task, running)
         };
-        let freed = self.shared.freed.clone();
         let work = match claim {
             Claim::AlreadyRunning => {
                 // Its lock lapsed and this worker fetched it again: the copy already running keeps

@@ -127,3 +127,79 @@ fn a_full_pool_is_left_out_and_the_poll_is_kept_short() {
         "all pools full: no poll at all"
     );
 }
+
+/// A task of a topic that a reload removed while the poll was pending: a new one is given back
+/// (unlocked), but one this worker already runs (its lock lapsed and the poll brought it back)
+/// is left to the running copy — unlocking it would let another worker run it a second time.
+#[tokio::test]
+async fn a_task_of_a_removed_topic_is_unlocked_only_when_it_is_not_running_here() {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let engine = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/engine-rest/external-task/.*/unlock$"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&engine)
+        .await;
+    let yaml = CONFIG.replace("http://127.0.0.1:9", &engine.uri());
+    let config = crate::config::load_str(&yaml, Path::new("test.yaml"), &|_| None).expect("config");
+    let camunda = CamundaClient::new(ClientSettings {
+        url: config.camunda.url.clone(),
+        auth: None,
+        worker_id: "w".into(),
+        request_timeout: Duration::from_secs(1),
+    })
+    .expect("client");
+    let endpoints =
+        build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints");
+    let m = Manager::new(
+        &config,
+        camunda,
+        &endpoints,
+        crate::journal::Journal::in_memory(Duration::from_secs(60)),
+        std::sync::Arc::new(crate::learner::Learner::default()),
+    )
+    .expect("manager");
+    let polled = m.generation();
+    let Claim::Run(_running) =
+        m.shared
+            .journal
+            .claim("running-here", None, Duration::from_secs(30))
+    else {
+        panic!("a new task is claimed");
+    };
+    let without_b = crate::config::load_str(
+        &yaml.replace("  b: { pool: io, endpoints: [echo] }\n", ""),
+        Path::new("test.yaml"),
+        &|_| None,
+    )
+    .expect("config");
+    m.handle()
+        .apply(&without_b, &endpoints, &Default::default())
+        .expect("applied");
+
+    let tracker = TaskTracker::new();
+    let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
+    for id in ["running-here", "new"] {
+        let task = LockedTask {
+            id: id.into(),
+            topic_name: "b".into(),
+            ..LockedTask::default()
+        };
+        m.dispatch(&polled, task, &tracker, &stop, &hard);
+    }
+    tracker.close();
+    tracker.wait().await;
+    let unlocked: Vec<String> = engine
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(
+        unlocked,
+        vec!["/engine-rest/external-task/new/unlock".to_string()],
+        "only the task that does not run here is given back"
+    );
+}
