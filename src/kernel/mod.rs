@@ -283,7 +283,11 @@ pub async fn run_with(
     )?;
     // `base_url` is redacted: the URL may carry `${VAR}` credentials (a token in the query).
     tracing::info!(url = %camunda.base_url(), worker_id = camunda.worker_id(), "procos starting.");
-    // Admin server (issue 12): up before boot, so /readyz says what it waits for.
+    // Admin server (issue 12): up before boot, so /readyz says what it waits for; it stops
+    // after the drain (not at SIGTERM), so /readyz answers 503 and /metrics is scraped while
+    // running tasks finish.
+    let admin_stop = CancellationToken::new();
+    let _admin_stop_on_return = admin_stop.clone().drop_guard();
     let admin = admin(
         &config,
         stamps.subscribe(),
@@ -292,7 +296,7 @@ pub async fn run_with(
         &manager,
         learner,
         &background,
-        (&shutdown, &stop),
+        (&shutdown, &admin_stop),
     )
     .await?;
     match boot::wait_for_engine(
@@ -349,6 +353,7 @@ pub async fn run_with(
         tracing::warn!("The learner's last flush did not finish; its latest figures are lost.");
     }
     stop.cancel();
+    admin_stop.cancel();
     background.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
     tracing::info!("procos stopped.");

@@ -25,8 +25,8 @@
 //! finished tasks, pools whose size did not change, and topic runtimes (with their result
 //! cache) whose topic, pool and endpoints did not change. Tasks already running finish on the
 //! endpoints and topic settings they started with; a removed topic is no longer fetched and
-//! its running tasks complete and report normally. Endpoints replaced by a reload keep their
-//! background probes until procos stops (the build context has one shutdown token).
+//! its running tasks complete and report normally. Each endpoint's background probes run on a
+//! token of its own, cancelled when a reload replaces or removes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,16 +48,18 @@ use crate::manager::{ManagerHandle, build_stoppable_endpoints};
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Keys that cannot change while procos runs, with why; a reload changing one is refused.
-pub const FIXED: [&str; 10] = [
+pub const FIXED: [&str; 12] = [
     "camunda.url",
     "camunda.auth",
     "camunda.worker_id",
     "camunda.request_timeout",
     "camunda.boot_timeout",
+    "camunda.backoff",
     "pde_manager.state_dir",
+    "pde_manager.state",
     "pde_manager.journal_retention",
     "deploy",
-    "admin.listen",
+    "admin",
     "telemetry",
 ];
 
