@@ -19,8 +19,15 @@ endpoints:
 "#;
 
 fn manager() -> Manager {
-    let config =
-        crate::config::load_str(CONFIG, Path::new("test.yaml"), &|_| None).expect("config");
+    manager_with(&config(CONFIG)).0
+}
+
+fn config(yaml: &str) -> FileConfig {
+    crate::config::load_str(yaml, Path::new("test.yaml"), &|_| None).expect("config")
+}
+
+/// A manager on `config`, and the endpoints it was built with.
+fn manager_with(config: &FileConfig) -> (Manager, BTreeMap<String, Arc<dyn Endpoint>>) {
     let camunda = CamundaClient::new(ClientSettings {
         url: config.camunda.url.clone(),
         auth: None,
@@ -29,15 +36,16 @@ fn manager() -> Manager {
     })
     .expect("client");
     let endpoints =
-        build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints");
-    Manager::new(
-        &config,
+        build_endpoints(config, &crate::endpoints::BuildContext::default()).expect("endpoints");
+    let manager = Manager::new(
+        config,
         camunda,
         &endpoints,
         crate::journal::Journal::in_memory(Duration::from_secs(60)),
         std::sync::Arc::new(crate::learner::Learner::default()),
     )
-    .expect("manager")
+    .expect("manager");
+    (manager, endpoints)
 }
 
 fn topics(r: &FetchAndLock) -> Vec<&str> {
@@ -142,24 +150,7 @@ async fn a_task_of_a_removed_topic_is_unlocked_only_when_it_is_not_running_here(
         .mount(&engine)
         .await;
     let yaml = CONFIG.replace("http://127.0.0.1:9", &engine.uri());
-    let config = crate::config::load_str(&yaml, Path::new("test.yaml"), &|_| None).expect("config");
-    let camunda = CamundaClient::new(ClientSettings {
-        url: config.camunda.url.clone(),
-        auth: None,
-        worker_id: "w".into(),
-        request_timeout: Duration::from_secs(1),
-    })
-    .expect("client");
-    let endpoints =
-        build_endpoints(&config, &crate::endpoints::BuildContext::default()).expect("endpoints");
-    let m = Manager::new(
-        &config,
-        camunda,
-        &endpoints,
-        crate::journal::Journal::in_memory(Duration::from_secs(60)),
-        std::sync::Arc::new(crate::learner::Learner::default()),
-    )
-    .expect("manager");
+    let (m, endpoints) = manager_with(&config(&yaml));
     let polled = m.generation();
     let Claim::Run(_running) =
         m.shared
@@ -168,12 +159,7 @@ async fn a_task_of_a_removed_topic_is_unlocked_only_when_it_is_not_running_here(
     else {
         panic!("a new task is claimed");
     };
-    let without_b = crate::config::load_str(
-        &yaml.replace("  b: { pool: io, endpoints: [echo] }\n", ""),
-        Path::new("test.yaml"),
-        &|_| None,
-    )
-    .expect("config");
+    let without_b = config(&yaml.replace("  b: { pool: io, endpoints: [echo] }\n", ""));
     m.handle()
         .apply(&without_b, &endpoints, &Default::default())
         .expect("applied");
