@@ -41,6 +41,9 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
 /// Longest error body (raw text or the engine's `message`) kept in an error message.
 const MAX_ERROR_BODY: usize = 2048;
+/// Per-task calls in flight at once unless [`CamundaClient::with_max_connections`] says
+/// otherwise (`camunda.max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
 /// Longest excerpt of an undecodable 2xx body in a Decode error: enough to recognise a login page
 /// or a proxy answer, too short to copy variable payloads into logs.
 const MAX_DECODE_EXCERPT: usize = 256;
@@ -87,6 +90,9 @@ pub struct CamundaClient {
     base: Arc<Url>,
     /// Pre-built, sensitive `Authorization` value.
     auth: Option<HeaderValue>,
+    /// One permit per per-task call in flight (complete, failure, bpmnError, extendLock,
+    /// unlock): a burst of finished tasks queues here instead of opening a connection each.
+    task_calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for CamundaClient {
@@ -154,7 +160,16 @@ impl CamundaClient {
             http,
             base: Arc::new(base),
             auth,
+            task_calls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
         })
+    }
+
+    /// At most `max` per-task calls (complete, failure, bpmnError, extendLock, unlock) in flight
+    /// at once, so at most about `max` connections to the engine besides the long poll's; more
+    /// wait for a free one, in the order they came. At least 1.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.task_calls = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self
     }
 
     /// The worker id sent with every per-task call.
@@ -382,6 +397,9 @@ impl CamundaClient {
         action: &str,
         body: Option<&B>,
     ) -> Result<(), CamundaError> {
+        // Held until the body is drained and the connection is back in the pool. The semaphore
+        // is never closed, so acquiring only waits.
+        let _permit = self.task_calls.acquire().await;
         let (call, mut rb) = self.request(
             Method::POST,
             &["external-task", task_id, action],

@@ -620,3 +620,67 @@ fn truncation_cuts_at_a_character_boundary() {
     assert_eq!(cut.len(), 2_046 + '…'.len_utf8());
     assert_eq!(truncate("short", 2_048), "short");
 }
+
+/// An engine whose `complete` takes 20 ms and counts how many requests it holds at once.
+async fn slow_counting_engine() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Clone, Default)]
+    struct Load {
+        now: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+    async fn complete(axum::extract::State(load): axum::extract::State<Load>) -> StatusCode {
+        let now = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        load.now.fetch_sub(1, Ordering::SeqCst);
+        StatusCode::NO_CONTENT
+    }
+    let load = Load::default();
+    let most = load.most.clone();
+    let app = axum::Router::new()
+        .route(
+            "/engine-rest/external-task/{id}/complete",
+            axum::routing::post(complete),
+        )
+        .with_state(load);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/engine-rest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, most)
+}
+
+#[tokio::test]
+async fn a_burst_of_completions_holds_at_most_max_connections_calls_at_once() {
+    use std::sync::atomic::Ordering;
+    for (max, expected_at_most) in [(4, 4), (DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS)] {
+        let (url, most) = slow_counting_engine().await;
+        let client = CamundaClient::new(ClientSettings {
+            url,
+            auth: None,
+            worker_id: "w1".to_owned(),
+            request_timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+        .with_max_connections(max);
+        // 100 tasks finishing together, as a fetch of 100 no-op tasks does.
+        let calls = (0..100).map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .complete(&format!("t{i}"), VariableMap::new(), VariableMap::new())
+                    .await
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        assert!(
+            results.iter().all(Result::is_ok),
+            "every completion is sent"
+        );
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            most <= expected_at_most && most >= expected_at_most.min(4) / 2,
+            "with max_connections {max} the engine held {most} calls at once"
+        );
+    }
+}

@@ -18,7 +18,7 @@ mod props;
 mod recorded_tests;
 
 pub use backoff::with_retries;
-pub use client::{CamundaClient, ClientSettings};
+pub use client::{CamundaClient, ClientSettings, DEFAULT_MAX_CONNECTIONS};
 pub use error::CamundaError;
 pub use models::*;
 pub use report::Report;

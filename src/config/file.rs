@@ -59,6 +59,13 @@ pub struct CamundaConfig {
     /// Upper bound on `maxTasks` per fetch, whatever the free capacity.
     #[serde(default = "default_max_tasks")]
     pub max_tasks: usize,
+    /// Most per-task calls (complete, failure, bpmnError, extendLock, unlock) in flight to the
+    /// engine at once, i.e. about the most HTTP connections procos holds to it (the long poll
+    /// has its own). A burst of finished tasks waits for a free one instead of opening a
+    /// connection each: each costs the engine a request thread (Tomcat's default pool is 200,
+    /// shared by every worker) and procos a connection's buffers.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Fetch tasks by priority (`usePriority`).
     #[serde(default = "default_true")]
     pub use_priority: bool,
@@ -543,6 +550,9 @@ fn default_long_poll() -> Duration {
 }
 fn default_max_tasks() -> usize {
     100
+}
+fn default_max_connections() -> usize {
+    crate::camunda::DEFAULT_MAX_CONNECTIONS
 }
 fn default_true() -> bool {
     true

@@ -31,6 +31,8 @@ pub const MAX_RETRY_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most tasks per fetch and in flight per pool: each is a lock, a heartbeat and memory here;
 /// far below the engine's `int` and what a semaphore can count.
 pub const MAX_TASKS: usize = 10_000;
+/// Upper bound of `camunda.max_connections` (Tomcat's whole default request pool is 200).
+pub const MAX_CONNECTIONS: usize = 1_000;
 
 /// Longest timeout of one engine call (deployments of large files included).
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -210,6 +212,12 @@ fn camunda(c: &CamundaConfig, out: &mut Vec<Problem>) {
         ));
     }
     count(c.max_tasks, MAX_TASKS, "camunda.max_tasks", out);
+    count(
+        c.max_connections,
+        MAX_CONNECTIONS,
+        "camunda.max_connections",
+        out,
+    );
     let b = &c.backoff;
     between(b.initial, MAX_BACKOFF, "camunda.backoff.initial", out);
     at_most(b.max, MAX_BACKOFF, "camunda.backoff.max", out);

@@ -82,6 +82,7 @@ fn client_as(config: &FileConfig, worker_id: String) -> Result<CamundaClient, Ca
         worker_id,
         request_timeout: config.camunda.request_timeout,
     })
+    .map(|client| client.with_max_connections(config.camunda.max_connections))
 }
 
 /// The outcome journal: in `pde_manager.state_dir` if set, else in memory. With a state dir the
