@@ -22,10 +22,10 @@
 //! the stamp in `/api/status` promises the file on disk is the one in use.
 //!
 //! What a reload keeps: the learner (daemon-wide, so its statistics), the journal, the feed of
-//! finished tasks, pools whose size did not change, and topic runtimes (with their result
-//! cache) whose topic, pool and endpoints did not change. Tasks already running finish on the
-//! endpoints and topic settings they started with; a removed topic is no longer fetched and
-//! its running tasks complete and report normally. Each endpoint's background probes run on a
+//! finished tasks, the pools (resized in place, their running tasks counted against the new
+//! size), and topic runtimes (with their result cache) whose topic, pool and endpoints did not
+//! change. Tasks already running finish on the endpoints and topic settings they started with;
+//! a removed topic is no longer fetched and its running tasks complete and report normally. Each endpoint's background probes run on a
 //! token of its own, cancelled when a reload replaces or removes it.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -76,7 +76,7 @@ impl Pool {
     pub fn status(&self) -> PoolStatus {
         PoolStatus {
             name: self.name.clone(),
-            slots: self.capacity,
+            slots: self.capacity(),
             in_flight: self.busy(),
             instances: self.running(),
         }

@@ -193,11 +193,11 @@ async fn a_valid_reload_swaps_topics_keeps_what_did_not_change_and_bumps_the_ver
         ),
         "slow was rebuilt for new tasks"
     );
-    // Pools: io kept with its running tasks, gp re-created with its new size.
+    // Pools: io kept with its running tasks, gp resized in place.
     assert!(Arc::ptr_eq(&io_before, &rig.manager.pools()["io"]));
-    assert_eq!(rig.manager.pools()["gp"].capacity, 6);
+    assert_eq!(rig.manager.pools()["gp"].capacity(), 6);
     assert_eq!(
-        rig.manager.handle().pools()["gp"].capacity,
+        rig.manager.handle().pools()["gp"].capacity(),
         6,
         "what a status page reads"
     );
