@@ -124,6 +124,8 @@ pub(crate) struct Generation {
     /// Pools that some topic runs on (the only ones the fetch loop reserves).
     serving: HashSet<String>,
     settings: FetchSettings,
+    /// (name, kind) of every endpoint of the config, for the status view.
+    endpoints: Vec<(String, &'static str)>,
 }
 
 /// Applies a new config to a running [`Manager`] (see [`crate::kernel::reload`]). Cheap to
@@ -829,6 +831,11 @@ impl Generation {
                 backoff: config.camunda.backoff.clone(),
                 grace: config.pde_manager.shutdown_grace,
             },
+            endpoints: config
+                .endpoints
+                .iter()
+                .map(|(name, e)| (name.clone(), e.kind()))
+                .collect(),
         };
         Ok((generation, applied))
     }
