@@ -25,8 +25,11 @@
 //! finished tasks, the pools (resized in place, their running tasks counted against the new
 //! size), and topic runtimes (with their result cache) whose topic, pool and endpoints did not
 //! change. Tasks already running finish on the endpoints and topic settings they started with;
-//! a removed topic is no longer fetched and its running tasks complete and report normally. Each endpoint's background probes run on a
-//! token of its own, cancelled when a reload replaces or removes it.
+//! a removed topic is no longer fetched and its running tasks complete and report normally.
+//! Each endpoint's background probes run on a token of its own, cancelled when a reload
+//! replaces or removes it; a removed endpoint's health entry is dropped. Endpoints built over
+//! the topics' endpoint lists (`procos`, `sub_pde`: see [`reads_topics`]) are rebuilt whenever
+//! those lists change, even if their own entry did not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -169,13 +172,25 @@ impl Changes {
             .into_iter()
             .filter(|key| fixed_differs(old, new, key))
             .collect();
+        let mut endpoints = Delta::of(
+            &o.endpoints,
+            &n.endpoints,
+            raw_differs(old, new, "endpoints"),
+        );
+        // Endpoints built over the topics' endpoint lists are stale once those lists change.
+        if topic_endpoints(o) != topic_endpoints(n) {
+            let stale = n.endpoints.iter().filter(|(name, e)| {
+                reads_topics(e)
+                    && o.endpoints.contains_key(*name)
+                    && !endpoints.changed.contains(name)
+            });
+            let stale: Vec<String> = stale.map(|(name, _)| name.clone()).collect();
+            endpoints.changed.extend(stale);
+            endpoints.changed.sort();
+        }
         Self {
             topics: Delta::of(&o.topics, &n.topics, raw_differs(old, new, "topics")),
-            endpoints: Delta::of(
-                &o.endpoints,
-                &n.endpoints,
-                raw_differs(old, new, "endpoints"),
-            ),
+            endpoints,
             pools: Delta::of(
                 &o.pde_manager.pools,
                 &n.pde_manager.pools,
@@ -219,6 +234,26 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.topics.is_empty() && self.endpoints.is_empty() && self.pools.is_empty()
     }
+}
+
+/// Each topic's endpoint list: what a build context hands the endpoints ([`reads_topics`]).
+fn topic_endpoints(config: &FileConfig) -> BTreeMap<&String, &Vec<String>> {
+    config
+        .topics
+        .iter()
+        .map(|(name, t)| (name, &t.endpoints))
+        .collect()
+}
+
+/// Does this kind's build read the topics' endpoint lists? `sub_pde` probes its steps' topics'
+/// endpoints; `procos` reports every topic's endpoints and mails an alert when its
+/// `email_topic` has endpoints. Such an endpoint is rebuilt whenever those lists change.
+fn reads_topics(endpoint: &crate::endpoints::EndpointConfig) -> bool {
+    use crate::endpoints::EndpointConfig;
+    matches!(
+        endpoint,
+        EndpointConfig::Procos(_) | EndpointConfig::SubPde(_)
+    )
 }
 
 /// Does entry `name` under `section` differ between the two files?
@@ -461,6 +496,10 @@ impl Reloader {
             if let Some(old) = self.stops.remove(name) {
                 old.cancel();
             }
+        }
+        // A removed endpoint's health is no longer anyone's to report.
+        for name in &changes.endpoints.removed {
+            self.cx.health().forget(name);
         }
         self.stops.append(&mut new_stops);
         self.endpoints = endpoints;

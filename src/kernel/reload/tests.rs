@@ -100,7 +100,12 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let running = snapshot(BASE);
+    rig_on(BASE)
+}
+
+/// A manager running `text`, and its reloader.
+fn rig_on(text: &str) -> Rig {
+    let running = snapshot(text);
     let camunda = CamundaClient::new(ClientSettings {
         url: running.config.camunda.url.clone(),
         auth: None,
@@ -120,7 +125,7 @@ fn rig() -> Rig {
         learner.clone(),
     )
     .expect("manager");
-    let (stamps, rx) = tokio::sync::watch::channel(ConfigStamp::new(1, BASE));
+    let (stamps, rx) = tokio::sync::watch::channel(ConfigStamp::new(1, text));
     let source = Source {
         path: "pde.yaml".into(),
         camunda_url: None,
@@ -307,4 +312,91 @@ async fn a_replaced_endpoint_stops_its_probes_and_an_unchanged_one_keeps_them() 
         "the new slow runs"
     );
     assert!(!rig.reloader.stops["echo"].is_cancelled());
+}
+
+/// The `procos` endpoint reads the topics' endpoint lists when it is built (`notify_by_email`
+/// says whether `procos_health_alert` has endpoints): adding that topic must rebuild it, though
+/// its own entry did not change. Before, it kept answering `notify_by_email: false`.
+#[tokio::test]
+async fn adding_the_alert_topic_rebuilds_the_procos_endpoint() {
+    let with_monitor = BASE
+        .replace(
+            "  s: { pool: gp, endpoints: [slow] }\n",
+            "  s: { pool: gp, endpoints: [slow] }\n  health: { pool: io, endpoints: [monitor] }\n",
+        )
+        .replace(
+            "  echo: { type: noop }\n",
+            "  echo: { type: noop }\n  monitor: { type: procos }\n",
+        )
+        .replace(
+            "io: { instances: 1, endpoints: [echo],",
+            "io: { instances: 1, endpoints: [echo, monitor],",
+        );
+    let mut rig = rig_on(&with_monitor);
+    let notify_by_email = |rig: &Rig| {
+        let monitor = rig.manager.pipeline().topics()["health"].endpoints[0].clone();
+        async move {
+            let reply = monitor
+                .call(&crate::endpoints::EndpointRequest::default())
+                .await
+                .expect("answered");
+            reply.output["notify_by_email"].clone()
+        }
+    };
+    assert_eq!(notify_by_email(&rig).await, serde_json::json!(false));
+    let with_alert = with_monitor.replace(
+        "  health: { pool: io, endpoints: [monitor] }\n",
+        "  health: { pool: io, endpoints: [monitor] }\n  procos_health_alert: { pool: io, endpoints: [echo] }\n",
+    );
+    rig.reloader.apply(&with_alert).expect("applied");
+    assert_eq!(
+        notify_by_email(&rig).await,
+        serde_json::json!(true),
+        "the alert topic now has an endpoint"
+    );
+    let changes = Changes::between(&snapshot(&with_monitor), &snapshot(&with_alert));
+    assert_eq!(changes.endpoints.changed, names(&["monitor"]));
+    // A change that leaves every topic's endpoints as they were rebuilds nothing.
+    let lock = with_alert.replace("long_poll: 20s", "long_poll: 20s, lock_duration: 40s");
+    let changes = Changes::between(&snapshot(&with_alert), &snapshot(&lock));
+    assert!(changes.endpoints.changed.is_empty(), "{changes:?}");
+}
+
+/// A reload that removes an endpoint drops its health: the `procos` endpoint's report (what the
+/// health monitor mails about) no longer lists it. Before, an endpoint removed while its
+/// breaker was open stayed "unhealthy" there for the daemon's life.
+#[tokio::test]
+async fn a_removed_endpoint_leaves_the_health_report() {
+    let with_monitor = BASE
+        .replace(
+            "  s: { pool: gp, endpoints: [slow] }\n",
+            "  s: { pool: gp, endpoints: [slow] }\n  health: { pool: io, endpoints: [monitor] }\n",
+        )
+        .replace(
+            "  echo: { type: noop }\n",
+            "  echo: { type: noop }\n  monitor: { type: procos }\n",
+        )
+        .replace(
+            "io: { instances: 1, endpoints: [echo],",
+            "io: { instances: 1, endpoints: [echo, monitor],",
+        );
+    let mut rig = rig_on(&with_monitor);
+    rig.reloader.cx.health().update("slow", |h| {
+        h.breaker = crate::endpoints::health::BreakerState::Open;
+        h.last_error = Some("connection refused".into());
+    });
+    let without_slow = with_monitor
+        .replace("  s: { pool: gp, endpoints: [slow] }\n", "")
+        .replace("endpoints: [echo, slow]", "endpoints: [echo]")
+        .replace("  slow: { type: noop, delay: 1s }\n", "");
+    rig.reloader.apply(&without_slow).expect("applied");
+    let monitor = rig.manager.pipeline().topics()["health"].endpoints[0].clone();
+    let report = monitor
+        .call(&crate::endpoints::EndpointRequest::default())
+        .await
+        .expect("answered")
+        .output;
+    assert!(report["endpoints"].get("slow").is_none(), "{report:#}");
+    assert_eq!(report["unhealthy"], serde_json::json!([]), "{report:#}");
+    assert!(report["endpoints"].get("echo").is_some(), "{report:#}");
 }
