@@ -74,6 +74,19 @@ pub struct Source {
     /// `camunda.url` as the command line set it over the file's (`procos dev` points it at its
     /// own engine); set on every reloaded config too.
     pub camunda_url: Option<String>,
+    /// The text the running config was loaded from ([`load_file`]): the first stamp and the
+    /// reloader's "running" text are this, never a second read (an edit in between would be
+    /// taken for the running config, and never applied).
+    pub text: String,
+}
+
+/// Reads and loads the config file exactly as [`crate::config::load`] does (bounded read,
+/// `${VAR}` from the process environment, validation), keeping the text that was loaded for
+/// [`Source::text`].
+pub fn load_file(path: &Path) -> Result<(FileConfig, String), crate::config::ConfigError> {
+    let text = read_text(path)?;
+    let config = crate::config::load_str(&text, path, &|name| std::env::var(name).ok())?;
+    Ok((config, text))
 }
 
 /// One loaded config with the YAML tree it came from (anchors merged), for the diff.

@@ -129,6 +129,7 @@ fn rig_on(text: &str) -> Rig {
     let source = Source {
         path: "pde.yaml".into(),
         camunda_url: None,
+        text: text.to_string(),
     };
     let reloader = Reloader::new(
         source,
@@ -399,4 +400,39 @@ async fn a_removed_endpoint_leaves_the_health_report() {
     assert!(report["endpoints"].get("slow").is_none(), "{report:#}");
     assert_eq!(report["unhealthy"], serde_json::json!([]), "{report:#}");
     assert!(report["endpoints"].get("echo").is_some(), "{report:#}");
+}
+
+/// The first stamp is over the text procos loaded, not a second read of the file: an edit saved
+/// between loading and stamping must not pass for the running config (before, the stamp and the
+/// reloader's running text were the edit's, so that edit was never applied).
+#[test]
+fn the_first_stamp_is_over_the_text_that_was_loaded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pde.yaml");
+    std::fs::write(&path, BASE).expect("written");
+    let (config, text) = load_file(&path).expect("loaded");
+    assert_eq!(config.topics.len(), 3);
+    let edited = BASE.replace("delay: 1s", "delay: 2s");
+    std::fs::write(&path, &edited).expect("edited in between");
+    let options = crate::kernel::RunOptions {
+        reload: Some(Source {
+            path,
+            camunda_url: None,
+            text,
+        }),
+        ..Default::default()
+    };
+    let (stamps, running) = crate::kernel::first_stamp(&options);
+    assert_eq!(
+        running, BASE,
+        "the reloader compares the next read with this"
+    );
+    assert_eq!(
+        stamps.borrow().fingerprint,
+        ConfigStamp::new(0, BASE).fingerprint
+    );
+    assert_ne!(
+        stamps.borrow().fingerprint,
+        ConfigStamp::new(0, &edited).fingerprint
+    );
 }
