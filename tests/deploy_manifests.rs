@@ -408,3 +408,26 @@ async fn every_metric_the_dashboard_queries_exists_on_a_running_procos() {
         procos.log_lines().join("\n")
     );
 }
+
+/// A ConfigMap update reaches procos only through a folder mount (the kubelet swaps `..data`
+/// there, which procos watches); a `subPath` mount is never updated.
+#[test]
+fn the_config_is_mounted_as_a_folder_so_updates_reach_procos() {
+    let all = manifests();
+    let pod = &kind(&all, "Deployment")["spec"]["template"]["spec"];
+    let mounts: Vec<Value> = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|c| c["volumeMounts"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["name"] == "config")
+        .collect();
+    assert_eq!(mounts.len(), 1, "one config mount");
+    assert!(mounts[0].get("subPath").is_none(), "{}", mounts[0]);
+    let args = pod["containers"][0]["args"].to_string();
+    let dir = mounts[0]["mountPath"].as_str().expect("a path");
+    assert!(
+        args.contains(&format!("{dir}/pde.yaml")),
+        "--config names the file in the mounted folder: {args}"
+    );
+}

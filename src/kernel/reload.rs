@@ -5,7 +5,8 @@
 //! ```text
 //!  SIGHUP ──────────────────────────┐
 //!  file event (content kind, quiet ─┴─► read text ─► same as last seen? ─► nothing
-//!  for DEBOUNCE, same file name)           │ no
+//!  for DEBOUNCE, the file's name or        │ no
+//!  `..data`, a ConfigMap's swap)           │
 //!                                          ▼
 //!                        config::load_str (same checks as start-up)
 //!                          ├─ problems ─► one ERROR line per problem with its YAML path;
@@ -30,6 +31,10 @@
 //! replaces or removes it; a removed endpoint's health entry is dropped. Endpoints built over
 //! the topics' endpoint lists (`procos`, `sub_pde`: see [`reads_topics`]) are rebuilt whenever
 //! those lists change, even if their own entry did not.
+//!
+//! The watcher follows the config file's folder: editors that save by a rename, and a
+//! Kubernetes ConfigMap volume, whose update swaps the `..data` symlink the file is reached
+//! through ([`CONFIGMAP_DATA`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -408,17 +413,22 @@ impl Reloader {
     }
 
     /// Watches the config file's folder (editors replace the file by a rename) for content
-    /// changes of that file name. `None` (logged) when it cannot: SIGHUP still works.
+    /// changes of that file name, and of the symlinks it is reached through there (a
+    /// Kubernetes ConfigMap: see [`watched_names`]). `None` (logged) when it cannot: SIGHUP
+    /// still works.
     fn watch(&self, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
         let path = &self.source.path;
-        let name = path.file_name()?.to_os_string();
+        let names = watched_names(path);
+        if names.is_empty() {
+            return None;
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         let handler = move |result: notify::Result<Event>| {
             let relevant = match &result {
-                Ok(event) => changes_file(event, &name),
+                Ok(event) => changes_file(event, &names),
                 // A watcher error may mean missed events: look at the file again.
                 Err(_) => true,
             };
@@ -597,12 +607,41 @@ async fn settled(
     }
 }
 
+/// The symlink a Kubernetes ConfigMap volume swaps on every update: its files are symlinks
+/// through it (`pde.yaml -> ..data/pde.yaml`, `..data -> ..2026_12_02_…`), and an update
+/// writes a new `..2026_…` folder and renames a new `..data` over the old one. The config
+/// file's own entry never changes, so the watcher must see `..data`.
+pub const CONFIGMAP_DATA: &str = "..data";
+
+/// The names in the config file's folder whose change may change what the config path reads:
+/// the file itself, [`CONFIGMAP_DATA`], and, when the file is a symlink with a relative target,
+/// the first component of that target (the entry of the folder it goes through).
+fn watched_names(path: &Path) -> Vec<std::ffi::OsString> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let mut names = vec![name.to_os_string(), CONFIGMAP_DATA.into()];
+    if let Ok(target) = std::fs::read_link(path)
+        && target.is_relative()
+        && let Some(std::path::Component::Normal(first)) = target.components().next()
+        && !names.iter().any(|n| n == first)
+    {
+        names.push(first.to_os_string());
+    }
+    names
+}
+
 /// Could this event have changed the config file's content? Creating, writing, removing or
-/// renaming it can; opening, reading, closing it read-only, or a change of permissions or
-/// access time cannot. Events on other files of the folder are ignored.
-fn changes_file(event: &Event, name: &std::ffi::OsStr) -> bool {
+/// renaming it (or one of the symlinks it is reached through, `names`) can; opening, reading,
+/// closing it read-only, or a change of permissions or access time cannot. Events on other
+/// files of the folder are ignored.
+fn changes_file(event: &Event, names: &[std::ffi::OsString]) -> bool {
     super::deployer::may_change_a_file(&event.kind)
-        && event.paths.iter().any(|p| p.file_name() == Some(name))
+        && event
+            .paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .any(|n| names.iter().any(|w| w == n))
 }
 
 #[cfg(test)]

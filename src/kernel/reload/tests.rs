@@ -271,8 +271,8 @@ fn only_content_events_on_the_config_file_count() {
     use notify::event::{
         AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
     };
-    let name = std::ffi::OsStr::new("pde.yaml");
-    let on = |kind, path: &str| changes_file(&Event::new(kind).add_path(path.into()), name);
+    let names = watched_names(Path::new("/w/pde.yaml"));
+    let on = |kind, path: &str| changes_file(&Event::new(kind).add_path(path.into()), &names);
     assert!(on(
         EventKind::Modify(ModifyKind::Data(DataChange::Content)),
         "/w/pde.yaml"
@@ -435,4 +435,52 @@ fn the_first_stamp_is_over_the_text_that_was_loaded() {
         stamps.borrow().fingerprint,
         ConfigStamp::new(0, &edited).fingerprint
     );
+}
+
+/// A Kubernetes ConfigMap volume: `pde.yaml -> ..data/pde.yaml`, `..data -> ..<timestamp>`. An
+/// update writes a new `..<timestamp>` folder and renames a new `..data` symlink over the old
+/// one (atomically); the `pde.yaml` entry itself never changes. The watcher must apply it.
+#[tokio::test]
+async fn a_configmap_update_is_applied() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("..2026_12_02_04_00_00.000000001");
+    std::fs::create_dir(&first).expect("dir");
+    std::fs::write(first.join("pde.yaml"), BASE).expect("written");
+    symlink("..2026_12_02_04_00_00.000000001", dir.path().join("..data")).expect("..data");
+    symlink("..data/pde.yaml", dir.path().join("pde.yaml")).expect("pde.yaml");
+
+    let mut rig = rig();
+    rig.reloader.source.path = dir.path().join("pde.yaml");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(rig.reloader.run(None, shutdown.clone()));
+    // On this current-thread runtime the reloader now runs up to its first wait: watching.
+    tokio::task::yield_now().await;
+
+    // What the kubelet does on an update.
+    let second = dir.path().join("..2026_12_02_04_05_00.000000002");
+    std::fs::create_dir(&second).expect("dir");
+    let edited = BASE.replace("delay: 1s", "delay: 2s");
+    std::fs::write(second.join("pde.yaml"), &edited).expect("written");
+    symlink(
+        "..2026_12_02_04_05_00.000000002",
+        dir.path().join("..data_tmp"),
+    )
+    .expect("..data_tmp");
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).expect("swap");
+    std::fs::remove_dir_all(&first).expect("old version removed");
+
+    let applied = tokio::time::timeout(
+        Duration::from_secs(10),
+        rig.stamps.wait_for(|s| s.version == 2),
+    )
+    .await
+    .map(|stamp| stamp.map(|s| s.fingerprint.clone()));
+    assert_eq!(
+        applied.ok().and_then(Result::ok),
+        Some(ConfigStamp::new(0, &edited).fingerprint),
+        "the ConfigMap update was applied"
+    );
+    shutdown.cancel();
+    running.await.expect("the reloader stopped");
 }
