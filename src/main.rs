@@ -133,8 +133,9 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<FileConfig, ExitCode> {
-    let mut config = config::load(path).map_err(|e| {
+/// The config and the text it was loaded from (the first config stamp is over that text).
+fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<(FileConfig, String), ExitCode> {
+    let (mut config, text) = kernel::reload::load_file(path).map_err(|e| {
         tracing::error!("{e}");
         eprintln!("{e}");
         ExitCode::from(EX_CONFIG)
@@ -153,7 +154,7 @@ fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<FileConfig, E
             return Err(ExitCode::from(EX_CONFIG));
         }
     }
-    Ok(config)
+    Ok((config, text))
 }
 
 async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
@@ -173,8 +174,8 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             vars,
             count,
         }) => {
-            let mut config = match load(&config_path, metrics_listen) {
-                Ok(c) => c,
+            let (mut config, text) = match load(&config_path, metrics_listen) {
+                Ok(loaded) => loaded,
                 Err(code) => return code,
             };
             let Some(engine_stop) = start_dev_engine(listen, &mut config).await else {
@@ -208,7 +209,7 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
                 },
                 None => None,
             };
-            let mut options = reloading(&config_path, Some(config.camunda.url.clone()));
+            let mut options = reloading(&config_path, Some(config.camunda.url.clone()), text);
             options.events = events;
             let code = run_daemon(config, options, shutdown).await;
             if let Some(summary) = summary {
@@ -221,20 +222,23 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
         }
         Some(Command::Validate) | Some(Command::Stats { .. }) | None => {
             match load(&config_path, metrics_listen) {
-                Ok(config) => run_daemon(config, reloading(&config_path, None), shutdown).await,
+                Ok((config, text)) => {
+                    run_daemon(config, reloading(&config_path, None, text), shutdown).await
+                }
                 Err(code) => code,
             }
         }
     }
 }
 
-/// Kernel options that reload `path` on SIGHUP and on change; `camunda_url` overrides the
-/// file's (`procos dev`).
-fn reloading(path: &Path, camunda_url: Option<String>) -> kernel::RunOptions {
+/// Kernel options that reload `path` (loaded from `text`) on SIGHUP and on change;
+/// `camunda_url` overrides the file's (`procos dev`).
+fn reloading(path: &Path, camunda_url: Option<String>, text: String) -> kernel::RunOptions {
     kernel::RunOptions {
         reload: Some(kernel::reload::Source {
             path: path.to_path_buf(),
             camunda_url,
+            text,
         }),
         ..Default::default()
     }

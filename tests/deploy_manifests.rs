@@ -408,3 +408,60 @@ async fn every_metric_the_dashboard_queries_exists_on_a_running_procos() {
         procos.log_lines().join("\n")
     );
 }
+
+/// `docker compose up` beside a local `procos dev`: both admin servers must be reachable on the
+/// host. compose publishes procos's admin port on another host port than the default
+/// `admin.listen` (127.0.0.1:9464, which a local procos binds; the second to start would exit
+/// naming `admin.listen`), on loopback only, and the README's link is that port.
+#[test]
+fn compose_publishes_the_admin_server_beside_a_local_procos() {
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).expect("compose file");
+    let compose: Value = serde_yaml::from_str(&text).expect("compose is YAML");
+    let ports: Vec<String> = compose["services"]["procos"]["ports"]
+        .as_array()
+        .expect("procos publishes ports")
+        .iter()
+        .map(|p| p.as_str().expect("a port mapping").to_string())
+        .collect();
+    let admin = ports
+        .iter()
+        .find(|p| p.ends_with(&format!(":{ADMIN_PORT}")))
+        .expect("the admin port is published");
+    let (host, host_port) = admin
+        .rsplit_once(':')
+        .and_then(|(rest, _)| rest.rsplit_once(':'))
+        .expect("host address:host port:container port");
+    assert_eq!(host, "127.0.0.1", "loopback only: {admin}");
+    let default = procos::config::admin::AdminConfig::default().listen;
+    assert_ne!(
+        host_port,
+        default.port().to_string(),
+        "{admin}: the default admin.listen {default} of a local procos"
+    );
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let link = format!("http://localhost:{host_port}/?token=");
+    assert!(readme.contains(&link), "the README links {link}");
+}
+
+/// A ConfigMap update reaches procos only through a folder mount (the kubelet swaps `..data`
+/// there, which procos watches); a `subPath` mount is never updated.
+#[test]
+fn the_config_is_mounted_as_a_folder_so_updates_reach_procos() {
+    let all = manifests();
+    let pod = &kind(&all, "Deployment")["spec"]["template"]["spec"];
+    let mounts: Vec<Value> = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|c| c["volumeMounts"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["name"] == "config")
+        .collect();
+    assert_eq!(mounts.len(), 1, "one config mount");
+    assert!(mounts[0].get("subPath").is_none(), "{}", mounts[0]);
+    let args = pod["containers"][0]["args"].to_string();
+    let dir = mounts[0]["mountPath"].as_str().expect("a path");
+    assert!(
+        args.contains(&format!("{dir}/pde.yaml")),
+        "--config names the file in the mounted folder: {args}"
+    );
+}

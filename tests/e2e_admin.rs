@@ -283,3 +283,62 @@ async fn a_public_address_without_a_token_is_refused_with_its_path() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("admin.token"), "{stderr}");
 }
+
+/// What an orchestrator sees while procos drains: after SIGTERM with a slow task in flight,
+/// `/readyz` answers 503 with a reason naming the drain (so no new traffic is routed to the
+/// pod) while the admin server keeps serving, and the task still completes before the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_naming_the_drain_while_a_task_finishes() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let cfg = config(
+        "",
+        &["slow"],
+        "  slow: { pool: gp, endpoints: [slow] }",
+        "  slow: { type: noop, delay: 3s }",
+    );
+    let work = Workdir::new(
+        &cfg,
+        &[("slow.bpmn", &one_task_bpmn("slow_process", "slow", "NEVER"))],
+    );
+    let mut procos = Procos::daemon(&work, &engine.url);
+    let addr = admin_addr(&procos).await;
+    rest.wait_deployed("slow_process", T).await;
+    assert!(
+        support::eventually(T, || async { get(&addr, "/readyz", None).await.0 == 200 }).await,
+        "ready before the drain"
+    );
+    let pi = rest.start("slow_process", json!({"n": 1})).await;
+    let locked = support::eventually(T, || async {
+        rest.get(&format!("/external-task?processInstanceId={pi}"))
+            .await
+            .as_array()
+            .and_then(|tasks| tasks.first().cloned())
+            .is_some_and(|t| !t["workerId"].is_null())
+    })
+    .await;
+    assert!(locked, "procos took the slow task");
+
+    procos.sigterm();
+    procos
+        .wait_log("Stopped fetching; waiting for running tasks to finish.", T)
+        .await;
+    let (status, body) = get(&addr, "/readyz", None).await;
+    assert_eq!(status, 503, "not ready while draining: {body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["ready"], false);
+    assert!(
+        answer["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("draining")),
+        "the reason names the drain: {answer}"
+    );
+    assert_eq!(
+        rest.state(&pi).await,
+        "ACTIVE",
+        "the task is still running while /readyz says 503"
+    );
+    assert_eq!(procos.exit_code(T).await, 0, "a clean exit after the drain");
+    // Completed (not unlocked for another worker, not an incident).
+    rest.wait_ended(&pi, Duration::from_secs(5)).await;
+}

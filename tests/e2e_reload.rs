@@ -296,3 +296,54 @@ async fn what_the_learner_counted_before_a_reload_is_still_counted_after_it() {
         "procos stats never counted 5 + 3 calls; last: {last:?}"
     );
 }
+
+/// `/api/status` follows the config in force: an endpoint a reload adds is listed (with its
+/// topic), one it removes is not. Before, the endpoint list stayed as at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_lists_the_endpoints_of_the_reloaded_config() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = workdir(&cfg(&format!("{FAST}{SLOW}")));
+    let procos = Procos::daemon(&work, &engine.url);
+    rest.wait_deployed("added", Duration::from_secs(30)).await;
+    procos
+        .wait_log("Admin server listening.", Duration::from_secs(10))
+        .await;
+    let addr = procos
+        .log_json()
+        .iter()
+        .find(|l| l["message"] == "Admin server listening.")
+        .and_then(|l| l["address"].as_str().map(str::to_string))
+        .expect("the line names the address");
+    let status = || async {
+        reqwest::get(format!("http://{addr}/api/status"))
+            .await
+            .expect("admin answers")
+            .json::<Value>()
+            .await
+            .expect("JSON")
+    };
+    let names = |doc: &Value, list: &str| -> Vec<String> {
+        doc[list]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|e| e["name"].as_str().expect("a name").to_string())
+            .collect()
+    };
+    assert_eq!(names(&status().await, "endpoints"), ["echo", "slowpoke"]);
+
+    let reloaded_cfg = config(
+        "",
+        &["echo", "extra"],
+        &format!("{FAST}  added: {{ pool: gp, endpoints: [extra] }}\n"),
+        "  echo: { type: noop }\n  extra: { type: noop, delay: 10ms }\n",
+    );
+    write_config(&work, &reloaded_cfg);
+    sighup(&procos);
+    reloaded(&procos, 1).await;
+    let doc = status().await;
+    assert_eq!(names(&doc, "endpoints"), ["echo", "extra"], "{doc:#}");
+    assert_eq!(names(&doc, "topics"), ["added", "fast"], "{doc:#}");
+    assert_eq!(doc["config"]["version"], 2);
+}

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
@@ -116,9 +116,11 @@ pub struct AdminState {
     stamp: StampReceiver,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
-    manager: RwLock<ManagerStatus>,
-    /// (name, kind) of every endpoint in the config.
-    endpoints: RwLock<Vec<(String, &'static str)>>,
+    /// The manager's pools, topics and endpoints, as the generation in force has them.
+    manager: ManagerStatus,
+    /// (name, kind) of every endpoint of the start-up config: shown only when `manager` is a
+    /// fixed view (tests); a live one follows reloads.
+    endpoints: Vec<(String, &'static str)>,
     health: Arc<HealthRegistry>,
     learner: Arc<Learner>,
     history: Mutex<History>,
@@ -135,7 +137,7 @@ pub struct Parts {
     pub health: Arc<HealthRegistry>,
     /// What routing learned.
     pub learner: Arc<Learner>,
-    /// The manager's pools and topics.
+    /// The manager's pools, topics and endpoints (a live view follows config reloads).
     pub manager: ManagerStatus,
     /// `shutdown`: `/readyz` answers 503 once it fires (draining).
     pub shutdown: CancellationToken,
@@ -152,8 +154,8 @@ impl AdminState {
             stamp: parts.stamp,
             readiness: Arc::default(),
             shutdown: parts.shutdown,
-            manager: RwLock::new(parts.manager),
-            endpoints: RwLock::new(endpoint_kinds(config)),
+            manager: parts.manager,
+            endpoints: endpoint_kinds(config),
             health: parts.health,
             learner: parts.learner,
             history: Mutex::new(History::new(
@@ -172,16 +174,6 @@ impl AdminState {
     pub fn set_deployer(&self, deployer: Deployer) {
         if let Ok(mut d) = self.deployer.lock() {
             *d = Some(deployer);
-        }
-    }
-
-    /// After a config reload: the new manager's pools and topics, and the new endpoints.
-    pub fn set_manager(&self, config: &FileConfig, manager: ManagerStatus) {
-        if let Ok(mut m) = self.manager.write() {
-            *m = manager;
-        }
-        if let Ok(mut e) = self.endpoints.write() {
-            *e = endpoint_kinds(config);
         }
     }
 

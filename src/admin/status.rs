@@ -41,7 +41,7 @@ fn light(h: &EndpointHealth) -> &'static str {
 /// The document (see the module docs).
 pub fn build(state: &AdminState) -> Value {
     let now = now_secs();
-    let manager = state.manager.read().map(|m| m.clone()).unwrap_or_default();
+    let manager = &state.manager;
     let topics = manager.topics();
     let listed: BTreeMap<String, Vec<String>> = topics
         .iter()
@@ -62,11 +62,10 @@ pub fn build(state: &AdminState) -> Value {
             });
         }
     }
-    let kinds = state
-        .endpoints
-        .read()
-        .map(|e| e.clone())
-        .unwrap_or_default();
+    // The generation in force: a reload's added endpoint shows, a removed one goes.
+    let kinds = manager
+        .endpoints()
+        .unwrap_or_else(|| state.endpoints.clone());
     let endpoints: Vec<Value> = kinds
         .iter()
         .map(|(name, kind)| {

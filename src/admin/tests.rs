@@ -181,3 +181,63 @@ async fn the_status_names_endpoints_and_failures_but_never_the_token() {
     assert_eq!(doc["tasks"]["not_completed"], 1);
     stop.cancel();
 }
+
+/// `/api/status` lists the endpoints of the config in force: one a reload adds shows, one it
+/// removes goes. Before, the list stayed as at start-up while pools and topics followed.
+#[tokio::test]
+async fn the_status_lists_the_endpoints_a_reload_added() {
+    use crate::manager::{Manager, build_endpoints};
+    let cfg = config("");
+    let camunda = crate::camunda::CamundaClient::new(crate::camunda::ClientSettings {
+        url: cfg.camunda.url.clone(),
+        auth: None,
+        worker_id: "w-1".into(),
+        request_timeout: std::time::Duration::from_secs(1),
+    })
+    .expect("client");
+    let cx = crate::endpoints::BuildContext::default();
+    let manager = Manager::new(
+        &cfg,
+        camunda,
+        &build_endpoints(&cfg, &cx).expect("endpoints"),
+        crate::journal::Journal::in_memory(std::time::Duration::from_secs(60)),
+        Arc::default(),
+    )
+    .expect("manager");
+    let (_tx, stamp) = tokio::sync::watch::channel(ConfigStamp::new(1, "x"));
+    let s = AdminState::new(
+        &cfg,
+        Parts {
+            worker_id: "w-1".into(),
+            stamp,
+            health: cx.health().clone(),
+            learner: Arc::default(),
+            manager: manager.status(),
+            shutdown: CancellationToken::new(),
+        },
+    );
+    let names = |doc: &serde_json::Value| -> Vec<String> {
+        doc["endpoints"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|e| e["name"].as_str().expect("a name").to_string())
+            .collect()
+    };
+    assert_eq!(names(&status::build(&s)), vec!["n"]);
+
+    let yaml = "camunda:\n  url: http://engine.example:8080/engine-rest\npde_manager:\n  pools:\n    gp: { instances: 1, endpoints: [m], max_concurrent_tasks: 2 }\ntopics:\n  t: { pool: gp, endpoints: [m] }\nendpoints:\n  m: { type: noop, delay: 1s }\n";
+    let reloaded =
+        crate::config::load_str(yaml, Path::new("pde.yaml"), &|_| None).expect("valid config");
+    manager
+        .handle()
+        .apply(
+            &reloaded,
+            &build_endpoints(&reloaded, &cx).expect("endpoints"),
+            &Default::default(),
+        )
+        .expect("applied");
+    let doc = status::build(&s);
+    assert_eq!(names(&doc), vec!["m"], "{doc:#}");
+    assert_eq!(doc["endpoints"][0]["kind"], "noop");
+}

@@ -1,6 +1,7 @@
 //! The shared health of every endpoint: breaker state and the last probe, written by the layer
 //! stack (breaker, probes) and read by the Test block, the learner's flush and `procos stats`.
-//! Reads are a short lock, never I/O.
+//! Reads are a short lock, never I/O. A config reload that removes an endpoint drops its entry
+//! ([`HealthRegistry::forget`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -87,11 +88,37 @@ impl HealthRegistry {
         f(self.lock().entry(endpoint.to_string()).or_default());
     }
 
+    /// Drops `endpoint`'s entry: a config reload removed it, so nothing reports it any more
+    /// (`/api/status`, the `procos` endpoint, the learner's flush). Its probes stop first.
+    pub fn forget(&self, endpoint: &str) {
+        self.lock().remove(endpoint);
+    }
+
     /// Every endpoint's health, sorted by name.
     pub fn snapshot(&self) -> Vec<(String, EndpointHealth)> {
         self.lock()
             .iter()
             .map(|(n, h)| (n.clone(), h.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_endpoint_is_no_longer_listed() {
+        let registry = HealthRegistry::default();
+        registry.update("gone", |h| h.breaker = BreakerState::Open);
+        registry.update("kept", |h| h.breaker = BreakerState::Closed);
+        registry.forget("gone");
+        let names: Vec<String> = registry.snapshot().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["kept".to_string()]);
+        assert_eq!(
+            registry.get("gone").breaker,
+            BreakerState::Closed,
+            "unknown again"
+        );
     }
 }

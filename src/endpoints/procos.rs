@@ -20,6 +20,11 @@
 //! broken endpoint produces one mail (or one user task), not one a minute. Each replica keeps its
 //! own memory (its health is its own, too); a restart forgets it and re-raises what is still wrong.
 //!
+//! It reads the topics' endpoint lists when it is built (`notify_by_email`, the topics it
+//! reports), so a config reload that changes them rebuilds it (`kernel::reload`); like a
+//! restart, the rebuilt one raises again what is still wrong. Endpoints a reload removes leave
+//! the health registry, hence its report.
+//!
 //! No side effects, no I/O: it reads shared in-memory state only. It never reports variable
 //! values, and errors it quotes (a breaker's last error) are redacted. Its probe has nothing to
 //! check: it is in process, hence always healthy.

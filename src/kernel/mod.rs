@@ -222,12 +222,13 @@ pub struct RunOptions {
     pub events: crate::telemetry::events::TaskEvents,
 }
 
-/// The stamp of the config procos starts with (version 1), over the file's text when known.
+/// The stamp of the config procos starts with (version 1), over the text it was loaded from
+/// when known.
 fn first_stamp(options: &RunOptions) -> (crate::config::stamp::StampSender, String) {
     let text = options
         .reload
         .as_ref()
-        .and_then(|s| std::fs::read_to_string(&s.path).ok())
+        .map(|s| s.text.clone())
         .unwrap_or_default();
     let stamp = crate::config::stamp::ConfigStamp::new(1, &text);
     (tokio::sync::watch::Sender::new(stamp), text)

@@ -5,7 +5,8 @@
 //! ```text
 //!  SIGHUP ──────────────────────────┐
 //!  file event (content kind, quiet ─┴─► read text ─► same as last seen? ─► nothing
-//!  for DEBOUNCE, same file name)           │ no
+//!  for DEBOUNCE, the file's name or        │ no
+//!  `..data`, a ConfigMap's swap)           │
 //!                                          ▼
 //!                        config::load_str (same checks as start-up)
 //!                          ├─ problems ─► one ERROR line per problem with its YAML path;
@@ -22,11 +23,18 @@
 //! the stamp in `/api/status` promises the file on disk is the one in use.
 //!
 //! What a reload keeps: the learner (daemon-wide, so its statistics), the journal, the feed of
-//! finished tasks, pools whose size did not change, and topic runtimes (with their result
-//! cache) whose topic, pool and endpoints did not change. Tasks already running finish on the
-//! endpoints and topic settings they started with; a removed topic is no longer fetched and
-//! its running tasks complete and report normally. Each endpoint's background probes run on a
-//! token of its own, cancelled when a reload replaces or removes it.
+//! finished tasks, the pools (resized in place, their running tasks counted against the new
+//! size), and topic runtimes (with their result cache) whose topic, pool and endpoints did not
+//! change. Tasks already running finish on the endpoints and topic settings they started with;
+//! a removed topic is no longer fetched and its running tasks complete and report normally.
+//! Each endpoint's background probes run on a token of its own, cancelled when a reload
+//! replaces or removes it; a removed endpoint's health entry is dropped. Endpoints built over
+//! the topics' endpoint lists (`procos`, `sub_pde`: see [`reads_topics`]) are rebuilt whenever
+//! those lists change, even if their own entry did not.
+//!
+//! The watcher follows the config file's folder: editors that save by a rename, and a
+//! Kubernetes ConfigMap volume, whose update swaps the `..data` symlink the file is reached
+//! through ([`CONFIGMAP_DATA`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -71,6 +79,19 @@ pub struct Source {
     /// `camunda.url` as the command line set it over the file's (`procos dev` points it at its
     /// own engine); set on every reloaded config too.
     pub camunda_url: Option<String>,
+    /// The text the running config was loaded from ([`load_file`]): the first stamp and the
+    /// reloader's "running" text are this, never a second read (an edit in between would be
+    /// taken for the running config, and never applied).
+    pub text: String,
+}
+
+/// Reads and loads the config file exactly as [`crate::config::load`] does (bounded read,
+/// `${VAR}` from the process environment, validation), keeping the text that was loaded for
+/// [`Source::text`].
+pub fn load_file(path: &Path) -> Result<(FileConfig, String), crate::config::ConfigError> {
+    let text = read_text(path)?;
+    let config = crate::config::load_str(&text, path, &|name| std::env::var(name).ok())?;
+    Ok((config, text))
 }
 
 /// One loaded config with the YAML tree it came from (anchors merged), for the diff.
@@ -169,13 +190,25 @@ impl Changes {
             .into_iter()
             .filter(|key| fixed_differs(old, new, key))
             .collect();
+        let mut endpoints = Delta::of(
+            &o.endpoints,
+            &n.endpoints,
+            raw_differs(old, new, "endpoints"),
+        );
+        // Endpoints built over the topics' endpoint lists are stale once those lists change.
+        if topic_endpoints(o) != topic_endpoints(n) {
+            let stale = n.endpoints.iter().filter(|(name, e)| {
+                reads_topics(e)
+                    && o.endpoints.contains_key(*name)
+                    && !endpoints.changed.contains(name)
+            });
+            let stale: Vec<String> = stale.map(|(name, _)| name.clone()).collect();
+            endpoints.changed.extend(stale);
+            endpoints.changed.sort();
+        }
         Self {
             topics: Delta::of(&o.topics, &n.topics, raw_differs(old, new, "topics")),
-            endpoints: Delta::of(
-                &o.endpoints,
-                &n.endpoints,
-                raw_differs(old, new, "endpoints"),
-            ),
+            endpoints,
             pools: Delta::of(
                 &o.pde_manager.pools,
                 &n.pde_manager.pools,
@@ -219,6 +252,26 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.topics.is_empty() && self.endpoints.is_empty() && self.pools.is_empty()
     }
+}
+
+/// Each topic's endpoint list: what a build context hands the endpoints ([`reads_topics`]).
+fn topic_endpoints(config: &FileConfig) -> BTreeMap<&String, &Vec<String>> {
+    config
+        .topics
+        .iter()
+        .map(|(name, t)| (name, &t.endpoints))
+        .collect()
+}
+
+/// Does this kind's build read the topics' endpoint lists? `sub_pde` probes its steps' topics'
+/// endpoints; `procos` reports every topic's endpoints and mails an alert when its
+/// `email_topic` has endpoints. Such an endpoint is rebuilt whenever those lists change.
+fn reads_topics(endpoint: &crate::endpoints::EndpointConfig) -> bool {
+    use crate::endpoints::EndpointConfig;
+    matches!(
+        endpoint,
+        EndpointConfig::Procos(_) | EndpointConfig::SubPde(_)
+    )
 }
 
 /// Does entry `name` under `section` differ between the two files?
@@ -360,17 +413,22 @@ impl Reloader {
     }
 
     /// Watches the config file's folder (editors replace the file by a rename) for content
-    /// changes of that file name. `None` (logged) when it cannot: SIGHUP still works.
+    /// changes of that file name, and of the symlinks it is reached through there (a
+    /// Kubernetes ConfigMap: see [`watched_names`]). `None` (logged) when it cannot: SIGHUP
+    /// still works.
     fn watch(&self, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
         let path = &self.source.path;
-        let name = path.file_name()?.to_os_string();
+        let names = watched_names(path);
+        if names.is_empty() {
+            return None;
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         let handler = move |result: notify::Result<Event>| {
             let relevant = match &result {
-                Ok(event) => changes_file(event, &name),
+                Ok(event) => changes_file(event, &names),
                 // A watcher error may mean missed events: look at the file again.
                 Err(_) => true,
             };
@@ -462,6 +520,10 @@ impl Reloader {
                 old.cancel();
             }
         }
+        // A removed endpoint's health is no longer anyone's to report.
+        for name in &changes.endpoints.removed {
+            self.cx.health().forget(name);
+        }
         self.stops.append(&mut new_stops);
         self.endpoints = endpoints;
         self.running = next;
@@ -545,12 +607,41 @@ async fn settled(
     }
 }
 
+/// The symlink a Kubernetes ConfigMap volume swaps on every update: its files are symlinks
+/// through it (`pde.yaml -> ..data/pde.yaml`, `..data -> ..2026_12_02_…`), and an update
+/// writes a new `..2026_…` folder and renames a new `..data` over the old one. The config
+/// file's own entry never changes, so the watcher must see `..data`.
+pub const CONFIGMAP_DATA: &str = "..data";
+
+/// The names in the config file's folder whose change may change what the config path reads:
+/// the file itself, [`CONFIGMAP_DATA`], and, when the file is a symlink with a relative target,
+/// the first component of that target (the entry of the folder it goes through).
+fn watched_names(path: &Path) -> Vec<std::ffi::OsString> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let mut names = vec![name.to_os_string(), CONFIGMAP_DATA.into()];
+    if let Ok(target) = std::fs::read_link(path)
+        && target.is_relative()
+        && let Some(std::path::Component::Normal(first)) = target.components().next()
+        && !names.iter().any(|n| n == first)
+    {
+        names.push(first.to_os_string());
+    }
+    names
+}
+
 /// Could this event have changed the config file's content? Creating, writing, removing or
-/// renaming it can; opening, reading, closing it read-only, or a change of permissions or
-/// access time cannot. Events on other files of the folder are ignored.
-fn changes_file(event: &Event, name: &std::ffi::OsStr) -> bool {
+/// renaming it (or one of the symlinks it is reached through, `names`) can; opening, reading,
+/// closing it read-only, or a change of permissions or access time cannot. Events on other
+/// files of the folder are ignored.
+fn changes_file(event: &Event, names: &[std::ffi::OsString]) -> bool {
     super::deployer::may_change_a_file(&event.kind)
-        && event.paths.iter().any(|p| p.file_name() == Some(name))
+        && event
+            .paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .any(|n| names.iter().any(|w| w == n))
 }
 
 #[cfg(test)]

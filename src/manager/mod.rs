@@ -124,6 +124,8 @@ pub(crate) struct Generation {
     /// Pools that some topic runs on (the only ones the fetch loop reserves).
     serving: HashSet<String>,
     settings: FetchSettings,
+    /// (name, kind) of every endpoint of the config, for the status view.
+    endpoints: Vec<(String, &'static str)>,
 }
 
 /// Applies a new config to a running [`Manager`] (see [`crate::kernel::reload`]). Cheap to
@@ -140,7 +142,7 @@ pub struct Applied {
     pub topics_built: Vec<String>,
     /// Topics whose runtime was kept as it was (result cache included).
     pub topics_kept: Vec<String>,
-    /// Pools created or re-created with a new size.
+    /// Pools created, or resized in place (size or instances).
     pub pools_built: Vec<String>,
 }
 
@@ -678,10 +680,10 @@ impl Shared {
 
 impl ManagerHandle {
     /// Builds a generation from a reloaded (validated) config and puts it in force: the next
-    /// poll asks for its topics. Pools whose size is unchanged are kept (with their running
-    /// tasks); `keep` names the topics whose runtime may be kept as it is (neither the topic
-    /// nor its endpoints changed). Tasks already running finish on the generation they started
-    /// on. On error nothing changes.
+    /// poll asks for its topics. Pools are kept, resized in place (their running tasks count
+    /// against the new size: see [`Pool::resize`]); `keep` names the topics whose runtime may
+    /// be kept as it is (neither the topic nor its endpoints changed). Tasks already running
+    /// finish on the generation they started on. On error nothing changes.
     pub fn apply(
         &self,
         config: &FileConfig,
@@ -691,6 +693,13 @@ impl ManagerHandle {
         let old = self.shared.generation();
         let parts = self.shared.parts();
         let (generation, applied) = Generation::build(config, endpoints, Some(&old), keep, &parts)?;
+        // Resized in place, on the old pool object: it holds the slots parked for the pending
+        // poll (a pool with new instances shares its slots).
+        for (name, p) in &config.pde_manager.pools {
+            if let Some(pool) = old.pools.get(name) {
+                pool.resize(p.max_concurrent_tasks);
+            }
+        }
         match self.shared.current.write() {
             Ok(mut current) => *current = Arc::new(generation),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
@@ -722,8 +731,8 @@ impl ManagerHandle {
 }
 
 impl Generation {
-    /// Pools and topic runtimes for `config`. With `previous`, a pool of the same size and a
-    /// topic named in `keep` are taken over from it unchanged.
+    /// Pools and topic runtimes for `config`. With `previous`, its pools (resized later by
+    /// [`ManagerHandle::apply`]) and the topics named in `keep` are taken over from it.
     fn build(
         config: &FileConfig,
         endpoints: &BTreeMap<String, Arc<dyn Endpoint>>,
@@ -734,11 +743,20 @@ impl Generation {
         let mut applied = Applied::default();
         let mut pools: BTreeMap<String, Arc<Pool>> = BTreeMap::new();
         for (name, p) in &config.pde_manager.pools {
-            let kept = previous.and_then(|g| g.pools.get(name)).filter(|old| {
-                old.capacity == p.max_concurrent_tasks && old.instances() == p.instances.max(1)
-            });
-            let pool = match kept {
-                Some(old) => old.clone(),
+            let pool = match previous.and_then(|g| g.pools.get(name)) {
+                // Resized in place: its running tasks keep counting against the new size.
+                Some(old) => {
+                    let (capacity, instances) = (p.max_concurrent_tasks, p.instances.max(1));
+                    if old.capacity() != capacity || old.instances() != instances {
+                        applied.pools_built.push(name.clone());
+                    }
+                    // (`ManagerHandle::apply` resizes it once the whole generation is built.)
+                    if old.instances() == instances {
+                        old.clone()
+                    } else {
+                        old.with_instances(instances)
+                    }
+                }
                 None => {
                     if previous.is_some() {
                         applied.pools_built.push(name.clone());
@@ -813,6 +831,11 @@ impl Generation {
                 backoff: config.camunda.backoff.clone(),
                 grace: config.pde_manager.shutdown_grace,
             },
+            endpoints: config
+                .endpoints
+                .iter()
+                .map(|(name, e)| (name.clone(), e.kind()))
+                .collect(),
         };
         Ok((generation, applied))
     }

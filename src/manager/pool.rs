@@ -4,6 +4,12 @@
 //! A Meta-PDE sub-task that finds no free slot borrows a parked one instead of waiting for the
 //! poll to end; a task the poll then brings back without a slot waits for one, its lock kept
 //! alive by the heartbeat.
+//!
+//! A config reload that changes a pool's size resizes it in place ([`Pool::resize`]): the
+//! semaphore is kept, so tasks already running still count. Growing adds permits; a cut
+//! forgets the free permits at once and each further one as it comes back, so from the cut on
+//! no new task starts until fewer than the new capacity run (cutting 8 → 2 with 8 running lets
+//! the next task start when only one is left).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,9 +22,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub struct Pool {
     /// The pool's name in `pde.yaml`.
     pub name: String,
-    /// Bound on tasks in flight.
-    pub capacity: usize,
-    permits: Arc<Semaphore>,
+    /// The slots, shared with the pool a reload builds when only the instances change.
+    gate: Arc<Gate>,
     /// Tasks running on each PDE instance (index = instance).
     running: Vec<AtomicUsize>,
     /// Slots reserved for the pending long poll (see the module docs).
@@ -27,6 +32,107 @@ pub struct Pool {
     parked_more: Notify,
     /// Woken when a slot lent to a sub-task comes back (the fetch loop may be waiting for one).
     freed: Arc<Notify>,
+}
+
+/// A pool's slots: a semaphore whose size a reload may change while tasks hold permits.
+#[derive(Debug)]
+struct Gate {
+    /// Bound on tasks in flight (`max_concurrent_tasks`).
+    capacity: AtomicUsize,
+    /// Permits the semaphore still holds beyond `capacity` after a cut: each is forgotten as
+    /// soon as it is free, never handed out. A short lock, never held across an await.
+    excess: Mutex<usize>,
+    permits: Arc<Semaphore>,
+}
+
+impl Gate {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity: AtomicUsize::new(capacity),
+            excess: Mutex::new(0),
+            permits: Arc::new(Semaphore::new(capacity)),
+        }
+    }
+
+    fn excess(&self) -> std::sync::MutexGuard<'_, usize> {
+        // A poisoned lock holds a plain count: still right.
+        self.excess.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the bound to `capacity` (see the module docs).
+    fn resize(&self, capacity: usize) {
+        let mut excess = self.excess();
+        let old = self.capacity.swap(capacity, Ordering::Relaxed);
+        if capacity >= old {
+            // Growing first cancels what a cut still owed, then adds permits.
+            let grow = capacity - old;
+            let cancelled = grow.min(*excess);
+            *excess -= cancelled;
+            self.permits.add_permits(grow - cancelled);
+        } else {
+            *excess += old - capacity;
+        }
+        let forgotten = self.permits.forget_permits(*excess);
+        *excess -= forgotten;
+    }
+
+    /// Forgets free permits the last cut still owes, before any is handed out.
+    fn settle(&self) {
+        let mut excess = self.excess();
+        if *excess > 0 {
+            let forgotten = self.permits.forget_permits(*excess);
+            *excess -= forgotten;
+        }
+    }
+
+    /// What is left of `permit` once the cut's debt is paid from it (`None`: all of it went).
+    fn pay(&self, mut permit: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        let mut excess = self.excess();
+        let n = (*excess).min(permit.num_permits());
+        if n == 0 {
+            return Some(permit);
+        }
+        *excess -= n;
+        if n == permit.num_permits() {
+            permit.forget();
+            return None;
+        }
+        if let Some(owed) = permit.split(n) {
+            owed.forget();
+        }
+        Some(permit)
+    }
+
+    /// Free slots right now.
+    fn free(&self) -> usize {
+        let excess = *self.excess();
+        self.permits.available_permits().saturating_sub(excess)
+    }
+
+    /// Slots held now (running, lent or parked).
+    fn held(&self) -> usize {
+        let excess = *self.excess();
+        (self.capacity.load(Ordering::Relaxed) + excess)
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Waits for a free slot.
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            self.settle();
+            let permit = self.permits.clone().acquire_owned().await.ok()?;
+            if let Some(permit) = self.pay(permit) {
+                return Some(permit);
+            }
+        }
+    }
+
+    /// A free slot now, if any.
+    fn try_acquire(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        self.settle();
+        let permit = self.permits.clone().try_acquire_many_owned(n as u32).ok()?;
+        self.pay(permit)
+    }
 }
 
 /// A slot in a pool, held while a task runs on one of its PDE instances.
@@ -51,11 +157,14 @@ impl Pool {
         capacity: usize,
         freed: Arc<Notify>,
     ) -> Arc<Self> {
+        Self::on_gate(name, instances, Arc::new(Gate::new(capacity)), freed)
+    }
+
+    fn on_gate(name: &str, instances: usize, gate: Arc<Gate>, freed: Arc<Notify>) -> Arc<Self> {
         let instances = instances.max(1);
         Arc::new(Self {
             name: name.to_string(),
-            capacity,
-            permits: Arc::new(Semaphore::new(capacity)),
+            gate,
             running: (0..instances).map(|_| AtomicUsize::new(0)).collect(),
             parked: Mutex::new(None),
             parked_more: Notify::new(),
@@ -63,9 +172,36 @@ impl Pool {
         })
     }
 
+    /// Bound on tasks in flight (`max_concurrent_tasks`; a reload may change it).
+    pub fn capacity(&self) -> usize {
+        self.gate.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Changes the pool's size in place (a config reload): the tasks running now keep their
+    /// slots and count against the new size (see the module docs).
+    pub fn resize(&self, capacity: usize) {
+        self.gate.resize(capacity);
+        // Slots parked for the pending poll pay what the cut still owes: the tasks that poll
+        // brings back wait for a slot, their locks kept alive, like any task without one.
+        if let Ok(mut parked) = self.parked.lock()
+            && let Some(permit) = parked.take()
+        {
+            *parked = self.gate.pay(permit);
+        }
+        // More room may let the fetch loop poll again.
+        self.freed.notify_one();
+        self.report_busy();
+    }
+
+    /// The same slots (semaphore, size, running tasks) under `instances` executors: a reload
+    /// that changes a pool's instances. Tasks running now stay seated on this pool's.
+    pub fn with_instances(&self, instances: usize) -> Arc<Self> {
+        Self::on_gate(&self.name, instances, self.gate.clone(), self.freed.clone())
+    }
+
     /// Free slots right now.
     pub fn free(&self) -> usize {
-        self.permits.available_permits()
+        self.gate.free()
     }
 
     /// Takes up to `n` free slots without waiting.
@@ -73,12 +209,12 @@ impl Pool {
         if n == 0 {
             return None;
         }
-        self.permits.clone().try_acquire_many_owned(n as u32).ok()
+        self.gate.try_acquire(n)
     }
 
     /// Waits for a free slot.
     pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().acquire_owned().await.ok()
+        self.gate.acquire().await
     }
 
     /// Parks slots reserved for a pending poll, where sub-tasks may borrow them.
@@ -131,14 +267,14 @@ impl Pool {
             let parked_more = self.parked_more.notified();
             tokio::pin!(parked_more);
             parked_more.as_mut().enable();
-            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            if let Some(permit) = self.gate.try_acquire(1) {
                 return Some(permit);
             }
             if let Some(permit) = self.take_parked() {
                 return Some(permit);
             }
             tokio::select! {
-                permit = self.permits.clone().acquire_owned() => return permit.ok(),
+                permit = self.gate.acquire() => return permit,
                 _ = parked_more => {}
             }
         }
@@ -166,9 +302,7 @@ impl Pool {
     /// poll are not in use (an idle pool reads 0); the fetch loop's reservation between taking
     /// slots and parking them is not awaited across, so no reading sees it for long.
     pub fn busy(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.free())
-            .saturating_sub(self.parked())
+        self.gate.held().saturating_sub(self.parked())
     }
 
     /// How many PDE instances share the pool (a reload keeps a pool whose size is unchanged).

@@ -1,6 +1,7 @@
-//! A read-only view of the manager's pools and topics for the admin server's `/api/status`
-//! ([`crate::admin`]): taken once from a [`Manager`] before it runs, it reads the generation in
-//! force at each reading, so pools and topics a config reload changed show at once.
+//! A read-only view of the manager's pools, topics and endpoints for the admin server's
+//! `/api/status` ([`crate::admin`]): taken once from a [`Manager`] before it runs, it reads the
+//! generation in force at each reading, so pools, topics and endpoints a config reload changed
+//! show at once.
 //!
 //! Reading it takes no lock a task holds: slot counts are the semaphore's and the per-instance
 //! atomics.
@@ -76,7 +77,7 @@ impl Pool {
     pub fn status(&self) -> PoolStatus {
         PoolStatus {
             name: self.name.clone(),
-            slots: self.capacity,
+            slots: self.capacity(),
             in_flight: self.busy(),
             instances: self.running(),
         }
@@ -90,6 +91,14 @@ impl ManagerStatus {
             Some(h) => h.pools().values().map(|p| p.status()).collect(),
             None => self.pools.iter().map(|p| p.status()).collect(),
         }
+    }
+
+    /// (name, kind) of every endpoint of the config in force, by name; `None` for a fixed
+    /// view (the caller knows its config's).
+    pub fn endpoints(&self) -> Option<Vec<(String, &'static str)>> {
+        self.handle
+            .as_ref()
+            .map(|h| h.generation().endpoints.clone())
     }
 
     /// Every topic of the config in force, by name.

@@ -189,3 +189,78 @@ async fn a_task_of_a_removed_topic_is_unlocked_only_when_it_is_not_running_here(
         "only the task that does not run here is given back"
     );
 }
+
+/// A reload cuts pool `gp` from 8 slots to 2 while 8 of its tasks run (they end one every
+/// 100 ms). The fetch loop (simulated: it reserves every 10 ms, and each task it gets runs 1 s)
+/// must ask for no `gp` task until fewer than 2 run, and then keep at most 2 running — the
+/// pool must not run old + new capacity at once. Then it grows back to 3 in place.
+#[tokio::test(start_paused = true)]
+async fn a_pool_cut_by_a_reload_runs_at_most_its_new_size() {
+    use std::sync::atomic::AtomicUsize;
+    let sized = |n: usize| {
+        CONFIG.replace(
+            "gp: { instances: 2, endpoints: [echo], max_concurrent_tasks: 2 }",
+            &format!("gp: {{ instances: 2, endpoints: [echo], max_concurrent_tasks: {n} }}"),
+        )
+    };
+    let (m, endpoints) = manager_with(&config(&sized(8)));
+    let gp = m.pools()["gp"].clone();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let tracker = TaskTracker::new();
+    let hold = |slot: pool::Slot, for_: Duration| {
+        let in_flight = in_flight.clone();
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        tracker.spawn(async move {
+            tokio::time::sleep(for_).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
+        });
+    };
+    for i in 1..=8 {
+        let permit = gp.reserve(1).expect("a free slot");
+        hold(gp.seat(permit), Duration::from_millis(100 * i));
+    }
+    m.handle()
+        .apply(&config(&sized(2)), &endpoints, &Default::default())
+        .expect("applied");
+    assert!(Arc::ptr_eq(&gp, &m.pools()["gp"]), "resized in place");
+    assert_eq!(gp.capacity(), 2);
+
+    let (mut started, mut busiest_at_a_start, mut most_asked) = (0, 0, 0);
+    for _ in 0..300 {
+        let g = m.generation();
+        let reserved = g.reserve();
+        let asked = reserved.get("gp").map_or(0, |p| p.num_permits());
+        most_asked = most_asked.max(asked);
+        if let Some(mut permits) = reserved
+            .into_iter()
+            .find(|(n, _)| n == "gp")
+            .map(|(_, p)| p)
+        {
+            while let Some(one) = permits.split(1) {
+                busiest_at_a_start = busiest_at_a_start.max(in_flight.load(Ordering::SeqCst));
+                hold(gp.seat(one), Duration::from_secs(1));
+                started += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started >= 2, "the pool still runs tasks: {started}");
+    assert!(
+        busiest_at_a_start < 2,
+        "a task started while {busiest_at_a_start} ran: more than the new 2 slots in flight"
+    );
+    assert!(most_asked <= 2, "asked for {most_asked} gp tasks at once");
+
+    // Growing again adds slots to the same semaphore, counting the tasks still running.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = gp.reserve(2).expect("2 free");
+    m.handle()
+        .apply(&config(&sized(3)), &endpoints, &Default::default())
+        .expect("applied");
+    assert_eq!(gp.free(), 1, "3 slots, 2 held");
+    assert_eq!(gp.status().slots, 3);
+    drop(running);
+    tracker.close();
+    tracker.wait().await;
+}

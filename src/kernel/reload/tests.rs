@@ -100,7 +100,12 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let running = snapshot(BASE);
+    rig_on(BASE)
+}
+
+/// A manager running `text`, and its reloader.
+fn rig_on(text: &str) -> Rig {
+    let running = snapshot(text);
     let camunda = CamundaClient::new(ClientSettings {
         url: running.config.camunda.url.clone(),
         auth: None,
@@ -120,10 +125,11 @@ fn rig() -> Rig {
         learner.clone(),
     )
     .expect("manager");
-    let (stamps, rx) = tokio::sync::watch::channel(ConfigStamp::new(1, BASE));
+    let (stamps, rx) = tokio::sync::watch::channel(ConfigStamp::new(1, text));
     let source = Source {
         path: "pde.yaml".into(),
         camunda_url: None,
+        text: text.to_string(),
     };
     let reloader = Reloader::new(
         source,
@@ -193,11 +199,11 @@ async fn a_valid_reload_swaps_topics_keeps_what_did_not_change_and_bumps_the_ver
         ),
         "slow was rebuilt for new tasks"
     );
-    // Pools: io kept with its running tasks, gp re-created with its new size.
+    // Pools: io kept with its running tasks, gp resized in place.
     assert!(Arc::ptr_eq(&io_before, &rig.manager.pools()["io"]));
-    assert_eq!(rig.manager.pools()["gp"].capacity, 6);
+    assert_eq!(rig.manager.pools()["gp"].capacity(), 6);
     assert_eq!(
-        rig.manager.handle().pools()["gp"].capacity,
+        rig.manager.handle().pools()["gp"].capacity(),
         6,
         "what a status page reads"
     );
@@ -265,8 +271,8 @@ fn only_content_events_on_the_config_file_count() {
     use notify::event::{
         AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
     };
-    let name = std::ffi::OsStr::new("pde.yaml");
-    let on = |kind, path: &str| changes_file(&Event::new(kind).add_path(path.into()), name);
+    let names = watched_names(Path::new("/w/pde.yaml"));
+    let on = |kind, path: &str| changes_file(&Event::new(kind).add_path(path.into()), &names);
     assert!(on(
         EventKind::Modify(ModifyKind::Data(DataChange::Content)),
         "/w/pde.yaml"
@@ -307,4 +313,174 @@ async fn a_replaced_endpoint_stops_its_probes_and_an_unchanged_one_keeps_them() 
         "the new slow runs"
     );
     assert!(!rig.reloader.stops["echo"].is_cancelled());
+}
+
+/// The `procos` endpoint reads the topics' endpoint lists when it is built (`notify_by_email`
+/// says whether `procos_health_alert` has endpoints): adding that topic must rebuild it, though
+/// its own entry did not change. Before, it kept answering `notify_by_email: false`.
+#[tokio::test]
+async fn adding_the_alert_topic_rebuilds_the_procos_endpoint() {
+    let with_monitor = BASE
+        .replace(
+            "  s: { pool: gp, endpoints: [slow] }\n",
+            "  s: { pool: gp, endpoints: [slow] }\n  health: { pool: io, endpoints: [monitor] }\n",
+        )
+        .replace(
+            "  echo: { type: noop }\n",
+            "  echo: { type: noop }\n  monitor: { type: procos }\n",
+        )
+        .replace(
+            "io: { instances: 1, endpoints: [echo],",
+            "io: { instances: 1, endpoints: [echo, monitor],",
+        );
+    let mut rig = rig_on(&with_monitor);
+    let notify_by_email = |rig: &Rig| {
+        let monitor = rig.manager.pipeline().topics()["health"].endpoints[0].clone();
+        async move {
+            let reply = monitor
+                .call(&crate::endpoints::EndpointRequest::default())
+                .await
+                .expect("answered");
+            reply.output["notify_by_email"].clone()
+        }
+    };
+    assert_eq!(notify_by_email(&rig).await, serde_json::json!(false));
+    let with_alert = with_monitor.replace(
+        "  health: { pool: io, endpoints: [monitor] }\n",
+        "  health: { pool: io, endpoints: [monitor] }\n  procos_health_alert: { pool: io, endpoints: [echo] }\n",
+    );
+    rig.reloader.apply(&with_alert).expect("applied");
+    assert_eq!(
+        notify_by_email(&rig).await,
+        serde_json::json!(true),
+        "the alert topic now has an endpoint"
+    );
+    let changes = Changes::between(&snapshot(&with_monitor), &snapshot(&with_alert));
+    assert_eq!(changes.endpoints.changed, names(&["monitor"]));
+    // A change that leaves every topic's endpoints as they were rebuilds nothing.
+    let lock = with_alert.replace("long_poll: 20s", "long_poll: 20s, lock_duration: 40s");
+    let changes = Changes::between(&snapshot(&with_alert), &snapshot(&lock));
+    assert!(changes.endpoints.changed.is_empty(), "{changes:?}");
+}
+
+/// A reload that removes an endpoint drops its health: the `procos` endpoint's report (what the
+/// health monitor mails about) no longer lists it. Before, an endpoint removed while its
+/// breaker was open stayed "unhealthy" there for the daemon's life.
+#[tokio::test]
+async fn a_removed_endpoint_leaves_the_health_report() {
+    let with_monitor = BASE
+        .replace(
+            "  s: { pool: gp, endpoints: [slow] }\n",
+            "  s: { pool: gp, endpoints: [slow] }\n  health: { pool: io, endpoints: [monitor] }\n",
+        )
+        .replace(
+            "  echo: { type: noop }\n",
+            "  echo: { type: noop }\n  monitor: { type: procos }\n",
+        )
+        .replace(
+            "io: { instances: 1, endpoints: [echo],",
+            "io: { instances: 1, endpoints: [echo, monitor],",
+        );
+    let mut rig = rig_on(&with_monitor);
+    rig.reloader.cx.health().update("slow", |h| {
+        h.breaker = crate::endpoints::health::BreakerState::Open;
+        h.last_error = Some("connection refused".into());
+    });
+    let without_slow = with_monitor
+        .replace("  s: { pool: gp, endpoints: [slow] }\n", "")
+        .replace("endpoints: [echo, slow]", "endpoints: [echo]")
+        .replace("  slow: { type: noop, delay: 1s }\n", "");
+    rig.reloader.apply(&without_slow).expect("applied");
+    let monitor = rig.manager.pipeline().topics()["health"].endpoints[0].clone();
+    let report = monitor
+        .call(&crate::endpoints::EndpointRequest::default())
+        .await
+        .expect("answered")
+        .output;
+    assert!(report["endpoints"].get("slow").is_none(), "{report:#}");
+    assert_eq!(report["unhealthy"], serde_json::json!([]), "{report:#}");
+    assert!(report["endpoints"].get("echo").is_some(), "{report:#}");
+}
+
+/// The first stamp is over the text procos loaded, not a second read of the file: an edit saved
+/// between loading and stamping must not pass for the running config (before, the stamp and the
+/// reloader's running text were the edit's, so that edit was never applied).
+#[test]
+fn the_first_stamp_is_over_the_text_that_was_loaded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pde.yaml");
+    std::fs::write(&path, BASE).expect("written");
+    let (config, text) = load_file(&path).expect("loaded");
+    assert_eq!(config.topics.len(), 3);
+    let edited = BASE.replace("delay: 1s", "delay: 2s");
+    std::fs::write(&path, &edited).expect("edited in between");
+    let options = crate::kernel::RunOptions {
+        reload: Some(Source {
+            path,
+            camunda_url: None,
+            text,
+        }),
+        ..Default::default()
+    };
+    let (stamps, running) = crate::kernel::first_stamp(&options);
+    assert_eq!(
+        running, BASE,
+        "the reloader compares the next read with this"
+    );
+    assert_eq!(
+        stamps.borrow().fingerprint,
+        ConfigStamp::new(0, BASE).fingerprint
+    );
+    assert_ne!(
+        stamps.borrow().fingerprint,
+        ConfigStamp::new(0, &edited).fingerprint
+    );
+}
+
+/// A Kubernetes ConfigMap volume: `pde.yaml -> ..data/pde.yaml`, `..data -> ..<timestamp>`. An
+/// update writes a new `..<timestamp>` folder and renames a new `..data` symlink over the old
+/// one (atomically); the `pde.yaml` entry itself never changes. The watcher must apply it.
+#[tokio::test]
+async fn a_configmap_update_is_applied() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("..2026_12_02_04_00_00.000000001");
+    std::fs::create_dir(&first).expect("dir");
+    std::fs::write(first.join("pde.yaml"), BASE).expect("written");
+    symlink("..2026_12_02_04_00_00.000000001", dir.path().join("..data")).expect("..data");
+    symlink("..data/pde.yaml", dir.path().join("pde.yaml")).expect("pde.yaml");
+
+    let mut rig = rig();
+    rig.reloader.source.path = dir.path().join("pde.yaml");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(rig.reloader.run(None, shutdown.clone()));
+    // On this current-thread runtime the reloader now runs up to its first wait: watching.
+    tokio::task::yield_now().await;
+
+    // What the kubelet does on an update.
+    let second = dir.path().join("..2026_12_02_04_05_00.000000002");
+    std::fs::create_dir(&second).expect("dir");
+    let edited = BASE.replace("delay: 1s", "delay: 2s");
+    std::fs::write(second.join("pde.yaml"), &edited).expect("written");
+    symlink(
+        "..2026_12_02_04_05_00.000000002",
+        dir.path().join("..data_tmp"),
+    )
+    .expect("..data_tmp");
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).expect("swap");
+    std::fs::remove_dir_all(&first).expect("old version removed");
+
+    let applied = tokio::time::timeout(
+        Duration::from_secs(10),
+        rig.stamps.wait_for(|s| s.version == 2),
+    )
+    .await
+    .map(|stamp| stamp.map(|s| s.fingerprint.clone()));
+    assert_eq!(
+        applied.ok().and_then(Result::ok),
+        Some(ConfigStamp::new(0, &edited).fingerprint),
+        "the ConfigMap update was applied"
+    );
+    shutdown.cancel();
+    running.await.expect("the reloader stopped");
 }

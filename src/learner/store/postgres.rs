@@ -20,7 +20,8 @@
 //!   (the decay is linear); the latency EWMA is averaged weighted by calls.
 //! - A restarted replica with the same worker id (a configured `camunda.worker_id`) first loads
 //!   its own row back and adds what it observed since start; until that first read succeeds it
-//!   writes nothing (a write would replace its row with less).
+//!   writes nothing (a write would replace its row with less). After that read, every key it
+//!   observed is written from the merged totals (not from figures taken before the read).
 //! - Rows of workers that are gone stay: what they learned is still true (their rates decay).
 //!
 //! Schema: created on first use (`CREATE TABLE IF NOT EXISTS` under an advisory lock, so that
@@ -376,9 +377,11 @@ impl SharedStats {
             self.rebase(learner, others);
             self.loaded.store(true, Ordering::Relaxed);
             tracing::info!(store = %self.at, worker_id = %self.worker_id, keys = n, "Learner loaded from the shared store.");
-            // What was observed before this first read is in the totals now, own row included:
-            // write every key this worker has, not only the dirty ones.
-            learner.mark_dirty(mine.into_keys());
+            // What was observed before this first read is in the totals now, own row and the
+            // others' part included: write every key this worker has, and take the dirty keys'
+            // totals again — those handed in were taken before the others' part was added, and
+            // `total − others` over them would write this worker's row as (about) 0.
+            learner.mark_dirty(mine.into_keys().chain(dirty.iter().map(|(k, _)| k.clone())));
         }
         let dirty: Vec<(Key, Stats)> = {
             let mut all: HashMap<Key, Stats> = dirty.iter().cloned().collect();

@@ -363,3 +363,30 @@ async fn a_restarted_replica_with_the_same_worker_id_keeps_its_own_row() {
         .expect("read");
     assert_eq!(merged[0].1.calls, 6, "the row holds both lives");
 }
+
+/// A replica that observed calls before its first successful read (the database was down, or
+/// the first flush came late) and whose key other replicas already wrote: its own row must hold
+/// its calls. Before, it wrote `total − others` over figures taken before the others' part was
+/// added — 0 — and its calls were lost from the store until it observed that key again.
+#[tokio::test]
+async fn calls_observed_before_the_first_read_reach_the_own_row() {
+    let url = database().await;
+    let a = Learner::default();
+    let store_a = SharedStats::new(&secret(&url), "early-a").expect("store");
+    observe(&a, 4, CallOutcome::Valid);
+    store_a.sync(&a, a.take_dirty()).await.expect("a writes");
+
+    let b = Learner::default();
+    observe(&b, 2, CallOutcome::Failed);
+    let store_b = SharedStats::new(&secret(&url), "early-b").expect("store");
+    store_b
+        .sync(&b, b.take_dirty())
+        .await
+        .expect("b's first read and write");
+    assert_eq!(calls(&b), 6, "b: its 2 and a's 4");
+    let merged = read_merged(&secret(&url), &Learner::default())
+        .await
+        .expect("read");
+    assert_eq!(merged[0].1.calls, 6, "b's 2 calls are in its row");
+    assert_eq!(merged[0].1.passed, 4);
+}
