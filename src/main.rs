@@ -54,7 +54,12 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &Path) -> ExitCode {
-    match config::load(path) {
+    let loaded = config::load_noted(path);
+    // How the design's vocabulary was read (`type: ai_service` is read as `type: openai`).
+    for note in &loaded.notes {
+        eprintln!("note: {note}");
+    }
+    match loaded.config {
         // What only the files can tell (the pure checks passed): a warm script without handle().
         Ok(c) if c.endpoints.values().any(|e| warm_problem(e).is_some()) => {
             for (name, e) in &c.endpoints {
@@ -134,7 +139,11 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
 }
 
 fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<FileConfig, ExitCode> {
-    let mut config = config::load(path).map_err(|e| {
+    let loaded = config::load_noted(path);
+    for note in &loaded.notes {
+        tracing::info!(path = %note.path, "{}", note.message);
+    }
+    let mut config = loaded.config.map_err(|e| {
         tracing::error!("{e}");
         eprintln!("{e}");
         ExitCode::from(EX_CONFIG)
