@@ -27,6 +27,10 @@ const EX_IOERR: u8 = 74;
 /// sysexits.h: a temporary failure, try again (`procos stats`: a procos has the store open and
 /// has not written its snapshot yet).
 const EX_TEMPFAIL: u8 = 75;
+/// sysexits.h: the input data was incorrect (`procos migrate`: not a workers' config).
+const EX_DATAERR: u8 = 65;
+/// sysexits.h: an output file cannot be created (`procos migrate -o`).
+const EX_CANTCREAT: u8 = 73;
 /// Default config path.
 const DEFAULT_CONFIG: &str = "config/pde.yaml";
 
@@ -42,6 +46,14 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Stats { format }) = cli.command {
         return stats(&config_path, format);
+    }
+    if let Some(Command::Migrate {
+        input,
+        output,
+        force,
+    }) = &cli.command
+    {
+        return migrate(input, output.as_deref(), *force);
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -138,6 +150,41 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `procos migrate`: warnings on stderr, the pde.yaml on stdout or into `output`.
+fn migrate(input: &Path, output: Option<&Path>, force: bool) -> ExitCode {
+    use procos::migrate::{self, MigrateError};
+    let code = |e: &MigrateError| match e {
+        MigrateError::Read(_) => EX_NOINPUT,
+        MigrateError::Input { .. } => EX_DATAERR,
+        MigrateError::Write(_) => EX_CANTCREAT,
+    };
+    let migration = match migrate::migrate_file(input) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("procos migrate: {e}");
+            return ExitCode::from(code(&e));
+        }
+    };
+    for warning in &migration.warnings {
+        eprintln!("procos migrate: warning: {warning}");
+    }
+    match output {
+        None => print!("{}", migration.yaml),
+        Some(path) => {
+            if let Err(e) = migrate::write_output(path, &migration.yaml, force) {
+                eprintln!("procos migrate: {e}");
+                return ExitCode::from(code(&e));
+            }
+            eprintln!(
+                "procos migrate: wrote {}; check it with `procos validate --config {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<FileConfig, ExitCode> {
     let loaded = config::load_noted(path);
     for note in &loaded.notes {
@@ -228,12 +275,14 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             engine_stop.cancel();
             code
         }
-        Some(Command::Validate) | Some(Command::Stats { .. }) | None => {
-            match load(&config_path, metrics_listen) {
-                Ok(config) => run_daemon(config, reloading(&config_path, None), shutdown).await,
-                Err(code) => code,
-            }
-        }
+        // Validate, stats and migrate returned before the runtime started.
+        Some(Command::Validate)
+        | Some(Command::Stats { .. })
+        | Some(Command::Migrate { .. })
+        | None => match load(&config_path, metrics_listen) {
+            Ok(config) => run_daemon(config, reloading(&config_path, None), shutdown).await,
+            Err(code) => code,
+        },
     }
 }
 

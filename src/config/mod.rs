@@ -28,5 +28,6 @@ mod validate;
 pub use error::{ConfigError, Problem};
 pub use file::FileConfig;
 pub use load::{Loaded, load, load_noted, load_str, load_str_noted};
+pub(crate) use load::{check_bounds, read_text, serde_problem};
 pub use secret::Secret;
 pub use validate::validate;
