@@ -508,8 +508,8 @@ fn todo(name: &str, worker: &Worker) -> String {
         }
     };
     let mut text = format!(
-        "{served}\n  {why} suggests {what} (README: \"{section}\"); replace `type: noop`\n  \
-         with e.g.:"
+        "{served}\n  {why} suggests {what}; replace `type: noop` with e.g.\n  \
+         (README: \"{section}\"):"
     );
     for line in example.lines() {
         let _ = write!(text, "\n    {line}");
