@@ -93,7 +93,11 @@ pub(crate) fn read_text(path: &Path) -> Result<String, String> {
         })
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(too_large(None));
+        return Err(format!(
+            "cannot read {}: {}",
+            path.display(),
+            too_large(None)
+        ));
     }
     String::from_utf8(bytes).map_err(|e| format!("cannot read {}: not UTF-8 ({e})", path.display()))
 }

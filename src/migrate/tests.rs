@@ -340,6 +340,21 @@ fn the_bounds_of_pde_yaml_hold_for_workers_yaml() {
 }
 
 #[test]
+fn a_file_that_cannot_be_read_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("workers.yaml");
+    let e = migrate_file(&path).expect_err("missing");
+    assert!(matches!(e, MigrateError::Read(_)), "{e:?}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    std::fs::write(&path, "x".repeat(1024 * 1024 + 1)).expect("write");
+    let e = migrate_file(&path).expect_err("too large");
+    assert!(
+        e.to_string().contains(&path.display().to_string()) && e.to_string().contains("1 MiB"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_value_out_of_procos_bounds_is_a_warning_from_the_self_check() {
     let m = migrate("workers:\n  w: { topics: [a], lock_duration: 0 }\n");
     assert!(
