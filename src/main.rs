@@ -188,7 +188,7 @@ fn migrate(input: &Path, output: Option<&Path>, force: bool) -> ExitCode {
 fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<FileConfig, ExitCode> {
     let loaded = config::load_noted(path);
     for note in &loaded.notes {
-        tracing::info!(path = %note.path, "{}", note.message);
+        tracing::info!(path = %note.path, note = %note.message, "Config read in the design's vocabulary.");
     }
     let mut config = loaded.config.map_err(|e| {
         tracing::error!("{e}");
