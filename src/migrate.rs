@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! workers.yaml ─bounds (config's pre-scan)─► serde: path + line of a bad value (serde_path_to_error),
-//!                                            unknown keys → warnings (serde_ignored)
+//!                                            unknown keys → warnings (serde_ignored), with
+//!                                            their lines (lines.rs)
 //!              ─► checks (topics served twice…) ─► pde.yaml text with comments (emit.rs)
 //!              ─► self-check: config::load_str on that text; its problems become warnings
 //! ```
@@ -35,6 +36,7 @@ use input::{Millis, Worker, WorkersFile};
 
 mod emit;
 mod input;
+mod lines;
 
 /// Camunda Run's engine-rest, when the workers' file names no engine.
 const DEFAULT_ENGINE_URL: &str = "http://localhost:8080/engine-rest";
@@ -179,9 +181,20 @@ fn parse(text: &str, source: &Path) -> Result<(WorkersFile, Vec<String>), Migrat
         serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut note));
     match parsed {
         Ok(file) => {
+            // serde says which keys it ignored, not where: their lines from a second read.
+            let lines = match ignored.is_empty() {
+                true => Default::default(),
+                false => lines::key_lines(text),
+            };
             let warnings = ignored
                 .into_iter()
-                .map(|p| format!("{p}: not a key procos migrate knows; left out of pde.yaml"))
+                .map(|p| {
+                    let line = lines.get(&p).map(|l| format!(":{l}")).unwrap_or_default();
+                    format!(
+                        "{}{line}: {p}: not a key procos migrate knows; left out of pde.yaml",
+                        source.display()
+                    )
+                })
                 .collect();
             Ok((file, warnings))
         }

@@ -76,7 +76,7 @@ fn migrate_prints_to_stdout_and_warns_about_unknown_keys_on_stderr() {
     assert!(stdout.contains("type: email"), "the guess: {stdout}");
     assert!(
         stderr
-            .contains("warning: workers.mail_sender.smtp_password: not a key procos migrate knows"),
+            .contains("warning: workers.yaml:2: workers.mail_sender.smtp_password: not a key procos migrate knows"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter22") && !stdout.contains("hunter22"));

@@ -205,19 +205,19 @@ fn unknown_keys_are_warnings_naming_their_path() {
         "workers:\n  w:\n    topics: [a, {name: b, priority: 3}]\n    memory: 2G\n    \
          api_key: sk-secret-value\nlogging: { level: debug }\ncamunda: { url: http://e, interval: 300 }\n",
     );
-    let paths: Vec<&str> = m
+    let places: Vec<&str> = m
         .warnings
         .iter()
-        .map(|w| w.split(':').next().unwrap_or(""))
+        .map(|w| w.split(": not a key").next().unwrap_or(""))
         .collect();
     assert_eq!(
-        paths,
+        places,
         [
-            "workers.w.topics[1].priority",
-            "workers.w.memory",
-            "workers.w.api_key",
-            "logging",
-            "camunda.interval"
+            "workers.yaml:3: workers.w.topics[1].priority",
+            "workers.yaml:4: workers.w.memory",
+            "workers.yaml:5: workers.w.api_key",
+            "workers.yaml:6: logging",
+            "workers.yaml:7: camunda.interval"
         ],
         "{:?}",
         m.warnings
