@@ -63,6 +63,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
         format: StatsFormat,
     },
+    /// Turn a config of plain external-task workers (`workers: {name: {topics, max_tasks, …}}`)
+    /// into an equivalent pde.yaml: a pool per worker, its topics bound, an endpoint stub with a
+    /// TODO per worker. Unknown keys are warnings on stderr.
+    Migrate {
+        /// The workers' config to read.
+        input: PathBuf,
+        /// Write the pde.yaml here instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Replace the `--output` file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// How `procos stats` prints.

@@ -24,6 +24,7 @@
 //!            engine     an in-memory Camunda-compatible engine: `procos dev` and the test suite
 //!            admin      the admin server: /metrics, /healthz, /readyz, /api/status and the status
 //!                       page (started by kernel; reads manager, learner, endpoint health, telemetry)
+//!            migrate    `procos migrate workers.yaml`: plain workers' config → pde.yaml (uses config)
 //! ```
 
 pub mod admin;
@@ -37,5 +38,7 @@ pub mod journal;
 pub mod kernel;
 pub mod learner;
 pub mod manager;
+/// `procos migrate`: a config of plain workers → an equivalent `pde.yaml` (issue 13).
+pub mod migrate;
 pub mod pde;
 pub mod telemetry;

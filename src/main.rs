@@ -27,6 +27,10 @@ const EX_IOERR: u8 = 74;
 /// sysexits.h: a temporary failure, try again (`procos stats`: a procos has the store open and
 /// has not written its snapshot yet).
 const EX_TEMPFAIL: u8 = 75;
+/// sysexits.h: the input data was incorrect (`procos migrate`: not a workers' config).
+const EX_DATAERR: u8 = 65;
+/// sysexits.h: an output file cannot be created (`procos migrate -o`).
+const EX_CANTCREAT: u8 = 73;
 /// Default config path.
 const DEFAULT_CONFIG: &str = "config/pde.yaml";
 
@@ -43,6 +47,14 @@ fn main() -> ExitCode {
     if let Some(Command::Stats { format }) = cli.command {
         return stats(&config_path, format);
     }
+    if let Some(Command::Migrate {
+        input,
+        output,
+        force,
+    }) = &cli.command
+    {
+        return migrate(input, output.as_deref(), *force);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -54,7 +66,12 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &Path) -> ExitCode {
-    match config::load(path) {
+    let loaded = config::load_noted(path);
+    // How the design's vocabulary was read (`type: ai_service` is read as `type: openai`).
+    for note in &loaded.notes {
+        eprintln!("note: {note}");
+    }
+    match loaded.config {
         // What only the files can tell (the pure checks passed): a warm script without handle().
         Ok(c) if c.endpoints.values().any(|e| warm_problem(e).is_some()) => {
             for (name, e) in &c.endpoints {
@@ -133,13 +150,54 @@ fn stats(path: &Path, format: StatsFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The config and the text it was loaded from (the first config stamp is over that text).
+/// `procos migrate`: warnings on stderr, the pde.yaml on stdout or into `output`.
+fn migrate(input: &Path, output: Option<&Path>, force: bool) -> ExitCode {
+    use procos::migrate::{self, MigrateError};
+    let code = |e: &MigrateError| match e {
+        MigrateError::Read(_) => EX_NOINPUT,
+        MigrateError::Input { .. } => EX_DATAERR,
+        MigrateError::Write(_) => EX_CANTCREAT,
+    };
+    let migration = match migrate::migrate_file(input) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("procos migrate: {e}");
+            return ExitCode::from(code(&e));
+        }
+    };
+    for warning in &migration.warnings {
+        eprintln!("procos migrate: warning: {warning}");
+    }
+    match output {
+        None => print!("{}", migration.yaml),
+        Some(path) => {
+            if let Err(e) = migrate::write_output(path, &migration.yaml, force) {
+                eprintln!("procos migrate: {e}");
+                return ExitCode::from(code(&e));
+            }
+            eprintln!(
+                "procos migrate: wrote {}; check it with `procos validate --config {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The config and the text it was loaded from (the first config stamp is over that text); the
+/// notes on the design's vocabulary it uses are logged.
 fn load(path: &Path, metrics_listen: Option<SocketAddr>) -> Result<(FileConfig, String), ExitCode> {
-    let (mut config, text) = kernel::reload::load_file(path).map_err(|e| {
+    let refuse = |e: procos::config::ConfigError| {
         tracing::error!("{e}");
         eprintln!("{e}");
         ExitCode::from(EX_CONFIG)
-    })?;
+    };
+    let (loaded, text) = kernel::reload::load_file_noted(path).map_err(refuse)?;
+    for note in &loaded.notes {
+        tracing::info!(path = %note.path, note = %note.message, "Config read in the design's vocabulary.");
+    }
+    let mut config = loaded.config.map_err(refuse)?;
     // `--metrics-listen` is an alias of `admin.listen`, checked as the file's value would be.
     if let Some(addr) = metrics_listen {
         config.admin.listen_on(addr);
@@ -220,14 +278,16 @@ async fn async_main(cli: Cli, config_path: PathBuf) -> ExitCode {
             engine_stop.cancel();
             code
         }
-        Some(Command::Validate) | Some(Command::Stats { .. }) | None => {
-            match load(&config_path, metrics_listen) {
-                Ok((config, text)) => {
-                    run_daemon(config, reloading(&config_path, None, text), shutdown).await
-                }
-                Err(code) => code,
+        // Validate, stats and migrate returned before the runtime started.
+        Some(Command::Validate)
+        | Some(Command::Stats { .. })
+        | Some(Command::Migrate { .. })
+        | None => match load(&config_path, metrics_listen) {
+            Ok((config, text)) => {
+                run_daemon(config, reloading(&config_path, None, text), shutdown).await
             }
-        }
+            Err(code) => code,
+        },
     }
 }
 

@@ -9,6 +9,9 @@
 //! (with `serde_path_to_error`), so one typo never hides another: every entry that fails adds one
 //! [`Problem`] with its full path, and the rest are still read and validated.
 //!
+//! An endpoint written in the design's vocabulary (`type: ai_service`, `config:` nesting, …) is
+//! rewritten into procos's own before it is parsed (`aliases`); each use is a note in [`Loaded`].
+//!
 //! Entries are deserialized from YAML *text* (the interpolated tree written back out), not from
 //! a `serde_yaml::Value`: the text deserializer reads a plain scalar such as `2024` as a string
 //! where a string is expected, as YAML users expect, while `Value` would reject it. Its error
@@ -53,16 +56,34 @@ const ENDPOINT_KINDS: [&str; 8] = [
     "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos",
 ];
 
+mod aliases;
 mod prescan;
 
-/// Reads the file (at most [`MAX_CONFIG_BYTES`]), interpolates `${VAR}` from the process
-/// environment, parses strictly and validates. Blocking file I/O: call it before the runtime
-/// starts or from `spawn_blocking`.
-pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-    let fail = |message: String| ConfigError {
-        file: path.to_path_buf(),
-        problems: vec![Problem::new("", message)],
-    };
+/// A config as read, with notes on how it was read: what [`load_noted`] and [`load_str_noted`]
+/// return, for `procos validate` (which prints the notes) and the daemon's start (which logs them).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated config, or every problem found.
+    pub config: Result<FileConfig, ConfigError>,
+    /// One note per use of the design's vocabulary, at its path (e.g. `endpoints.gpt4.type:
+    /// `type: ai_service` is read as `type: openai``), so the author learns procos's spelling.
+    /// Given whether or not the file is valid.
+    pub notes: Vec<Problem>,
+}
+
+/// The bounds every YAML input is held to before a tree is built: at most
+/// [`MAX_CONFIG_BYTES`], then nesting depth and alias expansion (`prescan`). Shared with
+/// `procos migrate`, which reads a file of the same kind.
+pub(crate) fn check_bounds(yaml: &str) -> Result<(), String> {
+    if yaml.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(Some(yaml.len())));
+    }
+    prescan::check(yaml)
+}
+
+/// The text of `path`, reading at most [`MAX_CONFIG_BYTES`] (one more tells it is too large);
+/// the error is one line naming the file.
+pub(crate) fn read_text(path: &Path) -> Result<String, String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|file| {
@@ -70,13 +91,36 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
             file.take(MAX_CONFIG_BYTES as u64 + 1)
                 .read_to_end(&mut bytes)
         })
-        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(fail(too_large(None)));
+        return Err(format!(
+            "cannot read {}: {}",
+            path.display(),
+            too_large(None)
+        ));
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| fail(format!("cannot read {}: not UTF-8 ({e})", path.display())))?;
-    load_str(&text, path, &|name| std::env::var(name).ok())
+    String::from_utf8(bytes).map_err(|e| format!("cannot read {}: not UTF-8 ({e})", path.display()))
+}
+
+/// Reads the file (at most [`MAX_CONFIG_BYTES`]), interpolates `${VAR}` from the process
+/// environment, parses strictly and validates. Blocking file I/O: call it before the runtime
+/// starts or from `spawn_blocking`.
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    load_noted(path).config
+}
+
+/// [`load`], with the notes on the design's vocabulary the file uses.
+pub fn load_noted(path: &Path) -> Loaded {
+    match read_text(path) {
+        Ok(text) => load_str_noted(&text, path, &|name| std::env::var(name).ok()),
+        Err(message) => Loaded {
+            config: Err(ConfigError {
+                file: path.to_path_buf(),
+                problems: vec![Problem::new("", message)],
+            }),
+            notes: Vec::new(),
+        },
+    }
 }
 
 /// The problem with a file over [`MAX_CONFIG_BYTES`]; `len` when known.
@@ -92,15 +136,29 @@ pub fn load_str(
     source: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<FileConfig, ConfigError> {
+    load_str_noted(yaml, source, env).config
+}
+
+/// [`load_str`], with the notes on the design's vocabulary the text uses.
+pub fn load_str_noted(yaml: &str, source: &Path, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
+    let mut notes = Vec::new();
+    let config = parse(yaml, source, env, &mut notes);
+    Loaded { config, notes }
+}
+
+/// The body of [`load_str_noted`]: the config or its problems; notes added to `notes`.
+fn parse(
+    yaml: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    notes: &mut Vec<Problem>,
+) -> Result<FileConfig, ConfigError> {
     let fail = |problems: Vec<Problem>| ConfigError {
         file: source.to_path_buf(),
         problems,
     };
     // Bounds first, before serde_yaml builds (and alias-expands) a tree.
-    if yaml.len() > MAX_CONFIG_BYTES {
-        return Err(fail(vec![Problem::new("", too_large(Some(yaml.len())))]));
-    }
-    prescan::check(yaml).map_err(|message| fail(vec![Problem::new("", message)]))?;
+    check_bounds(yaml).map_err(|message| fail(vec![Problem::new("", message)]))?;
     let mut root: Value = serde_yaml::from_str(yaml)
         .map_err(|e| fail(vec![Problem::new("", format!("not valid YAML: {e}"))]))?;
     root.apply_merge().map_err(|e| {
@@ -125,6 +183,7 @@ pub fn load_str(
     let mut parser = Parser {
         problems: found.problems,
         failed: found.failed,
+        aliases: aliases::Aliases::default(),
     };
     // Interpolation rewrites scalars only, so the root is still a mapping.
     let Value::Mapping(top) = &root else {
@@ -139,6 +198,16 @@ pub fn load_str(
     };
     let mut problems = std::mem::take(&mut parser.problems);
     problems.extend(semantic.into_iter().filter(|p| !parser.is_noise(&p.path)));
+    // A key an alias moved (out of `config:`, …) is reported where the file has it.
+    for p in &mut problems {
+        p.path = parser.aliases.in_file(&p.path);
+    }
+    // A `type:` or a number may have come from the environment: scrubbed like problems.
+    notes.extend(
+        std::mem::take(&mut parser.aliases.notes)
+            .into_iter()
+            .map(|p| Problem::new(p.path, found.sensitive.scrub(&p.message))),
+    );
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => {
@@ -164,6 +233,8 @@ struct Parser {
     problems: Vec<Problem>,
     /// Paths where interpolation already failed; serde errors there or below are not repeated.
     failed: Vec<String>,
+    /// The design's vocabulary read so far: notes, and where moved keys sit in the file.
+    aliases: aliases::Aliases,
 }
 
 /// The entries of a named map that parsed, and the names of all of them.
@@ -349,7 +420,10 @@ impl Parser {
             ));
             return None;
         };
-        let mut body = map.clone();
+        // The design's vocabulary (`type: ai_service`, `config:` nesting, …) → procos's.
+        let mut body = self
+            .aliases
+            .endpoint(map, path, &mut self.failed, &mut self.problems)?;
         let kind = match body.remove("type") {
             Some(Value::String(kind)) => kind,
             Some(_) => {
@@ -421,7 +495,10 @@ fn names_under(top: &Mapping, path: &[&str]) -> Option<BTreeSet<String>> {
 
 /// A serde error as a [`Problem`]: full path from `serde_path_to_error`, serde_yaml's own path
 /// prefix and line suffix removed (they describe the re-written text, not the file).
-fn serde_problem(base: &str, err: &serde_path_to_error::Error<serde_yaml::Error>) -> Problem {
+pub(crate) fn serde_problem(
+    base: &str,
+    err: &serde_path_to_error::Error<serde_yaml::Error>,
+) -> Problem {
     let segments: Vec<&Segment> = err
         .path()
         .iter()

@@ -9,8 +9,9 @@
 //!                                   or ConfigError { problems: every Problem with its path }
 //! ```
 //!
-//! [`load`] and [`load_str`] are the entry points; `procos validate` calls them and prints the
-//! [`ConfigError`], one problem per line.
+//! [`load`] and [`load_str`] are the entry points; `procos validate` calls [`load_noted`] and
+//! prints the [`ConfigError`], one problem per line, after the notes on the design's vocabulary
+//! the file uses (`type: ai_service` is read as `type: openai`, …).
 
 pub mod admin;
 mod error;
@@ -26,6 +27,7 @@ mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use file::FileConfig;
-pub use load::{load, load_str};
+pub use load::{Loaded, load, load_noted, load_str, load_str_noted};
+pub(crate) use load::{check_bounds, read_text, serde_problem};
 pub use secret::Secret;
 pub use validate::validate;

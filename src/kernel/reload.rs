@@ -89,11 +89,19 @@ pub struct Source {
 /// `${VAR}` from the process environment, validation), keeping the text that was loaded for
 /// [`Source::text`].
 pub fn load_file(path: &Path) -> Result<(FileConfig, String), crate::config::ConfigError> {
-    let text = read_text(path)?;
-    let config = crate::config::load_str(&text, path, &|name| std::env::var(name).ok())?;
-    Ok((config, text))
+    let (loaded, text) = load_file_noted(path)?;
+    Ok((loaded.config?, text))
 }
 
+/// [`load_file`], with the notes on the design's vocabulary the file uses (given whether or not
+/// it is valid). Only a file that cannot be read is an error here.
+pub fn load_file_noted(
+    path: &Path,
+) -> Result<(crate::config::Loaded, String), crate::config::ConfigError> {
+    let text = read_text(path)?;
+    let loaded = crate::config::load_str_noted(&text, path, &|name| std::env::var(name).ok());
+    Ok((loaded, text))
+}
 /// One loaded config with the YAML tree it came from (anchors merged), for the diff.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -543,24 +551,12 @@ impl Reloader {
     }
 }
 
-/// One byte past the config loader's 1 MiB bound: enough for `load_str` to refuse a file that
-/// is too large, with its size.
-const READ_BOUND: u64 = 1024 * 1024 + 1;
-
-/// The file's text, bounded as at start-up.
+/// The file's text, bounded as at start-up (the loader's own reading, its error as a problem).
 fn read_text(path: &Path) -> Result<String, crate::config::ConfigError> {
-    use std::io::Read;
-    let fail = |message: String| crate::config::ConfigError {
+    crate::config::read_text(path).map_err(|message| crate::config::ConfigError {
         file: path.to_path_buf(),
         problems: vec![crate::config::Problem::new("", message)],
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(READ_BOUND).read_to_end(&mut bytes))
-        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-    // Longer than the bound: load_str says so with the size.
-    String::from_utf8(bytes)
-        .map_err(|e| fail(format!("cannot read {}: not UTF-8 ({e})", path.display())))
+    })
 }
 
 /// One ERROR line per problem, each with its YAML path (messages are already scrubbed of
