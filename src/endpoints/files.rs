@@ -1,0 +1,775 @@
+//! `files`: one file operation per task, confined to a root directory.
+//!
+//! ```text
+//! (inside the layer stack: a permit of `max_concurrency` is already held)
+//! task ─► render `path` (and `to`, `file`, `content`) ─► RelPath: relative, no `..`
+//!      ─► Root (cap-std, the root's fd) on the blocking pool:
+//!   read   ─► {content: File value | text | JSON, path, name, size}
+//!   write  ─► temp file + fsync + rename ─► {path, size}
+//!   list   ─► {path, files: [{name, kind, size, modified}], count}
+//!   move   ─► {path: to, from}
+//!   delete ─► {path, deleted}
+//! ```
+//!
+//! Errors, each naming the key, the rendered path and the variables its template reads:
+//!
+//! | what | default | class |
+//! |---|---|---|
+//! | `..`, absolute, a symlink out of the root | permanent (incident) | `path_outside_root` |
+//! | empty path, a directory to read, a file to list | permanent | `invalid_path` |
+//! | nothing at the path | BPMN error `FILE_NOT_FOUND` (`not_found_error_code`) | `file_not_found` |
+//! | something at the path, `overwrite: false` | BPMN error `FILE_EXISTS` (`exists_error_code`) | `file_exists` |
+//! | larger than `max_size` (read or write) | BPMN error `FILE_TOO_LARGE` (`too_large_error_code`) | `file_too_large` |
+//! | `as: text` not UTF-8 · `as: json` not JSON | permanent | `file_not_text` · `invalid_json` |
+//! | the File variable to write is missing | permanent | `file_variable` |
+//! | permission denied, read-only file system | permanent | `io` |
+//! | any other I/O error (disk full, EIO) | transient | `io` |
+//!
+//! Not found, exists and too large are about the data, which the process can model (a boundary
+//! event); each `*_error_code: null` makes it a permanent failure instead, still with its class
+//! for a topic's `bpmn_errors`. How paths are confined and writes made atomic: `files/root.rs`.
+//! How a read file becomes a Camunda File variable: `files/value.rs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::python::sandbox::Bytes;
+use super::stack::{self, CircuitConfig, Policy, ProbeConfig, RetryPolicy};
+use super::template::{self, JsonTemplate, MarkedTemplate, TemplateContext};
+use super::{Endpoint, EndpointError, EndpointReply, EndpointRequest};
+use crate::config::secret::quote;
+use crate::endpoints::class;
+
+mod root;
+pub mod value;
+
+use root::{FsError, RelPath, Root};
+
+/// What a `files` endpoint does with each task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Read the file at `path` (`as`: file, text or JSON).
+    Read,
+    /// Write `content` or the File variable `file` to `path`, atomically.
+    Write,
+    /// List the directory at `path` (the root by default), optionally filtered by `glob`.
+    List,
+    /// Move (rename) `path` to `to`.
+    Move,
+    /// Delete the file at `path`.
+    Delete,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::List => "list",
+            Operation::Move => "move",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// How `read` returns the content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadAs {
+    /// A Camunda File variable (name and MIME type from the path).
+    #[default]
+    File,
+    /// A string (the file must be UTF-8).
+    Text,
+    /// The parsed JSON document.
+    Json,
+}
+
+/// What `delete` does when nothing is at the path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// Not found, as configured by `not_found_error_code`.
+    #[default]
+    Error,
+    /// Completes with `deleted: false`.
+    Ok,
+}
+
+/// `type: files`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The directory every path is resolved in; nothing outside it can be reached. Must exist
+    /// (relative: to the working directory).
+    pub root: PathBuf,
+    /// `read`, `write`, `list`, `move` or `delete`.
+    pub operation: Operation,
+    /// The file (a template over the task, e.g. `"{{ invoice_id }}.pdf"`), relative to `root`.
+    /// Required, but for `list` (default: the root).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `read`: `file` (default), `text` or `json`.
+    #[serde(default, rename = "as")]
+    pub read_as: Option<ReadAs>,
+    /// `read` with `as: file`: the File variable's MIME type; by default guessed from the name.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// `write`: the value to write (JSON template): a string as is, anything else as JSON.
+    #[serde(default)]
+    pub content: Option<Value>,
+    /// `write`: the name of the File variable to write (a template), instead of `content`.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// `move`: the new path (a template), relative to `root`.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `list`: only names matching this shell pattern (`*.pdf`, `invoice-??.csv`).
+    #[serde(default)]
+    pub glob: Option<String>,
+    /// `write`, `move`: replace an existing file (default false: refused as "exists").
+    #[serde(default)]
+    pub overwrite: Option<bool>,
+    /// `delete`: `error` (default) or `ok` when nothing is at the path.
+    #[serde(default)]
+    pub missing: Option<Missing>,
+    /// Largest file `read` returns and `write` writes (default 10 MiB).
+    #[serde(default = "default_max_size")]
+    pub max_size: Bytes,
+    /// BPMN error for "not found"; `null`: a permanent failure instead.
+    #[serde(default = "default_not_found")]
+    pub not_found_error_code: Option<String>,
+    /// BPMN error for "already exists" (`overwrite: false`); `null`: a permanent failure instead.
+    #[serde(default = "default_exists")]
+    pub exists_error_code: Option<String>,
+    /// BPMN error for "larger than `max_size`"; `null`: a permanent failure instead.
+    #[serde(default = "default_too_large")]
+    pub too_large_error_code: Option<String>,
+    /// Bound on one operation (a hung network file system).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Operations in flight through this endpoint.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// When to stop using a failing file system.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// The background probe: the root is still a readable directory (off by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
+}
+
+fn default_max_size() -> Bytes {
+    Bytes(10 << 20)
+}
+fn default_not_found() -> Option<String> {
+    Some("FILE_NOT_FOUND".into())
+}
+fn default_exists() -> Option<String> {
+    Some("FILE_EXISTS".into())
+}
+fn default_too_large() -> Option<String> {
+    Some("FILE_TOO_LARGE".into())
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_concurrency() -> usize {
+    8
+}
+
+/// Problems found in a config: (path suffix such as `path`, message).
+type Problems = Vec<(String, String)>;
+
+/// The operation with its templates, compiled once.
+#[derive(Debug)]
+enum Op {
+    Read {
+        path: MarkedTemplate,
+        read_as: ReadAs,
+        mime_type: Option<String>,
+    },
+    Write {
+        path: MarkedTemplate,
+        source: Source,
+        overwrite: bool,
+    },
+    List {
+        path: MarkedTemplate,
+        glob: Option<glob::Pattern>,
+    },
+    Move {
+        path: MarkedTemplate,
+        to: MarkedTemplate,
+        overwrite: bool,
+    },
+    Delete {
+        path: MarkedTemplate,
+        missing: Missing,
+    },
+}
+
+/// Where `write` takes its bytes from.
+#[derive(Debug)]
+enum Source {
+    Value(JsonTemplate),
+    File(MarkedTemplate),
+}
+
+impl FilesConfig {
+    /// How the stack wraps this endpoint: never retried by the stack (the engine's retries
+    /// serve a transient I/O error), bounded by `timeout`.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: Some(self.timeout),
+            max_concurrency: Some(self.max_concurrency),
+            circuit: self.circuit.clone(),
+            retry: RetryPolicy::none(),
+            probe: self.probe.schedule(false),
+        }
+    }
+
+    /// Whether the operation changes files (`write`, `move`, `delete`), known before building.
+    pub fn has_side_effects(&self) -> bool {
+        !matches!(self.operation, Operation::Read | Operation::List)
+    }
+
+    /// Every problem of this config as (path suffix, message): templates compile, the keys fit
+    /// the operation, sizes and codes are sane. Pure: whether `root` exists is
+    /// [`root_problem`](Self::root_problem)'s question.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self.compile("") {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems,
+        }
+    }
+
+    /// `root` is not a directory procos can open: what `procos validate` and the start say.
+    pub fn root_problem(&self) -> Option<(String, String)> {
+        Root::open(&self.root).err().map(|e| {
+            (
+                "root".to_string(),
+                format!(
+                    "`{}` cannot be opened as a directory: {e}",
+                    self.root.display()
+                ),
+            )
+        })
+    }
+
+    /// Compiles the operation, naming templates `<prefix><key>`; collects every problem.
+    fn compile(&self, prefix: &str) -> Result<Op, Problems> {
+        let mut problems = Problems::new();
+        let op = self.operation;
+        if self.root.as_os_str().is_empty() {
+            problems.push(("root".into(), "must name a directory".into()));
+        }
+        // Keys of other operations are mistakes, not options.
+        let given: [(&str, bool, &[Operation]); 8] = [
+            ("as", self.read_as.is_some(), &[Operation::Read]),
+            ("mime_type", self.mime_type.is_some(), &[Operation::Read]),
+            ("content", self.content.is_some(), &[Operation::Write]),
+            ("file", self.file.is_some(), &[Operation::Write]),
+            ("to", self.to.is_some(), &[Operation::Move]),
+            ("glob", self.glob.is_some(), &[Operation::List]),
+            (
+                "overwrite",
+                self.overwrite.is_some(),
+                &[Operation::Write, Operation::Move],
+            ),
+            ("missing", self.missing.is_some(), &[Operation::Delete]),
+        ];
+        for (key, set, ops) in given {
+            if set && !ops.contains(&op) {
+                let names: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
+                problems.push((
+                    key.into(),
+                    format!(
+                        "is used by `operation: {}` only, not `{}`",
+                        names.join("` or `"),
+                        op.as_str()
+                    ),
+                ));
+            }
+        }
+        if self.mime_type.is_some() && self.read_as.unwrap_or_default() != ReadAs::File {
+            problems.push(("mime_type".into(), "is used with `as: file` only".into()));
+        }
+        if self.max_size.0 == 0 {
+            problems.push(("max_size".into(), "must be greater than zero".into()));
+        }
+        for (key, code) in [
+            ("not_found_error_code", &self.not_found_error_code),
+            ("exists_error_code", &self.exists_error_code),
+            ("too_large_error_code", &self.too_large_error_code),
+        ] {
+            if let Some(code) = code
+                && (code.trim().is_empty() || code.contains(char::is_whitespace))
+            {
+                problems.push((
+                    key.into(),
+                    format!(
+                        "`{code}` must be a non-empty BPMN error code without spaces (or null)"
+                    ),
+                ));
+            }
+        }
+        problems.extend(stack::validate(
+            Some(("timeout", self.timeout)),
+            Some(self.max_concurrency),
+            &self.circuit,
+            &self.probe,
+            None,
+        ));
+
+        let mut marked = |key: &str, source: Option<&String>, required: bool| match source {
+            Some(source) => MarkedTemplate::compile(&format!("{prefix}{key}"), source)
+                .map_err(|e| problems.push((key.into(), e.to_string())))
+                .ok(),
+            None => {
+                if required {
+                    problems.push((
+                        key.into(),
+                        format!("is required by `operation: {}`", op.as_str()),
+                    ));
+                }
+                None
+            }
+        };
+        let path = marked("path", self.path.as_ref(), op != Operation::List);
+        let compiled = match op {
+            Operation::Read => path.map(|path| Op::Read {
+                path,
+                read_as: self.read_as.unwrap_or_default(),
+                mime_type: self.mime_type.clone(),
+            }),
+            Operation::Write => {
+                let source = match (&self.content, &self.file) {
+                    (Some(content), None) => {
+                        JsonTemplate::compile(&format!("{prefix}content"), content)
+                            .map(Source::Value)
+                            .map_err(|e| problems.push(("content".into(), e.to_string())))
+                            .ok()
+                    }
+                    (None, Some(_)) => marked("file", self.file.as_ref(), true).map(Source::File),
+                    (Some(_), Some(_)) => {
+                        problems.push((
+                            "content".into(),
+                            "give `content` or `file`, not both".into(),
+                        ));
+                        None
+                    }
+                    (None, None) => {
+                        problems.push((
+                            "content".into(),
+                            "`operation: write` needs `content` (a value) or `file` (a File variable)"
+                                .into(),
+                        ));
+                        None
+                    }
+                };
+                path.zip(source).map(|(path, source)| Op::Write {
+                    path,
+                    source,
+                    overwrite: self.overwrite.unwrap_or(false),
+                })
+            }
+            Operation::List => {
+                let glob = self.glob.as_ref().and_then(|g| {
+                    glob::Pattern::new(g)
+                        .map_err(|e| {
+                            problems.push(("glob".into(), format!("`{}`: {e}", quote(g))));
+                        })
+                        .ok()
+                });
+                // No `path`: the root itself.
+                let path = path.or_else(|| {
+                    MarkedTemplate::compile(&format!("{prefix}path"), ".")
+                        .map_err(|e| problems.push(("path".into(), e.to_string())))
+                        .ok()
+                });
+                path.filter(|_| self.glob.is_none() || glob.is_some())
+                    .map(|path| Op::List { path, glob })
+            }
+            Operation::Move => {
+                let to = marked("to", self.to.as_ref(), true);
+                path.zip(to).map(|(path, to)| Op::Move {
+                    path,
+                    to,
+                    overwrite: self.overwrite.unwrap_or(false),
+                })
+            }
+            Operation::Delete => path.map(|path| Op::Delete {
+                path,
+                missing: self.missing.unwrap_or_default(),
+            }),
+        };
+        match compiled {
+            Some(op) if problems.is_empty() => Ok(op),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// The files endpoint: the root's directory fd and the compiled operation.
+#[derive(Debug)]
+pub struct FilesEndpoint {
+    name: String,
+    root: Arc<Root>,
+    op: Op,
+    max_size: u64,
+    not_found_error_code: Option<String>,
+    exists_error_code: Option<String>,
+    too_large_error_code: Option<String>,
+}
+
+impl FilesEndpoint {
+    /// Builds it: compiles the templates and opens `root` (which must be a directory).
+    pub fn new(name: &str, config: &FilesConfig) -> Result<Self, EndpointError> {
+        let misconfigured = |problems: Vec<String>| {
+            EndpointError::permanent(format!(
+                "files endpoint `{name}` is misconfigured: {}",
+                problems.join("; ")
+            ))
+            .code(class::CONFIG)
+        };
+        let op = config
+            .compile(&format!("endpoints.{name}."))
+            .map_err(|problems| {
+                misconfigured(problems.iter().map(|(p, m)| format!("{p}: {m}")).collect())
+            })?;
+        if let Some((key, message)) = config.root_problem() {
+            return Err(misconfigured(vec![format!("{key}: {message}")]));
+        }
+        let root = Root::open(&config.root).map_err(|e| misconfigured(vec![e.to_string()]))?;
+        Ok(Self {
+            name: name.to_string(),
+            root: Arc::new(root),
+            op,
+            max_size: config.max_size.0,
+            not_found_error_code: config.not_found_error_code.clone(),
+            exists_error_code: config.exists_error_code.clone(),
+            too_large_error_code: config.too_large_error_code.clone(),
+        })
+    }
+
+    /// Renders a path template and checks it by its text.
+    fn path(
+        &self,
+        key: &str,
+        template: &MarkedTemplate,
+        ctx: &TemplateContext,
+        allow_root: bool,
+    ) -> Result<(RelPath, String), EndpointError> {
+        let text = template::joined(&template.render(ctx).map_err(template_error)?);
+        let path =
+            RelPath::parse(&text, allow_root).map_err(|e| self.fail(key, template, &text, e))?;
+        Ok((path, text))
+    }
+
+    /// Runs a blocking operation on the root.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, FsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Root) -> Result<T, FsError> + Send + 'static,
+    {
+        let root = Arc::clone(&self.root);
+        tokio::task::spawn_blocking(move || work(&root))
+            .await
+            .map_err(|e| FsError::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    /// An error of `key`'s path as the table in the module docs says.
+    fn fail(&self, key: &str, template: &MarkedTemplate, text: &str, e: FsError) -> EndpointError {
+        let from = match template.variables() {
+            [] => String::new(),
+            vars => {
+                let vars: Vec<String> = vars.iter().map(|v| format!("`{v}`")).collect();
+                format!(" (from {})", vars.join(", "))
+            }
+        };
+        let message = format!(
+            "files endpoint `{}`: {key} `{}`{from} {e}",
+            self.name,
+            quote(text)
+        );
+        let outcome = |code: &Option<String>, class: &str| match code {
+            Some(code) => EndpointError::business(code, message.clone()).code(class),
+            None => EndpointError::permanent(message.clone()).code(class),
+        };
+        match e {
+            FsError::Escape(_) => EndpointError::permanent(message).code(class::PATH_OUTSIDE_ROOT),
+            FsError::Invalid(_) | FsError::WrongKind(_) => {
+                EndpointError::permanent(message).code(class::INVALID_PATH)
+            }
+            FsError::NotFound => outcome(&self.not_found_error_code, class::FILE_NOT_FOUND),
+            FsError::Exists => outcome(&self.exists_error_code, class::FILE_EXISTS),
+            FsError::TooLarge { .. } => outcome(&self.too_large_error_code, class::FILE_TOO_LARGE),
+            FsError::Io(io) => {
+                use rustix::io::Errno;
+                let permanent = [
+                    Errno::ACCESS,
+                    Errno::PERM,
+                    Errno::ROFS,
+                    Errno::NAMETOOLONG,
+                    Errno::ISDIR,
+                    Errno::NOTDIR,
+                    Errno::INVAL,
+                ]
+                .iter()
+                .any(|n| io.raw_os_error() == Some(n.raw_os_error()));
+                if permanent {
+                    EndpointError::permanent(message).code(class::IO)
+                } else {
+                    EndpointError::transient(message).code(class::IO)
+                }
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        template: &MarkedTemplate,
+        read_as: ReadAs,
+        mime_type: Option<&str>,
+        ctx: &TemplateContext,
+    ) -> Result<Value, EndpointError> {
+        let (path, text) = self.path("path", template, ctx, false)?;
+        let max = self.max_size;
+        let target = path.clone();
+        let content = self
+            .blocking(move |root| root.read(&target, max))
+            .await
+            .map_err(|e| self.fail("path", template, &text, e))?;
+        let name = path.file_name();
+        let size = content.len();
+        let content = match read_as {
+            ReadAs::File => {
+                let mime = mime_type.map(str::to_string).unwrap_or_else(|| {
+                    mime_guess::from_path(&name)
+                        .first_or_octet_stream()
+                        .essence_str()
+                        .to_string()
+                });
+                value::file_value(&name, &mime, &content)
+            }
+            ReadAs::Text => Value::String(String::from_utf8(content).map_err(|e| {
+                EndpointError::permanent(format!(
+                    "files endpoint `{}`: path `{}` is not UTF-8 text ({e})",
+                    self.name,
+                    quote(&text)
+                ))
+                .code(class::FILE_NOT_TEXT)
+            })?),
+            ReadAs::Json => serde_json::from_slice(&content).map_err(|e| {
+                EndpointError::permanent(format!(
+                    "files endpoint `{}`: path `{}` is not JSON: {e}",
+                    self.name,
+                    quote(&text)
+                ))
+                .code(class::INVALID_JSON)
+            })?,
+        };
+        Ok(json!({"content": content, "path": path.to_string(), "name": name, "size": size}))
+    }
+
+    async fn write(
+        &self,
+        template: &MarkedTemplate,
+        source: &Source,
+        overwrite: bool,
+        request: &EndpointRequest,
+        ctx: &TemplateContext,
+    ) -> Result<Value, EndpointError> {
+        let (path, text) = self.path("path", template, ctx, false)?;
+        let content: Vec<u8> = match source {
+            Source::Value(content) => match content.render(ctx).map_err(template_error)? {
+                Value::String(s) => s.into_bytes(),
+                other => {
+                    let mut bytes = serde_json::to_vec_pretty(&other).unwrap_or_default();
+                    bytes.push(b'\n');
+                    bytes
+                }
+            },
+            Source::File(name) => {
+                let name = template::joined(&name.render(ctx).map_err(template_error)?);
+                self.file_variable(&name, request).await?.to_vec()
+            }
+        };
+        let size = content.len() as u64;
+        if size > self.max_size {
+            let e = FsError::TooLarge {
+                size,
+                max: self.max_size,
+            };
+            return Err(self.fail("path", template, &text, e));
+        }
+        let target = path.clone();
+        self.blocking(move |root| root.write(&target, &content, overwrite))
+            .await
+            .map_err(|e| self.fail("path", template, &text, e))?;
+        Ok(json!({"path": path.to_string(), "size": size}))
+    }
+
+    /// The content of the task's File variable `name`.
+    async fn file_variable(
+        &self,
+        name: &str,
+        request: &EndpointRequest,
+    ) -> Result<bytes::Bytes, EndpointError> {
+        let unavailable = |why: &str| {
+            EndpointError::permanent(format!(
+                "files endpoint `{}`: File variable `{}` {why}",
+                self.name,
+                quote(name)
+            ))
+            .code(class::FILE_VARIABLE)
+        };
+        if !request.variables.contains_key(name) {
+            return Err(unavailable("is not a variable of the task"));
+        }
+        let Some(files) = &request.files else {
+            return Err(unavailable("cannot be loaded here"));
+        };
+        files.load(name).await
+    }
+
+    async fn list(
+        &self,
+        template: &MarkedTemplate,
+        glob: Option<&glob::Pattern>,
+        ctx: &TemplateContext,
+    ) -> Result<Value, EndpointError> {
+        let (path, text) = self.path("path", template, ctx, true)?;
+        let target = path.clone();
+        let glob = glob.cloned();
+        let entries = self
+            .blocking(move |root| root.list(&target, glob.as_ref()))
+            .await
+            .map_err(|e| self.fail("path", template, &text, e))?;
+        let files: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let modified = e.modified.map(|t| {
+                    chrono::DateTime::<chrono::Utc>::from(t)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                });
+                json!({"name": e.name, "kind": e.kind, "size": e.size, "modified": modified})
+            })
+            .collect();
+        Ok(json!({"path": path.to_string(), "count": files.len(), "files": files}))
+    }
+
+    async fn rename(
+        &self,
+        from: &MarkedTemplate,
+        to: &MarkedTemplate,
+        overwrite: bool,
+        ctx: &TemplateContext,
+    ) -> Result<Value, EndpointError> {
+        let (from_path, from_text) = self.path("path", from, ctx, false)?;
+        let (to_path, to_text) = self.path("to", to, ctx, false)?;
+        let (source, target) = (from_path.clone(), to_path.clone());
+        self.blocking(move |root| root.rename(&source, &target, overwrite))
+            .await
+            .map_err(|e| match e {
+                // Only the target can exist; a missing one is the source.
+                FsError::Exists => self.fail("to", to, &to_text, e),
+                e => self.fail("path", from, &from_text, e),
+            })?;
+        Ok(json!({"path": to_path.to_string(), "from": from_path.to_string()}))
+    }
+
+    async fn delete(
+        &self,
+        template: &MarkedTemplate,
+        missing: Missing,
+        ctx: &TemplateContext,
+    ) -> Result<Value, EndpointError> {
+        let (path, text) = self.path("path", template, ctx, false)?;
+        let target = path.clone();
+        let deleted = match self.blocking(move |root| root.remove(&target)).await {
+            Ok(()) => true,
+            Err(FsError::NotFound) if missing == Missing::Ok => false,
+            Err(e) => return Err(self.fail("path", template, &text, e)),
+        };
+        Ok(json!({"path": path.to_string(), "deleted": deleted}))
+    }
+}
+
+/// A template error: the config or the task's variables are wrong, retrying will not help.
+fn template_error(e: template::TemplateError) -> EndpointError {
+    EndpointError::permanent(e.to_string()).code(class::TEMPLATE)
+}
+
+#[async_trait]
+impl Endpoint for FilesEndpoint {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+
+    fn side_effects(&self) -> bool {
+        !matches!(self.op, Op::Read { .. } | Op::List { .. })
+    }
+
+    /// The root is still a directory procos can list (a mount that went away fails here).
+    async fn probe(&self) -> Result<(), EndpointError> {
+        let root = RelPath::parse(".", true).map_err(|e| {
+            EndpointError::permanent(format!("files endpoint `{}`: {e}", self.name))
+        })?;
+        self.blocking(move |r| r.list(&root, None).map(drop))
+            .await
+            .map_err(|e| {
+                EndpointError::transient(format!(
+                    "files endpoint `{}`: the root cannot be listed: {e}",
+                    self.name
+                ))
+                .code(class::IO)
+            })
+    }
+
+    /// One operation. A cancelled task stops waiting; an operation already on the blocking pool
+    /// finishes (a write is atomic: the file is whole or absent).
+    async fn call(&self, request: &EndpointRequest) -> Result<EndpointReply, EndpointError> {
+        let ctx = TemplateContext::new(request);
+        let work = async {
+            match &self.op {
+                Op::Read {
+                    path,
+                    read_as,
+                    mime_type,
+                } => self.read(path, *read_as, mime_type.as_deref(), &ctx).await,
+                Op::Write {
+                    path,
+                    source,
+                    overwrite,
+                } => self.write(path, source, *overwrite, request, &ctx).await,
+                Op::List { path, glob } => self.list(path, glob.as_ref(), &ctx).await,
+                Op::Move {
+                    path,
+                    to,
+                    overwrite,
+                } => self.rename(path, to, *overwrite, &ctx).await,
+                Op::Delete { path, missing } => self.delete(path, *missing, &ctx).await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = request.cancel.cancelled() => Err(EndpointError::cancelled()),
+            result = work => result.map(EndpointReply::new),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
