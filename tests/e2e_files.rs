@@ -123,6 +123,23 @@ async fn validate_names_a_root_that_does_not_exist() {
         stderr.contains("endpoints.reader.root: `files` cannot be opened as a directory"),
         "{stderr}"
     );
+    // A key of another operation is explained at its YAML path.
+    let bad = copy_config().replace("operation: read,", "operation: read, to: x,");
+    std::fs::write(work.path().join("pde.yaml"), bad).expect("config");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_procos"))
+        .args(["validate", "--config", "pde.yaml"])
+        .current_dir(work.path())
+        .env("CAMUNDA_URL", "http://127.0.0.1:9/engine-rest")
+        .output()
+        .await
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("endpoints.reader.to: is used by `operation: move` only, not `read`"),
+        "{stderr}"
+    );
+    std::fs::write(work.path().join("pde.yaml"), copy_config()).expect("config");
     std::fs::create_dir(work.path().join("files")).expect("root");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_procos"))
         .args(["validate", "--config", "pde.yaml"])

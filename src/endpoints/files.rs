@@ -23,6 +23,7 @@
 //! | `as: text` not UTF-8 · `as: json` not JSON | permanent | `file_not_text` · `invalid_json` |
 //! | the File variable to write is missing | permanent | `file_variable` |
 //! | permission denied, read-only file system | permanent | `io` |
+//! | the root removed or replaced since the start (also behind "not found") | transient | `io` |
 //! | any other I/O error (disk full, EIO) | transient | `io` |
 //!
 //! Not found, exists and too large are about the data, which the process can model (a boundary
@@ -111,7 +112,12 @@ impl FilesEndpoint {
         F: FnOnce(&Root) -> Result<T, FsError> + Send + 'static,
     {
         let root = Arc::clone(&self.root);
-        tokio::task::spawn_blocking(move || work(&root))
+        // "Not found" under a root that went away is about the root, not the file.
+        let run = move || match work(&root) {
+            Err(FsError::NotFound) => root.check().and(Err(FsError::NotFound)),
+            result => result,
+        };
+        tokio::task::spawn_blocking(run)
             .await
             .map_err(|e| FsError::Io(std::io::Error::other(e.to_string())))?
     }
@@ -353,12 +359,13 @@ impl Endpoint for FilesEndpoint {
         !matches!(self.op, Op::Read { .. } | Op::List { .. })
     }
 
-    /// The root is still a directory procos can list (a mount that went away fails here).
+    /// The root is still the directory opened at the start, and procos can list it (a mount
+    /// that went away, a removed root fail here).
     async fn probe(&self) -> Result<(), EndpointError> {
         let root = RelPath::parse(".", true).map_err(|e| {
             EndpointError::permanent(format!("files endpoint `{}`: {e}", self.name))
         })?;
-        self.blocking(move |r| r.list(&root, None).map(drop))
+        self.blocking(move |r| r.check().and_then(|()| r.list(&root, None).map(drop)))
             .await
             .map_err(|e| {
                 EndpointError::transient(format!(

@@ -158,13 +158,39 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Root {
     dir: Dir,
+    /// The configured path, to tell that the directory behind `dir` was removed or replaced.
+    path: PathBuf,
 }
 
 impl Root {
     /// Opens `path`, which must be a directory.
     pub fn open(path: &Path) -> io::Result<Root> {
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(Root { dir })
+        Ok(Root {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Is the configured path still the directory opened at the start? An fd keeps a removed
+    /// directory (or one a remount hid) alive and empty: every file would look "not found".
+    pub fn check(&self) -> Result<(), FsError> {
+        let opened = rustix::fs::fstat(&self.dir).map_err(io::Error::from)?;
+        let gone = |why: String| {
+            FsError::Io(io::Error::other(format!(
+                "the root `{}` {why}",
+                self.path.display()
+            )))
+        };
+        match rustix::fs::stat(&self.path) {
+            Err(e) => Err(gone(format!("cannot be found any more: {e}"))),
+            Ok(now) if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino) => Err(gone(
+                "is not the directory opened at the start any more (removed, replaced or \
+                 remounted): restart or reload procos"
+                    .into(),
+            )),
+            Ok(_) => Ok(()),
+        }
     }
 
     /// The parent directory of `path`, opened beneath the root; created first when `create`.

@@ -698,3 +698,38 @@ fn unknown_keys_are_refused() {
     let text = "{type: files, root: /tmp, operation: copy, path: a}";
     assert!(serde_yaml::from_str::<EndpointConfig>(text).is_err());
 }
+
+#[tokio::test]
+async fn the_probe_fails_once_the_root_is_gone() {
+    let d = dirs();
+    let ep = endpoint(&d.root, "operation: list");
+    ep.probe().await.expect("a listable root");
+    std::fs::remove_dir(&d.root).expect("root removed");
+    let e = ep.probe().await.expect_err("the root is gone");
+    assert!(matches!(e.kind, ErrorKind::Transient { .. }), "{e}");
+    assert_eq!(e.code.as_deref(), Some(class::IO));
+}
+
+#[tokio::test]
+async fn a_cancelled_task_does_not_write() {
+    let d = dirs();
+    let ep = endpoint(&d.root, "operation: write, path: a.txt, content: x");
+    let req = request(json!({}));
+    req.cancel.cancel();
+    let e = ep.call(&req).await.expect_err("cancelled");
+    assert_eq!(e.kind, ErrorKind::Cancelled);
+    assert!(!d.root.join("a.txt").exists());
+}
+
+/// A file "missing" because the root itself was removed is an I/O failure of the root, not the
+/// BPMN error FILE_NOT_FOUND a process would take as an answer about the file.
+#[tokio::test]
+async fn a_removed_root_is_not_a_missing_file() {
+    let d = dirs();
+    let ep = endpoint(&d.root, "operation: read, path: a.txt");
+    std::fs::remove_dir(&d.root).expect("root removed");
+    let e = call(&ep, json!({})).await.expect_err("no root");
+    assert!(matches!(e.kind, ErrorKind::Transient { .. }), "{e}");
+    assert_eq!(e.code.as_deref(), Some(class::IO));
+    assert!(e.message.contains("cannot be found any more"), "{e}");
+}
