@@ -154,3 +154,34 @@ async fn validate_names_a_root_that_does_not_exist() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The README's files example validates (its root made real), so the docs cannot rot.
+#[test]
+fn the_readme_files_example_is_valid() {
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).expect("README");
+    let section = &readme[readme.find("### Files endpoint").expect("section")..];
+    let start =
+        section.find("```yaml\nendpoints:\n").expect("yaml block") + "```yaml\nendpoints:\n".len();
+    let endpoints = &section[start..start + section[start..].find("```").expect("block end")];
+    let work = Workdir::new("", &[]);
+    std::fs::create_dir(work.path().join("invoices")).expect("root");
+    let endpoints = endpoints.replace("/srv/invoices", "invoices");
+    let cfg = config(
+        "",
+        &["read_invoice", "archive_invoice", "inbox"],
+        "  archive: { pool: gp, endpoints: [archive_invoice] }",
+        &endpoints,
+    );
+    std::fs::write(work.path().join("pde.yaml"), cfg).expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_procos"))
+        .args(["validate", "--config", "pde.yaml"])
+        .current_dir(work.path())
+        .env("CAMUNDA_URL", "http://127.0.0.1:9/engine-rest")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
