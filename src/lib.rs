@@ -13,7 +13,7 @@
 //!            kernel     microkernel: wait for the engine, deploy bpmn/ (+ watch), supervise shutdown
 //!              └► manager   PDE pools, the single fetch loop, TaskRun (one owner per task), heartbeat
 //!                   └► pde        Pipeline::run = Start → Test → Gateway → Validation → Completion
-//!                        └► endpoints  trait Endpoint + http, python, noop (+ AI, email, sub-PDE)
+//!                        └► endpoints  trait Endpoint + http, python, noop (+ AI, email, files, sub-PDE)
 //!            learner    per (topic, endpoint, class) statistics that routing learns from (used by
 //!                       pde; persisted in the journal's store by learner/store.rs; report.rs is
 //!                       `procos stats`)

@@ -72,7 +72,8 @@ fn validate(path: &Path) -> ExitCode {
         eprintln!("note: {note}");
     }
     match loaded.config {
-        // What only the files can tell (the pure checks passed): a warm script without handle().
+        // What only the files can tell (the pure checks passed): a warm script without handle(),
+        // a files endpoint's missing root.
         Ok(c) if c.endpoints.values().any(|e| warm_problem(e).is_some()) => {
             for (name, e) in &c.endpoints {
                 if let Some((suffix, message)) = warm_problem(e) {
@@ -98,10 +99,12 @@ fn validate(path: &Path) -> ExitCode {
     }
 }
 
-/// A `mode: warm` python endpoint whose fixed script defines no `handle(task)`.
+/// A `mode: warm` python endpoint whose fixed script defines no `handle(task)`; a `files`
+/// endpoint whose `root` is not a directory.
 fn warm_problem(endpoint: &procos::endpoints::EndpointConfig) -> Option<(String, String)> {
     match endpoint {
         procos::endpoints::EndpointConfig::Python(c) => c.warm_script_problem(),
+        procos::endpoints::EndpointConfig::Files(c) => c.root_problem(),
         _ => None,
     }
 }

@@ -52,8 +52,8 @@ const SECTIONS: [&str; 7] = [
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
-const ENDPOINT_KINDS: [&str; 8] = [
-    "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos",
+const ENDPOINT_KINDS: [&str; 9] = [
+    "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos", "files",
 ];
 
 mod aliases;
@@ -450,6 +450,7 @@ impl Parser {
             "email" => self.de(&body, path).map(EndpointConfig::Email),
             "sub_pde" => self.de(&body, path).map(EndpointConfig::SubPde),
             "procos" => self.de(&body, path).map(EndpointConfig::Procos),
+            "files" => self.de(&body, path).map(EndpointConfig::Files),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

@@ -127,6 +127,22 @@ named_classes! {
     CONTENT_POLICY = "content_policy",
     /// The reply is not the shape the API documents.
     INVALID_RESPONSE = "invalid_response",
+
+    // files (issue 13)
+    /// A path leads out of the endpoint's root (`..`, absolute, a symlink out).
+    PATH_OUTSIDE_ROOT = "path_outside_root",
+    /// A path names nothing usable: empty, the root, a directory to read, a file to list.
+    INVALID_PATH = "invalid_path",
+    /// Nothing is at the path.
+    FILE_NOT_FOUND = "file_not_found",
+    /// Something is already at the path and `overwrite` is false.
+    FILE_EXISTS = "file_exists",
+    /// The file is larger than the endpoint's `max_size`.
+    FILE_TOO_LARGE = "file_too_large",
+    /// A file read `as: text` is not UTF-8.
+    FILE_NOT_TEXT = "file_not_text",
+    /// The File variable to write is not a variable of the task or cannot be loaded.
+    FILE_VARIABLE = "file_variable",
 }
 
 /// Numbered classes take a protocol's status code.

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub mod class;
 pub mod email;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod llm;
@@ -64,6 +65,8 @@ pub enum EndpointConfig {
     SubPde(sub_pde::SubPdeConfig),
     /// procos's own state (health, routing statistics, suggestions), for system processes.
     Procos(procos::ProcosConfig),
+    /// One file operation (read, write, list, move, delete) confined to a root directory.
+    Files(files::FilesConfig),
 }
 
 impl EndpointConfig {
@@ -78,13 +81,14 @@ impl EndpointConfig {
             EndpointConfig::Email(_) => "email",
             EndpointConfig::SubPde(_) => "sub_pde",
             EndpointConfig::Procos(_) => "procos",
+            EndpointConfig::Files(_) => "files",
         }
     }
 
     /// Whether the endpoint built from this config changes something outside procos: the same
     /// answer as the built endpoint's [`Endpoint::side_effects`], known before building, so that
     /// `procos validate` can refuse what must never run twice or be cached. `email` and `sub_pde`
-    /// always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
+    /// always; `files` for `write`, `move` and `delete`; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
     /// `HEAD` or `OPTIONS` (a method from a template may be anything).
     pub fn has_side_effects(&self) -> bool {
         match self {
@@ -95,6 +99,7 @@ impl EndpointConfig {
             | EndpointConfig::Ollama(_)
             | EndpointConfig::Procos(_) => false,
             EndpointConfig::Email(_) | EndpointConfig::SubPde(_) => true,
+            EndpointConfig::Files(c) => c.has_side_effects(),
         }
     }
 
@@ -111,6 +116,7 @@ impl EndpointConfig {
             EndpointConfig::Email(c) => c.validate(),
             EndpointConfig::SubPde(c) => c.validate(),
             EndpointConfig::Procos(c) => c.validate(),
+            EndpointConfig::Files(c) => c.validate(),
         }
     }
 
@@ -126,6 +132,7 @@ impl EndpointConfig {
             EndpointConfig::Email(c) => c.policy(),
             EndpointConfig::SubPde(c) => c.policy(),
             EndpointConfig::Procos(c) => c.policy(),
+            EndpointConfig::Files(c) => c.policy(),
         }
     }
 
@@ -153,6 +160,7 @@ impl EndpointConfig {
             EndpointConfig::Procos(c) => {
                 Arc::new(procos::ProcosEndpoint::with_context(name, c, cx))
             }
+            EndpointConfig::Files(c) => Arc::new(files::FilesEndpoint::new(name, c)?),
         };
         let mut policy = self.policy();
         // The built endpoint knows best (an http method from a template may be anything).
@@ -613,6 +621,9 @@ mod side_effect_tests {
             ("{type: email, host: localhost, from: a@x.org}", true),
             ("{type: sub_pde, steps: [{name: x, topic: t}]}", true),
             ("{type: procos}", false),
+            ("{type: files, root: /, operation: read, path: x}", false),
+            ("{type: files, root: /, operation: list}", false),
+            ("{type: files, root: /, operation: delete, path: x}", true),
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for (yaml, expected) in cases {
@@ -624,6 +635,6 @@ mod side_effect_tests {
             assert_eq!(config.has_side_effects(), expected, "{yaml}");
             assert_eq!(built.side_effects(), expected, "{yaml} (built)");
         }
-        assert_eq!(kinds.len(), 8, "every kind is covered: {kinds:?}");
+        assert_eq!(kinds.len(), 9, "every kind is covered: {kinds:?}");
     }
 }

@@ -501,7 +501,8 @@ fn error_details(error: &EndpointError, chain: &[String]) -> String {
     out
 }
 
-/// Output → (variables, local variables), with explicit types.
+/// Output → (variables, local variables), with explicit types; a File value of the `files`
+/// endpoint (`endpoints::files::value`) as a File variable.
 pub fn map_output(rules: &OutputConfig, output: Value) -> (VariableMap, VariableMap) {
     let mut values = Map::new();
     for (var, pointer) in &rules.mapping {
@@ -519,7 +520,13 @@ pub fn map_output(rules: &OutputConfig, output: Value) -> (VariableMap, Variable
         }
         (None, _) => {}
     }
-    let encoded = encode_json_map(&values);
+    let mut encoded = encode_json_map(&values);
+    // A File value in the result (the `files` endpoint's `read`) goes out as a File variable.
+    for (name, value) in &values {
+        if let Some(file) = crate::endpoints::files::value::typed_variable(value) {
+            encoded.insert(name.clone(), file);
+        }
+    }
     if rules.local {
         (VariableMap::new(), encoded)
     } else {
