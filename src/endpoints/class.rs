@@ -127,6 +127,12 @@ named_classes! {
     CONTENT_POLICY = "content_policy",
     /// The reply is not the shape the API documents.
     INVALID_RESPONSE = "invalid_response",
+
+    // amqp
+    /// The broker refused the message (a publisher confirm `nack`).
+    AMQP_NACK = "amqp_nack",
+    /// The broker returned the message: no queue is bound for its routing key (`mandatory`).
+    AMQP_UNROUTABLE = "amqp_unroutable",
 }
 
 /// Numbered classes take a protocol's status code.

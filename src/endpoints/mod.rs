@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod amqp;
 pub mod class;
 pub mod email;
 pub mod health;
@@ -64,6 +65,8 @@ pub enum EndpointConfig {
     SubPde(sub_pde::SubPdeConfig),
     /// procos's own state (health, routing statistics, suggestions), for system processes.
     Procos(procos::ProcosConfig),
+    /// A message published to RabbitMQ with publisher confirms, or a request and its reply.
+    Amqp(Box<amqp::AmqpConfig>),
 }
 
 impl EndpointConfig {
@@ -78,6 +81,7 @@ impl EndpointConfig {
             EndpointConfig::Email(_) => "email",
             EndpointConfig::SubPde(_) => "sub_pde",
             EndpointConfig::Procos(_) => "procos",
+            EndpointConfig::Amqp(_) => "amqp",
         }
     }
 
@@ -95,6 +99,8 @@ impl EndpointConfig {
             | EndpointConfig::Ollama(_)
             | EndpointConfig::Procos(_) => false,
             EndpointConfig::Email(_) | EndpointConfig::SubPde(_) => true,
+            // A published message (or a request) is out of procos's hands.
+            EndpointConfig::Amqp(_) => true,
         }
     }
 
@@ -111,6 +117,7 @@ impl EndpointConfig {
             EndpointConfig::Email(c) => c.validate(),
             EndpointConfig::SubPde(c) => c.validate(),
             EndpointConfig::Procos(c) => c.validate(),
+            EndpointConfig::Amqp(c) => c.validate(),
         }
     }
 
@@ -126,6 +133,7 @@ impl EndpointConfig {
             EndpointConfig::Email(c) => c.policy(),
             EndpointConfig::SubPde(c) => c.policy(),
             EndpointConfig::Procos(c) => c.policy(),
+            EndpointConfig::Amqp(c) => c.policy(),
         }
     }
 
@@ -153,6 +161,7 @@ impl EndpointConfig {
             EndpointConfig::Procos(c) => {
                 Arc::new(procos::ProcosEndpoint::with_context(name, c, cx))
             }
+            EndpointConfig::Amqp(c) => Arc::new(amqp::AmqpEndpoint::new(name, c)?),
         };
         let mut policy = self.policy();
         // The built endpoint knows best (an http method from a template may be anything).
@@ -613,6 +622,10 @@ mod side_effect_tests {
             ("{type: email, host: localhost, from: a@x.org}", true),
             ("{type: sub_pde, steps: [{name: x, topic: t}]}", true),
             ("{type: procos}", false),
+            (
+                "{type: amqp, url: 'amqp://u:p@127.0.0.1:5672/%2f', routing_key: k}",
+                true,
+            ),
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for (yaml, expected) in cases {
@@ -624,6 +637,6 @@ mod side_effect_tests {
             assert_eq!(config.has_side_effects(), expected, "{yaml}");
             assert_eq!(built.side_effects(), expected, "{yaml} (built)");
         }
-        assert_eq!(kinds.len(), 8, "every kind is covered: {kinds:?}");
+        assert_eq!(kinds.len(), 9, "every kind is covered: {kinds:?}");
     }
 }
