@@ -5,8 +5,10 @@
 //!   the task completes; an unroutable one (`mandatory`) fails the task transiently;
 //! - request/reply: the correlated reply (not another one) is the task's result; a service
 //!   that never answers fails the task transiently, naming the timeout;
-//! - a broker that is down fails the task transiently and nothing is completed; after the
-//!   broker is back, the engine's retry publishes it;
+//! - a full queue's nack fails the task transiently; a broker absent at start-up is a failing
+//!   probe (a warning), not a refused start;
+//! - a broker that goes down fails the task transiently and nothing is completed; after the
+//!   broker is back, the engine's retry publishes it on a new connection;
 //! - the broker's password never shows in procos's logs nor in what the engine was told.
 
 mod support;
@@ -102,6 +104,34 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
     )
     .await
     .expect("bind");
+    // A full queue that rejects what comes in: the broker nacks the publish.
+    let mut full = FieldTable::default();
+    full.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    full.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    ch.queue_declare("orders_full".into(), QueueDeclareOptions::default(), full)
+        .await
+        .expect("full queue");
+    ch.queue_bind(
+        "orders_full".into(),
+        "orders".into(),
+        "orders.full".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    ch.basic_publish(
+        "orders".into(),
+        "orders.full".into(),
+        BasicPublishOptions::default(),
+        b"{}",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("fill the queue");
     let mut received = ch
         .basic_consume(
             "orders_eu".into(),
@@ -117,14 +147,24 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
 
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
+    // `down`: a broker that is not there at start-up (a closed port) — a failing probe and a
+    // warning, not a refused start.
+    let down_url = format!(
+        "amqp://{}:{PASSWORD}@127.0.0.1:{}/%2f",
+        rabbitmq::USER,
+        support::free_port()
+    );
     let cfg = config(
         "",
-        &["mq"],
-        "  ship: { pool: gp, endpoints: [mq], retries: 3, retry_timeout: 60s, output: { variable: sent } }",
-        "  mq:\n    type: amqp\n    url: ${AMQP_URL}\n    exchange: orders\n\
+        &["mq", "down"],
+        "  ship: { pool: gp, endpoints: [mq], retries: 3, retry_timeout: 60s, output: { variable: sent } }\n\
+         \x20 ship_later: { pool: gp, endpoints: [down] }",
+        &("  mq:\n    type: amqp\n    url: ${AMQP_URL}\n    exchange: orders\n\
          \x20   routing_key: \"orders.{{ region }}\"\n\
          \x20   payload: { order: \"{{ order }}\", region: \"{{ region }}\" }\n\
-         \x20   headers: { x-source: procos-e2e }\n",
+         \x20   headers: { x-source: procos-e2e }\n\
+         \x20 down: { type: amqp, url: \"DOWN_URL\", routing_key: later }\n"
+            .replace("DOWN_URL", &down_url)),
     );
     let work = Workdir::new(
         &cfg,
@@ -162,12 +202,15 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
         matches!(headers.inner().get("x-source"), Some(AMQPValue::LongString(s)) if s.to_string() == "procos-e2e"),
         "{headers:?}"
     );
-    // The message id is the external task's id (what a consumer de-duplicates on).
-    let log = procos.log_json();
-    assert!(
-        log.iter().any(|l| l.to_string().contains(message_id)),
-        "the task id {message_id} is in procos's task span"
-    );
+    // The message id is the external task's id (what a consumer de-duplicates on): the task
+    // that finished as completed is the one with that id.
+    let completed: Vec<Value> = procos
+        .log_json()
+        .into_iter()
+        .filter(|l| l["message"] == "Task finished." && l["outcome"] == "completed")
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["span"]["task_id"], json!(message_id));
 
     // No queue is bound for `orders.mars`: the broker returns it, the task fails transiently.
     let mars = rest
@@ -187,6 +230,28 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
     // Exactly one message: the returned one never reached a queue.
     let more = tokio::time::timeout(Duration::from_millis(500), received.next()).await;
     assert!(more.is_err(), "a second message arrived: {more:?}");
+    assert_no_password(&procos, &rest, &task).await;
+
+    // The full queue refuses it: the broker's nack fails the task transiently.
+    let nacked = rest
+        .start("ship_process", json!({"region": "full", "order": 9}))
+        .await;
+    let task = failed_to(&rest, &nacked, 2).await;
+    assert_eq!(task["retries"], json!(2), "{task}");
+    let error = task["errorMessage"].as_str().unwrap_or_default();
+    assert!(error.contains("refused the message (nack)"), "{task}");
+    assert_eq!(rest.state(&nacked).await, "ACTIVE");
+    assert_eq!(
+        rest.stats().await["complete_ok"],
+        json!(1),
+        "only the first"
+    );
+
+    // The endpoint whose broker was never there: a warning from its probe, and procos ran on.
+    let warned = procos.log_json().into_iter().any(|l| {
+        l["level"] == "WARN" && l["message"] == "Probe failed." && l["endpoint"] == "down"
+    });
+    assert!(warned, "{}", procos.log_lines().join("\n"));
     assert_no_password(&procos, &rest, &task).await;
 }
 
@@ -324,12 +389,13 @@ async fn a_broker_that_is_down_fails_the_task_transiently_and_the_retry_publishe
 
     let engine = engine().await;
     let rest = Rest::new(&engine.url);
+    // No probe and no breaker: the call itself meets the dead broker.
     let cfg = config(
         "",
         &["mq"],
         "  job: { pool: gp, endpoints: [mq], retries: 50, retry_timeout: 1s, output: { variable: sent } }",
         "  mq:\n    type: amqp\n    url: ${AMQP_URL}\n    routing_key: jobs\n    timeout: 3s\n\
-         \x20   probe: { every: 1s, timeout: 1s }\n    circuit: { open_for: 1s }\n",
+         \x20   probe: { enabled: false }\n    circuit: { enabled: false }\n",
     );
     let work = Workdir::new(
         &cfg,
@@ -337,15 +403,25 @@ async fn a_broker_that_is_down_fails_the_task_transiently_and_the_retry_publishe
     );
     let procos = daemon(&work, &engine.url, &rabbit);
     rest.wait_deployed("job_process", T).await;
-    // procos is connected (its probe passed) before the broker goes away.
-    procos.wait_log("AMQP connection open.", T).await;
+    // A first task opens the endpoint's connection.
+    let first = rest.start("job_process", json!({"n": 0})).await;
+    rest.wait_ended(&first, T).await;
 
     rabbit.stop().await;
     let pi = rest.start("job_process", json!({"n": 1})).await;
     let task = failed_to(&rest, &pi, 49).await;
+    let error = task["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("AMQP amqp://***@127.0.0.1:{}/%2f", rabbit.port)),
+        "the endpoint's own error: {task}"
+    );
     assert_eq!(rest.state(&pi).await, "ACTIVE");
     assert!(rest.incidents(&pi).await.is_empty());
-    assert_eq!(rest.stats().await["complete_ok"], json!(0), "nothing done");
+    assert_eq!(
+        rest.stats().await["complete_ok"],
+        json!(1),
+        "only the first"
+    );
     assert_no_password(&procos, &rest, &task).await;
 
     rabbit.restart().await;
@@ -355,22 +431,17 @@ async fn a_broker_that_is_down_fails_the_task_transiently_and_the_retry_publishe
     let conn = rabbit.connect().await;
     let ch = channel(&conn).await;
     let get = || ch.basic_get("jobs".into(), BasicGetOptions { no_ack: true });
-    let message = get().await.expect("basic.get").expect("the message");
-    assert_eq!(
-        serde_json::from_slice::<Value>(&message.delivery.data).expect("JSON"),
-        json!({"n": 1})
-    );
-    assert_eq!(
-        message
-            .delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.as_str()),
-        Some(message_id)
-    );
-    assert!(get().await.expect("basic.get").is_none(), "published once");
-    assert_eq!(rest.stats().await["complete_ok"], json!(1));
+    let mut bodies = Vec::new();
+    while let Some(message) = get().await.expect("basic.get") {
+        let body: Value = serde_json::from_slice(&message.delivery.data).expect("JSON");
+        let id = message.delivery.properties.message_id().clone();
+        bodies.push((body, id.map(|m| m.to_string())));
+    }
+    // Each task's message once (persistent: the first survived the restart), none twice.
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0].0, json!({"n": 0}));
+    assert_eq!(bodies[1], (json!({"n": 1}), Some(message_id.to_string())));
+    assert_eq!(rest.stats().await["complete_ok"], json!(2));
     for line in procos.log_lines() {
         assert!(!line.contains(PASSWORD), "password in a log line: {line}");
     }
