@@ -87,8 +87,8 @@ impl EndpointConfig {
 
     /// Whether the endpoint built from this config changes something outside procos: the same
     /// answer as the built endpoint's [`Endpoint::side_effects`], known before building, so that
-    /// `procos validate` can refuse what must never run twice or be cached. `email` and `sub_pde`
-    /// always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
+    /// `procos validate` can refuse what must never run twice or be cached. `email`, `sub_pde` and
+    /// `amqp` always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
     /// `HEAD` or `OPTIONS` (a method from a template may be anything).
     pub fn has_side_effects(&self) -> bool {
         match self {
