@@ -5,7 +5,7 @@
 //!   the task completes; an unroutable one (`mandatory`) fails the task transiently;
 //! - request/reply: the correlated reply (not another one) is the task's result; a service
 //!   that never answers fails the task transiently, naming the timeout;
-//! - a full queue's nack fails the task transiently; a broker absent at start-up is a failing
+//! - a full queue's nack fails the task transiently; a missing exchange is an incident; a broker absent at start-up is a failing
 //!   probe (a warning), not a refused start;
 //! - a broker that goes down fails the task transiently and nothing is completed; after the
 //!   broker is back, the engine's retry publishes it on a new connection;
@@ -156,22 +156,31 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
     );
     let cfg = config(
         "",
-        &["mq", "down"],
+        &["mq", "down", "nowhere"],
         "  ship: { pool: gp, endpoints: [mq], retries: 3, retry_timeout: 60s, output: { variable: sent } }\n\
-         \x20 ship_later: { pool: gp, endpoints: [down] }",
+         \x20 ship_later: { pool: gp, endpoints: [down] }\n\
+         \x20 ship_nowhere: { pool: gp, endpoints: [nowhere], retries: 3, retry_timeout: 60s }",
         &("  mq:\n    type: amqp\n    url: ${AMQP_URL}\n    exchange: orders\n\
          \x20   routing_key: \"orders.{{ region }}\"\n\
          \x20   payload: { order: \"{{ order }}\", region: \"{{ region }}\" }\n\
          \x20   headers: { x-source: procos-e2e }\n\
-         \x20 down: { type: amqp, url: \"DOWN_URL\", routing_key: later }\n"
+         \x20 down: { type: amqp, url: \"DOWN_URL\", routing_key: later }\n\
+         \x20 nowhere: { type: amqp, url: \"${AMQP_URL}\", exchange: no_such_exchange, routing_key: x }\n"
             .replace("DOWN_URL", &down_url)),
     );
     let work = Workdir::new(
         &cfg,
-        &[("ship.bpmn", &one_task_bpmn("ship_process", "ship", "NEVER"))],
+        &[
+            ("ship.bpmn", &one_task_bpmn("ship_process", "ship", "NEVER")),
+            (
+                "nowhere.bpmn",
+                &one_task_bpmn("nowhere_process", "ship_nowhere", "NEVER"),
+            ),
+        ],
     );
     let procos = daemon(&work, &engine.url, rabbit);
     rest.wait_deployed("ship_process", T).await;
+    rest.wait_deployed("nowhere_process", T).await;
 
     let pi = rest
         .start("ship_process", json!({"region": "eu", "order": 7}))
@@ -203,12 +212,16 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
         "{headers:?}"
     );
     // The message id is the external task's id (what a consumer de-duplicates on): the task
-    // that finished as completed is the one with that id.
-    let completed: Vec<Value> = procos
-        .log_json()
-        .into_iter()
-        .filter(|l| l["message"] == "Task finished." && l["outcome"] == "completed")
-        .collect();
+    // that finished as completed is the one with that id (logged just after the report).
+    let completed = || {
+        procos
+            .log_json()
+            .into_iter()
+            .filter(|l| l["message"] == "Task finished." && l["outcome"] == "completed")
+            .collect::<Vec<Value>>()
+    };
+    eventually(T, || async { !completed().is_empty() }).await;
+    let completed = completed();
     assert_eq!(completed.len(), 1, "{completed:?}");
     assert_eq!(completed[0]["span"]["task_id"], json!(message_id));
 
@@ -241,6 +254,27 @@ async fn a_confirmed_message_reaches_its_queue_once_with_the_task_id_and_unrouta
     let error = task["errorMessage"].as_str().unwrap_or_default();
     assert!(error.contains("refused the message (nack)"), "{task}");
     assert_eq!(rest.state(&nacked).await, "ACTIVE");
+    assert_eq!(
+        rest.stats().await["complete_ok"],
+        json!(1),
+        "only the first"
+    );
+
+    // An exchange that does not exist (the broker closes the channel): a person must declare
+    // it or fix the config — an incident, not retries.
+    let nowhere = rest.start("nowhere_process", json!({})).await;
+    let found = eventually(T, || async { !rest.incidents(&nowhere).await.is_empty() }).await;
+    assert!(found, "an incident for the missing exchange");
+    let task = rest
+        .get(&format!("/external-task?processInstanceId={nowhere}"))
+        .await[0]
+        .clone();
+    assert_eq!(task["retries"], json!(0), "{task}");
+    let error = task["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does exchange `no_such_exchange` exist?"),
+        "{task}"
+    );
     assert_eq!(
         rest.stats().await["complete_ok"],
         json!(1),
