@@ -52,8 +52,8 @@ const SECTIONS: [&str; 7] = [
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
-const ENDPOINT_KINDS: [&str; 9] = [
-    "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos", "files",
+const ENDPOINT_KINDS: &[&str] = &[
+    "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos", "files", "amqp",
 ];
 
 mod aliases;
@@ -412,7 +412,7 @@ impl Parser {
 
     /// One endpoint entry: `type` picks the config struct, the rest is that struct, strictly.
     fn endpoint(&mut self, value: &Value, path: &str) -> Option<EndpointConfig> {
-        let kinds = name_list(ENDPOINT_KINDS);
+        let kinds = name_list(ENDPOINT_KINDS.iter().copied());
         let Some(map) = value.as_mapping() else {
             self.problems.push(Problem::new(
                 path,
@@ -451,6 +451,7 @@ impl Parser {
             "sub_pde" => self.de(&body, path).map(EndpointConfig::SubPde),
             "procos" => self.de(&body, path).map(EndpointConfig::Procos),
             "files" => self.de(&body, path).map(EndpointConfig::Files),
+            "amqp" => self.de(&body, path).map(EndpointConfig::Amqp),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

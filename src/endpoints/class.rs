@@ -143,6 +143,11 @@ named_classes! {
     FILE_NOT_TEXT = "file_not_text",
     /// The File variable to write is not a variable of the task or cannot be loaded.
     FILE_VARIABLE = "file_variable",
+    // amqp
+    /// The broker refused the message (a publisher confirm `nack`).
+    AMQP_NACK = "amqp_nack",
+    /// The broker returned the message: no queue is bound for its routing key (`mandatory`).
+    AMQP_UNROUTABLE = "amqp_unroutable",
 }
 
 /// Numbered classes take a protocol's status code.

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod amqp;
 pub mod class;
 pub mod email;
 pub mod files;
@@ -67,6 +68,8 @@ pub enum EndpointConfig {
     Procos(procos::ProcosConfig),
     /// One file operation (read, write, list, move, delete) confined to a root directory.
     Files(files::FilesConfig),
+    /// A message published to RabbitMQ with publisher confirms, or a request and its reply.
+    Amqp(Box<amqp::AmqpConfig>),
 }
 
 impl EndpointConfig {
@@ -82,6 +85,7 @@ impl EndpointConfig {
             EndpointConfig::SubPde(_) => "sub_pde",
             EndpointConfig::Procos(_) => "procos",
             EndpointConfig::Files(_) => "files",
+            EndpointConfig::Amqp(_) => "amqp",
         }
     }
 
@@ -89,6 +93,8 @@ impl EndpointConfig {
     /// answer as the built endpoint's [`Endpoint::side_effects`], known before building, so that
     /// `procos validate` can refuse what must never run twice or be cached. `email` and `sub_pde`
     /// always; `files` for `write`, `move` and `delete`; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
+    /// `procos validate` can refuse what must never run twice or be cached. `email`, `sub_pde` and
+    /// `amqp` always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
     /// `HEAD` or `OPTIONS` (a method from a template may be anything).
     pub fn has_side_effects(&self) -> bool {
         match self {
@@ -100,6 +106,8 @@ impl EndpointConfig {
             | EndpointConfig::Procos(_) => false,
             EndpointConfig::Email(_) | EndpointConfig::SubPde(_) => true,
             EndpointConfig::Files(c) => c.has_side_effects(),
+            // A published message (or a request) is out of procos's hands.
+            EndpointConfig::Amqp(_) => true,
         }
     }
 
@@ -117,6 +125,7 @@ impl EndpointConfig {
             EndpointConfig::SubPde(c) => c.validate(),
             EndpointConfig::Procos(c) => c.validate(),
             EndpointConfig::Files(c) => c.validate(),
+            EndpointConfig::Amqp(c) => c.validate(),
         }
     }
 
@@ -133,6 +142,7 @@ impl EndpointConfig {
             EndpointConfig::SubPde(c) => c.policy(),
             EndpointConfig::Procos(c) => c.policy(),
             EndpointConfig::Files(c) => c.policy(),
+            EndpointConfig::Amqp(c) => c.policy(),
         }
     }
 
@@ -161,6 +171,7 @@ impl EndpointConfig {
                 Arc::new(procos::ProcosEndpoint::with_context(name, c, cx))
             }
             EndpointConfig::Files(c) => Arc::new(files::FilesEndpoint::new(name, c)?),
+            EndpointConfig::Amqp(c) => Arc::new(amqp::AmqpEndpoint::new(name, c)?),
         };
         let mut policy = self.policy();
         // The built endpoint knows best (an http method from a template may be anything).
@@ -624,6 +635,10 @@ mod side_effect_tests {
             ("{type: files, root: /, operation: read, path: x}", false),
             ("{type: files, root: /, operation: list}", false),
             ("{type: files, root: /, operation: delete, path: x}", true),
+            (
+                "{type: amqp, url: 'amqp://u:p@127.0.0.1:5672/%2f', routing_key: k}",
+                true,
+            ),
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for (yaml, expected) in cases {
@@ -635,6 +650,6 @@ mod side_effect_tests {
             assert_eq!(config.has_side_effects(), expected, "{yaml}");
             assert_eq!(built.side_effects(), expected, "{yaml} (built)");
         }
-        assert_eq!(kinds.len(), 9, "every kind is covered: {kinds:?}");
+        assert_eq!(kinds.len(), 10, "every kind is covered: {kinds:?}");
     }
 }

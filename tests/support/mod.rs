@@ -468,3 +468,5 @@ pub async fn stage_with_scripts(
 pub mod fault_proxy;
 pub mod postgres;
 pub mod sink;
+// issue 13: the throwaway RabbitMQ node of tests/e2e_amqp.rs
+pub mod rabbitmq;
