@@ -49,8 +49,10 @@ const SECTIONS: [&str; 7] = [
 
 /// The `type:` values of [`EndpointConfig`]; [`endpoint`](Parser::endpoint) maps each to its
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
-const ENDPOINT_KINDS: [&str; 8] = [
+const ENDPOINT_KINDS: [&str; 9] = [
     "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos",
+    // issue 13
+    "database",
 ];
 
 mod prescan;
@@ -376,6 +378,7 @@ impl Parser {
             "email" => self.de(&body, path).map(EndpointConfig::Email),
             "sub_pde" => self.de(&body, path).map(EndpointConfig::SubPde),
             "procos" => self.de(&body, path).map(EndpointConfig::Procos),
+            "database" => self.de(&body, path).map(EndpointConfig::Database),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub mod class;
+// database (issue 13)
+pub mod database;
 pub mod email;
 pub mod health;
 pub mod http;
@@ -64,6 +66,9 @@ pub enum EndpointConfig {
     SubPde(sub_pde::SubPdeConfig),
     /// procos's own state (health, routing statistics, suggestions), for system processes.
     Procos(procos::ProcosConfig),
+    /// A configured SQL statement on PostgreSQL or SQLite, task variables bound as parameters.
+    /// Boxed: its config is several times the size of the others'.
+    Database(Box<database::DatabaseConfig>),
 }
 
 impl EndpointConfig {
@@ -78,12 +83,13 @@ impl EndpointConfig {
             EndpointConfig::Email(_) => "email",
             EndpointConfig::SubPde(_) => "sub_pde",
             EndpointConfig::Procos(_) => "procos",
+            EndpointConfig::Database(_) => "database",
         }
     }
 
     /// Whether the endpoint built from this config changes something outside procos: the same
     /// answer as the built endpoint's [`Endpoint::side_effects`], known before building, so that
-    /// `procos validate` can refuse what must never run twice or be cached. `email` and `sub_pde`
+    /// `procos validate` can refuse what must never run twice or be cached. `email`, `sub_pde` and `database`
     /// always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
     /// `HEAD` or `OPTIONS` (a method from a template may be anything).
     pub fn has_side_effects(&self) -> bool {
@@ -95,6 +101,8 @@ impl EndpointConfig {
             | EndpointConfig::Ollama(_)
             | EndpointConfig::Procos(_) => false,
             EndpointConfig::Email(_) | EndpointConfig::SubPde(_) => true,
+            // A statement may write; a SELECT-only endpoint is not told apart (yet).
+            EndpointConfig::Database(_) => true,
         }
     }
 
@@ -111,6 +119,7 @@ impl EndpointConfig {
             EndpointConfig::Email(c) => c.validate(),
             EndpointConfig::SubPde(c) => c.validate(),
             EndpointConfig::Procos(c) => c.validate(),
+            EndpointConfig::Database(c) => c.validate(),
         }
     }
 
@@ -126,6 +135,7 @@ impl EndpointConfig {
             EndpointConfig::Email(c) => c.policy(),
             EndpointConfig::SubPde(c) => c.policy(),
             EndpointConfig::Procos(c) => c.policy(),
+            EndpointConfig::Database(c) => c.policy(),
         }
     }
 
@@ -153,6 +163,7 @@ impl EndpointConfig {
             EndpointConfig::Procos(c) => {
                 Arc::new(procos::ProcosEndpoint::with_context(name, c, cx))
             }
+            EndpointConfig::Database(c) => Arc::new(database::DatabaseEndpoint::new(name, c)?),
         };
         let mut policy = self.policy();
         // The built endpoint knows best (an http method from a template may be anything).
@@ -613,6 +624,10 @@ mod side_effect_tests {
             ("{type: email, host: localhost, from: a@x.org}", true),
             ("{type: sub_pde, steps: [{name: x, topic: t}]}", true),
             ("{type: procos}", false),
+            (
+                "{type: database, url: 'sqlite::memory:', statements: {s: {sql: 'SELECT 1'}}}",
+                true,
+            ),
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for (yaml, expected) in cases {
@@ -624,6 +639,6 @@ mod side_effect_tests {
             assert_eq!(config.has_side_effects(), expected, "{yaml}");
             assert_eq!(built.side_effects(), expected, "{yaml} (built)");
         }
-        assert_eq!(kinds.len(), 8, "every kind is covered: {kinds:?}");
+        assert_eq!(kinds.len(), 9, "every kind is covered: {kinds:?}");
     }
 }
