@@ -40,6 +40,8 @@ fn statements() -> String {
      \x20     sql: SELEC id FROM orders\n\
      \x20   sleepy:\n\
      \x20     sql: SELECT pg_sleep(5)\n\
+     \x20   nap:\n\
+     \x20     sql: SELECT pg_sleep(0.4)\n\
      \x20   insert_two:\n\
      \x20     steps:\n\
      \x20       - { sql: 'INSERT INTO orders (id) VALUES ($1)', params: [first] }\n\
@@ -49,16 +51,19 @@ fn statements() -> String {
 }
 
 /// The endpoint's YAML body (indented by two spaces) for `url` plus `extra` lines; a
-/// `statement_timeout` of 2s unless `extra` sets one.
+/// `connect_timeout` of 1s and a `statement_timeout` of 2s unless `extra` sets them.
 fn endpoint_yaml(url: &str, extra: &str) -> String {
-    let timeout = if extra.contains("statement_timeout") {
-        ""
-    } else {
-        "  statement_timeout: 2s\n"
+    let default = |key: &str, value: &str| {
+        if extra.contains(key) {
+            String::new()
+        } else {
+            format!("  {key}: {value}\n")
+        }
     };
     format!(
-        "  type: database\n  url: {url}\n  setup: [\"{TABLE}\"]\n  connect_timeout: 1s\n\
-         {timeout}{extra}  statements:\n{}",
+        "  type: database\n  url: {url}\n  setup: [\"{TABLE}\"]\n{}{}{extra}  statements:\n{}",
+        default("connect_timeout", "1s"),
+        default("statement_timeout", "2s"),
         statements()
     )
 }
@@ -369,6 +374,8 @@ async fn postgres_down_is_a_transient_failure_and_the_task_is_done_once_it_is_ba
     assert!(rest.incidents(&pi).await.is_empty(), "not an incident");
     let message = task["errorMessage"].as_str().unwrap_or("");
     assert!(message.contains("statement `insert_order`"), "{task}");
+    // The URL is named, without its credentials.
+    assert!(message.contains("postgres://***@127.0.0.1:"), "{message}");
     assert!(!message.contains(PASSWORD), "{message}");
 
     switch.set_down(false);
@@ -481,4 +488,88 @@ fn the_readme_database_example_is_valid() {
     };
     assert_eq!(config.validate(), Vec::<(String, String)>::new());
     assert_eq!(config.statements.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_select_1_probe_opens_the_breaker_while_postgres_is_down_and_closes_it_after() {
+    use procos::endpoints::health::BreakerState;
+    use procos::endpoints::{BuildContext, EndpointConfig};
+    let url = database().await;
+    let switch = TcpSwitch::start(true).await;
+    let yaml = format!(
+        "type: database\nurl: {}\nconnect_timeout: 500ms\ncircuit: {{ failure_threshold: 2 }}\n\
+         probe: {{ every: 100ms, timeout: 2s }}\n\
+         statements: {{ one: {{ sql: 'SELECT 1 AS n', returns: one }} }}\n",
+        switch.url(&url)
+    );
+    let config: EndpointConfig = serde_yaml::from_str(&yaml).expect("config");
+    let cx = BuildContext::default();
+    let stacked = config.build("shop", &cx).expect("builds");
+    let health = cx.health().clone();
+
+    let opened = eventually(T, || async {
+        let h = health.get("shop");
+        h.breaker == BreakerState::Open && h.last_probe.is_some_and(|(_, passed)| !passed)
+    })
+    .await;
+    assert!(
+        opened,
+        "a failing SELECT 1 opens the breaker: {:?}",
+        health.get("shop")
+    );
+    let last_error = health.get("shop").last_error.unwrap_or_default();
+    assert!(last_error.contains("probe (SELECT 1)"), "{last_error}");
+    assert!(!last_error.contains(PASSWORD), "{last_error}");
+    let refused = stacked.call(&request("one", json!({}))).await.unwrap_err();
+    assert_eq!(refused.code.as_deref(), Some("circuit_open"));
+
+    switch.set_down(false);
+    let recovered = eventually(T, || async {
+        health
+            .get("shop")
+            .last_probe
+            .is_some_and(|(_, passed)| passed)
+            && stacked.call(&request("one", json!({}))).await.is_ok()
+    })
+    .await;
+    assert!(recovered, "{:?}", health.get("shop"));
+    let row = stacked
+        .call(&request("one", json!({})))
+        .await
+        .expect("a row");
+    assert_eq!(row.output, json!({"row": {"n": 1}}));
+    cx.shutdown().cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_holds_at_most_max_connections_and_the_others_wait_for_one() {
+    let url = database().await;
+    let db = std::sync::Arc::new(endpoint(
+        &url,
+        "  max_connections: 2\n  connect_timeout: 10s\n",
+    ));
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.call(&request("nap", json!({}))).await })
+        })
+        .collect();
+    let observer = sqlx::PgPool::connect(&url).await.expect("connect");
+    let mut most = 0;
+    while calls.iter().any(|c| !c.is_finished()) {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'procos'",
+        )
+        .fetch_one(&observer)
+        .await
+        .expect("count");
+        most = most.max(n);
+    }
+    for call in calls {
+        call.await
+            .expect("joined")
+            .expect("every call is served in turn");
+    }
+    assert_eq!(most, 2, "connections of the pool at most");
 }
