@@ -58,7 +58,8 @@ pub const STATEMENT_PROPERTY: &str = "pde.statement";
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:5432/db` (sslmode etc. as query parameters) or
-    /// `sqlite://path/to/file.db` (`?mode=rwc` creates it; `sqlite::memory:`). A secret.
+    /// `sqlite://path/to/file.db` (relative to the working dir; `?mode=rwc` creates it;
+    /// `sqlite::memory:`). A secret.
     pub url: Secret,
     /// Named statements; a task picks one (see the module docs).
     pub statements: BTreeMap<String, StatementConfig>,
@@ -73,7 +74,8 @@ pub struct DatabaseConfig {
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Bound on each statement: PostgreSQL's `statement_timeout` (set per transaction); on
-    /// SQLite, the wait for a statement and for another writer's lock (`busy_timeout`).
+    /// SQLite, a progress handler interrupts the statement, and the wait for another writer's
+    /// lock (`busy_timeout`) has the same bound.
     #[serde(default = "default_statement_timeout", with = "humantime_serde")]
     pub statement_timeout: Duration,
     /// Bound on one whole task (connection, every step, commit): the stack's timeout.

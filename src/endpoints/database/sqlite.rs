@@ -11,9 +11,14 @@
 //! | array / object (Json) | `TEXT` holding the JSON | string (SQLite has no JSON type; `json_extract` reads it) |
 //! | — | `BLOB` | base64 string |
 //!
-//! SQLite cannot stop a running statement from outside, so `statement_timeout` bounds the wait
-//! here (the task fails with `timeout`; the connection is busy until the statement ends), and
-//! `busy_timeout` bounds waiting for another writer's lock.
+//! `statement_timeout` stops a statement inside SQLite: a progress handler on the task's
+//! connection interrupts it once the step's deadline has passed (the task fails with `timeout`
+//! and the transaction is rolled back); the deadline is cleared when the step ends, however it
+//! ends, so the handler never touches the next statement on that pooled connection. The same
+//! bound is `busy_timeout`, the wait for another writer's lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::TryStreamExt;
@@ -27,9 +32,53 @@ use super::{Output, Plan, lookup};
 
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
+/// SQLite virtual-machine steps between two looks at the deadline (microseconds of work).
+const PROGRESS_OPS: i32 = 1000;
+
+/// SQLite's result code for an interrupted statement.
+const SQLITE_INTERRUPT: &str = "9";
+
+/// The running step's deadline, read by the connection's progress handler; cleared on drop, so
+/// a task that ends early (an error, a cancelled task) leaves no deadline behind.
+#[derive(Debug, Default, Clone)]
+struct Deadline(Arc<Mutex<Option<Instant>>>);
+
+impl Deadline {
+    fn set(&self, at: Option<Instant>) {
+        // A poisoned lock only means a panic while setting an Option; the value is usable.
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// Whether the statement may go on.
+    fn open(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| Instant::now() < at)
+    }
+}
+
+/// Clears the deadline when the task's run ends, however it ends.
+struct ClearOnDrop(Deadline);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
+}
+
 /// Runs `plan` in one transaction: committed only when every step succeeded.
 pub async fn run(pool: &SqlitePool, plan: &Plan<'_>) -> Result<Output, Failure> {
     let mut tx = pool.begin().await.map_err(Failure::Connect)?;
+    let deadline = Deadline::default();
+    let _clear = ClearOnDrop(deadline.clone());
+    {
+        let deadline = deadline.clone();
+        tx.lock_handle()
+            .await
+            .map_err(Failure::Connect)?
+            .set_progress_handler(PROGRESS_OPS, move || deadline.open());
+    }
     let last = plan.steps.len().saturating_sub(1);
     let mut output = Output::Count(0);
     for (i, step) in plan.steps.iter().enumerate() {
@@ -67,12 +116,24 @@ pub async fn run(pool: &SqlitePool, plan: &Plan<'_>) -> Result<Output, Failure> 
                 Ok(Output::Count(done.rows_affected()))
             }
         };
-        output = tokio::time::timeout(plan.statement_timeout, work)
-            .await
-            .map_err(|_| Failure::Timeout {
-                step: at,
-                after: plan.statement_timeout,
-            })??;
+        let timed_out = || Failure::Timeout {
+            step: at,
+            after: plan.statement_timeout,
+        };
+        deadline.set(Some(Instant::now() + plan.statement_timeout));
+        // The handler stops the statement; this bound is the backstop for a wait outside the
+        // virtual machine.
+        let result =
+            tokio::time::timeout(plan.statement_timeout + Duration::from_secs(1), work).await;
+        deadline.set(None);
+        output = match result {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(Failure::Sql {
+                error: sqlx::Error::Database(e),
+                ..
+            })) if e.code().as_deref() == Some(SQLITE_INTERRUPT) => return Err(timed_out()),
+            Ok(result) => result?,
+        };
     }
     tx.commit()
         .await
