@@ -54,6 +54,7 @@ const SECTIONS: [&str; 7] = [
 /// variant. A test checks this list against serde's own, so a new kind cannot be forgotten here.
 const ENDPOINT_KINDS: &[&str] = &[
     "http", "python", "noop", "openai", "ollama", "email", "sub_pde", "procos", "files", "amqp",
+    "database",
 ];
 
 mod aliases;
@@ -452,6 +453,7 @@ impl Parser {
             "procos" => self.de(&body, path).map(EndpointConfig::Procos),
             "files" => self.de(&body, path).map(EndpointConfig::Files),
             "amqp" => self.de(&body, path).map(EndpointConfig::Amqp),
+            "database" => self.de(&body, path).map(EndpointConfig::Database),
             other => {
                 self.problems.push(Problem::new(
                     key_path(path, "type"),

@@ -148,6 +148,21 @@ named_classes! {
     AMQP_NACK = "amqp_nack",
     /// The broker returned the message: no queue is bound for its routing key (`mandatory`).
     AMQP_UNROUTABLE = "amqp_unroutable",
+    // database (endpoints/database/errors.rs)
+    /// A constraint (unique, foreign key, not null, check) refused the statement: raised as the
+    /// endpoint's `constraint_error_code` BPMN error unless `bpmn_errors` maps this class.
+    DB_CONSTRAINT = "db_constraint",
+    /// `returns: one` and the statement returned no row: raised as the endpoint's
+    /// `no_row_error_code` BPMN error unless `bpmn_errors` maps this class.
+    DB_NO_ROW = "db_no_row",
+    /// The statement is wrong for the database (syntax, unknown table or column): fix the config.
+    DB_STATEMENT = "db_statement",
+    /// A task variable cannot be bound as the statement's parameter (missing, wrong type).
+    DB_PARAM = "db_param",
+    /// The database refused a value, or a column's value cannot be read as JSON.
+    DB_DATA = "db_data",
+    /// The database was busy (locked, a serialization failure or deadlock): try again.
+    DB_BUSY = "db_busy",
 }
 
 /// Numbered classes take a protocol's status code.

@@ -28,6 +28,8 @@ use tokio_util::task::TaskTracker;
 
 pub mod amqp;
 pub mod class;
+// database (issue 13)
+pub mod database;
 pub mod email;
 pub mod files;
 pub mod health;
@@ -70,6 +72,9 @@ pub enum EndpointConfig {
     Files(files::FilesConfig),
     /// A message published to RabbitMQ with publisher confirms, or a request and its reply.
     Amqp(Box<amqp::AmqpConfig>),
+    /// A configured SQL statement on PostgreSQL or SQLite, task variables bound as parameters.
+    /// Boxed: its config is several times the size of the others'.
+    Database(Box<database::DatabaseConfig>),
 }
 
 impl EndpointConfig {
@@ -86,6 +91,7 @@ impl EndpointConfig {
             EndpointConfig::Procos(_) => "procos",
             EndpointConfig::Files(_) => "files",
             EndpointConfig::Amqp(_) => "amqp",
+            EndpointConfig::Database(_) => "database",
         }
     }
 
@@ -95,6 +101,8 @@ impl EndpointConfig {
     /// always; `files` for `write`, `move` and `delete`; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
     /// `procos validate` can refuse what must never run twice or be cached. `email`, `sub_pde` and
     /// `amqp` always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
+    /// `procos validate` can refuse what must never run twice or be cached. `email`, `sub_pde` and `database`
+    /// always; `python` unless `pure: true`; `http` unless its `method` is literally `GET`,
     /// `HEAD` or `OPTIONS` (a method from a template may be anything).
     pub fn has_side_effects(&self) -> bool {
         match self {
@@ -108,6 +116,8 @@ impl EndpointConfig {
             EndpointConfig::Files(c) => c.has_side_effects(),
             // A published message (or a request) is out of procos's hands.
             EndpointConfig::Amqp(_) => true,
+            // A statement may write; a SELECT-only endpoint is not told apart (yet).
+            EndpointConfig::Database(_) => true,
         }
     }
 
@@ -126,6 +136,7 @@ impl EndpointConfig {
             EndpointConfig::Procos(c) => c.validate(),
             EndpointConfig::Files(c) => c.validate(),
             EndpointConfig::Amqp(c) => c.validate(),
+            EndpointConfig::Database(c) => c.validate(),
         }
     }
 
@@ -143,6 +154,7 @@ impl EndpointConfig {
             EndpointConfig::Procos(c) => c.policy(),
             EndpointConfig::Files(c) => c.policy(),
             EndpointConfig::Amqp(c) => c.policy(),
+            EndpointConfig::Database(c) => c.policy(),
         }
     }
 
@@ -172,6 +184,7 @@ impl EndpointConfig {
             }
             EndpointConfig::Files(c) => Arc::new(files::FilesEndpoint::new(name, c)?),
             EndpointConfig::Amqp(c) => Arc::new(amqp::AmqpEndpoint::new(name, c)?),
+            EndpointConfig::Database(c) => Arc::new(database::DatabaseEndpoint::new(name, c)?),
         };
         let mut policy = self.policy();
         // The built endpoint knows best (an http method from a template may be anything).
@@ -639,6 +652,10 @@ mod side_effect_tests {
                 "{type: amqp, url: 'amqp://u:p@127.0.0.1:5672/%2f', routing_key: k}",
                 true,
             ),
+            (
+                "{type: database, url: 'sqlite::memory:', statements: {s: {sql: 'SELECT 1'}}}",
+                true,
+            ),
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for (yaml, expected) in cases {
@@ -650,6 +667,6 @@ mod side_effect_tests {
             assert_eq!(config.has_side_effects(), expected, "{yaml}");
             assert_eq!(built.side_effects(), expected, "{yaml} (built)");
         }
-        assert_eq!(kinds.len(), 10, "every kind is covered: {kinds:?}");
+        assert_eq!(kinds.len(), 11, "every kind is covered: {kinds:?}");
     }
 }
