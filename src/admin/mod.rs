@@ -233,7 +233,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 /// Binds `admin.listen` (installing the Prometheus recorder first) and serves on `tracker`
-/// until `stop`; logs and returns the bound address.
+/// until `stop`, with the recorder's [`upkeep`](crate::telemetry::metrics::upkeep) beside it;
+/// logs and returns the bound address.
 pub async fn bind(
     config: &FileConfig,
     state: Arc<AdminState>,
@@ -254,6 +255,7 @@ pub async fn bind(
         "Admin server listening."
     );
     let app = router(state);
+    tracker.spawn(crate::telemetry::metrics::upkeep(stop.clone()));
     tracker.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

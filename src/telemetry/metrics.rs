@@ -62,6 +62,27 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
+/// How often [`upkeep`] folds the histograms' samples into their summaries.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the samples recorded since the last scrape into their summaries every
+/// [`UPKEEP_EVERY`] until `stop`. The recorder keeps each histogram sample until then: without
+/// this, a procos that nobody scrapes would grow by every task's samples for as long as it runs.
+pub async fn upkeep(stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Some(handle) = HANDLE.get() {
+                    handle.run_upkeep();
+                }
+            }
+        }
+    }
+}
+
 /// The metrics in Prometheus's text format; empty before [`install`].
 pub fn render() -> String {
     HANDLE
