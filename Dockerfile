@@ -16,6 +16,8 @@ COPY --from=build /src/target/release/procos /usr/local/bin/procos
 COPY config ./config
 COPY bpmn ./bpmn
 COPY scripts ./scripts
+# The order ledger example writes its receipts here (the `receipts` files endpoint's root).
+COPY --chown=procos receipts ./receipts
 USER procos
 # tini forwards SIGTERM so procos can drain running tasks on `docker compose stop`.
 ENTRYPOINT ["/usr/bin/tini", "--", "procos"]

@@ -133,3 +133,98 @@ async fn procos_dev_runs_the_examples_in_one_command() {
     dev.sigterm();
     assert_eq!(dev.exit_code(Duration::from_secs(20)).await, 0);
 }
+
+/// Issue 13: the order ledger example (database + files endpoints) runs in `procos dev` with
+/// SQLite and nothing else: orders are recorded and summed, receipts written under receipts/,
+/// and an order id recorded twice ends at "Duplicate skipped" without a second receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn procos_dev_runs_the_order_ledger_on_sqlite() {
+    let work = Workdir::from_repo();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}/engine-rest");
+    let mut dev = Procos::spawn(
+        work.path(),
+        &["dev", "--config", "config/pde.yaml", "--listen", &listen],
+        &[("CAMUNDA_URL", &url)],
+    );
+    dev.wait_log("IN-MEMORY DEVELOPMENT ENGINE", Duration::from_secs(20))
+        .await;
+    let rest = Rest::new(&url);
+    rest.wait_deployed("order_ledger", Duration::from_secs(20))
+        .await;
+    let ended = |pi: String| {
+        let rest = &rest;
+        async move {
+            let done = eventually(Duration::from_secs(30), || async {
+                rest.state(&pi).await == "COMPLETED"
+            })
+            .await;
+            assert!(done, "instance {pi} ended");
+            // Booked instances carry the receipt the files endpoint wrote; a caught duplicate
+            // ended before the ledger was read.
+            let vars = rest
+                .get(&format!(
+                    "/history/variable-instance?processInstanceId={pi}"
+                ))
+                .await;
+            let has = |name: &str| {
+                vars.as_array()
+                    .expect("variables")
+                    .iter()
+                    .any(|v| v["name"] == name)
+            };
+            if has("receipt") && has("ledger") {
+                "booked"
+            } else {
+                "skipped"
+            }
+        }
+    };
+    let first = rest
+        .start(
+            "order_ledger",
+            json!({"order_id": "A-1", "customer": "acme", "amount": 12.5}),
+        )
+        .await;
+    assert_eq!(ended(first).await, "booked");
+    let second = rest
+        .start(
+            "order_ledger",
+            json!({"order_id": "B-2", "customer": "acme", "amount": 7.5}),
+        )
+        .await;
+    assert_eq!(ended(second).await, "booked");
+    let again = rest
+        .start(
+            "order_ledger",
+            json!({"order_id": "A-1", "customer": "acme", "amount": 99}),
+        )
+        .await;
+    assert_eq!(
+        ended(again).await,
+        "skipped",
+        "a duplicate order id is caught"
+    );
+
+    let receipt = |id: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(work.path().join("receipts").join(format!("{id}.json")))
+            .unwrap_or_else(|e| panic!("receipt {id}: {e}"));
+        serde_json::from_str(&text).expect("a receipt is JSON")
+    };
+    assert_eq!(
+        receipt("A-1"),
+        json!({"order": "A-1", "customer": "acme", "amount": 12.5, "ledger": {"orders": 1, "total": 12.5}}),
+        "the duplicate did not overwrite the first receipt"
+    );
+    assert_eq!(
+        receipt("B-2")["ledger"],
+        json!({"orders": 2, "total": 20.0}),
+        "the second order is summed with the first"
+    );
+    assert!(
+        work.path().join("state/ledger.db").is_file(),
+        "SQLite under state/"
+    );
+    dev.sigterm();
+    assert_eq!(dev.exit_code(Duration::from_secs(20)).await, 0);
+}

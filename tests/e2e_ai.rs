@@ -283,7 +283,7 @@ fn the_shipped_config_validates_without_any_key() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("10 endpoints"), "{stdout}");
+    assert!(stdout.contains("12 endpoints"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,10 @@
 //!
 //! Every value taken from the environment is remembered in [`Sensitive`], which scrubs it from
 //! any message before a person sees it: environment values are where secrets live.
+//!
+//! SQL is left as written ([`is_sql`]: a database endpoint's `sql` and `setup`): the environment
+//! must not write a statement, so a `${…}` there reaches the endpoint's validation, which refuses
+//! it at its path, and `$$` stays a PostgreSQL dollar quote.
 
 use serde_yaml::Value;
 
@@ -78,7 +82,7 @@ fn walk(
 ) {
     match value {
         Value::String(s) => {
-            if !s.contains('$') {
+            if !s.contains('$') || is_sql(path) {
                 return;
             }
             match expand(s, env, &mut found.sensitive) {
@@ -103,6 +107,32 @@ fn walk(
         }
         Value::Tagged(tagged) => walk(&mut tagged.value, path, env, found),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Is `path` a database endpoint's SQL — `endpoints.E.statements.S.sql`,
+/// `endpoints.E.statements.S.steps[i].sql` or `endpoints.E.setup[i]`?
+fn is_sql(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("endpoints.") else {
+        return false;
+    };
+    // The endpoint's name is one key; the rest is the place inside it.
+    let Some((_, inside)) = rest.split_once('.') else {
+        return false;
+    };
+    if let Some(index) = inside.strip_prefix("setup[") {
+        return index.ends_with(']') && !index.contains('.');
+    }
+    let Some(statement) = inside.strip_prefix("statements.") else {
+        return false;
+    };
+    match statement.split_once('.') {
+        Some((_, "sql")) => true,
+        Some((_, step)) => step.strip_prefix("steps[").is_some_and(|s| {
+            s.split_once("].")
+                .is_some_and(|(i, key)| key == "sql" && i.bytes().all(|b| b.is_ascii_digit()))
+        }),
+        None => false,
     }
 }
 
@@ -363,5 +393,45 @@ mod tests {
         );
         // Short values are not scrubbed from ordinary words.
         assert_eq!(s.scrub("port 54321"), "port 54321");
+    }
+
+    #[test]
+    fn sql_is_left_as_written_so_the_environment_cannot_write_a_statement() {
+        let yaml = r#"
+endpoints:
+  db:
+    url: "${DB_URL:-sqlite::memory:}"
+    setup: ["CREATE TABLE t (a text DEFAULT '${HOST}')"]
+    statements:
+      one: { sql: "SELECT $$a$$ WHERE x = ${HOST}" }
+      two: { steps: [{ sql: "SELECT ${HOST}" }] }
+  other:
+    sql: "${HOST}"
+"#;
+        let (value, found) = run(yaml);
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+        let db = &value["endpoints"]["db"];
+        assert_eq!(
+            db["url"],
+            Value::from("sqlite::memory:"),
+            "other keys are read"
+        );
+        assert_eq!(
+            db["setup"][0],
+            Value::from("CREATE TABLE t (a text DEFAULT '${HOST}')")
+        );
+        assert_eq!(
+            db["statements"]["one"]["sql"],
+            Value::from("SELECT $$a$$ WHERE x = ${HOST}")
+        );
+        assert_eq!(
+            db["statements"]["two"]["steps"][0]["sql"],
+            Value::from("SELECT ${HOST}")
+        );
+        // Only a database endpoint's SQL places: another endpoint's `sql` key is interpolated.
+        assert_eq!(
+            value["endpoints"]["other"]["sql"],
+            Value::from("db.internal")
+        );
     }
 }

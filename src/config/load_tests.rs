@@ -280,7 +280,10 @@ fn an_unknown_endpoint_type_lists_the_valid_types() {
 fn endpoint_kinds_match_the_enum() {
     // serde lists the variants it knows when given an unknown one.
     let err = serde_yaml::from_str::<crate::endpoints::EndpointConfig>("type: '?'").unwrap_err();
-    let expected = format!("expected one of {}", name_list(ENDPOINT_KINDS.iter().copied()));
+    let expected = format!(
+        "expected one of {}",
+        name_list(ENDPOINT_KINDS.iter().copied())
+    );
     assert!(err.to_string().contains(&expected), "{err} vs {expected}");
 }
 

@@ -56,13 +56,14 @@ use crate::manager::{ManagerHandle, build_stoppable_endpoints};
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Keys that cannot change while procos runs, with why; a reload changing one is refused.
-pub const FIXED: [&str; 12] = [
+pub const FIXED: [&str; 13] = [
     "camunda.url",
     "camunda.auth",
     "camunda.worker_id",
     "camunda.request_timeout",
     "camunda.boot_timeout",
     "camunda.backoff",
+    "camunda.max_connections",
     "pde_manager.state_dir",
     "pde_manager.state",
     "pde_manager.journal_retention",
@@ -306,6 +307,7 @@ fn fixed_differs(old: &Snapshot, new: &Snapshot, key: &str) -> bool {
         "camunda.worker_id" => o.camunda.worker_id != n.camunda.worker_id,
         "camunda.request_timeout" => o.camunda.request_timeout != n.camunda.request_timeout,
         "camunda.boot_timeout" => o.camunda.boot_timeout != n.camunda.boot_timeout,
+        "camunda.max_connections" => o.camunda.max_connections != n.camunda.max_connections,
         "pde_manager.state_dir" => o.pde_manager.state_dir != n.pde_manager.state_dir,
         "pde_manager.journal_retention" => {
             o.pde_manager.journal_retention != n.pde_manager.journal_retention

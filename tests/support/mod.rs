@@ -54,7 +54,7 @@ impl Workdir {
     /// it itself).
     pub fn from_repo() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        for sub in ["config", "bpmn", "scripts"] {
+        for sub in ["config", "bpmn", "scripts", "receipts"] {
             copy_dir(&repo().join(sub), &dir.path().join(sub));
         }
         std::fs::remove_dir_all(dir.path().join("bpmn/system")).expect("no system processes");

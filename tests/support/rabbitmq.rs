@@ -152,13 +152,16 @@ impl Rabbit {
     }
 
     /// A connection of the test's own (to declare queues, consume, answer requests), retried
-    /// until the node accepts it.
+    /// until the node accepts it. Each attempt is bounded: a node still booting accepts the TCP
+    /// connection but may never answer the handshake.
     pub async fn connect(&self) -> lapin::Connection {
-        let mut last = String::new();
+        let (url, mut last) = (self.url(), String::new());
         for _ in 0..1200 {
-            match lapin::Connection::connect(&self.url(), Default::default()).await {
-                Ok(conn) => return conn,
-                Err(e) => last = e.to_string(),
+            let attempt = lapin::Connection::connect(&url, Default::default());
+            match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                Ok(Ok(conn)) => return conn,
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "no handshake within 5 s".to_string(),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
