@@ -557,11 +557,14 @@ fn vm_hwm(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-/// Concurrent fetch loops of the raw worker: one fetches while the other completes.
-const RAW_LOOPS: usize = 2;
+/// Concurrent fetch loops of the raw worker.
+const RAW_LOOPS: usize = 4;
+/// Tasks the raw worker holds at once (fetched, completion not yet answered).
+const RAW_IN_FLIGHT: usize = 400;
 
-/// The limit: fetchAndLock (200 tasks, long poll) then complete them all concurrently, in
-/// `RAW_LOOPS` loops; nothing else. Runs until killed.
+/// The limit: `RAW_LOOPS` loops of fetchAndLock (long poll, as many tasks as free slots, at most
+/// 200) whose tasks are completed concurrently while the loop fetches again at once, up to
+/// `RAW_IN_FLIGHT` tasks held; nothing else (no journal, no logs, no metrics). Runs until killed.
 fn raw_loop(url: &str) {
     #[derive(Deserialize)]
     struct Task {
@@ -570,38 +573,55 @@ fn raw_loop(url: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let http = reqwest::Client::new();
-        let fetch = json!({
-            "workerId": "bench-raw",
-            "maxTasks": 200,
-            "usePriority": false,
-            "asyncResponseTimeout": 10000,
-            "topics": [{"topicName": TOPIC, "lockDuration": 30000}],
-        });
-        let complete = json!({"workerId": "bench-raw"});
-        let (http, fetch, complete) = (&http, &fetch, &complete);
-        let one_loop = move || async move {
-            loop {
-                let reply = http
-                    .post(format!("{url}/external-task/fetchAndLock"))
-                    .json(fetch)
-                    .send()
-                    .await;
-                let tasks: Vec<Task> = match reply {
-                    Ok(r) => r.json().await.unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                if tasks.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                futures::future::join_all(tasks.iter().map(|t| {
-                    http.post(format!("{url}/external-task/{}/complete", t.id))
-                        .json(complete)
+        let slots = Arc::new(tokio::sync::Semaphore::new(RAW_IN_FLIGHT));
+        let complete = Arc::new(json!({"workerId": "bench-raw"}));
+        let one_loop = |http: reqwest::Client, slots: Arc<tokio::sync::Semaphore>| {
+            let (url, complete) = (url.to_string(), complete.clone());
+            async move {
+                loop {
+                    // Wait for at least one free slot, then ask for as many tasks as are free.
+                    let first = slots.clone().acquire_owned().await.expect("open");
+                    let free = (slots.available_permits() + 1).min(200);
+                    let fetch = json!({
+                        "workerId": "bench-raw",
+                        "maxTasks": free,
+                        "usePriority": false,
+                        "asyncResponseTimeout": 10000,
+                        "topics": [{"topicName": TOPIC, "lockDuration": 30000}],
+                    });
+                    let reply = http
+                        .post(format!("{url}/external-task/fetchAndLock"))
+                        .json(&fetch)
                         .send()
-                }))
-                .await;
+                        .await;
+                    let tasks: Vec<Task> = match reply {
+                        Ok(r) => r.json().await.unwrap_or_default(),
+                        Err(_) => Vec::new(),
+                    };
+                    if tasks.is_empty() {
+                        drop(first);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    let mut permits = vec![first];
+                    while permits.len() < tasks.len() {
+                        permits.push(slots.clone().acquire_owned().await.expect("open"));
+                    }
+                    for (task, permit) in tasks.into_iter().zip(permits) {
+                        let (http, url, complete) = (http.clone(), url.clone(), complete.clone());
+                        tokio::spawn(async move {
+                            let _ = http
+                                .post(format!("{url}/external-task/{}/complete", task.id))
+                                .json(&*complete)
+                                .send()
+                                .await;
+                            drop(permit);
+                        });
+                    }
+                }
             }
         };
-        futures::future::join_all((0..RAW_LOOPS).map(|_| one_loop())).await;
+        futures::future::join_all((0..RAW_LOOPS).map(|_| one_loop(http.clone(), slots.clone())))
+            .await;
     });
 }
