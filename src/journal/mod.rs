@@ -76,18 +76,46 @@ pub struct Entry {
     pub state: State,
 }
 
-/// Where a task stands.
+/// Where a task stands. Most entries of a busy journal are `Acknowledged` ones waiting out the
+/// retention window, so that variant stays small: the report (variables, error details) is boxed
+/// and gone once acknowledged, and the call is one byte.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
     /// An endpoint with side effects is being called (or was, when procos stopped).
     Started { endpoint: String },
     /// The outcome is decided and being (re)sent.
-    Pending { report: Report },
+    Pending { report: Box<Report> },
     /// The engine refused the outcome (400): kept for a re-delivery of the same attempt.
-    Refused { report: Report },
+    Refused { report: Box<Report> },
     /// The engine took the outcome (or said the task is gone).
-    Acknowledged { call: String },
+    Acknowledged { call: Call },
+}
+
+/// Which report the engine acknowledged; written as `complete`, `bpmn_error`, `failure` or
+/// `gone`, as the journal always wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Call {
+    /// `complete` was taken.
+    Complete,
+    /// `bpmnError` was taken.
+    BpmnError,
+    /// `failure` was taken: it blocks a re-delivery of its attempt for one lock duration only.
+    Failure,
+    /// The engine answered 404: the task is gone.
+    Gone,
+}
+
+impl Call {
+    /// The call `report` is sent with.
+    pub fn of(report: &Report) -> Call {
+        match report {
+            Report::Complete { .. } => Call::Complete,
+            Report::BpmnError { .. } => Call::BpmnError,
+            Report::Failure { .. } => Call::Failure,
+        }
+    }
 }
 
 /// What to do with a fetched task.
@@ -296,9 +324,12 @@ impl Journal {
         let verdict = match ledger.entries.get(id) {
             Some(entry) if entry.retries == retries => match &entry.state {
                 State::Started { endpoint } => Some(Err(endpoint.clone())),
-                State::Pending { report } | State::Refused { report } => Some(Ok(report.clone())),
+                State::Pending { report } | State::Refused { report } => {
+                    Some(Ok(Report::clone(report)))
+                }
                 State::Acknowledged { call }
-                    if call == "failure" && now_ms() - entry.at_ms > lock.as_millis() as i64 =>
+                    if *call == Call::Failure
+                        && now_ms() - entry.at_ms > lock.as_millis() as i64 =>
                 {
                     None
                 }
@@ -346,7 +377,7 @@ impl Journal {
         report: &Report,
     ) -> Result<(), StoreError> {
         let state = State::Pending {
-            report: report.clone(),
+            report: Box::new(report.clone()),
         };
         self.put(id, retries, topic, state).await
     }
@@ -370,11 +401,9 @@ impl Journal {
         };
         entry.state = match how {
             Settled::Accepted => State::Acknowledged {
-                call: report.as_str().to_string(),
+                call: Call::of(report),
             },
-            Settled::Gone => State::Acknowledged {
-                call: "gone".to_string(),
-            },
+            Settled::Gone => State::Acknowledged { call: Call::Gone },
             Settled::Refused => State::Refused {
                 report: report.clone(),
             },
@@ -418,7 +447,7 @@ impl Journal {
             },
             retries: entry.retries,
             topic: entry.topic.clone(),
-            report: report.clone(),
+            report: Report::clone(report),
         };
         ledger.running.insert(id.to_string());
         Some(resend)

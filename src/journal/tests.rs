@@ -194,3 +194,27 @@ async fn a_new_state_dir_is_readable_by_the_procos_user_alone() {
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
 }
+
+/// A busy journal is mostly acknowledged entries waiting out the retention window (100k tasks
+/// in 5 min is 100k entries): each must stay small — the report is boxed and dropped once
+/// acknowledged, the call is an enum. (With the report inline and the call a String, an entry
+/// was 128 bytes before its id, its topic's and its call's heap blocks.)
+#[test]
+fn an_acknowledged_entry_stays_small() {
+    let size = std::mem::size_of::<Entry>();
+    assert!(size <= 80, "an Entry is {size} bytes");
+}
+
+/// Journals written before `Call` was an enum hold the call as its name; they still read, and
+/// are written the same way.
+#[test]
+fn acknowledged_calls_read_and_write_as_their_names() {
+    for call in ["complete", "bpmn_error", "failure", "gone"] {
+        let stored = serde_json::json!({
+            "retries": 2, "topic": "t", "at_ms": 1, "side_effects": false,
+            "state": {"state": "acknowledged", "call": call},
+        });
+        let entry: Entry = serde_json::from_value(stored.clone()).expect(call);
+        assert_eq!(serde_json::to_value(&entry).unwrap(), stored, "{call}");
+    }
+}
