@@ -1,192 +1,18 @@
 //! The shared store against a real PostgreSQL (Debian's binaries, one throwaway server per test
 //! binary, one database per test), and its arithmetic.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
-
-use tokio::io::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
 
 use super::*;
 use crate::learner::{CallOutcome, Sample};
 
-/// A throwaway PostgreSQL server: `initdb` + `postgres` as the `postgres` user (they refuse
-/// root) on a temp dir and a free loopback port. It dies with the test process (setpriv's
-/// parent-death signal, from a thread that lives as long as the process).
-struct Server {
-    port: u16,
-}
+/// The end-to-end tests' throwaway PostgreSQL (one server per test binary, a database per
+/// test, a TCP switch to cut it off), shared rather than copied.
+#[allow(dead_code)]
+#[path = "../../../../tests/support/postgres.rs"]
+mod pg;
 
-fn bin_dir() -> std::path::PathBuf {
-    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.retain(|p| p.join("initdb").exists());
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: apt-get install postgresql")
-    })
-}
-
-fn server() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let bin = bin_dir();
-            // Data dirs of test processes that are gone (their servers died with them).
-            for entry in std::fs::read_dir(std::env::temp_dir())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = name.strip_prefix("procos-unit-pg-")
-                    && !std::path::Path::new("/proc").join(pid).exists()
-                {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-            let dir = std::env::temp_dir().join(format!("procos-unit-pg-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("pg dir");
-            std::process::Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            let as_postgres = |program: &std::path::Path| {
-                let mut c = std::process::Command::new("setpriv");
-                c.args([
-                    "--reuid=postgres",
-                    "--regid=postgres",
-                    "--init-groups",
-                    "--pdeathsig=KILL",
-                    "--",
-                ])
-                .arg(program);
-                c
-            };
-            let data = dir.join("data");
-            let out = as_postgres(&bin.join("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-                .output()
-                .expect("initdb runs");
-            assert!(out.status.success(), "initdb: {out:?}");
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let mut child = as_postgres(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-k")
-                .arg(&dir)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .args(["-c", "fsync=off", "-c", "max_connections=200"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("postgres starts");
-            for _ in 0..600 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            tx.send(Server { port }).expect("send");
-            // This thread lives as long as the process; its exit kills the server.
-            let _ = child.wait();
-        });
-        rx.recv().expect("server started")
-    })
-}
-
-/// A fresh database on the server, and its URL.
-async fn database() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let port = server().port;
-    let name = format!(
-        "unit_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let mut tries = 0;
-    let pool = loop {
-        match PgPool::connect(&admin).await {
-            Ok(p) => break p,
-            // The server may still be starting (accepting TCP before it takes logins).
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot reach the test server: {e}"),
-        }
-    };
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create database");
-    pool.close().await;
-    format!("postgres://postgres:pw-unit-test-secret@127.0.0.1:{port}/{name}")
-}
-
-/// A TCP forwarder to the server that can be "down": refusing and cutting connections.
-struct Switch {
-    port: u16,
-    down: Arc<AtomicBool>,
-    cut: Arc<std::sync::Mutex<CancellationToken>>,
-}
-
-impl Switch {
-    async fn to(target: u16, down: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let down = Arc::new(AtomicBool::new(down));
-        let cut = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-        let (d, c) = (down.clone(), cut.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if d.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection closed
-                }
-                let token = c.lock().expect("lock").clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = token.cancelled() => {}
-                    }
-                });
-            }
-        });
-        Self { port, down, cut }
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        if down {
-            let mut cut = self.cut.lock().expect("lock");
-            cut.cancel();
-            *cut = CancellationToken::new();
-        }
-    }
-
-    fn url(&self, real: &str) -> String {
-        real.replace(&format!(":{}/", server().port), &format!(":{}/", self.port))
-    }
-}
+use pg::{TcpSwitch, database};
 
 fn sample(outcome: CallOutcome) -> Sample {
     Sample {
@@ -306,7 +132,7 @@ async fn replicas_writing_concurrently_lose_nothing() {
 #[tokio::test]
 async fn a_database_down_at_start_and_mid_run_is_caught_up_without_loss() {
     let url = database().await;
-    let switch = Switch::to(server().port, true).await;
+    let switch = TcpSwitch::start(true).await;
     let learner = Learner::default();
     let store = SharedStats::new(&secret(&switch.url(&url)), "replica-a").expect("store");
     observe(&learner, 3, CallOutcome::Valid);
