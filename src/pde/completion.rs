@@ -33,7 +33,7 @@ use super::lease::Lease;
 use super::topic::TopicRuntime;
 use super::verdict::Verdict;
 use crate::backoff::Backoff;
-use crate::camunda::variables::{encode_json_map, format_date, parse_date};
+use crate::camunda::variables::{format_date, parse_date};
 use crate::camunda::{
     CamundaClient, CamundaError, LockedTask, Report, TypedValue, VarType, Variable, VariableMap,
     with_retries,
@@ -520,13 +520,16 @@ pub fn map_output(rules: &OutputConfig, output: Value) -> (VariableMap, Variable
         }
         (None, _) => {}
     }
-    let mut encoded = encode_json_map(&values);
-    // A File value in the result (the `files` endpoint's `read`) goes out as a File variable.
-    for (name, value) in &values {
-        if let Some(file) = crate::endpoints::files::value::typed_variable(value) {
-            encoded.insert(name.clone(), file);
-        }
-    }
+    // Each value encoded once: a File value of the result (the `files` endpoint's `read`) as a
+    // File variable, anything else by its JSON type.
+    let encoded: VariableMap = values
+        .into_iter()
+        .map(|(name, value)| {
+            let typed = crate::endpoints::files::value::typed_variable(&value)
+                .unwrap_or_else(|| crate::camunda::Variable::from_json(value).encode());
+            (name, typed)
+        })
+        .collect();
     if rules.local {
         (VariableMap::new(), encoded)
     } else {
