@@ -106,11 +106,11 @@ impl Store {
         }
         let id = instance.id.clone();
         if outcome.terminated {
-            self.tasks.retain(|_, t| t.process_instance_id != id);
+            self.tasks.remove_instance(&id);
         }
         for mut task in outcome.new_tasks {
             task.seq = self.next_seq();
-            self.tasks.insert(task.id.clone(), task);
+            self.tasks.insert(task);
             self.wake = true;
         }
         self.add_jobs(outcome.new_jobs);

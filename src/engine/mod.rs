@@ -38,6 +38,7 @@ mod exec;
 mod expr;
 mod instances;
 mod state;
+mod task_table;
 mod tasks;
 mod timers;
 mod user_tasks;

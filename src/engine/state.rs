@@ -219,7 +219,7 @@ pub(crate) struct Store {
     pub definitions: Vec<Arc<Definition>>,
     pub instances: HashMap<String, Instance>,
     pub history: HashMap<String, HistoricInstance>,
-    pub tasks: HashMap<String, ExternalTask>,
+    pub tasks: super::task_table::TaskTable,
     pub incidents: HashMap<String, Incident>,
     pub stats: EngineStats,
     /// Set when a task became fetchable in a way that wakes pending long polls in Camunda:
@@ -269,7 +269,7 @@ impl Store {
     /// Removes a finished or deleted instance with its tasks and incidents and closes its history.
     pub(crate) fn end_instance(&mut self, id: &str, state: HistoryState, reason: Option<String>) {
         let instance = self.instances.remove(id);
-        self.tasks.retain(|_, t| t.process_instance_id != id);
+        self.tasks.remove_instance(id);
         self.incidents
             .retain(|_, i| i.process_instance_id.as_deref() != Some(id));
         self.drop_waits_of(id);

@@ -318,9 +318,15 @@ impl Store {
     pub(crate) fn fetch_and_lock(&mut self, req: &FetchAndLockIn, now: Instant) -> Vec<Value> {
         let worker = req.worker_id.clone().unwrap_or_default();
         let max = usize::try_from(req.max_tasks).unwrap_or(0);
-        let mut candidates: Vec<(&ExternalTask, usize)> = self
+        let desc = req
+            .sorting
+            .first()
+            .is_some_and(|s| s.sort_order.as_deref() == Some("desc"));
+        // The table yields tasks in the requested order, so the first `max` that match are the
+        // answer: a fetch reads past the locked tasks at the head, not the whole backlog.
+        let picked: Vec<(String, usize)> = self
             .tasks
-            .values()
+            .in_fetch_order(req.use_priority, desc)
             .filter(|t| t.fetchable(now))
             .filter_map(|t| {
                 let vars = self
@@ -330,30 +336,9 @@ impl Store {
                 req.topics
                     .iter()
                     .position(|topic| topic.matches(t, vars))
-                    .map(|i| (t, i))
+                    .map(|i| (t.id.clone(), i))
             })
-            .collect();
-        let desc = req
-            .sorting
-            .first()
-            .is_some_and(|s| s.sort_order.as_deref() == Some("desc"));
-        candidates.sort_by(|(a, _), (b, _)| {
-            let by_priority = if req.use_priority {
-                b.priority.cmp(&a.priority)
-            } else {
-                std::cmp::Ordering::Equal
-            };
-            let by_time = if desc {
-                b.seq.cmp(&a.seq)
-            } else {
-                a.seq.cmp(&b.seq)
-            };
-            by_priority.then(by_time)
-        });
-        let picked: Vec<(String, usize)> = candidates
-            .into_iter()
             .take(max)
-            .map(|(t, i)| (t.id.clone(), i))
             .collect();
         let mut out = Vec::new();
         for (id, topic_index) in picked {

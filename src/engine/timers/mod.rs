@@ -439,8 +439,8 @@ impl Store {
                 // answers 404) and the token leaves through the boundary event.
                 let task = self
                     .tasks
-                    .values()
-                    .find(|t| t.execution_id == w.token && t.process_instance_id == w.instance)
+                    .of_instance(&w.instance)
+                    .find(|t| t.execution_id == w.token)
                     .map(|t| t.id.clone());
                 let outcome = exec::catch(&mut instance, &w.token, &job.activity_id)?;
                 self.commit(instance, outcome, task.as_deref());
