@@ -350,8 +350,8 @@ fn log_rejection(e: &CamundaError) {
 
 /// Whether an event of this kind can change a file's content: creating, writing, removing or
 /// renaming can; opening, reading, closing read-only, or a change of permissions or access time
-/// cannot. Shared with the config reloader's watcher.
-pub(crate) fn may_change_a_file(kind: &EventKind) -> bool {
+/// cannot.
+fn may_change_a_file(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
