@@ -97,11 +97,11 @@ async fn after_warm_up_most_tasks_go_to_the_best_endpoint_listed_last_and_the_pr
         "after warm-up {to_best} of 40 tasks went first to `best`: {after_warm_up:?}"
     );
     assert!(calls(&best).await >= 36);
-    // Every choice is logged with its reason.
+    // Every choice is logged with its reason, on the task's one INFO line.
     let routes: Vec<Value> = procos
         .log_json()
         .into_iter()
-        .filter(|l| l["message"] == "Route chosen.")
+        .filter(|l| l["message"] == "Task finished.")
         .collect();
     assert!(routes.len() >= 60, "one line per task: {}", routes.len());
     assert!(

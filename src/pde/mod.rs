@@ -303,6 +303,22 @@ impl Pipeline {
             outcome.as_str(),
             std::time::Duration::from_millis(total),
         );
+        // The task's one INFO line (an access log's line): what happened, where it was routed
+        // and why, and where the time went. The steps before it log at DEBUG; failures at WARN.
+        tracing::info!(
+            outcome = outcome.as_str(),
+            endpoint = endpoint.as_deref(),
+            strategy = route.map(|r| r.strategy),
+            class = route.map(|r| r.class.as_str()),
+            reason = route.map(|r| r.reason.as_str()),
+            start_ms = timings.start_ms,
+            test_ms = timings.test_ms,
+            gateway_ms = timings.gateway_ms,
+            validation_ms = timings.validation_ms,
+            completion_ms = timings.completion_ms,
+            judge_score,
+            "Task finished."
+        );
         self.events.send(TaskEvent {
             task_id: task.id.clone(),
             topic: topic.name.clone(),
@@ -315,16 +331,6 @@ impl Pipeline {
             duration: std::time::Duration::from_millis(total),
             at: std::time::SystemTime::now(),
         });
-        tracing::info!(
-            outcome = outcome.as_str(),
-            start_ms = timings.start_ms,
-            test_ms = timings.test_ms,
-            gateway_ms = timings.gateway_ms,
-            validation_ms = timings.validation_ms,
-            completion_ms = timings.completion_ms,
-            judge_score,
-            "Task finished."
-        );
         outcome
     }
 }

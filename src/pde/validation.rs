@@ -83,7 +83,7 @@ pub async fn execute_as(
                 && let Some(output) = slot.lookup()
             {
                 if check_output(topic, &output).is_ok() {
-                    tracing::info!(
+                    tracing::debug!(
                         endpoint = endpoint.name(),
                         attempt,
                         "Result served from the cache; result valid."
@@ -189,7 +189,8 @@ pub async fn execute_as(
                             slot.store(&reply.output);
                         }
                         let judge_score = judge.as_ref().map(|j| j.score);
-                        tracing::info!(
+                        // DEBUG: `Task finished.` (INFO) names the endpoint and the score.
+                        tracing::debug!(
                             endpoint = endpoint.name(),
                             attempt,
                             elapsed_ms,
