@@ -29,7 +29,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use opentelemetry::context::FutureExt as _;
+use futures::FutureExt as _;
+use futures::future::Either;
+use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
@@ -213,11 +215,8 @@ impl TaskTrace {
     }
 
     /// Runs `work` with this task's span as the current span (its blocks become children).
-    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
-        match &self.cx {
-            Some(cx) => work.with_context(cx.clone()).await,
-            None => work.await,
-        }
+    pub fn scope<F: Future>(&self, work: F) -> impl Future<Output = F::Output> {
+        in_context(self.cx.clone(), work)
     }
 
     /// Ends the span with the task's outcome (`completed`, `failed`, …); `error` sets the error
@@ -236,20 +235,31 @@ impl TaskTrace {
 /// Runs one pipeline block (`test`, `validation`, `completion`) as a child span of the current
 /// span. `failed` says whether the block's result is a failure, and why (an error class, never
 /// a value). Nothing extra when off or outside a traced task.
-pub async fn block<F, T>(
+pub fn block<F, T>(
     name: &'static str,
     work: F,
     failed: impl FnOnce(&T) -> Option<String>,
-) -> T
+) -> impl Future<Output = T>
 where
     F: Future<Output = T>,
 {
-    let Some(cx) = child(name, SpanKind::Internal, Vec::new()) else {
-        return work.await;
-    };
-    let out = work.with_context(cx.clone()).await;
-    end(&cx, failed(&out));
-    out
+    let cx = child(name, SpanKind::Internal, Vec::new());
+    in_context(cx.clone(), work).map(move |out| {
+        if let Some(cx) = &cx {
+            end(cx, failed(&out));
+        }
+        out
+    })
+}
+
+/// `work`, run with `cx` as the current context when there is one. A plain combinator rather
+/// than an `async fn` taking `work`: such a function holds its argument twice (as received and
+/// as awaited), and these wrap every task and every endpoint call — a task's future was 17 KiB.
+fn in_context<F: Future>(cx: Option<Context>, work: F) -> Either<WithContext<F>, F> {
+    match cx {
+        Some(cx) => Either::Left(work.with_context(cx)),
+        None => Either::Right(work),
+    }
 }
 
 /// [`block`] for a synchronous block (`gateway`).
@@ -277,16 +287,14 @@ struct CallScope(Option<Arc<AtomicU32>>);
 
 /// Runs a whole endpoint call (retries included) in a fresh attempt count, unless one is already
 /// open for this call (an inner layer of the same stack). Called by every stack layer.
-pub async fn endpoint_call<F: Future>(work: F) -> F::Output {
-    if !enabled() {
-        return work.await;
-    }
-    let current = Context::current();
-    if !current.has_active_span() || current.get::<CallScope>().is_some_and(|s| s.0.is_some()) {
-        return work.await;
-    }
-    let cx = current.with_value(CallScope(Some(Arc::new(AtomicU32::new(0)))));
-    work.with_context(cx).await
+pub fn endpoint_call<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let opens = || {
+        let current = Context::current();
+        let open =
+            current.has_active_span() && !current.get::<CallScope>().is_some_and(|s| s.0.is_some());
+        open.then(|| current.with_value(CallScope(Some(Arc::new(AtomicU32::new(0))))))
+    };
+    in_context(if enabled() { opens() } else { None }, work)
 }
 
 /// A finished attempt's result class (`ok`, `transient`, …) and whether it is a failure.
@@ -294,17 +302,34 @@ pub type AttemptResult = (&'static str, bool);
 
 /// Runs one attempt of endpoint `name` (of `kind`) as a child span (kind client) of the current
 /// span; the attempt's requests carry its `traceparent`. `classify` names the result.
-pub async fn endpoint_attempt<F, T>(
+pub fn endpoint_attempt<F, T>(
     name: &str,
     kind: &'static str,
     work: F,
     classify: impl FnOnce(&T) -> AttemptResult,
-) -> T
+) -> impl Future<Output = T>
 where
     F: Future<Output = T>,
 {
+    let cx = attempt_span(name, kind);
+    // The endpoint's own calls (a sub_pde's sub-tasks) count their attempts afresh.
+    let inner = cx.as_ref().map(|cx| cx.with_value(CallScope(None)));
+    in_context(inner, work).map(move |out| {
+        if let Some(cx) = &cx {
+            let (result, failure) = classify(&out);
+            cx.span()
+                .set_attribute(KeyValue::new("procos.endpoint.result", result));
+            end(cx, failure.then(|| result.to_string()));
+        }
+        out
+    })
+}
+
+/// The span of one attempt of endpoint `name`, numbered in the current call's scope; `None`
+/// when traces are off or there is no task span.
+fn attempt_span(name: &str, kind: &'static str) -> Option<Context> {
     if !enabled() {
-        return work.await;
+        return None;
     }
     let current = Context::current();
     let attempt = current
@@ -316,22 +341,12 @@ where
         KeyValue::new("procos.endpoint.kind", kind),
         KeyValue::new("procos.endpoint.attempt", i64::from(attempt)),
     ];
-    let Some(cx) = child_of(
+    child_of(
         &current,
         format!("endpoint {name}"),
         SpanKind::Client,
         attributes,
-    ) else {
-        return work.await;
-    };
-    // The endpoint's own calls (a sub_pde's sub-tasks) count their attempts afresh.
-    let inner = cx.with_value(CallScope(None));
-    let out = work.with_context(inner).await;
-    let (result, failure) = classify(&out);
-    cx.span()
-        .set_attribute(KeyValue::new("procos.endpoint.result", result));
-    end(&cx, failure.then(|| result.to_string()));
-    out
+    )
 }
 
 /// Adds the current span's W3C `traceparent` (and `tracestate`) to `headers`, for an outgoing
