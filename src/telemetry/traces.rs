@@ -291,7 +291,7 @@ pub fn endpoint_call<F: Future>(work: F) -> impl Future<Output = F::Output> {
     let opens = || {
         let current = Context::current();
         let open =
-            current.has_active_span() && !current.get::<CallScope>().is_some_and(|s| s.0.is_some());
+            current.has_active_span() && current.get::<CallScope>().is_none_or(|s| s.0.is_none());
         open.then(|| current.with_value(CallScope(Some(Arc::new(AtomicU32::new(0))))))
     };
     in_context(if enabled() { opens() } else { None }, work)
