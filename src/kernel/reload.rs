@@ -646,13 +646,21 @@ fn watch_folder(
     let mut events = inotify.into_event_stream([0u8; 4096])?;
     Ok(Some(AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some(event) = events.next().await {
-            let relevant = match event {
-                Ok(event) => changes_file(event.mask, event.name.as_deref(), &names),
-                // A read error may mean missed events: look at the file again.
-                Err(_) => true,
-            };
-            if relevant && tx.send(()).is_err() {
-                return;
+            match event {
+                Ok(event) => {
+                    if changes_file(event.mask, event.name.as_deref(), &names)
+                        && tx.send(()).is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Events may have been missed: look at the file once more, then stop
+                    // rather than spin on an error that repeats.
+                    tracing::warn!(error = %e, "Watching the config file failed; reload it with SIGHUP.");
+                    let _ = tx.send(());
+                    return;
+                }
             }
         }
     }))))
