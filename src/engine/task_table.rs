@@ -45,7 +45,7 @@ impl TaskTable {
 
     /// Adds `task` (a task with the same id is replaced).
     pub(crate) fn insert(&mut self, task: ExternalTask) {
-        self.remove(&task.id.clone());
+        self.remove(&task.id);
         self.by_instance
             .entry(task.process_instance_id.clone())
             .or_default()
@@ -58,8 +58,7 @@ impl TaskTable {
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<ExternalTask> {
         let task = self.by_id.remove(id)?;
-        self.by_seq.remove(&task.seq);
-        self.by_priority.remove(&(Reverse(task.priority), task.seq));
+        self.drop_from_fetch_order(&task);
         if let Some(ids) = self.by_instance.get_mut(&task.process_instance_id) {
             ids.retain(|i| i != id);
             if ids.is_empty() {
@@ -73,10 +72,15 @@ impl TaskTable {
     pub(crate) fn remove_instance(&mut self, instance_id: &str) {
         for id in self.by_instance.remove(instance_id).unwrap_or_default() {
             if let Some(task) = self.by_id.remove(&id) {
-                self.by_seq.remove(&task.seq);
-                self.by_priority.remove(&(Reverse(task.priority), task.seq));
+                self.drop_from_fetch_order(&task);
             }
         }
+    }
+
+    /// Takes a removed task out of both fetch orders.
+    fn drop_from_fetch_order(&mut self, task: &ExternalTask) {
+        self.by_seq.remove(&task.seq);
+        self.by_priority.remove(&(Reverse(task.priority), task.seq));
     }
 
     /// The tasks of process instance `instance_id`.
