@@ -562,9 +562,14 @@ const RAW_LOOPS: usize = 4;
 /// Tasks the raw worker holds at once (fetched, completion not yet answered).
 const RAW_IN_FLIGHT: usize = 400;
 
-/// The limit: `RAW_LOOPS` loops of fetchAndLock (long poll, as many tasks as free slots, at most
-/// 200) whose tasks are completed concurrently while the loop fetches again at once, up to
-/// `RAW_IN_FLIGHT` tasks held; nothing else (no journal, no logs, no metrics). Runs until killed.
+/// The limit: `RAW_LOOPS` loops of fetchAndLock (long poll) whose tasks are completed
+/// concurrently while the loop fetches again at once, at most `RAW_IN_FLIGHT` tasks held;
+/// nothing else (no journal, no logs, no metrics). Runs until killed.
+///
+/// A loop takes its slots before it asks (at least one, then every free one, at most 200) and
+/// asks for that many tasks, so the loops together never lock more than `RAW_IN_FLIGHT` —
+/// the rule procos's fetch loop keeps. Taking the slots after the reply let four loops lock
+/// 800 tasks for 400 slots, each waiting for slots the others held: the drain stopped.
 fn raw_loop(url: &str) {
     #[derive(Deserialize)]
     struct Task {
@@ -579,12 +584,15 @@ fn raw_loop(url: &str) {
             let (url, complete) = (url.to_string(), complete.clone());
             async move {
                 loop {
-                    // Wait for at least one free slot, then ask for as many tasks as are free.
-                    let first = slots.clone().acquire_owned().await.expect("open");
-                    let free = (slots.available_permits() + 1).min(200);
+                    // Wait for one free slot, then take every other free one (at most 200).
+                    let mut held = slots.clone().acquire_owned().await.expect("open");
+                    let more = slots.available_permits().min(199);
+                    if let Ok(extra) = slots.clone().try_acquire_many_owned(more as u32) {
+                        held.merge(extra);
+                    }
                     let fetch = json!({
                         "workerId": "bench-raw",
-                        "maxTasks": free,
+                        "maxTasks": held.num_permits(),
                         "usePriority": false,
                         "asyncResponseTimeout": 10000,
                         "topics": [{"topicName": TOPIC, "lockDuration": 30000}],
@@ -599,15 +607,12 @@ fn raw_loop(url: &str) {
                         Err(_) => Vec::new(),
                     };
                     if tasks.is_empty() {
-                        drop(first);
+                        drop(held);
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
-                    let mut permits = vec![first];
-                    while permits.len() < tasks.len() {
-                        permits.push(slots.clone().acquire_owned().await.expect("open"));
-                    }
-                    for (task, permit) in tasks.into_iter().zip(permits) {
+                    for task in tasks {
+                        let permit = held.split(1).expect("a slot per task asked for");
                         let (http, url, complete) = (http.clone(), url.clone(), complete.clone());
                         tokio::spawn(async move {
                             let _ = http
@@ -618,6 +623,8 @@ fn raw_loop(url: &str) {
                             drop(permit);
                         });
                     }
+                    // The slots of tasks asked for and not handed out are free again.
+                    drop(held);
                 }
             }
         };
