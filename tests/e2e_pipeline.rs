@@ -88,6 +88,49 @@ async fn failing_input_check_raises_the_configured_bpmn_error() {
     assert!(rest.incidents(&pi).await.is_empty());
 }
 
+/// At the default level (`info`) a task that went well logs nothing; one that did not logs its
+/// one line, `Task finished.`, with the outcome and the task's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_info_only_a_task_that_did_not_complete_logs_its_line() {
+    let engine = engine().await;
+    let rest = Rest::new(&engine.url);
+    let work = Workdir::from_repo();
+    let procos = Procos::spawn(
+        work.path(),
+        &["--config", "config/pde.yaml"],
+        &[("CAMUNDA_URL", &engine.url), ("RUST_LOG", "info")],
+    );
+    rest.wait_deployed("order_check", T).await;
+
+    let url = format!("{}/version", engine.url);
+    let good = rest
+        .start("order_check", json!({"amount": 120.0, "url": url}))
+        .await;
+    rest.wait_ended(&good, T).await;
+    let bad = rest
+        .start("order_check", json!({"amount": "lots", "url": url}))
+        .await;
+    rest.wait_ended(&bad, T).await;
+    procos.wait_log("Task finished.", T).await;
+
+    let stats = rest.stats().await;
+    assert!(stats["complete_ok"].as_u64() >= Some(2), "{stats}");
+    assert_eq!(stats["bpmn_error_calls"], json!(1), "{stats}");
+    let finished: Vec<_> = procos
+        .log_json()
+        .into_iter()
+        .filter(|l| l["message"] == "Task finished.")
+        .collect();
+    assert_eq!(
+        finished.len(),
+        1,
+        "only the BPMN error logs its line ({stats}): {finished:?}"
+    );
+    assert_eq!(finished[0]["level"], "INFO");
+    assert_eq!(finished[0]["outcome"], "bpmn_error");
+    assert_eq!(finished[0]["span"]["process_instance"], json!(bad));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_endpoint_counts_retries_down_to_an_incident() {
     let engine = engine().await;

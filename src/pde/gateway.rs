@@ -165,7 +165,7 @@ pub fn route(
     topic
         .learner
         .routed(&Key::new(&topic.name, first.name(), &profile.class));
-    // DEBUG: the task's one INFO line, `Task finished.`, carries the strategy, class and reason.
+    // DEBUG: the task's line, `Task finished.`, carries the strategy, class and reason.
     tracing::debug!(
         route = %endpoints.iter().map(|e| e.name()).collect::<Vec<_>>().join(" > "),
         strategy = note.strategy,

@@ -303,22 +303,34 @@ impl Pipeline {
             outcome.as_str(),
             std::time::Duration::from_millis(total),
         );
-        // The task's one INFO line (an access log's line): what happened, where it was routed
-        // and why, and where the time went. The steps before it log at DEBUG; failures at WARN.
-        tracing::info!(
-            outcome = outcome.as_str(),
-            endpoint = endpoint.as_deref(),
-            strategy = route.map(|r| r.strategy),
-            class = route.map(|r| r.class.as_str()),
-            reason = route.map(|r| r.reason.as_str()),
-            start_ms = timings.start_ms,
-            test_ms = timings.test_ms,
-            gateway_ms = timings.gateway_ms,
-            validation_ms = timings.validation_ms,
-            completion_ms = timings.completion_ms,
-            judge_score,
-            "Task finished."
-        );
+        // The task's one line: what happened, where it was routed and why, and where the time
+        // went. At DEBUG for a completed task — at thousands of tasks a second a line each was a
+        // fifth of procos's CPU (BENCHMARKS.md), and metrics, the status page and the engine's
+        // history already count them — at INFO for every other outcome.
+        macro_rules! finished {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    outcome = outcome.as_str(),
+                    endpoint = endpoint.as_deref(),
+                    strategy = route.map(|r| r.strategy),
+                    class = route.map(|r| r.class.as_str()),
+                    reason = route.map(|r| r.reason.as_str()),
+                    start_ms = timings.start_ms,
+                    test_ms = timings.test_ms,
+                    gateway_ms = timings.gateway_ms,
+                    validation_ms = timings.validation_ms,
+                    completion_ms = timings.completion_ms,
+                    judge_score,
+                    "Task finished."
+                )
+            };
+        }
+        if outcome == Outcome::Completed {
+            finished!(tracing::Level::DEBUG);
+        } else {
+            finished!(tracing::Level::INFO);
+        }
         self.events.send(TaskEvent {
             task_id: task.id.clone(),
             topic: topic.name.clone(),

@@ -189,7 +189,7 @@ pub async fn execute_as(
                             slot.store(&reply.output);
                         }
                         let judge_score = judge.as_ref().map(|j| j.score);
-                        // DEBUG: `Task finished.` (INFO) names the endpoint and the score.
+                        // DEBUG: `Task finished.` names the endpoint and the score.
                         tracing::debug!(
                             endpoint = endpoint.name(),
                             attempt,
