@@ -129,6 +129,8 @@ async fn at_info_only_a_task_that_did_not_complete_logs_its_line() {
     assert_eq!(finished[0]["level"], "INFO");
     assert_eq!(finished[0]["outcome"], "bpmn_error");
     assert_eq!(finished[0]["span"]["process_instance"], json!(bad));
+    assert_eq!(finished[0]["span"]["topic"], "score_order");
+    assert_eq!(finished[0]["span"]["pool"], "general_purpose");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

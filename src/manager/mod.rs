@@ -553,7 +553,11 @@ impl Manager {
         shutdown: &CancellationToken,
         hard: &CancellationToken,
     ) {
-        let span = crate::pde::start::span(&task);
+        let pool_name = g
+            .topic_pool
+            .get(&task.topic_name)
+            .map_or("", |pool| pool.name.as_str());
+        let span = crate::pde::start::span(&task, pool_name);
         let _entered = span.enter(); // not held across an await: dispatch is synchronous
         // A reload may have removed the topic while this poll was pending.
         let in_force = self.generation().topic_pool.contains_key(&task.topic_name);

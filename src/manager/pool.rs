@@ -345,13 +345,6 @@ impl Drop for Lent {
     }
 }
 
-impl Slot {
-    /// The PDE's name for logs, e.g. `general_purpose#2`.
-    pub fn pde_name(&self) -> String {
-        format!("{}#{}", self.pool.name, self.instance)
-    }
-}
-
 impl Drop for Slot {
     fn drop(&mut self) {
         self.pool.running[self.instance].fetch_sub(1, Ordering::Relaxed);
@@ -444,8 +437,7 @@ mod tests {
         let a = pool.seat(permits.split(1).expect("split"));
         let b = pool.seat(permits.split(1).expect("split"));
         assert_ne!(
-            a.pde_name(),
-            b.pde_name(),
+            a.instance, b.instance,
             "the second task goes to the idle instance"
         );
         assert_eq!(pool.running(), vec![1, 1]);

@@ -123,8 +123,8 @@ impl TaskRun {
             tracing::warn!("The task's lock was lost before it started; skipping it.");
             return Outcome::Abandoned;
         }
-        let slot = env.pool.seat(permit);
-        tracing::Span::current().record("pde", slot.pde_name());
+        // Held while the pipeline runs: the PDE instance's load on the status page.
+        let _slot = env.pool.seat(permit);
         let outcome = env
             .pipeline
             .run(self.task.clone(), task_token.clone(), lease)
