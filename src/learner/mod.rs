@@ -151,17 +151,29 @@ impl Learner {
     /// Records one call at `now` (unix seconds; tests and benchmarks drive their own clock).
     pub fn observe_at(&self, key: &Key, sample: &Sample, now: f64) {
         let half_life = self.half_life(&key.topic);
-        lock(&self.stats)
-            .entry(key.clone())
-            .or_default()
-            .observe(sample, now, half_life);
-        lock(&self.dirty).insert(key.clone());
+        self.update(key, |stats| stats.observe(sample, now, half_life));
     }
 
     /// Records that a task's route put `key.endpoint` first.
     pub fn routed(&self, key: &Key) {
-        lock(&self.stats).entry(key.clone()).or_default().routed += 1;
-        lock(&self.dirty).insert(key.clone());
+        self.update(key, |stats| stats.routed += 1);
+    }
+
+    /// Changes `key`'s figures and marks them for the next save. The key is cloned only the first
+    /// time it is seen: these run for every task.
+    fn update(&self, key: &Key, change: impl FnOnce(&mut Stats)) {
+        {
+            let mut all = lock(&self.stats);
+            if let Some(stats) = all.get_mut(key) {
+                change(stats);
+            } else {
+                change(all.entry(key.clone()).or_default());
+            }
+        }
+        let mut dirty = lock(&self.dirty);
+        if !dirty.contains(key) {
+            dirty.insert(key.clone());
+        }
     }
 
     /// The figures of `key`, decayed to `now`.

@@ -32,6 +32,8 @@ pub struct Pool {
     parked_more: Notify,
     /// Woken when a slot lent to a sub-task comes back (the fetch loop may be waiting for one).
     freed: Arc<Notify>,
+    /// `procos_pool_busy_slots` of this pool.
+    metrics: crate::telemetry::metrics::PoolMetrics,
 }
 
 /// A pool's slots: a semaphore whose size a reload may change while tasks hold permits.
@@ -169,6 +171,7 @@ impl Pool {
             parked: Mutex::new(None),
             parked_more: Notify::new(),
             freed,
+            metrics: crate::telemetry::metrics::PoolMetrics::new(name),
         })
     }
 
@@ -257,7 +260,7 @@ impl Pool {
 
     /// Sets `procos_pool_busy_slots` to what [`Pool::busy`] says now.
     fn report_busy(&self) {
-        crate::telemetry::metrics::pool_busy(&self.name, self.busy());
+        self.metrics.busy(self.busy());
     }
 
     /// A slot for a sub-task: a free one, else one parked for the pending poll, else the first

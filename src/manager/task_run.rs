@@ -127,7 +127,7 @@ impl TaskRun {
         let _slot = env.pool.seat(permit);
         let outcome = env
             .pipeline
-            .run(self.task.clone(), task_token.clone(), lease)
+            .run(&self.task, task_token.clone(), lease)
             .await;
         if outcome == Outcome::Abandoned && env.hard.is_cancelled() && !lock.is_lost() {
             let key = TaskKey::of(&self.task);

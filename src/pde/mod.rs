@@ -211,10 +211,15 @@ impl Pipeline {
     /// `cancel` fires when the task is gone (lock lost, instance deleted) or procos stops hard;
     /// then nothing is reported to the engine. `lease` is released before anything is reported.
     /// The caller attaches the task's span ([`start::span`]).
-    pub async fn run(&self, task: LockedTask, cancel: CancellationToken, lease: &Lease) -> Outcome {
+    pub async fn run(
+        &self,
+        task: &LockedTask,
+        cancel: CancellationToken,
+        lease: &Lease,
+    ) -> Outcome {
         // Traces: the task's span (the Start block's) around every block; its trace id goes on
         // the task's log span. Inert when traces are off.
-        let trace = start::trace(&task);
+        let trace = start::trace(task);
         trace.record_in_logs(&tracing::Span::current());
         let outcome = trace.scope(self.run_blocks(task, cancel, lease)).await;
         trace.finish(
@@ -231,7 +236,7 @@ impl Pipeline {
 
     async fn run_blocks(
         &self,
-        task: LockedTask,
+        task: &LockedTask,
         cancel: CancellationToken,
         lease: &Lease,
     ) -> Outcome {
@@ -240,26 +245,26 @@ impl Pipeline {
             // The fetch loop asks only for configured topics; an engine answering with another is
             // a bug there. Leave the task for a worker that serves it.
             tracing::error!(topic = %task.topic_name, "Fetched a task for a topic procos does not serve; unlocking it.");
-            return self.completion.abandon(&task, true, lease).await;
+            return self.completion.abandon(task, true, lease).await;
         };
 
         let t = Instant::now();
-        let ctx = match start::build(&task, &topic, self.completion.camunda(), cancel) {
+        let ctx = match start::build(task, &topic, self.completion.camunda(), cancel) {
             Ok(mut ctx) => {
                 ctx.request.sub_tasks = self.sub_tasks();
                 ctx
             }
             Err(verdict) => {
                 return self
-                    .finish(&task, &topic, verdict, None, timings, lease)
+                    .finish(task, &topic, verdict, None, timings, lease)
                     .await;
             }
         };
         timings.start_ms = ms_since(t);
 
-        let journal = (self.completion.journal(), TaskKey::of(&task));
+        let journal = (self.completion.journal(), TaskKey::of(task));
         let (verdict, route) = checked_work_routed(&ctx, &topic, &mut timings, Some(journal)).await;
-        self.finish(&task, &topic, verdict, route.as_ref(), timings, lease)
+        self.finish(task, &topic, verdict, route.as_ref(), timings, lease)
             .await
     }
 
@@ -298,11 +303,9 @@ impl Pipeline {
             + timings.gateway_ms
             + timings.validation_ms
             + timings.completion_ms;
-        crate::telemetry::metrics::task_finished(
-            &topic.name,
-            outcome.as_str(),
-            std::time::Duration::from_millis(total),
-        );
+        topic
+            .metrics
+            .task_finished(outcome.as_str(), std::time::Duration::from_millis(total));
         // The task's one line: what happened, where it was routed and why, and where the time
         // went. At DEBUG for a completed task — at thousands of tasks a second a line each was a
         // fifth of procos's CPU (BENCHMARKS.md), and metrics, the status page and the engine's
@@ -399,7 +402,7 @@ mod tests {
             ..LockedTask::default()
         };
         let outcome = pipeline
-            .run(task, CancellationToken::new(), &Lease::new())
+            .run(&task, CancellationToken::new(), &Lease::new())
             .await;
         assert_eq!(outcome, Outcome::Completed);
         let event = finished

@@ -45,6 +45,8 @@ pub struct TopicRuntime {
     pub learner: Arc<Learner>,
     /// Calls in flight per endpoint: one per daemon.
     pub busy: Arc<Busy>,
+    /// The topic's task metrics, their handles kept.
+    pub metrics: crate::telemetry::metrics::TopicMetrics,
 }
 
 /// A topic that cannot be built (the config validation normally catches these first).
@@ -159,6 +161,7 @@ impl TopicRuntime {
             checks,
             validator,
             cache: config.cache.as_ref().map(|c| ResultCache::new(name, c)),
+            metrics: crate::telemetry::metrics::TopicMetrics::new(name),
         })
     }
 }

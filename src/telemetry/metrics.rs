@@ -21,7 +21,10 @@
 
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::endpoints::Usage;
@@ -130,10 +133,71 @@ pub fn cache_lookup(topic: &str, result: &'static str) {
     counter!(CACHE_LOOKUPS, "topic" => topic.to_string(), "result" => result).increment(1);
 }
 
-/// A task was reported (or given up).
-pub fn task_finished(topic: &str, outcome: &'static str, took: Duration) {
-    counter!(TASKS, "topic" => topic.to_string(), "outcome" => outcome).increment(1);
-    histogram!(TASK_DURATION, "topic" => topic.to_string()).record(took.as_secs_f64());
+/// A metric's handle, kept once the recorder is in place. The macros look a series up by name
+/// and labels — building the labels' strings — on every call; the per-task metrics keep their
+/// handles instead. Before [`install`] (or without it) nothing is kept: a handle made then would
+/// record nowhere for good.
+#[derive(Debug)]
+struct Cached<T>(std::sync::OnceLock<T>);
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T: Clone> Cached<T> {
+    fn get(&self, make: impl FnOnce() -> T) -> T {
+        if let Some(handle) = self.0.get() {
+            return handle.clone();
+        }
+        let handle = make();
+        if served() {
+            let _ = self.0.set(handle.clone());
+        }
+        handle
+    }
+}
+
+/// Outcomes a task ends with (`Outcome::as_str`), each with its own cached counter.
+const OUTCOMES: [&str; 7] = [
+    "completed",
+    "bpmn_error",
+    "failed",
+    "incident",
+    "abandoned",
+    "unreported",
+    "deferred",
+];
+
+/// One topic's task metrics (`procos_tasks_total`, `procos_task_duration_seconds`).
+#[derive(Debug, Default)]
+pub struct TopicMetrics {
+    topic: String,
+    outcomes: [Cached<Counter>; OUTCOMES.len()],
+    duration: Cached<Histogram>,
+}
+
+impl TopicMetrics {
+    pub fn new(topic: &str) -> Self {
+        Self {
+            topic: topic.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// A task was reported (or given up).
+    pub fn task_finished(&self, outcome: &'static str, took: Duration) {
+        let count = || counter!(TASKS, "topic" => self.topic.clone(), "outcome" => outcome);
+        match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(i) => self.outcomes[i].get(count),
+            None => count(),
+        }
+        .increment(1);
+        self.duration
+            .get(|| histogram!(TASK_DURATION, "topic" => self.topic.clone()))
+            .record(took.as_secs_f64());
+    }
 }
 
 /// An endpoint call ended; `result` is `ok`, `invalid` or the error's class.
@@ -167,9 +231,27 @@ pub fn fetched(ok: bool, tasks: usize) {
     counter!(FETCHED_TASKS).increment(tasks as u64);
 }
 
-/// The number of a pool's slots in use changed.
-pub fn pool_busy(pool: &str, busy: usize) {
-    gauge!(POOL_BUSY, "pool" => pool.to_string()).set(busy as f64);
+/// A pool's gauge (`procos_pool_busy_slots`), its handle kept: it is set as tasks start and end.
+#[derive(Debug, Default)]
+pub struct PoolMetrics {
+    pool: String,
+    busy: Cached<Gauge>,
+}
+
+impl PoolMetrics {
+    pub fn new(pool: &str) -> Self {
+        Self {
+            pool: pool.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The number of the pool's slots in use changed.
+    pub fn busy(&self, busy: usize) {
+        self.busy
+            .get(|| gauge!(POOL_BUSY, "pool" => self.pool.clone()))
+            .set(busy as f64);
+    }
 }
 
 // The endpoint layer stack (endpoints/stack): attempts, retries, breakers, probes.
@@ -205,13 +287,38 @@ fn describe_stack() {
     describe_counter!(PROBES, "Endpoint probes, by endpoint and result.");
 }
 
-/// One attempt of an endpoint (a call's retries are attempts too) ended with `outcome` (`ok`,
-/// `transient`, `permanent`, …) after `took`.
-pub fn endpoint_attempt(endpoint: &str, outcome: &'static str, took: Duration) {
-    counter!(ENDPOINT_ATTEMPTS, "endpoint" => endpoint.to_string(), "outcome" => outcome)
+/// One endpoint's attempt metrics (`procos_endpoint_attempts_total`,
+/// `procos_endpoint_attempt_seconds`), the hot series' handles kept.
+#[derive(Debug, Default)]
+pub struct AttemptMetrics {
+    endpoint: String,
+    ok: Cached<Counter>,
+    latency: Cached<Histogram>,
+}
+
+impl AttemptMetrics {
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// One attempt of an endpoint (a call's retries are attempts too) ended with `outcome` (`ok`,
+    /// `transient`, `permanent`, …) after `took`.
+    pub fn attempt(&self, outcome: &'static str, took: Duration) {
+        let count = || counter!(ENDPOINT_ATTEMPTS, "endpoint" => self.endpoint.clone(), "outcome" => outcome);
+        // Only `ok` is kept: the others are rare.
+        if outcome == "ok" {
+            self.ok.get(count)
+        } else {
+            count()
+        }
         .increment(1);
-    histogram!(ENDPOINT_ATTEMPT_LATENCY, "endpoint" => endpoint.to_string())
-        .record(took.as_secs_f64());
+        self.latency
+            .get(|| histogram!(ENDPOINT_ATTEMPT_LATENCY, "endpoint" => self.endpoint.clone()))
+            .record(took.as_secs_f64());
+    }
 }
 
 /// The retry layer retried a call of `endpoint`.
@@ -324,7 +431,10 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            task_finished("classify", "completed", Duration::from_millis(120));
+            let topic = TopicMetrics::new("classify");
+            topic.task_finished("completed", Duration::from_millis(120));
+            topic.task_finished("completed", Duration::from_millis(80));
+            topic.task_finished("incident", Duration::from_millis(80));
             endpoint_called("openai", "ok", Duration::from_millis(100));
             endpoint_called("openai", "rate_limited", Duration::from_millis(5));
             let u = Usage {
@@ -335,11 +445,15 @@ mod tests {
             };
             usage("openai", &u);
             fetched(true, 3);
-            pool_busy("ai", 2);
+            PoolMetrics::new("ai").busy(2);
+            AttemptMetrics::new("openai").attempt("ok", Duration::from_millis(90));
         });
         let text = handle.render();
         for line in [
-            r#"procos_tasks_total{topic="classify",outcome="completed"} 1"#,
+            r#"procos_tasks_total{topic="classify",outcome="completed"} 2"#,
+            r#"procos_tasks_total{topic="classify",outcome="incident"} 1"#,
+            r#"procos_task_duration_seconds_count{topic="classify"} 3"#,
+            r#"procos_endpoint_attempts_total{endpoint="openai",outcome="ok"} 1"#,
             r#"procos_endpoint_calls_total{endpoint="openai",result="rate_limited"} 1"#,
             r#"procos_llm_tokens_total{endpoint="openai",model="gpt-4o-mini",direction="input"} 120"#,
             r#"procos_llm_tokens_total{endpoint="openai",model="gpt-4o-mini",direction="output"} 30"#,

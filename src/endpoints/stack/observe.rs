@@ -17,12 +17,15 @@ use crate::telemetry::{metrics, traces};
 
 /// Records each attempt that passes through it.
 #[derive(Debug)]
-pub struct Observe;
+pub struct Observe {
+    metrics: metrics::AttemptMetrics,
+}
 
 impl Observe {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Endpoint>) -> Layered<Self> {
-        Layered::new(Self, inner)
+        let metrics = metrics::AttemptMetrics::new(inner.name());
+        Layered::new(Self { metrics }, inner)
     }
 }
 
@@ -64,7 +67,7 @@ impl Layer for Observe {
             attempt_result,
         )
         .await;
-        metrics::endpoint_attempt(inner.name(), outcome(&result), started.elapsed());
+        self.metrics.attempt(outcome(&result), started.elapsed());
         result
     }
 }
