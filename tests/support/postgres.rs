@@ -194,10 +194,14 @@ impl TcpSwitch {
         let (d, c) = (down.clone(), cut.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                // The token before the state: `set_down` sets the state, then cuts the token, so
+                // a connection let through here is either cut with its token or was never
+                // let through. Read the other way round, one accepted as the switch went down
+                // took the fresh token and lived on through the outage.
+                let token = c.lock().expect("lock").clone();
                 if d.load(Ordering::SeqCst) {
                     continue; // dropped: the client sees the connection closed
                 }
-                let token = c.lock().expect("lock").clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) =
                         tokio::net::TcpStream::connect(("127.0.0.1", target)).await
