@@ -307,9 +307,9 @@ impl Pipeline {
             .metrics
             .task_finished(outcome.as_str(), std::time::Duration::from_millis(total));
         // The task's one line: what happened, where it was routed and why, and where the time
-        // went. At DEBUG for a completed task — at thousands of tasks a second a line each was a
-        // tenth or more of procos's CPU (BENCHMARKS.md), and metrics, the status page and the engine's
-        // history already count them — at INFO for every other outcome.
+        // went. At DEBUG for a completed task — at thousands of tasks a second a line each was
+        // a tenth or more of procos's CPU (BENCHMARKS.md), and metrics, the status page and the
+        // engine's history already count them — at INFO for every other outcome.
         macro_rules! finished {
             ($level:expr) => {
                 tracing::event!(
