@@ -188,6 +188,9 @@ flaky: {{ type: http, method: GET, url: \"http://127.0.0.1:{closed}/orders\", al
             "a real PNG at {}",
             path.display()
         );
-        println!("screenshot: {}", path.display());
+        // Straight to stderr: libtest captures `println!` of a passing test, and CI's log must
+        // name the artifact.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "screenshot: {}", path.display());
     }
 }
