@@ -67,6 +67,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How many outcomes there are: `outcome as usize` is below it (metrics index by it).
+    pub const COUNT: usize = Outcome::Deferred as usize + 1;
+
     /// Label for logs and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -305,7 +305,7 @@ impl Pipeline {
             + timings.completion_ms;
         topic
             .metrics
-            .task_finished(outcome.as_str(), std::time::Duration::from_millis(total));
+            .task_finished(outcome, std::time::Duration::from_millis(total));
         // The task's one line: what happened, where it was routed and why, and where the time
         // went. At DEBUG for a completed task — at thousands of tasks a second a line each was
         // a tenth or more of procos's CPU (BENCHMARKS.md), and metrics, the status page and the

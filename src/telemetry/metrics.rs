@@ -28,6 +28,7 @@ use metrics::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::endpoints::Usage;
+use crate::pde::completion::Outcome;
 
 const TASKS: &str = "procos_tasks_total";
 const TASK_DURATION: &str = "procos_task_duration_seconds";
@@ -159,22 +160,11 @@ impl<T: Clone> Cached<T> {
     }
 }
 
-/// Outcomes a task ends with (`Outcome::as_str`), each with its own cached counter.
-const OUTCOMES: [&str; 7] = [
-    "completed",
-    "bpmn_error",
-    "failed",
-    "incident",
-    "abandoned",
-    "unreported",
-    "deferred",
-];
-
 /// One topic's task metrics (`procos_tasks_total`, `procos_task_duration_seconds`).
 #[derive(Debug, Default)]
 pub struct TopicMetrics {
     topic: String,
-    outcomes: [Cached<Counter>; OUTCOMES.len()],
+    outcomes: [Cached<Counter>; Outcome::COUNT],
     duration: Cached<Histogram>,
 }
 
@@ -187,13 +177,10 @@ impl TopicMetrics {
     }
 
     /// A task was reported (or given up).
-    pub fn task_finished(&self, outcome: &'static str, took: Duration) {
-        let count = || counter!(TASKS, "topic" => self.topic.clone(), "outcome" => outcome);
-        match OUTCOMES.iter().position(|o| *o == outcome) {
-            Some(i) => self.outcomes[i].get(count),
-            None => count(),
-        }
-        .increment(1);
+    pub fn task_finished(&self, outcome: Outcome, took: Duration) {
+        self.outcomes[outcome as usize]
+            .get(|| counter!(TASKS, "topic" => self.topic.clone(), "outcome" => outcome.as_str()))
+            .increment(1);
         self.duration
             .get(|| histogram!(TASK_DURATION, "topic" => self.topic.clone()))
             .record(took.as_secs_f64());
@@ -432,9 +419,9 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             let topic = TopicMetrics::new("classify");
-            topic.task_finished("completed", Duration::from_millis(120));
-            topic.task_finished("completed", Duration::from_millis(80));
-            topic.task_finished("incident", Duration::from_millis(80));
+            topic.task_finished(Outcome::Completed, Duration::from_millis(120));
+            topic.task_finished(Outcome::Completed, Duration::from_millis(80));
+            topic.task_finished(Outcome::Incident, Duration::from_millis(80));
             endpoint_called("openai", "ok", Duration::from_millis(100));
             endpoint_called("openai", "rate_limited", Duration::from_millis(5));
             let u = Usage {
