@@ -553,18 +553,13 @@ impl Manager {
         shutdown: &CancellationToken,
         hard: &CancellationToken,
     ) {
-        let pool_name = g
-            .topic_pool
-            .get(&task.topic_name)
-            .map_or("", |pool| pool.name.as_str());
-        let span = crate::pde::start::span(&task, pool_name);
+        let pool = g.topic_pool.get(&task.topic_name).cloned();
+        let span = crate::pde::start::span(&task, pool.as_ref().map_or("", |p| p.name.as_str()));
         let _entered = span.enter(); // not held across an await: dispatch is synchronous
         // A reload may have removed the topic while this poll was pending.
         let in_force = self.generation().topic_pool.contains_key(&task.topic_name);
-        let (Some(pool), Some(topic)) = (
-            g.topic_pool.get(&task.topic_name).cloned(),
-            g.pipeline.topics().get(&task.topic_name).cloned(),
-        ) else {
+        let (Some(pool), Some(topic)) = (pool, g.pipeline.topics().get(&task.topic_name).cloned())
+        else {
             tracing::error!(
                 "The engine returned a task of a topic procos did not ask for; leaving it to expire."
             );
